@@ -1,0 +1,71 @@
+//! Request bodies: content-type checks and size limits enforced on the stream.
+//!
+//! `Content-Length` is only used to refuse early; the limit is enforced on the bytes that
+//! actually arrive, so a lying or absent length cannot get a larger body in.
+
+use futures_util::StreamExt;
+use poem::{Body, Request};
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+
+/// Reads at most `limit` bytes of `body`, or answers 413.
+pub async fn read_limited(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut stream = body.into_bytes_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(64 * 1024) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// True when the request declares a JSON body (`application/json`, any parameters, or a
+/// `+json` suffix).
+fn is_json(req: &Request) -> bool {
+    req.header("Content-Type")
+        .map(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Reads a JSON body that must be an object. An empty body counts as `{}`.
+pub async fn json_object(req: &Request, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+    match json_value(req, body, limit).await? {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(Map::new()),
+        _ => Err(ApiError::bad_request("The request body must be a JSON object.")),
+    }
+}
+
+/// Reads a JSON body of any shape. An empty body is `null`.
+pub async fn json_value(req: &Request, body: Body, limit: usize) -> Result<Value, ApiError> {
+    let has_content_type = req.header("Content-Type").is_some();
+    if has_content_type && !is_json(req) {
+        return Err(ApiError::unsupported_media_type(format!(
+            "Expected Content-Type application/json, got {:?}.",
+            req.header("Content-Type").unwrap_or_default()
+        )));
+    }
+    let bytes = read_limited(req, body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    if !has_content_type {
+        return Err(ApiError::unsupported_media_type(
+            "The request has a body but no Content-Type; send application/json.",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("Malformed JSON body: {e}.")))
+}

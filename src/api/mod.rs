@@ -1,0 +1,77 @@
+//! HTTP ↔ domain translation. The only module that imports poem.
+//!
+//! Handlers have one shape: extract → call the domain → map the result. Errors of every
+//! origin leave through [`error::ApiError`] as problem+json.
+
+mod auth;
+pub mod body;
+mod collections;
+mod docs;
+pub mod error;
+mod health;
+pub mod openapi;
+mod records;
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::middleware::SetHeader;
+use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::records::rules::Principal;
+
+/// The public HTTP API.
+pub fn routes(app: Arc<App>) -> impl Endpoint {
+    Route::new()
+        .at("/api/health", get(health::health).head(health::health))
+        .at("/api/ready", get(health::ready))
+        .at("/api/setup", get(auth::setup_status).post(auth::setup))
+        .at("/api/openapi.json", get(openapi::live_spec))
+        .at("/api/docs", get(docs::index))
+        .at("/api/docs/*path", get(docs::asset))
+        .at("/api/collections", get(collections::list).post(collections::create))
+        .at(
+            "/api/collections/:collection",
+            get(collections::view).patch(collections::update).delete(collections::delete),
+        )
+        .at("/api/collections/:collection/schema", get(collections::json_schema))
+        .at("/api/collections/:collection/auth-with-password", post(auth::auth_with_password))
+        .at("/api/collections/:collection/auth-refresh", post(auth::auth_refresh))
+        .at("/api/collections/:collection/records", get(records::list).post(records::create))
+        .at(
+            "/api/collections/:collection/records/:id",
+            get(records::view).patch(records::update).delete(records::delete),
+        )
+        .data(app)
+        .with(
+            SetHeader::new()
+                .overriding("X-Content-Type-Options", "nosniff")
+                .overriding("X-Frame-Options", "DENY")
+                .overriding("Referrer-Policy", "no-referrer"),
+        )
+        .catch_all_error(|err| async move { error::into_problem(err) })
+}
+
+/// Routes served only on the unix socket in the data directory (same-host administration
+/// while `serve` holds the data file).
+pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
+    Route::new()
+        .at("/superusers/upsert", post(auth::socket_superuser_upsert))
+        .data(app)
+        .catch_all_error(|err| async move { error::into_problem(err) })
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// The caller, from the `Authorization` header.
+pub(crate) async fn principal(app: &App, req: &Request) -> Principal {
+    app.auth.principal(req.header("Authorization")).await
+}

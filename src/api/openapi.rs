@@ -1,0 +1,352 @@
+//! The OpenAPI 3.1 description of the API.
+//!
+//! [`static_spec`] describes every endpoint with generic record bodies; it is committed as
+//! `openapi/openapi.json` (a test fails when the file is stale; `backbone export-openapi`
+//! regenerates it). [`live_spec`] adds typed paths and component schemas for every
+//! collection that exists right now, generated from its fields.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Response};
+use serde_json::{json, Map, Value};
+
+use super::json_response;
+use crate::app::App;
+use crate::records::schema::{record_schema, Shape};
+use crate::records::Catalog;
+
+fn problem_ref() -> Value {
+    json!({"$ref": "#/components/responses/Problem"})
+}
+
+fn errors(codes: &[u16]) -> Map<String, Value> {
+    codes.iter().map(|c| (c.to_string(), problem_ref())).collect()
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+/// One operation: summary, tag, parameters, optional body schema, success status and schema.
+fn op(id: &str, summary: &str, tag: &str, params: Vec<Value>, body: Option<Value>, ok: (u16, Option<Value>), errs: &[u16]) -> Value {
+    let mut responses = errors(errs);
+    let ok_response = match ok.1 {
+        Some(schema) => json!({"description": "Success", "content": json_content(schema)}),
+        None => json!({"description": "Success, no content"}),
+    };
+    responses.insert(ok.0.to_string(), ok_response);
+    let mut o = json!({
+        "operationId": id,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params,
+        "responses": responses,
+    });
+    if let Some(schema) = body {
+        o["requestBody"] = json!({"required": true, "content": json_content(schema)});
+    }
+    o
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn list_params() -> Vec<Value> {
+    vec![
+        query_param("page", "Page number, from 1.", json!({"type": "integer", "minimum": 1})),
+        query_param("perPage", "Items per page (default 30, at most 1000).", json!({"type": "integer", "minimum": 1})),
+        query_param("sort", "Comma-separated fields; `-` for descending; `@random`.", json!({"type": "string"})),
+        query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
+        query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
+    ]
+}
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn list_envelope(items: Value) -> Value {
+    json!({
+        "type": "object",
+        "required": ["page", "perPage", "totalItems", "totalPages", "items"],
+        "properties": {
+            "page": {"type": "integer"},
+            "perPage": {"type": "integer"},
+            "totalItems": {"type": "integer", "description": "-1 with skipTotal"},
+            "totalPages": {"type": "integer", "description": "-1 with skipTotal"},
+            "items": {"type": "array", "items": items},
+        }
+    })
+}
+
+fn components() -> Value {
+    json!({
+        "schemas": {
+            "Problem": {
+                "type": "object",
+                "description": "RFC 9457 problem details, also PocketBase's error shape.",
+                "required": ["type", "title", "status", "detail", "message", "data"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "message": {"type": "string"},
+                    "data": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
+                        }
+                    }
+                }
+            },
+            "Record": {
+                "type": "object",
+                "required": ["collectionId", "collectionName", "id"],
+                "properties": {
+                    "collectionId": {"type": "string"},
+                    "collectionName": {"type": "string"},
+                    "id": {"type": "string", "pattern": "^[a-z0-9]{15}$"},
+                    "created": {"type": "string"},
+                    "updated": {"type": "string"}
+                },
+                "additionalProperties": true
+            },
+            "RecordBody": {"type": "object", "additionalProperties": true},
+            "RecordList": list_envelope(r("Record")),
+            "Field": {
+                "type": "object",
+                "required": ["name", "type"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["text", "number", "bool", "email", "url", "date", "autodate", "select", "json", "editor", "password"]},
+                    "system": {"type": "boolean"},
+                    "hidden": {"type": "boolean"},
+                    "presentable": {"type": "boolean"},
+                    "required": {"type": "boolean"}
+                },
+                "additionalProperties": true
+            },
+            "Collection": {
+                "type": "object",
+                "required": ["id", "name", "type", "fields"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["base", "auth"]},
+                    "system": {"type": "boolean"},
+                    "fields": {"type": "array", "items": r("Field")},
+                    "indexes": {"type": "array", "items": {"type": "string"}},
+                    "listRule": {"type": ["string", "null"]},
+                    "viewRule": {"type": ["string", "null"]},
+                    "createRule": {"type": ["string", "null"]},
+                    "updateRule": {"type": ["string", "null"]},
+                    "deleteRule": {"type": ["string", "null"]},
+                    "created": {"type": "string"},
+                    "updated": {"type": "string"}
+                },
+                "additionalProperties": true
+            },
+            "CollectionInput": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["base"]},
+                    "fields": {"type": "array", "items": r("Field")},
+                    "indexes": {"type": "array", "items": {"type": "string"}, "maxItems": 0},
+                    "listRule": {"type": ["string", "null"]},
+                    "viewRule": {"type": ["string", "null"]},
+                    "createRule": {"type": ["string", "null"]},
+                    "updateRule": {"type": ["string", "null"]},
+                    "deleteRule": {"type": ["string", "null"]}
+                }
+            },
+            "CollectionList": list_envelope(r("Collection")),
+            "AuthWithPassword": {
+                "type": "object",
+                "required": ["identity", "password"],
+                "properties": {"identity": {"type": "string"}, "password": {"type": "string"}}
+            },
+            "AuthResponse": {
+                "type": "object",
+                "required": ["token", "record"],
+                "properties": {"token": {"type": "string"}, "record": r("Record")}
+            },
+            "SetupRequest": {
+                "type": "object",
+                "required": ["token", "email", "password"],
+                "properties": {
+                    "token": {"type": "string", "description": "The one-time token printed at first start."},
+                    "email": {"type": "string", "format": "email"},
+                    "password": {"type": "string", "minLength": 8}
+                }
+            }
+        },
+        "responses": {
+            "Problem": {
+                "description": "Error (problem+json)",
+                "content": {"application/problem+json": {"schema": r("Problem")}}
+            }
+        },
+        "securitySchemes": {
+            "token": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "An auth token from auth-with-password, optionally prefixed with `Bearer `."
+            }
+        }
+    })
+}
+
+/// The spec of the static API (no user collections).
+pub fn static_spec() -> Value {
+    let c = || path_param("collection", "Collection id or name.");
+    let id = || path_param("id", "Record id (15 characters a-z0-9).");
+    let fields_param = || query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"}));
+    let mut paths = Map::new();
+    paths.insert("/api/health".into(), json!({
+        "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
+    }));
+    paths.insert("/api/ready".into(), json!({
+        "get": op("ready", "Readiness: storage open and writable", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}}}))), &[503]),
+    }));
+    paths.insert("/api/setup".into(), json!({
+        "get": op("setupStatus", "Whether the first superuser must still be created", "auth", vec![], None, (200, Some(json!({"type": "object", "properties": {"setupRequired": {"type": "boolean"}}}))), &[]),
+        "post": op("setup", "Create the first superuser with the one-time setup token", "auth", vec![], Some(r("SetupRequest")), (200, Some(r("AuthResponse"))), &[400, 403, 413, 415]),
+    }));
+    paths.insert("/api/openapi.json".into(), json!({
+        "get": op("openapi", "This specification, with typed paths for every collection", "meta", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
+    }));
+    paths.insert("/api/docs".into(), json!({
+        "get": {"operationId": "docs", "summary": "Interactive API reference", "tags": ["meta"], "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}},
+    }));
+    paths.insert("/api/collections".into(), json!({
+        "get": op("listCollections", "List collections (superusers)", "collections", vec![
+            query_param("page", "Page number, from 1.", json!({"type": "integer", "minimum": 1})),
+            query_param("perPage", "Items per page (at most 1000).", json!({"type": "integer", "minimum": 1})),
+        ], None, (200, Some(r("CollectionList"))), &[400, 403]),
+        "post": op("createCollection", "Create a collection (superusers)", "collections", vec![], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 413, 415]),
+    }));
+    paths.insert("/api/collections/{collection}".into(), json!({
+        "get": op("getCollection", "View a collection (superusers)", "collections", vec![c()], None, (200, Some(r("Collection"))), &[403, 404]),
+        "patch": op("updateCollection", "Update a collection; records are migrated or the change is refused (superusers)", "collections", vec![c()], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 404, 409, 413, 415]),
+        "delete": op("deleteCollection", "Delete a collection and its records (superusers)", "collections", vec![c()], None, (204, None), &[400, 403, 404]),
+    }));
+    paths.insert("/api/collections/{collection}/schema".into(), json!({
+        "get": {
+            "operationId": "getCollectionSchema",
+            "summary": "JSON Schema (2020-12) of the collection's records",
+            "tags": ["collections"],
+            "parameters": [c()],
+            "responses": {
+                "200": {"description": "JSON Schema", "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                "403": problem_ref(),
+                "404": problem_ref()
+            }
+        },
+    }));
+    paths.insert("/api/collections/{collection}/auth-with-password".into(), json!({
+        "post": op("authWithPassword", "Sign in to an auth collection", "auth", vec![c()], Some(r("AuthWithPassword")), (200, Some(r("AuthResponse"))), &[400, 404, 413, 415]),
+    }));
+    paths.insert("/api/collections/{collection}/auth-refresh".into(), json!({
+        "post": op("authRefresh", "A fresh token for the signed-in record", "auth", vec![c()], None, (200, Some(r("AuthResponse"))), &[401, 404]),
+    }));
+    paths.insert("/api/collections/{collection}/records".into(), json!({
+        "get": op("listRecords", "List records", "records", [vec![c()], list_params()].concat(), None, (200, Some(r("RecordList"))), &[400, 403, 404]),
+        "post": op("createRecord", "Create a record", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
+    }));
+    paths.insert("/api/collections/{collection}/records/{id}".into(), json!({
+        "get": op("getRecord", "View a record", "records", vec![c(), id(), fields_param()], None, (200, Some(r("Record"))), &[400, 403, 404]),
+        "patch": op("updateRecord", "Update a record (absent fields are kept)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
+        "delete": op("deleteRecord", "Delete a record", "records", vec![c(), id()], None, (204, None), &[403, 404, 409, 503, 507]),
+    }));
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Backbone API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Backbone's REST API: PocketBase's dialect plus extensions. Errors are application/problem+json.",
+            "license": {"name": "MIT", "identifier": "MIT"}
+        },
+        "security": [{}, {"token": []}],
+        "tags": [
+            {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"}
+        ],
+        "paths": paths,
+        "components": components(),
+    })
+}
+
+/// A component-name-safe form of a collection name.
+fn component_name(collection: &str) -> String {
+    let mut out = String::new();
+    let mut upper = true;
+    for ch in collection.chars() {
+        if ch == '_' {
+            upper = true;
+            continue;
+        }
+        if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The static spec plus typed paths and schemas for every collection in `catalog`.
+pub fn live_spec_for(catalog: &Catalog) -> Value {
+    let mut spec = static_spec();
+    for entry in catalog.all() {
+        let collection = &entry.collection;
+        let base = component_name(&collection.name);
+        let (rec, create, update, list) =
+            (format!("{base}Record"), format!("{base}Create"), format!("{base}Update"), format!("{base}List"));
+        if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
+            schemas.insert(rec.clone(), record_schema(collection, Shape::Response));
+            schemas.insert(create.clone(), record_schema(collection, Shape::Create));
+            schemas.insert(update.clone(), record_schema(collection, Shape::Update));
+            schemas.insert(list.clone(), list_envelope(r(&rec)));
+        }
+        let tag = format!("collection: {}", collection.name);
+        let id = || path_param("id", "Record id (15 characters a-z0-9).");
+        let name = &collection.name;
+        let records_path = json!({
+            "get": op(&format!("list_{name}"), &format!("List {name} records"), &tag, list_params(), None, (200, Some(r(&list))), &[400, 403]),
+            "post": op(&format!("create_{name}"), &format!("Create a {name} record"), &tag, vec![], Some(r(&create)), (200, Some(r(&rec))), &[400, 403, 409, 413, 415, 503, 507]),
+        });
+        let record_path = json!({
+            "get": op(&format!("get_{name}"), &format!("View a {name} record"), &tag, vec![id()], None, (200, Some(r(&rec))), &[403, 404]),
+            "patch": op(&format!("update_{name}"), &format!("Update a {name} record"), &tag, vec![id()], Some(r(&update)), (200, Some(r(&rec))), &[400, 403, 404, 409, 413, 415, 503, 507]),
+            "delete": op(&format!("delete_{name}"), &format!("Delete a {name} record"), &tag, vec![id()], None, (204, None), &[403, 404, 409, 503, 507]),
+        });
+        if let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) {
+            paths.insert(format!("/api/collections/{name}/records"), records_path);
+            paths.insert(format!("/api/collections/{name}/records/{{id}}"), record_path);
+        }
+        if let Some(tags) = spec.get_mut("tags").and_then(Value::as_array_mut) {
+            tags.push(json!({"name": tag}));
+        }
+    }
+    spec
+}
+
+/// `GET /api/openapi.json`.
+#[handler]
+pub async fn live_spec(Data(app): Data<&Arc<App>>) -> Response {
+    let mut spec = live_spec_for(&app.records.catalog());
+    spec["servers"] = json!([{"url": app.public_url()}]);
+    json_response(StatusCode::OK, &spec)
+}

@@ -1,0 +1,136 @@
+//! `/api/collections/{c}/records`: record CRUD in PocketBase's dialect.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::{Data, Path, Query};
+use poem::{handler, Body, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body::json_object;
+use super::error::ApiError;
+use super::{json_response, principal};
+use crate::app::App;
+use crate::records::list::ListParams;
+
+/// Query parameters of the list endpoint (unknown ones are ignored, as PocketBase does).
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQueryParams {
+    page: Option<String>,
+    #[serde(rename = "perPage")]
+    per_page: Option<String>,
+    sort: Option<String>,
+    filter: Option<String>,
+    expand: Option<String>,
+    fields: Option<String>,
+    #[serde(rename = "skipTotal")]
+    skip_total: Option<String>,
+}
+
+/// Query parameters of the single-record endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct ViewQueryParams {
+    expand: Option<String>,
+    fields: Option<String>,
+}
+
+fn refuse_expand(expand: &Option<String>) -> Result<(), ApiError> {
+    if expand.as_deref().is_some_and(|e| !e.trim().is_empty()) {
+        return Err(ApiError::bad_request(
+            "The expand parameter is not available in this version (no relation fields yet).",
+        ));
+    }
+    Ok(())
+}
+
+#[handler]
+pub async fn list(
+    req: &Request,
+    Path(collection): Path<String>,
+    Query(q): Query<ListQueryParams>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    let params = ListParams {
+        page: q.page,
+        per_page: q.per_page,
+        sort: q.sort,
+        filter: q.filter,
+        expand: q.expand,
+        fields: q.fields,
+        skip_total: q.skip_total,
+    };
+    let page = app.records.list_records(&who, &collection, params).await?;
+    let (total_items, total_pages) = match page.total_items {
+        Some(total) => (total as i64, total.div_ceil(page.per_page as u64) as i64),
+        None => (-1, -1),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "page": page.page,
+            "perPage": page.per_page,
+            "totalItems": total_items,
+            "totalPages": total_pages,
+            "items": page.items,
+        }),
+    ))
+}
+
+#[handler]
+pub async fn view(
+    req: &Request,
+    Path((collection, id)): Path<(String, String)>,
+    Query(q): Query<ViewQueryParams>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    refuse_expand(&q.expand)?;
+    let who = principal(app, req).await;
+    let record = app.records.get_record(&who, &collection, &id, q.fields.as_deref()).await?;
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+#[handler]
+pub async fn create(
+    req: &Request,
+    Path(collection): Path<String>,
+    Query(q): Query<ViewQueryParams>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    refuse_expand(&q.expand)?;
+    let who = principal(app, req).await;
+    // Resolve the collection first so an unknown one is a 404 whatever the body.
+    app.records.collection(&collection)?;
+    let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let record = app.records.create_record(&who, &collection, input).await?;
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+#[handler]
+pub async fn update(
+    req: &Request,
+    Path((collection, id)): Path<(String, String)>,
+    Query(q): Query<ViewQueryParams>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    refuse_expand(&q.expand)?;
+    let who = principal(app, req).await;
+    app.records.collection(&collection)?;
+    let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let record = app.records.update_record(&who, &collection, &id, input).await?;
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+#[handler]
+pub async fn delete(
+    req: &Request,
+    Path((collection, id)): Path<(String, String)>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    app.records.delete_record(&who, &collection, &id).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
+}

@@ -1,0 +1,156 @@
+//! `App`: the running backend's state (config, store, records, auth) and the server loop.
+//!
+//! `App::build` opens everything; `App::run(listener, shutdown)` serves the HTTP API and
+//! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
+//! the writer. Tests call these directly with a port-0 listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use poem::listener::{TcpAcceptor, UnixListener};
+use poem::Server;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::{Auth, AuthError};
+use crate::config::Config;
+use crate::records::{Records, RecordsError};
+use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
+
+/// Name of the admin socket inside the data directory.
+pub const SOCKET_NAME: &str = "backbone.sock";
+/// Name of the data file inside the data directory.
+pub const DATA_FILE: &str = "data.redb";
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("startup failed: {0}")]
+    Startup(String),
+}
+
+impl From<RecordsError> for AppError {
+    fn from(err: RecordsError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(err: AuthError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
+/// Everything a request handler can reach.
+pub struct App {
+    pub config: Config,
+    pub dir: PathBuf,
+    pub store: Store,
+    pub records: Records,
+    pub auth: Auth,
+    bound: OnceLock<SocketAddr>,
+}
+
+impl App {
+    /// Opens the data directory and every service.
+    pub async fn build(config: Config, dir: &Path) -> Result<Arc<App>, AppError> {
+        std::fs::create_dir_all(dir).map_err(|source| AppError::DataDir { path: dir.to_path_buf(), source })?;
+        let options = StoreOptions {
+            cache_bytes: config.store.cache_mb.max(1) << 20,
+            max_batch: config.store.max_batch.max(1),
+            ..StoreOptions::default()
+        };
+        let path = dir.join(DATA_FILE);
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, &options))
+            .await
+            .map_err(|e| AppError::Startup(e.to_string()))??;
+        let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
+        let auth = Auth::open(records.clone()).await?;
+        Ok(Arc::new(App { config, dir: dir.to_path_buf(), store, records, auth, bound: OnceLock::new() }))
+    }
+
+    /// The URL clients reach this server at.
+    pub fn public_url(&self) -> String {
+        self.config.public_url(self.bound.get().copied())
+    }
+
+    /// A tiny durable write through the group-commit writer (readiness probe).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.store
+            .write(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
+                tx.put(Table::Meta, b"ready_probe", chrono::Utc::now().timestamp().to_le_bytes().to_vec());
+                Ok(())
+            })
+            .await
+    }
+
+    /// Serves until `shutdown` resolves; then drains requests and flushes the store.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let local = listener.local_addr()?;
+        let _ = self.bound.set(local);
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
+        let idle = Duration::from_secs(self.config.limits.idle_timeout_secs.max(1));
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let socket_path = self.dir.join(SOCKET_NAME);
+        let _ = std::fs::remove_file(&socket_path);
+        let admin_app = self.clone();
+        let mut admin_stop = stop_rx.clone();
+        let admin = tokio::spawn(async move {
+            let listener = UnixListener::bind(socket_path.clone()).with_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+            let result = Server::new(listener)
+                .name("admin-socket")
+                .run_with_graceful_shutdown(
+                    crate::api::admin_socket_routes(admin_app),
+                    async move {
+                        let _ = admin_stop.changed().await;
+                    },
+                    Some(Duration::from_secs(5)),
+                )
+                .await;
+            let _ = std::fs::remove_file(&socket_path);
+            if let Err(err) = result {
+                tracing::warn!(error = %err, "admin socket stopped");
+            }
+        });
+
+        let mut http_stop = stop_rx;
+        let http = Server::new_with_acceptor(acceptor)
+            .name("http")
+            .idle_timeout(idle)
+            .run_with_graceful_shutdown(
+                crate::api::routes(self.clone()),
+                async move {
+                    let _ = http_stop.changed().await;
+                },
+                Some(grace),
+            );
+        let trigger = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        let (result, ()) = tokio::join!(http, trigger);
+        let _ = admin.await;
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        tracing::info!("stopped; all acknowledged writes are on disk");
+        result
+    }
+
+    /// Local address once `run` has bound.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get().copied()
+    }
+}

@@ -1,0 +1,262 @@
+//! Accounts, passwords and tokens: who is calling, signing in, the first-superuser setup.
+//!
+//! Superusers are records of the `_superusers` auth collection. Tokens are JWTs signed per
+//! record (see `token.rs`). There is no default account: while no superuser exists, the
+//! server holds a one-time setup token (only its hash is stored) that creates the first one.
+
+pub mod password;
+pub mod token;
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::records::collection::SUPERUSERS_ID;
+use crate::records::record::{self, FieldsFilter, Stored};
+use crate::records::rules::Principal;
+use crate::records::{FieldError, Records, RecordsError};
+use crate::store::{Table, WriteTx};
+
+const META_SERVER_SECRET: &[u8] = b"server_secret";
+const META_SETUP_TOKEN_HASH: &[u8] = b"setup_token_hash";
+
+/// Errors of sign-in and setup, mapped to HTTP by `api/`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong identity or password (deliberately not saying which).
+    #[error("Failed to authenticate.")]
+    InvalidCredentials,
+    /// The request needs a signed-in caller.
+    #[error("The request requires valid record authorization token.")]
+    Unauthenticated,
+    /// Setup token missing, wrong, or already used.
+    #[error("{0}")]
+    SetupRefused(String),
+    /// Anything from the records layer (validation, storage).
+    #[error(transparent)]
+    Records(RecordsError),
+}
+
+impl From<RecordsError> for AuthError {
+    fn from(err: RecordsError) -> Self {
+        AuthError::Records(err)
+    }
+}
+
+impl From<crate::store::StoreError> for AuthError {
+    fn from(err: crate::store::StoreError) -> Self {
+        AuthError::Records(RecordsError::Store(err))
+    }
+}
+
+/// A signed-in session: the token and the record JSON, as PocketBase returns them.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub record: Value,
+}
+
+/// Authentication service.
+#[derive(Clone)]
+pub struct Auth {
+    records: Records,
+    secret: Arc<Vec<u8>>,
+    setup_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn sha256_hex(input: &[u8]) -> String {
+    Sha256::digest(input).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Auth {
+    /// Loads (or creates on first start) the server secret.
+    pub async fn open(records: Records) -> Result<Auth, AuthError> {
+        let secret = records
+            .store()
+            .write(|tx: &mut WriteTx<'_>| -> Result<Vec<u8>, AuthError> {
+                if let Some(existing) = tx.get(Table::Meta, META_SERVER_SECRET)? {
+                    return Ok(existing);
+                }
+                let mut secret = vec![0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut secret);
+                tx.put(Table::Meta, META_SERVER_SECRET, secret.clone());
+                Ok(secret)
+            })
+            .await?;
+        Ok(Auth { records, secret: Arc::new(secret), setup_lock: Arc::new(tokio::sync::Mutex::new(())) })
+    }
+
+    /// Who is calling, from an `Authorization` header value (`<token>` or `Bearer <token>`).
+    /// Invalid or expired tokens make the caller anonymous.
+    pub async fn principal(&self, header: Option<&str>) -> Principal {
+        let Some(raw) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+            return Principal::Anonymous;
+        };
+        let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
+        let Some(claims) = token::peek(token) else {
+            return Principal::Anonymous;
+        };
+        let Ok(Some(stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
+            return Principal::Anonymous;
+        };
+        let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+        if token_key.is_empty() || token::verify(token, &self.secret, token_key, now_unix()).is_none() {
+            return Principal::Anonymous;
+        }
+        if claims.collection_id == SUPERUSERS_ID {
+            Principal::Superuser { id: claims.id }
+        } else {
+            Principal::Record { collection_id: claims.collection_id, id: claims.id }
+        }
+    }
+
+    fn session(&self, collection_id: &str, stored: &Stored) -> Result<Session, AuthError> {
+        let entry = self.records.collection(collection_id)?;
+        let duration = entry.collection.auth.as_ref().map(|a| a.auth_token.duration).unwrap_or(86_400);
+        let id = stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+        let claims = token::Claims {
+            id,
+            collection_id: entry.collection.id.clone(),
+            kind: "auth".into(),
+            refreshable: true,
+            exp: now_unix() + duration as i64,
+        };
+        let token = token::sign(&claims, &self.secret, token_key);
+        let privileged = collection_id == SUPERUSERS_ID;
+        let record = record::to_json(&entry.collection, stored, privileged, &FieldsFilter::default());
+        Ok(Session { token, record })
+    }
+
+    /// Password sign-in to an auth collection.
+    pub async fn login(&self, collection: &str, identity: &str, password: &str) -> Result<Session, AuthError> {
+        let entry = self.records.collection(collection)?;
+        if !entry.collection.is_auth() {
+            return Err(AuthError::Records(RecordsError::BadRequest(format!(
+                "{} is not an auth collection.",
+                entry.collection.name
+            ))));
+        }
+        let stored = self.records.find_auth_record(&entry.collection.id, identity).await?;
+        let hash = stored.as_ref().and_then(|s| s.get("password")).and_then(Value::as_str).map(String::from);
+        let ok = self.records.hasher().verify(password.to_string(), hash).await;
+        match stored {
+            Some(stored) if ok => {
+                tracing::info!(collection = %entry.collection.name, "sign-in succeeded");
+                self.session(&entry.collection.id, &stored)
+            }
+            _ => {
+                tracing::info!(collection = %entry.collection.name, "sign-in failed");
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// A fresh token for the caller's own record.
+    pub async fn refresh(&self, principal: &Principal, collection: &str) -> Result<Session, AuthError> {
+        let entry = self.records.collection(collection)?;
+        let (collection_id, id) = match principal {
+            Principal::Superuser { id } => (SUPERUSERS_ID.to_string(), id.clone()),
+            Principal::Record { collection_id, id } => (collection_id.clone(), id.clone()),
+            Principal::Anonymous => return Err(AuthError::Unauthenticated),
+        };
+        if collection_id != entry.collection.id {
+            return Err(AuthError::Unauthenticated);
+        }
+        let stored = self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
+        self.session(&collection_id, &stored)
+    }
+
+    /// Creates the superuser, or sets the password of the existing one with that email.
+    pub async fn upsert_superuser(&self, email: &str, password: &str) -> Result<Value, AuthError> {
+        let cli = Principal::Superuser { id: String::new() };
+        let mut body = Map::new();
+        body.insert("password".into(), json!(password));
+        body.insert("passwordConfirm".into(), json!(password));
+        match self.records.find_auth_record(SUPERUSERS_ID, email).await? {
+            Some(existing) => {
+                let id = existing.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                Ok(self.records.update_record(&cli, SUPERUSERS_ID, &id, body).await?)
+            }
+            None => {
+                body.insert("email".into(), json!(email));
+                body.insert("verified".into(), json!(true));
+                let record = self.records.create_record(&cli, SUPERUSERS_ID, body).await?;
+                self.clear_setup_token().await?;
+                Ok(record)
+            }
+        }
+    }
+
+    /// True while no superuser exists.
+    pub async fn setup_needed(&self) -> Result<bool, AuthError> {
+        Ok(self.records.count(SUPERUSERS_ID).await? == 0)
+    }
+
+    /// When no superuser exists, makes a new one-time setup token (replacing any older one)
+    /// and returns it; its hash is stored. Returns `None` when setup is done.
+    pub async fn issue_setup_token(&self) -> Result<Option<String>, AuthError> {
+        if !self.setup_needed().await? {
+            return Ok(None);
+        }
+        let mut raw = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let hash = sha256_hex(token.as_bytes());
+        self.records
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), AuthError> {
+                tx.put(Table::Meta, META_SETUP_TOKEN_HASH, hash.into_bytes());
+                Ok(())
+            })
+            .await?;
+        Ok(Some(token))
+    }
+
+    async fn clear_setup_token(&self) -> Result<(), AuthError> {
+        self.records
+            .store()
+            .write(|tx: &mut WriteTx<'_>| -> Result<(), AuthError> {
+                tx.delete(Table::Meta, META_SETUP_TOKEN_HASH);
+                Ok(())
+            })
+            .await
+    }
+
+    /// Uses the setup token once to create the first superuser, and signs them in.
+    pub async fn complete_setup(&self, setup_token: &str, email: &str, password: &str) -> Result<Session, AuthError> {
+        let _guard = self.setup_lock.lock().await;
+        if !self.setup_needed().await? {
+            return Err(AuthError::SetupRefused("Setup is already complete.".into()));
+        }
+        let stored_hash = self
+            .records
+            .store()
+            .read(|tx| tx.get(Table::Meta, META_SETUP_TOKEN_HASH).map_err(AuthError::from))
+            .await?;
+        let given = sha256_hex(setup_token.trim().as_bytes());
+        let matches = stored_hash.is_some_and(|h| constant_time_eq(&h, given.as_bytes()));
+        if !matches {
+            return Err(AuthError::SetupRefused("The setup token is invalid or was already used.".into()));
+        }
+        if email.trim().is_empty() {
+            return Err(AuthError::Records(RecordsError::field(
+                "Failed to create the superuser.",
+                "email",
+                FieldError::new("validation_required", "Cannot be blank."),
+            )));
+        }
+        self.upsert_superuser(email.trim(), password).await?;
+        self.login(SUPERUSERS_ID, email.trim(), password).await
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

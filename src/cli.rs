@@ -1,0 +1,194 @@
+//! The command line: `serve`, `superuser upsert`, `export-openapi`, `version`.
+//!
+//! Commands that change data work whether or not `serve` is running: when the data file
+//! is held by a running server, they go through its admin socket (`<dir>/backbone.sock`,
+//! mode 0600) instead of opening the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::app::{App, SOCKET_NAME};
+use crate::config::{Config, Overrides};
+
+/// Backbone: a backend in one file.
+#[derive(Debug, Parser)]
+#[command(name = "backbone", version, about)]
+pub struct Cli {
+    /// Data directory (data.redb, search index, files, backups).
+    #[arg(long, global = true, env = "BACKBONE_DIR", default_value = "./backbone_data")]
+    pub dir: PathBuf,
+    /// Config file (default: <dir>/backbone.toml when it exists).
+    #[arg(long, global = true, env = "BACKBONE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        http: Option<String>,
+    },
+    /// Manage superusers.
+    Superuser {
+        #[command(subcommand)]
+        action: SuperuserAction,
+    },
+    /// Print the OpenAPI spec of the static API (the committed openapi/openapi.json).
+    ExportOpenapi,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuperuserAction {
+    /// Create a superuser, or set the password of the existing one with this email.
+    Upsert { email: String, password: String },
+}
+
+/// Variables the config layer reads.
+fn backbone_env() -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("BACKBONE_")).collect()
+}
+
+/// Loads the layered config for this invocation.
+pub fn load_config(cli: &Cli, http: Option<String>) -> Result<Config, String> {
+    Config::load(&cli.dir, cli.config.as_deref(), &backbone_env(), &Overrides { http }).map_err(|e| e.to_string())
+}
+
+/// Runs a parsed command; the error is printed by `main`.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Version => {
+            println!("backbone {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::ExportOpenapi => {
+            let spec = crate::api::openapi::static_spec();
+            let text = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
+            println!("{text}");
+            Ok(())
+        }
+        Command::Serve { http } => serve(&cli, http.clone()).await,
+        Command::Superuser { action: SuperuserAction::Upsert { email, password } } => {
+            superuser_upsert(&cli, email, password).await
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
+    let config = load_config(cli, http)?;
+    crate::cli::init_tracing(&config);
+    let listener = tokio::net::TcpListener::bind(&config.http)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
+    let app = App::build(config, &cli.dir).await.map_err(|e| e.to_string())?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("Backbone {} listening on http://{local} (data: {})", env!("CARGO_PKG_VERSION"), cli.dir.display());
+    if let Some(token) = app.auth.issue_setup_token().await.map_err(|e| e.to_string())? {
+        let url = app.config.public_url(Some(local));
+        eprintln!(
+            "\nNo superuser exists yet. Create the first one (the token works once, until restart):\n  \
+             curl -X POST {url}/api/setup -H 'Content-Type: application/json' \\\n    \
+             -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"a-long-password\"}}'\n  \
+             or run: backbone superuser upsert EMAIL PASSWORD --dir {}\nSETUP_TOKEN={token}\n",
+            cli.dir.display()
+        );
+    }
+    app.run(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// Sends one HTTP request over the admin socket and returns (status, body).
+async fn socket_request(socket: &Path, path: &str, body: &serde_json::Value) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    let payload = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: backbone\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), String> {
+    let socket = cli.dir.join(SOCKET_NAME);
+    let body = serde_json::json!({"email": email, "password": password});
+    if let Ok((status, text)) = socket_request(&socket, "/superusers/upsert", &body).await {
+        if status == 200 {
+            println!("superuser {email} saved (through the running server)");
+            return Ok(());
+        }
+        return Err(format!("the running server refused: {text}"));
+    }
+    let config = load_config(cli, None)?;
+    let app = App::build(config, &cli.dir).await.map_err(|e| match e {
+        crate::app::AppError::Store(crate::store::StoreError::Locked) => format!(
+            "the data file is held by a running server, but its admin socket {} does not answer",
+            socket.display()
+        ),
+        other => other.to_string(),
+    })?;
+    let result = app.auth.upsert_superuser(email, password).await;
+    let store = app.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+    match result {
+        Ok(_) => {
+            println!("superuser {email} saved");
+            Ok(())
+        }
+        Err(err) => Err(format!("{err}: {}", describe_validation(&err))),
+    }
+}
+
+fn describe_validation(err: &crate::auth::AuthError) -> String {
+    match err {
+        crate::auth::AuthError::Records(crate::records::RecordsError::Validation { fields, .. }) => fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => String::new(),
+    }
+}
+
+/// Installs the log subscriber (stderr, text or JSON).
+pub fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}

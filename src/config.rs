@@ -1,0 +1,278 @@
+//! One `Config`, layered: built-in defaults < `backbone.toml` < `BACKBONE_*` environment
+//! variables < command-line flags.
+//!
+//! The file is `<dir>/backbone.toml` unless `--config` names another. Unknown keys in the
+//! file and unknown `BACKBONE_*` variables are errors that name the key, so a typo never
+//! silently falls back to a default. Environment names are the key path in upper case
+//! joined by `_`: `[limits] max_body_bytes` is `BACKBONE_LIMITS_MAX_BODY_BYTES`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Variables read by the CLI itself rather than mapped onto config keys.
+const CLI_VARIABLES: [&str; 2] = ["BACKBONE_DIR", "BACKBONE_CONFIG"];
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub http: String,
+    /// URL clients reach the server at (for links such as the setup link); derived from
+    /// `http` when empty.
+    pub public_url: String,
+    /// Log filter, `tracing` env-filter syntax (`info`, `backbone=debug,poem=warn`).
+    pub log: String,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    pub limits: Limits,
+    pub store: StoreSection,
+    pub auth: AuthSection,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Connections idle this long are closed, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Storage tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Page cache size in MiB.
+    pub cache_mb: usize,
+    /// Most writes in one group commit.
+    pub max_batch: usize,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// Password hashes computed at once (each takes ~19 MiB and ~50 ms of one core).
+    pub hash_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            log: "info".into(),
+            log_format: "text".into(),
+            limits: Limits::default(),
+            store: StoreSection::default(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 1 << 20, idle_timeout_secs: 60, shutdown_grace_secs: 10 }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection { cache_mb: 64, max_batch: 1024 }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection { hash_concurrency: 2 }
+    }
+}
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("unknown environment variable {0}; see packaging/backbone.example.toml for the keys")]
+    UnknownVariable(String),
+    #[error("invalid value for {name}: {message}")]
+    Value { name: String, message: String },
+}
+
+/// Flags that override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub http: Option<String>,
+}
+
+impl Config {
+    /// Builds the layered configuration.
+    pub fn load(
+        dir: &Path,
+        config_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match config_file {
+            Some(path) => Config::from_file(path)?,
+            None => {
+                let default_path = dir.join("backbone.toml");
+                if default_path.exists() {
+                    Config::from_file(&default_path)?
+                } else {
+                    Config::default()
+                }
+            }
+        };
+        config.apply_env(env)?;
+        if let Some(http) = &overrides.http {
+            config.http = http.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::File { path: path.to_path_buf(), message })
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let mut tree = toml::Value::try_from(&*self)
+            .map_err(|e| ConfigError::Value { name: "config".into(), message: e.to_string() })?;
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix("BACKBONE_") else {
+                continue;
+            };
+            if CLI_VARIABLES.contains(&name.as_str()) {
+                continue;
+            }
+            let slot = find_slot(&mut tree, rest).ok_or_else(|| ConfigError::UnknownVariable(name.clone()))?;
+            *slot = match slot {
+                toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| {
+                    ConfigError::Value { name: name.clone(), message: format!("expected a whole number, got {raw:?}") }
+                })?),
+                toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
+                    ConfigError::Value { name: name.clone(), message: format!("expected true or false, got {raw:?}") }
+                })?),
+                _ => toml::Value::String(raw.clone()),
+            };
+        }
+        *self = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Value { name: "environment".into(), message: e.to_string() })?;
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.http.parse::<std::net::SocketAddr>().map_err(|e| ConfigError::Value {
+            name: "http".into(),
+            message: format!("{e} (expected host:port such as 127.0.0.1:8080)"),
+        })?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Value { name: "log_format".into(), message: "expected text or json".into() });
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError::Value {
+                name: "limits.max_body_bytes".into(),
+                message: "must be at least 1024".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The URL to print in links.
+    pub fn public_url(&self, bound: Option<std::net::SocketAddr>) -> String {
+        if !self.public_url.is_empty() {
+            return self.public_url.trim_end_matches('/').to_string();
+        }
+        format!("http://{}", bound.map(|a| a.to_string()).unwrap_or_else(|| self.http.clone()))
+    }
+}
+
+/// Finds the value at the key path spelled `SECTION_KEY` (upper case) in `tree`.
+fn find_slot<'a>(tree: &'a mut toml::Value, upper: &str) -> Option<&'a mut toml::Value> {
+    let table = tree.as_table_mut()?;
+    let exact = table.keys().find(|k| k.to_ascii_uppercase() == upper).cloned();
+    if let Some(key) = exact {
+        return table.get_mut(&key).filter(|v| !v.is_table());
+    }
+    let section = table
+        .iter()
+        .find(|(k, v)| v.is_table() && upper.starts_with(&format!("{}_", k.to_ascii_uppercase())))
+        .map(|(k, _)| k.clone())?;
+    let rest = &upper[section.len() + 1..];
+    find_slot(table.get_mut(&section)?, rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("backbone.toml"), "http = \"127.0.0.1:9000\"\n[limits]\nmax_body_bytes = 4096\n")
+            .expect("write");
+        let c = Config::load(dir.path(), None, &env(&[]), &Overrides::default()).expect("load");
+        assert_eq!(c.http, "127.0.0.1:9000");
+        assert_eq!(c.limits.max_body_bytes, 4096);
+        let c = Config::load(dir.path(), None, &env(&[("BACKBONE_HTTP", "127.0.0.1:9001"), ("BACKBONE_LIMITS_MAX_BODY_BYTES", "8192")]), &Overrides::default())
+            .expect("load");
+        assert_eq!(c.http, "127.0.0.1:9001");
+        assert_eq!(c.limits.max_body_bytes, 8192);
+        let c = Config::load(
+            dir.path(),
+            None,
+            &env(&[("BACKBONE_HTTP", "127.0.0.1:9001")]),
+            &Overrides { http: Some("127.0.0.1:9002".into()) },
+        )
+        .expect("load");
+        assert_eq!(c.http, "127.0.0.1:9002");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let err = Config::from_toml("htpp = \"x\"").expect_err("unknown key");
+        assert!(err.contains("htpp"), "{err}");
+        let err = Config::from_toml("[limits]\nmax_body = 3").expect_err("unknown nested key");
+        assert!(err.contains("max_body"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_variable_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Config::load(dir.path(), None, &env(&[("BACKBONE_HTPP", "x")]), &Overrides::default())
+            .expect_err("unknown variable");
+        assert!(err.to_string().contains("BACKBONE_HTPP"), "{err}");
+        let err = Config::load(dir.path(), None, &env(&[("BACKBONE_LIMITS_MAX_BODY_BYTES", "lots")]), &Overrides::default())
+            .expect_err("bad number");
+        assert!(err.to_string().contains("BACKBONE_LIMITS_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/backbone.example.toml");
+        let parsed = Config::from_file(&path).expect("example config parses");
+        assert_eq!(parsed, Config::default(), "the example documents the defaults");
+    }
+}

@@ -1,0 +1,11 @@
+//! Backbone: a backend in one static executable.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the code map.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod records;
+pub mod store;

@@ -1,0 +1,21 @@
+//! The `backbone` executable: parse the command line and dispatch. Nothing else lives here.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = backbone::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(backbone::cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

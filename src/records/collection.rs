@@ -1,0 +1,467 @@
+//! Collection definitions (PocketBase's collection JSON) and the checks on client input.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use super::field::{AutodateOptions, BoolOptions, DomainOptions, Field, FieldKind, PasswordOptions, TextOptions};
+use super::{id, FieldError, FieldErrors, RecordsError};
+
+/// Fixed id of the built-in superusers collection (PocketBase uses the same).
+pub const SUPERUSERS_ID: &str = "pbc_3142635823";
+/// Name of the built-in superusers collection.
+pub const SUPERUSERS_NAME: &str = "_superusers";
+/// Longest accepted rule expression, in bytes.
+pub const MAX_RULE_LENGTH: usize = 8192;
+/// Most fields a collection may have.
+pub const MAX_FIELDS: usize = 500;
+/// Default lifetime of auth tokens, in seconds.
+pub const DEFAULT_TOKEN_SECONDS: u64 = 86_400;
+
+/// `base` holds plain records; `auth` records can sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionKind {
+    Base,
+    Auth,
+}
+
+/// Token settings of an auth collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenSettings {
+    pub duration: u64,
+}
+
+/// Settings only auth collections have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSettings {
+    pub auth_rule: Option<String>,
+    pub manage_rule: Option<String>,
+    pub auth_token: TokenSettings,
+}
+
+/// A stored collection definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: CollectionKind,
+    pub system: bool,
+    pub fields: Vec<Field>,
+    pub indexes: Vec<String>,
+    pub list_rule: Option<String>,
+    pub view_rule: Option<String>,
+    pub create_rule: Option<String>,
+    pub update_rule: Option<String>,
+    pub delete_rule: Option<String>,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSettings>,
+    pub created: String,
+    pub updated: String,
+}
+
+impl Collection {
+    /// The field called `name`, if any.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// True for auth collections.
+    pub fn is_auth(&self) -> bool {
+        self.kind == CollectionKind::Auth
+    }
+
+    /// The built-in `_superusers` collection.
+    pub fn superusers(now: &str) -> Collection {
+        let mut fields = vec![id_field()];
+        fields.push(Field {
+            id: "email3885137012".into(),
+            name: "email".into(),
+            system: true,
+            hidden: false,
+            presentable: false,
+            required: true,
+            kind: FieldKind::Email(DomainOptions::default()),
+        });
+        fields.push(Field {
+            id: "bool1547992806".into(),
+            name: "emailVisibility".into(),
+            system: true,
+            hidden: false,
+            presentable: false,
+            required: false,
+            kind: FieldKind::Bool(BoolOptions {}),
+        });
+        fields.push(Field {
+            id: "bool256245529".into(),
+            name: "verified".into(),
+            system: true,
+            hidden: false,
+            presentable: false,
+            required: false,
+            kind: FieldKind::Bool(BoolOptions {}),
+        });
+        fields.push(Field {
+            id: "password901924565".into(),
+            name: "password".into(),
+            system: true,
+            hidden: true,
+            presentable: false,
+            required: true,
+            kind: FieldKind::Password(PasswordOptions { min: 8, max: 0 }),
+        });
+        fields.push(Field {
+            id: "text2504183744".into(),
+            name: "tokenKey".into(),
+            system: true,
+            hidden: true,
+            presentable: false,
+            required: true,
+            kind: FieldKind::Text(TextOptions::new(30, 60, "")),
+        });
+        fields.push(autodate_field("created", false));
+        fields.push(autodate_field("updated", true));
+        Collection {
+            id: SUPERUSERS_ID.into(),
+            name: SUPERUSERS_NAME.into(),
+            kind: CollectionKind::Auth,
+            system: true,
+            fields,
+            indexes: vec![],
+            list_rule: None,
+            view_rule: None,
+            create_rule: None,
+            update_rule: None,
+            delete_rule: None,
+            auth: Some(AuthSettings {
+                auth_rule: Some(String::new()),
+                manage_rule: None,
+                auth_token: TokenSettings { duration: DEFAULT_TOKEN_SECONDS },
+            }),
+            created: now.into(),
+            updated: now.into(),
+        }
+    }
+}
+
+/// The `id` system field every collection has.
+pub fn id_field() -> Field {
+    let mut options = TextOptions::new(15, 15, "^[a-z0-9]+$");
+    options.autogenerate_pattern = "[a-z0-9]{15}".into();
+    options.primary_key = true;
+    Field {
+        id: "text3208210256".into(),
+        name: "id".into(),
+        system: true,
+        hidden: false,
+        presentable: false,
+        required: true,
+        kind: FieldKind::Text(options),
+    }
+}
+
+/// The `created` / `updated` system fields.
+pub fn autodate_field(name: &str, on_update: bool) -> Field {
+    Field {
+        id: if on_update { "autodate3332085495".into() } else { "autodate2990389176".into() },
+        name: name.into(),
+        system: true,
+        hidden: false,
+        presentable: false,
+        required: false,
+        kind: FieldKind::Autodate(AutodateOptions { on_create: true, on_update }),
+    }
+}
+
+/// Distinguishes "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
+fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A collection create or update body. Every member is optional so one type serves both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionInput {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub fields: Option<Vec<Value>>,
+    #[serde(default)]
+    pub indexes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub list_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub view_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub create_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub update_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub delete_rule: Option<Option<String>>,
+}
+
+impl CollectionInput {
+    /// Parses a JSON body, turning type errors into a validation failure.
+    pub fn parse(body: Value) -> Result<CollectionInput, RecordsError> {
+        if !body.is_object() {
+            return Err(RecordsError::BadRequest("The body must be a JSON object.".into()));
+        }
+        serde_json::from_value(body).map_err(|err| {
+            RecordsError::field(
+                "Failed to validate the collection.",
+                "body",
+                FieldError::new("validation_invalid_type", err.to_string()),
+            )
+        })
+    }
+}
+
+fn valid_identifier(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Builds the collection a create or update asks for, or every problem with the input.
+/// `existing` is the current definition on update.
+pub fn build(
+    input: CollectionInput,
+    existing: Option<&Collection>,
+    new_id: String,
+    now: &str,
+) -> Result<Collection, RecordsError> {
+    let mut errors = FieldErrors::new();
+    let message = if existing.is_some() {
+        "Failed to update the collection."
+    } else {
+        "Failed to create the collection."
+    };
+
+    let name = match (&input.name, existing) {
+        (Some(n), _) => n.trim().to_string(),
+        (None, Some(e)) => e.name.clone(),
+        (None, None) => String::new(),
+    };
+    let system = existing.map(|e| e.system).unwrap_or(false);
+    if name.is_empty() {
+        errors.insert("name".into(), FieldError::new("validation_required", "Cannot be blank."));
+    } else if !valid_identifier(&name, 100) || name.as_bytes()[0].is_ascii_digit() {
+        errors.insert(
+            "name".into(),
+            FieldError::new(
+                "validation_invalid_name",
+                "Use 1-100 letters, digits and underscores, not starting with a digit.",
+            ),
+        );
+    } else if name.starts_with('_') && !system {
+        errors.insert(
+            "name".into(),
+            FieldError::new("validation_reserved_name", "Names starting with _ are reserved."),
+        );
+    }
+    if let Some(e) = existing {
+        if e.system && name != e.name {
+            errors.insert(
+                "name".into(),
+                FieldError::new("validation_system_collection", "System collections cannot be renamed."),
+            );
+        }
+    }
+
+    let kind = match (input.kind.as_deref(), existing) {
+        (None, Some(e)) => e.kind,
+        (None, None) | (Some("base"), _) => CollectionKind::Base,
+        (Some("auth"), Some(e)) if e.kind == CollectionKind::Auth => CollectionKind::Auth,
+        (Some(other), _) => {
+            errors.insert(
+                "type".into(),
+                FieldError::new(
+                    "validation_invalid_type",
+                    format!("Unsupported collection type {other:?}; only \"base\" can be created."),
+                ),
+            );
+            CollectionKind::Base
+        }
+    };
+    if let Some(e) = existing {
+        if e.kind != kind {
+            errors.insert(
+                "type".into(),
+                FieldError::new("validation_type_change", "The collection type cannot be changed."),
+            );
+        }
+    }
+
+    let fields = match input.fields {
+        Some(raw) => build_fields(raw, existing, &mut errors),
+        None => existing.map(|e| e.fields.clone()).unwrap_or_else(|| {
+            vec![id_field(), autodate_field("created", false), autodate_field("updated", true)]
+        }),
+    };
+
+    let indexes = input.indexes.unwrap_or_else(|| existing.map(|e| e.indexes.clone()).unwrap_or_default());
+    if !indexes.is_empty() {
+        errors.insert(
+            "indexes".into(),
+            FieldError::new(
+                "validation_unsupported",
+                "Secondary indexes are not available in this version; send an empty list.",
+            ),
+        );
+    }
+
+    let mut rule = |slot: &str, given: Option<Option<String>>, old: Option<&Option<String>>| {
+        let value = match given {
+            Some(v) => v,
+            None => old.cloned().unwrap_or(None),
+        };
+        if let Some(r) = &value {
+            if r.len() > MAX_RULE_LENGTH {
+                errors.insert(
+                    slot.into(),
+                    FieldError::new("validation_length_out_of_range", "The rule is too long."),
+                );
+            }
+        }
+        value
+    };
+    let list_rule = rule("listRule", input.list_rule, existing.map(|e| &e.list_rule));
+    let view_rule = rule("viewRule", input.view_rule, existing.map(|e| &e.view_rule));
+    let create_rule = rule("createRule", input.create_rule, existing.map(|e| &e.create_rule));
+    let update_rule = rule("updateRule", input.update_rule, existing.map(|e| &e.update_rule));
+    let delete_rule = rule("deleteRule", input.delete_rule, existing.map(|e| &e.delete_rule));
+
+    if !errors.is_empty() {
+        return Err(RecordsError::Validation { message: message.into(), fields: errors });
+    }
+    Ok(Collection {
+        id: existing.map(|e| e.id.clone()).unwrap_or(new_id),
+        name,
+        kind,
+        system,
+        fields,
+        indexes,
+        list_rule,
+        view_rule,
+        create_rule,
+        update_rule,
+        delete_rule,
+        auth: existing.and_then(|e| e.auth.clone()),
+        created: existing.map(|e| e.created.clone()).unwrap_or_else(|| now.to_string()),
+        updated: now.to_string(),
+    })
+}
+
+/// Names a user field may not take: they mean something else in record JSON.
+const RESERVED_FIELD_NAMES: [&str; 5] =
+    ["collectionId", "collectionName", "expand", "passwordConfirm", "oldPassword"];
+
+/// Parses the field list of a create/update. Fields without an id keep the id of the
+/// existing field of the same name and type, so a client that omits ids does not drop data.
+fn build_fields(raw: Vec<Value>, existing: Option<&Collection>, errors: &mut FieldErrors) -> Vec<Field> {
+    if raw.len() > MAX_FIELDS {
+        errors.insert(
+            "fields".into(),
+            FieldError::new("validation_too_many_fields", format!("At most {MAX_FIELDS} fields.")),
+        );
+        return vec![];
+    }
+    let mut fields: Vec<Field> = Vec::with_capacity(raw.len() + 3);
+    for (i, value) in raw.into_iter().enumerate() {
+        let mut field: Field = match serde_json::from_value(value) {
+            Ok(f) => f,
+            Err(err) => {
+                errors.insert(
+                    format!("fields.{i}"),
+                    FieldError::new("validation_invalid_field", err.to_string()),
+                );
+                continue;
+            }
+        };
+        let old = existing.and_then(|e| {
+            if field.id.is_empty() {
+                e.fields.iter().find(|f| f.name == field.name && f.type_name() == field.type_name())
+            } else {
+                e.fields.iter().find(|f| f.id == field.id)
+            }
+        });
+        match old {
+            Some(old) => field.id = old.id.clone(),
+            None if field.id.is_empty() => {
+                field.id = format!("{}{}", field.type_name(), id::random_string(10));
+            }
+            None => {}
+        }
+        // System fields keep their definition; only presentation flags may change.
+        if let Some(old) = old.filter(|o| o.system) {
+            let presentable = field.presentable;
+            field = old.clone();
+            field.presentable = presentable;
+        }
+        if matches!(field.name.as_str(), "id" | "created" | "updated") && old.is_none() {
+            // The canonical system field is added below.
+            continue;
+        }
+        let key = |suffix: &str| format!("fields.{i}.{suffix}");
+        if !valid_identifier(&field.name, 100) {
+            errors.insert(
+                key("name"),
+                FieldError::new("validation_invalid_name", "Use 1-100 letters, digits and underscores."),
+            );
+        } else if !field.system
+            && RESERVED_FIELD_NAMES
+                .iter()
+                .chain(["id", "created", "updated"].iter())
+                .any(|r| r.eq_ignore_ascii_case(&field.name))
+        {
+            errors.insert(key("name"), FieldError::new("validation_reserved_name", "This name is reserved."));
+        } else if fields.iter().any(|f| f.name.eq_ignore_ascii_case(&field.name)) {
+            errors.insert(key("name"), FieldError::new("validation_duplicated_name", "Duplicated field name."));
+        }
+        if fields.iter().any(|f| f.id == field.id) {
+            errors.insert(key("id"), FieldError::new("validation_duplicated_id", "Duplicated field id."));
+        }
+        if matches!(field.kind, FieldKind::Password(_)) && !field.system {
+            errors.insert(
+                key("type"),
+                FieldError::new("validation_invalid_type", "Password fields exist only in auth collections."),
+            );
+        }
+        if let Err(problem) = field.check_definition() {
+            errors.insert(key("type"), FieldError::new("validation_invalid_options", problem));
+        }
+        if old.is_none_or(|o| !o.system) {
+            // Clients cannot declare their own fields as system fields.
+            field.system = false;
+        }
+        fields.push(field);
+    }
+    // Every collection keeps its system fields; omitted ones are put back.
+    let system_fields: Vec<Field> = match existing {
+        Some(e) => e.fields.iter().filter(|f| f.system).cloned().collect(),
+        None => vec![id_field(), autodate_field("created", false), autodate_field("updated", true)],
+    };
+    for (position, sys) in system_fields.into_iter().enumerate() {
+        if fields.iter().any(|f| f.id == sys.id) {
+            continue;
+        }
+        if sys.name == "id" {
+            fields.insert(0, sys);
+        } else if matches!(sys.kind, FieldKind::Autodate(_)) {
+            fields.push(sys);
+        } else {
+            fields.insert(position.min(fields.len()), sys);
+        }
+    }
+    fields
+}

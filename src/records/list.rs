@@ -1,0 +1,256 @@
+//! Listing records: paging, sorting, totals.
+//!
+//! Sorting by `id` (or by `created` while no record has a client-chosen id, so id order
+//! equals creation order) streams records in key order and reads only the requested page.
+//! Any other sort loads the collection and sorts in memory; secondary indexes replace that
+//! path in the query engine.
+
+use std::cmp::Ordering;
+
+use rand::seq::SliceRandom;
+use serde_json::Value;
+
+use super::collection::Collection;
+use super::record::{decode, FieldsFilter, Stored};
+use super::stats::CollectionStats;
+use super::{collection_prefix, RecordsError};
+use crate::store::{ReadTx, ScanControl, Table};
+
+/// Default page size.
+pub const DEFAULT_PER_PAGE: usize = 30;
+/// Largest page size; larger requests are clamped.
+pub const MAX_PER_PAGE: usize = 1000;
+
+/// One sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortKey {
+    Field { name: String, descending: bool },
+    Random,
+}
+
+/// Parsed list parameters.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub page: usize,
+    pub per_page: usize,
+    pub sort: Vec<SortKey>,
+    pub skip_total: bool,
+    pub fields: FieldsFilter,
+}
+
+/// Raw query-string values as received.
+#[derive(Debug, Default, Clone)]
+pub struct ListParams {
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+    pub sort: Option<String>,
+    pub filter: Option<String>,
+    pub expand: Option<String>,
+    pub fields: Option<String>,
+    pub skip_total: Option<String>,
+}
+
+fn parse_positive(name: &str, raw: Option<&str>, default: usize) -> Result<usize, RecordsError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<i64>()
+            .map(|n| if n < 1 { default } else { n as usize })
+            .map_err(|_| RecordsError::BadRequest(format!("{name} must be a whole number, got {s:?}."))),
+    }
+}
+
+fn parse_bool(raw: Option<&str>) -> bool {
+    matches!(raw.map(str::trim), Some("1" | "true" | "t" | "yes"))
+}
+
+impl ListQuery {
+    /// Checks the parameters against the collection.
+    pub fn parse(collection: &Collection, params: &ListParams) -> Result<ListQuery, RecordsError> {
+        if params.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+            return Err(RecordsError::BadRequest(
+                "The filter parameter is not available in this version.".into(),
+            ));
+        }
+        if params.expand.as_deref().is_some_and(|e| !e.trim().is_empty()) {
+            return Err(RecordsError::BadRequest(
+                "The expand parameter is not available in this version (no relation fields yet).".into(),
+            ));
+        }
+        let page = parse_positive("page", params.page.as_deref(), 1)?;
+        let per_page = parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
+        let sort = parse_sort(collection, params.sort.as_deref().unwrap_or(""))?;
+        Ok(ListQuery {
+            page,
+            per_page,
+            sort,
+            skip_total: parse_bool(params.skip_total.as_deref()),
+            fields: FieldsFilter::parse(params.fields.as_deref())?,
+        })
+    }
+}
+
+/// Parses `-created,title,@random`. Unknown and hidden fields are refused.
+pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, RecordsError> {
+    let mut keys = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "@random" {
+            keys.push(SortKey::Random);
+            continue;
+        }
+        let (descending, name) = match part.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, part.strip_prefix('+').unwrap_or(part)),
+        };
+        match collection.field(name) {
+            Some(f) if !f.is_never_returned() => {
+                keys.push(SortKey::Field { name: name.to_string(), descending })
+            }
+            _ => {
+                return Err(RecordsError::BadRequest(format!(
+                    "Cannot sort by {name:?}: no such field in {}.",
+                    collection.name
+                )))
+            }
+        }
+        if keys.len() > 8 {
+            return Err(RecordsError::BadRequest("At most 8 sort keys.".into()));
+        }
+    }
+    Ok(keys)
+}
+
+/// A page of records plus totals (`None` when skipped).
+pub struct Page {
+    pub items: Vec<Stored>,
+    pub total: Option<u64>,
+}
+
+/// Runs a list query on a snapshot.
+pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Page, RecordsError> {
+    let stats = CollectionStats::read(tx, &collection.id)?;
+    let total = if query.skip_total { None } else { Some(stats.count) };
+    let offset = (query.page - 1).saturating_mul(query.per_page);
+    let prefix = collection_prefix(&collection.id);
+
+    let key_order = match query.sort.as_slice() {
+        [] => Some(false),
+        [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
+        [SortKey::Field { name, descending }] if name == "created" && stats.custom_ids == 0 => {
+            Some(*descending)
+        }
+        _ => None,
+    };
+    if let Some(reverse) = key_order {
+        let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
+        let mut skipped = 0usize;
+        let mut failure = None;
+        tx.scan_prefix(Table::Records, &prefix, reverse, None, |_, value| {
+            if skipped < offset {
+                skipped += 1;
+                return ScanControl::Continue;
+            }
+            match decode(value) {
+                Ok(record) => items.push(record),
+                Err(err) => {
+                    failure = Some(err);
+                    return ScanControl::Stop;
+                }
+            }
+            if items.len() >= query.per_page {
+                ScanControl::Stop
+            } else {
+                ScanControl::Continue
+            }
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        return Ok(Page { items, total });
+    }
+
+    let mut all: Vec<Stored> = Vec::with_capacity(stats.count as usize);
+    let mut failure = None;
+    tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
+        Ok(record) => {
+            all.push(record);
+            ScanControl::Continue
+        }
+        Err(err) => {
+            failure = Some(err);
+            ScanControl::Stop
+        }
+    })?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    if query.sort.iter().any(|k| *k == SortKey::Random) {
+        all.shuffle(&mut rand::thread_rng());
+    }
+    let keys: Vec<(&str, bool)> = query
+        .sort
+        .iter()
+        .filter_map(|k| match k {
+            SortKey::Field { name, descending } => Some((name.as_str(), *descending)),
+            SortKey::Random => None,
+        })
+        .collect();
+    if !keys.is_empty() {
+        let zero: Vec<Value> = keys
+            .iter()
+            .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
+            .collect();
+        all.sort_by(|a, b| {
+            for ((name, descending), zero) in keys.iter().zip(&zero) {
+                let av = a.get(*name).unwrap_or(zero);
+                let bv = b.get(*name).unwrap_or(zero);
+                let ord = compare_values(av, bv);
+                if ord != Ordering::Equal {
+                    return if *descending { ord.reverse() } else { ord };
+                }
+            }
+            // Ties break on id so pages never overlap or skip.
+            compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null))
+        });
+    }
+    let items = all.into_iter().skip(offset).take(query.per_page).collect();
+    Ok(Page { items, total })
+}
+
+/// Total order over JSON values: null < bool < number < string < array < object.
+pub fn compare_values(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Object(_) => 5,
+        }
+    }
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
+            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+        }
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => {
+            for (xi, yi) in x.iter().zip(y) {
+                let ord = compare_values(xi, yi);
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Object(x), Value::Object(y)) => x.len().cmp(&y.len()),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// Renders a page's items.
+pub fn render(collection: &Collection, page: &Page, privileged: bool, fields: &FieldsFilter) -> Vec<Value> {
+    page.items.iter().map(|r| super::record::to_json(collection, r, privileged, fields)).collect()
+}

@@ -1,0 +1,97 @@
+//! Collections, fields, validation and record CRUD.
+//!
+//! Owns the record model and its invariants; knows nothing of HTTP. Storage goes through
+//! [`crate::store`]; errors are [`RecordsError`], mapped to HTTP by `api/` alone.
+
+pub mod catalog;
+pub mod collection;
+pub mod field;
+pub mod id;
+pub mod list;
+pub mod migrate;
+pub mod record;
+pub mod rules;
+pub mod schema;
+pub mod service;
+pub mod stats;
+pub mod time;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub use catalog::Catalog;
+pub use collection::{Collection, CollectionKind};
+pub use field::{Field, FieldKind};
+pub use service::Records;
+
+/// One invalid field in a validation failure, in PocketBase's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(code: &str, message: impl Into<String>) -> FieldError {
+        FieldError { code: code.to_string(), message: message.into() }
+    }
+}
+
+/// Field errors keyed by field name (or by a path such as `fields.2.name`).
+pub type FieldErrors = BTreeMap<String, FieldError>;
+
+/// What can go wrong in the records domain.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordsError {
+    /// The collection or record does not exist (or the caller may not know it exists).
+    #[error("{0}")]
+    NotFound(String),
+    /// The input was understood but is invalid; `fields` says where.
+    #[error("{message}")]
+    Validation { message: String, fields: FieldErrors },
+    /// A request parameter is malformed or unsupported.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller may not perform this action.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The change conflicts with the current state (retry or fix the input).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RecordsError {
+    fn from(err: StoreError) -> Self {
+        RecordsError::Store(err)
+    }
+}
+
+impl RecordsError {
+    /// A validation failure with a single field error.
+    pub fn field(message: &str, field: &str, error: FieldError) -> RecordsError {
+        let mut fields = FieldErrors::new();
+        fields.insert(field.to_string(), error);
+        RecordsError::Validation { message: message.to_string(), fields }
+    }
+}
+
+/// Key of a record in `Table::Records` (and prefix of a collection's records).
+pub fn record_key(collection_id: &str, record_id: &str) -> Vec<u8> {
+    let mut key = collection_prefix(collection_id);
+    key.extend_from_slice(record_id.as_bytes());
+    key
+}
+
+/// Prefix shared by all keys of one collection in per-collection tables.
+pub fn collection_prefix(collection_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(collection_id.len() + 16);
+    key.extend_from_slice(collection_id.as_bytes());
+    key.push(0);
+    key
+}

@@ -1,0 +1,276 @@
+//! Records: turning client bodies into stored values and stored values into record JSON.
+//!
+//! Stored form: a JSON object keyed by field name holding every field's normalized value
+//! (including `id`, `created`, `updated`, and for auth collections the password hash and
+//! token key). Response form: PocketBase's record JSON, `collectionId` and `collectionName`
+//! first, then the fields in schema order, never the hidden ones.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::collection::Collection;
+use super::field::FieldKind;
+use super::id::{self, IdGenerator};
+use super::{FieldError, FieldErrors, RecordsError};
+
+/// A record as stored.
+pub type Stored = Map<String, Value>;
+
+/// A validated record ready for the writer.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: String,
+    pub stored: Stored,
+    /// True when the client chose the id.
+    pub custom_id: bool,
+    /// A new plain-text password to hash before storing (auth collections).
+    pub new_password: Option<String>,
+}
+
+/// Lower-cased email of an auth record, the key of its identity entry.
+pub fn identity_of(stored: &Stored) -> Option<String> {
+    stored.get("email").and_then(Value::as_str).filter(|e| !e.is_empty()).map(str::to_lowercase)
+}
+
+/// Validates a create body against the collection.
+pub fn prepare_create(
+    collection: &Collection,
+    body: &Map<String, Value>,
+    ids: &IdGenerator,
+    now: &str,
+) -> Result<Prepared, RecordsError> {
+    let mut errors = FieldErrors::new();
+    let mut stored = Stored::new();
+    let mut custom_id = false;
+    let record_id = match body.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => {
+            if id::is_valid_record_id(s) {
+                custom_id = true;
+                s.clone()
+            } else {
+                errors.insert(
+                    "id".into(),
+                    FieldError::new("validation_invalid_id", "Must be 15 characters of a-z and 0-9."),
+                );
+                String::new()
+            }
+        }
+        None | Some(Value::Null) | Some(Value::String(_)) => ids.next(),
+        Some(_) => {
+            errors.insert("id".into(), FieldError::new("validation_invalid_type", "Must be a string."));
+            String::new()
+        }
+    };
+    let mut new_password = None;
+    for field in &collection.fields {
+        let name = field.name.as_str();
+        match &field.kind {
+            FieldKind::Autodate(o) => {
+                let value = if o.on_create { now.to_string() } else { String::new() };
+                stored.insert(name.into(), Value::String(value));
+                continue;
+            }
+            FieldKind::Password(_) => {
+                let given = body.get(name).cloned().unwrap_or(Value::Null);
+                match field.normalize(&given) {
+                    Ok(Value::String(plain)) => {
+                        check_confirmation(body, &plain, &mut errors);
+                        new_password = Some(plain);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        errors.insert(name.into(), e);
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if name == "id" {
+            stored.insert("id".into(), Value::String(record_id.clone()));
+            continue;
+        }
+        if field.is_server_managed() {
+            stored.insert(name.into(), Value::String(id::random_string(50)));
+            continue;
+        }
+        let given = body.get(name).cloned().unwrap_or(Value::Null);
+        match field.normalize(&given) {
+            Ok(v) => {
+                stored.insert(name.into(), v);
+            }
+            Err(e) => {
+                errors.insert(name.into(), e);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RecordsError::Validation { message: "Failed to create record.".into(), fields: errors });
+    }
+    Ok(Prepared { id: record_id, stored, custom_id, new_password })
+}
+
+/// Validates an update body merged over the current record.
+pub fn prepare_update(
+    collection: &Collection,
+    current: &Stored,
+    body: &Map<String, Value>,
+    now: &str,
+) -> Result<Prepared, RecordsError> {
+    let mut errors = FieldErrors::new();
+    let mut stored = Stored::new();
+    let mut new_password = None;
+    let record_id = current.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    for field in &collection.fields {
+        let name = field.name.as_str();
+        let old = current.get(name).cloned();
+        match &field.kind {
+            FieldKind::Autodate(o) => {
+                let value = if o.on_update {
+                    Value::String(now.to_string())
+                } else {
+                    old.unwrap_or_else(|| Value::String(String::new()))
+                };
+                stored.insert(name.into(), value);
+                continue;
+            }
+            FieldKind::Password(_) => {
+                match body.get(name) {
+                    Some(given) if !given.is_null() && given.as_str() != Some("") => {
+                        match field.normalize(given) {
+                            Ok(Value::String(plain)) => {
+                                check_confirmation(body, &plain, &mut errors);
+                                new_password = Some(plain);
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                errors.insert(name.into(), e);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                if let Some(hash) = old {
+                    stored.insert(name.into(), hash);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if name == "id" {
+            stored.insert("id".into(), Value::String(record_id.clone()));
+            continue;
+        }
+        if field.is_server_managed() {
+            let key = if new_password.is_some() || old.is_none() {
+                Value::String(id::random_string(50))
+            } else {
+                old.unwrap_or(Value::Null)
+            };
+            stored.insert(name.into(), key);
+            continue;
+        }
+        let given = match body.get(name) {
+            Some(v) => v.clone(),
+            None => old.unwrap_or(Value::Null),
+        };
+        match field.normalize(&given) {
+            Ok(v) => {
+                stored.insert(name.into(), v);
+            }
+            Err(e) => {
+                errors.insert(name.into(), e);
+            }
+        }
+    }
+    // A password change rotates the token key, which revokes every issued token.
+    if new_password.is_some() {
+        if let Some(f) = collection.fields.iter().find(|f| f.is_server_managed() && f.system && f.name == "tokenKey") {
+            stored.insert(f.name.clone(), Value::String(id::random_string(50)));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RecordsError::Validation { message: "Failed to update record.".into(), fields: errors });
+    }
+    Ok(Prepared { id: record_id, stored, custom_id: false, new_password })
+}
+
+fn check_confirmation(body: &Map<String, Value>, plain: &str, errors: &mut FieldErrors) {
+    match body.get("passwordConfirm") {
+        Some(Value::String(confirm)) if confirm == plain => {}
+        Some(_) => {
+            errors.insert(
+                "passwordConfirm".into(),
+                FieldError::new("validation_values_mismatch", "Values don't match."),
+            );
+        }
+        None => {
+            errors.insert(
+                "passwordConfirm".into(),
+                FieldError::new("validation_required", "Cannot be blank."),
+            );
+        }
+    }
+}
+
+/// Which top-level keys a response keeps (`fields` query parameter); `None` keeps all.
+#[derive(Debug, Clone, Default)]
+pub struct FieldsFilter {
+    keep: Option<HashSet<String>>,
+}
+
+impl FieldsFilter {
+    /// Parses `id,title,*`. Modifiers (`:excerpt(...)`) are not supported and are refused.
+    pub fn parse(raw: Option<&str>) -> Result<FieldsFilter, RecordsError> {
+        let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Ok(FieldsFilter::default());
+        };
+        let mut keep = HashSet::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.contains(':') || part.contains('.') && part != "*" {
+                return Err(RecordsError::BadRequest(format!(
+                    "Unsupported fields entry {part:?}: list top-level field names or *."
+                )));
+            }
+            if part == "*" {
+                return Ok(FieldsFilter::default());
+            }
+            keep.insert(part.to_string());
+        }
+        Ok(FieldsFilter { keep: Some(keep) })
+    }
+
+    fn keeps(&self, key: &str) -> bool {
+        self.keep.as_ref().is_none_or(|k| k.contains(key))
+    }
+}
+
+/// Renders a stored record as response JSON.
+pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filter: &FieldsFilter) -> Value {
+    let mut out = Map::with_capacity(collection.fields.len() + 2);
+    if filter.keeps("collectionId") {
+        out.insert("collectionId".into(), Value::String(collection.id.clone()));
+    }
+    if filter.keeps("collectionName") {
+        out.insert("collectionName".into(), Value::String(collection.name.clone()));
+    }
+    let email_visible = privileged || stored.get("emailVisibility").and_then(Value::as_bool).unwrap_or(false);
+    for field in &collection.fields {
+        if field.is_never_returned() || !filter.keeps(&field.name) {
+            continue;
+        }
+        if collection.is_auth() && field.name == "email" && !email_visible {
+            continue;
+        }
+        let value = stored.get(&field.name).cloned().unwrap_or_else(|| field.zero_value());
+        out.insert(field.name.clone(), value);
+    }
+    Value::Object(out)
+}
+
+/// Decodes stored bytes. Corrupt entries are reported, not skipped silently.
+pub fn decode(bytes: &[u8]) -> Result<Stored, RecordsError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| RecordsError::Store(crate::store::StoreError::Internal(format!("record is unreadable: {err}"))))
+}

@@ -1,0 +1,134 @@
+//! JSON Schema (2020-12) of a collection's records, also used for the OpenAPI components.
+
+use serde_json::{json, Map, Value};
+
+use super::collection::Collection;
+use super::field::{Field, FieldKind};
+
+/// Which shape of the record a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A record as returned by the API.
+    Response,
+    /// A create body.
+    Create,
+    /// An update body (every property optional).
+    Update,
+}
+
+/// Schema of one field's value.
+pub fn field_schema(field: &Field, shape: Shape) -> Value {
+    let mut schema = match &field.kind {
+        FieldKind::Text(o) => {
+            let mut s = json!({"type": "string"});
+            if o.min > 0 && shape != Shape::Response && !(o.primary_key && shape == Shape::Create) {
+                s["minLength"] = json!(o.min);
+            }
+            s["maxLength"] = json!(if o.max == 0 { super::field::DEFAULT_TEXT_MAX } else { o.max });
+            if !o.pattern.is_empty() {
+                s["pattern"] = json!(o.pattern);
+            }
+            s
+        }
+        FieldKind::Editor(_) => json!({"type": "string", "contentMediaType": "text/html"}),
+        FieldKind::Number(o) => {
+            let mut s = json!({"type": if o.only_int { "integer" } else { "number" }});
+            if let Some(min) = o.min {
+                s["minimum"] = json!(min);
+            }
+            if let Some(max) = o.max {
+                s["maximum"] = json!(max);
+            }
+            s
+        }
+        FieldKind::Bool(_) => json!({"type": "boolean"}),
+        FieldKind::Email(_) => json!({"type": "string", "format": "email"}),
+        FieldKind::Url(_) => json!({"type": "string", "format": "uri"}),
+        FieldKind::Date(_) | FieldKind::Autodate(_) => {
+            json!({"type": "string", "description": "UTC date-time, `YYYY-MM-DD HH:MM:SS.sssZ`", "examples": ["2024-01-31 12:00:00.000Z"]})
+        }
+        FieldKind::Select(o) => {
+            let mut values: Vec<Value> = o.values.iter().map(|v| json!(v)).collect();
+            if o.is_multiple() {
+                json!({"type": "array", "items": {"type": "string", "enum": values}, "maxItems": o.max_select, "uniqueItems": true})
+            } else {
+                values.push(json!(""));
+                json!({"type": "string", "enum": values})
+            }
+        }
+        FieldKind::Json(_) => json!({}),
+        FieldKind::Password(o) => {
+            json!({"type": "string", "writeOnly": true, "minLength": if o.min == 0 { 8 } else { o.min }})
+        }
+    };
+    if let (Value::Object(map), true) = (&mut schema, matches!(field.kind, FieldKind::Autodate(_))) {
+        map.insert("readOnly".into(), json!(true));
+    }
+    schema
+}
+
+/// The object schema of a collection's records in the given shape.
+pub fn record_schema(collection: &Collection, shape: Shape) -> Value {
+    let mut properties = Map::new();
+    let mut required: Vec<Value> = Vec::new();
+    if shape == Shape::Response {
+        properties.insert("collectionId".into(), json!({"type": "string", "const": collection.id}));
+        properties.insert("collectionName".into(), json!({"type": "string", "const": collection.name}));
+        required.push(json!("collectionId"));
+        required.push(json!("collectionName"));
+    }
+    for field in &collection.fields {
+        let writable = !field.is_server_managed();
+        let include = match shape {
+            Shape::Response => !field.is_never_returned(),
+            Shape::Create => writable,
+            Shape::Update => writable && field.name != "id",
+        };
+        if !include {
+            continue;
+        }
+        properties.insert(field.name.clone(), field_schema(field, shape));
+        let is_required = match shape {
+            Shape::Response => !(collection.is_auth() && field.name == "email"),
+            Shape::Create => field.required && field.name != "id",
+            Shape::Update => false,
+        };
+        if is_required {
+            required.push(json!(field.name));
+        }
+    }
+    if collection.is_auth() && shape != Shape::Response {
+        properties.insert("passwordConfirm".into(), json!({"type": "string", "writeOnly": true}));
+        if shape == Shape::Create {
+            required.push(json!("passwordConfirm"));
+        }
+    }
+    let title = match shape {
+        Shape::Response => format!("{} record", collection.name),
+        Shape::Create => format!("{} create body", collection.name),
+        Shape::Update => format!("{} update body", collection.name),
+    };
+    json!({
+        "title": title,
+        "type": "object",
+        "properties": properties,
+        "required": required,
+    })
+}
+
+/// The standalone JSON Schema document served at `/api/collections/{c}/schema`.
+pub fn json_schema_document(collection: &Collection, base_url: &str) -> Value {
+    let mut schema = record_schema(collection, Shape::Response);
+    if let Value::Object(map) = &mut schema {
+        let mut doc = Map::new();
+        doc.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        doc.insert("$id".into(), json!(format!("{base_url}/api/collections/{}/schema", collection.name)));
+        doc.extend(std::mem::take(map));
+        doc.insert("$defs".into(), json!({
+            "create": record_schema(collection, Shape::Create),
+            "update": record_schema(collection, Shape::Update),
+        }));
+        return Value::Object(doc);
+    }
+    schema
+}

@@ -1,0 +1,538 @@
+//! The records service: collection and record operations with their access checks.
+//!
+//! Validation, rule checks, password hashing and JSON encoding happen on the caller's task;
+//! the writer closure only re-checks what must be checked atomically (schema generation,
+//! id and email uniqueness, optimistic concurrency on updates) and stages the changes.
+
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Map, Value};
+
+use super::catalog::{Catalog, CatalogEntry};
+use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
+use super::id::{self, IdGenerator};
+use super::list::{self, ListParams, ListQuery};
+use super::migrate;
+use super::record::{self, decode, identity_of, FieldsFilter, Prepared, Stored};
+use super::rules::{self, Principal};
+use super::stats::CollectionStats;
+use super::{collection_prefix, record_key, time, FieldError, RecordsError};
+use crate::auth::password::PasswordHasher;
+use crate::store::{Store, Table, WriteTx};
+
+/// How often an update retries when the record changed between its read and its write.
+const UPDATE_RETRIES: usize = 8;
+
+/// A page of rendered records.
+#[derive(Debug)]
+pub struct RecordPage {
+    pub page: usize,
+    pub per_page: usize,
+    pub total_items: Option<u64>,
+    pub items: Vec<Value>,
+}
+
+/// Collections and records.
+#[derive(Clone)]
+pub struct Records {
+    store: Store,
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    schema_lock: Arc<tokio::sync::Mutex<()>>,
+    ids: Arc<IdGenerator>,
+    hasher: PasswordHasher,
+}
+
+fn identity_key(collection_id: &str, email_lower: &str) -> Vec<u8> {
+    let mut key = collection_prefix(collection_id);
+    key.extend_from_slice(email_lower.as_bytes());
+    key
+}
+
+fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
+    serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
+}
+
+fn not_found() -> RecordsError {
+    RecordsError::NotFound("The requested resource wasn't found.".into())
+}
+
+fn superusers_only() -> RecordsError {
+    RecordsError::Forbidden("Only superusers can perform this action.".into())
+}
+
+fn not_unique(field: &str) -> RecordsError {
+    RecordsError::field(
+        "Failed to save record.",
+        field,
+        FieldError::new("validation_not_unique", "Value must be unique."),
+    )
+}
+
+/// Writer-side check that the record was validated against the current schema.
+fn check_generation(tx: &WriteTx<'_>, entry: &CatalogEntry) -> Result<CollectionStats, RecordsError> {
+    let stats = CollectionStats::load(tx, &entry.collection.id)?;
+    if tx.get(Table::Collections, entry.collection.id.as_bytes())?.is_none() {
+        return Err(not_found());
+    }
+    if stats.schema_generation != entry.schema_generation {
+        return Err(RecordsError::Conflict(
+            "The collection's schema changed while the record was being saved; retry.".into(),
+        ));
+    }
+    Ok(stats)
+}
+
+impl Records {
+    /// Creates the built-in collections if missing and loads the catalog.
+    pub async fn open(store: Store, hasher: PasswordHasher) -> Result<Records, RecordsError> {
+        let now = time::now();
+        store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                if tx.get(Table::Collections, SUPERUSERS_ID.as_bytes())?.is_none() {
+                    let c = Collection::superusers(&now);
+                    let bytes = serde_json::to_vec(&c)
+                        .map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                    tx.put(Table::Collections, c.id.as_bytes(), bytes);
+                    tx.put(Table::CollectionNames, c.name.to_lowercase().as_bytes(), c.id.as_bytes().to_vec());
+                }
+                Ok(())
+            })
+            .await?;
+        let catalog = store.read(|tx| Catalog::load(tx).map_err(RecordsError::from)).await?;
+        Ok(Records {
+            store,
+            catalog: Arc::new(RwLock::new(Arc::new(catalog))),
+            schema_lock: Arc::new(tokio::sync::Mutex::new(())),
+            ids: Arc::new(IdGenerator::default()),
+            hasher,
+        })
+    }
+
+    /// The store these records live in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The password hasher shared with the auth module.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// The current catalog snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Looks a collection up by id or name.
+    pub fn collection(&self, id_or_name: &str) -> Result<Arc<CatalogEntry>, RecordsError> {
+        self.catalog()
+            .get(id_or_name)
+            .cloned()
+            .ok_or_else(|| RecordsError::NotFound(format!("Missing collection {id_or_name:?}.")))
+    }
+
+    async fn reload_catalog(&self) -> Result<(), RecordsError> {
+        let fresh = self.store.read(|tx| Catalog::load(tx).map_err(RecordsError::from)).await?;
+        match self.catalog.write() {
+            Ok(mut guard) => *guard = Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        }
+        Ok(())
+    }
+
+    // ----- collections -----
+
+    /// All collections (superusers only), oldest first.
+    pub fn list_collections(&self, principal: &Principal) -> Result<Vec<Collection>, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        Ok(self.catalog().all().map(|e| e.collection.clone()).collect())
+    }
+
+    /// One collection (superusers only).
+    pub fn get_collection(&self, principal: &Principal, id_or_name: &str) -> Result<Collection, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        Ok(self.collection(id_or_name)?.collection.clone())
+    }
+
+    /// Creates a collection.
+    pub async fn create_collection(&self, principal: &Principal, body: Value) -> Result<Collection, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        let input = CollectionInput::parse(body)?;
+        let requested_id = input.id.clone().filter(|s| !s.is_empty());
+        if let Some(id) = &requested_id {
+            if id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(RecordsError::field(
+                    "Failed to create the collection.",
+                    "id",
+                    FieldError::new("validation_invalid_id", "Use letters, digits and underscores."),
+                ));
+            }
+        }
+        let new_id = requested_id.unwrap_or_else(|| format!("pbc_{}", id::random_string(11)));
+        let built = collection::build(input, None, new_id, &time::now())?;
+        let _guard = self.schema_lock.lock().await;
+        let to_store = built.clone();
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let name_key = to_store.name.to_lowercase();
+                if tx.get(Table::CollectionNames, name_key.as_bytes())?.is_some() {
+                    return Err(RecordsError::field(
+                        "Failed to create the collection.",
+                        "name",
+                        FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."),
+                    ));
+                }
+                if tx.get(Table::Collections, to_store.id.as_bytes())?.is_some() {
+                    return Err(RecordsError::field(
+                        "Failed to create the collection.",
+                        "id",
+                        FieldError::new("validation_not_unique", "Value must be unique."),
+                    ));
+                }
+                let bytes = serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
+                tx.put(Table::CollectionNames, name_key.as_bytes(), to_store.id.as_bytes().to_vec());
+                CollectionStats::default().save(tx, &to_store.id);
+                Ok(())
+            })
+            .await?;
+        self.reload_catalog().await?;
+        Ok(built)
+    }
+
+    /// Updates a collection, migrating its records or refusing the change.
+    pub async fn update_collection(
+        &self,
+        principal: &Principal,
+        id_or_name: &str,
+        body: Value,
+    ) -> Result<Collection, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        let input = CollectionInput::parse(body)?;
+        let _guard = self.schema_lock.lock().await;
+        let current = self.collection(id_or_name)?.collection.clone();
+        if let Some(id) = input.id.as_deref().filter(|id| !id.is_empty()) {
+            if id != current.id {
+                return Err(RecordsError::field(
+                    "Failed to update the collection.",
+                    "id",
+                    FieldError::new("validation_id_change", "The id cannot be changed."),
+                ));
+            }
+        }
+        let built = collection::build(input, Some(&current), current.id.clone(), &time::now())?;
+        let to_store = built.clone();
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let old_key = current.name.to_lowercase();
+                let new_key = to_store.name.to_lowercase();
+                if old_key != new_key {
+                    if tx.get(Table::CollectionNames, new_key.as_bytes())?.is_some() {
+                        return Err(RecordsError::field(
+                            "Failed to update the collection.",
+                            "name",
+                            FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."),
+                        ));
+                    }
+                    tx.delete(Table::CollectionNames, old_key.as_bytes());
+                    tx.put(Table::CollectionNames, new_key.as_bytes(), to_store.id.as_bytes().to_vec());
+                }
+                migrate::migrate(tx, &current, &to_store)?;
+                let bytes = serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
+                let mut stats = CollectionStats::load(tx, &to_store.id)?;
+                stats.schema_generation += 1;
+                stats.save(tx, &to_store.id);
+                Ok(())
+            })
+            .await?;
+        self.reload_catalog().await?;
+        Ok(built)
+    }
+
+    /// Deletes a collection and all of its records.
+    pub async fn delete_collection(&self, principal: &Principal, id_or_name: &str) -> Result<(), RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        let _guard = self.schema_lock.lock().await;
+        let current = self.collection(id_or_name)?.collection.clone();
+        if current.system {
+            return Err(RecordsError::BadRequest("System collections cannot be deleted.".into()));
+        }
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let prefix = collection_prefix(&current.id);
+                for (key, _) in tx.collect_prefix(Table::Records, &prefix)? {
+                    tx.delete(Table::Records, &key);
+                }
+                for (key, _) in tx.collect_prefix(Table::AuthIdentities, &prefix)? {
+                    tx.delete(Table::AuthIdentities, &key);
+                }
+                tx.delete(Table::Collections, current.id.as_bytes());
+                tx.delete(Table::CollectionNames, current.name.to_lowercase().as_bytes());
+                tx.delete(Table::CollectionStats, current.id.as_bytes());
+                Ok(())
+            })
+            .await?;
+        self.reload_catalog().await
+    }
+
+    // ----- records -----
+
+    /// A page of records.
+    pub async fn list_records(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        params: ListParams,
+    ) -> Result<RecordPage, RecordsError> {
+        let entry = self.collection(collection)?;
+        if !rules::allows(&entry.collection.list_rule, principal) {
+            return Err(superusers_only());
+        }
+        let query = ListQuery::parse(&entry.collection, &params)?;
+        let privileged = principal.is_superuser();
+        let (page, per_page) = (query.page, query.per_page);
+        self.store
+            .read(move |tx| {
+                let result = list::run(tx, &entry.collection, &query)?;
+                let items = list::render(&entry.collection, &result, privileged, &query.fields);
+                Ok(RecordPage { page, per_page, total_items: result.total, items })
+            })
+            .await
+    }
+
+    /// One record.
+    pub async fn get_record(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        fields: Option<&str>,
+    ) -> Result<Value, RecordsError> {
+        let entry = self.collection(collection)?;
+        if !rules::allows(&entry.collection.view_rule, principal) {
+            return Err(superusers_only());
+        }
+        if !id::is_valid_record_id(record_id) {
+            return Err(not_found());
+        }
+        let filter = FieldsFilter::parse(fields)?;
+        let key = record_key(&entry.collection.id, record_id);
+        let privileged = principal.is_superuser();
+        self.store
+            .read(move |tx| {
+                let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
+                let stored = decode(&bytes)?;
+                Ok(record::to_json(&entry.collection, &stored, privileged, &filter))
+            })
+            .await
+    }
+
+    async fn hash_new_password(&self, prepared: &mut Prepared) -> Result<(), RecordsError> {
+        if let Some(plain) = prepared.new_password.take() {
+            let hash = self
+                .hasher
+                .hash(plain)
+                .await
+                .map_err(|e| RecordsError::Store(crate::store::StoreError::Internal(e)))?;
+            prepared.stored.insert("password".into(), Value::String(hash));
+        }
+        Ok(())
+    }
+
+    /// Creates a record.
+    pub async fn create_record(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value, RecordsError> {
+        let entry = self.collection(collection)?;
+        if !rules::allows(&entry.collection.create_rule, principal) {
+            return Err(superusers_only());
+        }
+        let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
+        self.hash_new_password(&mut prepared).await?;
+        let response = record::to_json(&entry.collection, &prepared.stored, principal.is_superuser(), &FieldsFilter::default());
+        let bytes = encode(&prepared.stored)?;
+        let identity = if entry.collection.is_auth() { identity_of(&prepared.stored) } else { None };
+        let key = record_key(&entry.collection.id, &prepared.id);
+        let custom_id = prepared.custom_id;
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let mut stats = check_generation(tx, &entry)?;
+                if tx.get(Table::Records, &key)?.is_some() {
+                    return Err(not_unique("id"));
+                }
+                if let Some(email) = &identity {
+                    let ikey = identity_key(&entry.collection.id, email);
+                    if tx.get(Table::AuthIdentities, &ikey)?.is_some() {
+                        return Err(not_unique("email"));
+                    }
+                    tx.put(Table::AuthIdentities, &ikey, prepared.id.as_bytes().to_vec());
+                }
+                tx.put(Table::Records, &key, bytes);
+                stats.count += 1;
+                if custom_id {
+                    stats.custom_ids += 1;
+                }
+                stats.save(tx, &entry.collection.id);
+                Ok(())
+            })
+            .await?;
+        Ok(response)
+    }
+
+    /// Updates a record (a partial body: absent fields keep their values).
+    pub async fn update_record(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value, RecordsError> {
+        let entry = self.collection(collection)?;
+        if !rules::allows(&entry.collection.update_rule, principal) {
+            return Err(superusers_only());
+        }
+        if !id::is_valid_record_id(record_id) {
+            return Err(not_found());
+        }
+        let key = record_key(&entry.collection.id, record_id);
+        for _ in 0..UPDATE_RETRIES {
+            let read_key = key.clone();
+            let current_bytes = self
+                .store
+                .read(move |tx| tx.get(Table::Records, &read_key).map_err(RecordsError::from))
+                .await?
+                .ok_or_else(not_found)?;
+            let current = decode(&current_bytes)?;
+            let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
+            self.hash_new_password(&mut prepared).await?;
+            let response =
+                record::to_json(&entry.collection, &prepared.stored, principal.is_superuser(), &FieldsFilter::default());
+            let bytes = encode(&prepared.stored)?;
+            let is_auth = entry.collection.is_auth();
+            let old_identity = if is_auth { identity_of(&current) } else { None };
+            let new_identity = if is_auth { identity_of(&prepared.stored) } else { None };
+            let entry = entry.clone();
+            let key = key.clone();
+            let outcome = self
+                .store
+                .write(move |tx: &mut WriteTx<'_>| -> Result<bool, RecordsError> {
+                    check_generation(tx, &entry)?;
+                    match tx.get(Table::Records, &key)? {
+                        None => return Err(not_found()),
+                        Some(now) if now != current_bytes => return Ok(false),
+                        Some(_) => {}
+                    }
+                    if old_identity != new_identity {
+                        if let Some(email) = &new_identity {
+                            let ikey = identity_key(&entry.collection.id, email);
+                            if tx.get(Table::AuthIdentities, &ikey)?.is_some() {
+                                return Err(not_unique("email"));
+                            }
+                            tx.put(Table::AuthIdentities, &ikey, prepared.id.as_bytes().to_vec());
+                        }
+                        if let Some(email) = &old_identity {
+                            tx.delete(Table::AuthIdentities, &identity_key(&entry.collection.id, email));
+                        }
+                    }
+                    tx.put(Table::Records, &key, bytes);
+                    Ok(true)
+                })
+                .await?;
+            if outcome {
+                return Ok(response);
+            }
+        }
+        Err(RecordsError::Conflict("The record is being changed concurrently; retry.".into()))
+    }
+
+    /// Deletes a record.
+    pub async fn delete_record(&self, principal: &Principal, collection: &str, record_id: &str) -> Result<(), RecordsError> {
+        let entry = self.collection(collection)?;
+        if !rules::allows(&entry.collection.delete_rule, principal) {
+            return Err(superusers_only());
+        }
+        if !id::is_valid_record_id(record_id) {
+            return Err(not_found());
+        }
+        let key = record_key(&entry.collection.id, record_id);
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let mut stats = CollectionStats::load(tx, &entry.collection.id)?;
+                let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
+                if entry.collection.id == SUPERUSERS_ID && stats.count <= 1 {
+                    return Err(RecordsError::Conflict("The only superuser cannot be deleted.".into()));
+                }
+                let stored = decode(&bytes)?;
+                if entry.collection.is_auth() {
+                    if let Some(email) = identity_of(&stored) {
+                        tx.delete(Table::AuthIdentities, &identity_key(&entry.collection.id, &email));
+                    }
+                }
+                tx.delete(Table::Records, &key);
+                stats.count = stats.count.saturating_sub(1);
+                stats.save(tx, &entry.collection.id);
+                Ok(())
+            })
+            .await
+    }
+
+    /// Finds an auth record by collection and email (for sign-in).
+    pub async fn find_auth_record(&self, collection_id: &str, email: &str) -> Result<Option<Stored>, RecordsError> {
+        let ikey = identity_key(collection_id, &email.to_lowercase());
+        let collection_id = collection_id.to_string();
+        self.store
+            .read(move |tx| {
+                let Some(id) = tx.get(Table::AuthIdentities, &ikey)? else {
+                    return Ok(None);
+                };
+                let id = String::from_utf8_lossy(&id).to_string();
+                match tx.get(Table::Records, &record_key(&collection_id, &id))? {
+                    Some(bytes) => Ok(Some(decode(&bytes)?)),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
+    /// Loads one stored record regardless of rules (for token checks).
+    pub async fn load_stored(&self, collection_id: &str, record_id: &str) -> Result<Option<Stored>, RecordsError> {
+        if !id::is_valid_record_id(record_id) {
+            return Ok(None);
+        }
+        let key = record_key(collection_id, record_id);
+        self.store
+            .read(move |tx| match tx.get(Table::Records, &key)? {
+                Some(bytes) => Ok(Some(decode(&bytes)?)),
+                None => Ok(None),
+            })
+            .await
+    }
+
+    /// Number of records in a collection.
+    pub async fn count(&self, collection_id: &str) -> Result<u64, RecordsError> {
+        let id = collection_id.to_string();
+        self.store.read(move |tx| Ok(CollectionStats::read(tx, &id)?.count)).await
+    }
+
+    /// Generates a record id.
+    pub fn new_id(&self) -> String {
+        self.ids.next()
+    }
+}

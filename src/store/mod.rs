@@ -1,0 +1,218 @@
+//! Durable storage: an ordered key-value interface with transactions over one redb file.
+//!
+//! This is the only module that names redb. Everything else sees [`Store`], [`ReadTx`],
+//! [`WriteTx`] and [`Table`]. Writes go through a single writer thread that group-commits
+//! (see `writer.rs`): concurrent writes are applied in one transaction, committed with one
+//! fsync, and only then acknowledged. Reads run on MVCC snapshots on the blocking pool,
+//! never on the async executor.
+
+mod tables;
+mod tx;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub use tables::{Table, SCHEMA_VERSION};
+pub use tx::{ReadTx, ScanControl, WriteTx};
+
+use redb::ReadableTable;
+use tables::META_SCHEMA_VERSION;
+
+/// Failures of the storage layer. Domain modules wrap these; `api/` maps them to 503/507/500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the data file (redb's file lock).
+    #[error("the data file is in use by another process")]
+    Locked,
+    /// The disk is full; nothing of the failed write was kept.
+    #[error("no space left on the device")]
+    DiskFull,
+    /// The store cannot take writes right now (commit failed and the file is being reopened,
+    /// or the server is shutting down).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The file was written by a newer Backbone.
+    #[error("data file schema version {found} is newer than this build supports ({supported})")]
+    TooNew { found: u32, supported: u32 },
+    /// Anything else redb or the OS reported; details are for the log only.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    fn from_io(err: &std::io::Error) -> StoreError {
+        if err.kind() == std::io::ErrorKind::StorageFull || err.raw_os_error() == Some(28) {
+            StoreError::DiskFull
+        } else {
+            StoreError::Internal(err.to_string())
+        }
+    }
+
+    pub(crate) fn from_redb(err: impl Into<redb::Error>) -> StoreError {
+        match err.into() {
+            redb::Error::DatabaseAlreadyOpen => StoreError::Locked,
+            redb::Error::Io(io) => StoreError::from_io(&io),
+            redb::Error::PreviousIo => {
+                StoreError::Unavailable("a previous I/O error poisoned the file".into())
+            }
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Tuning knobs for the store, taken from the `[store]` config section.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// redb page cache size in bytes.
+    pub cache_bytes: usize,
+    /// Most writes applied in one group commit.
+    pub max_batch: usize,
+    /// Capacity of the write queue; callers wait (backpressure) when it is full.
+    pub queue_capacity: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { cache_bytes: 64 << 20, max_batch: 1024, queue_capacity: 8192 }
+    }
+}
+
+/// Shared slot holding the open database; the writer swaps it when it reopens the file.
+type DbSlot = Arc<RwLock<Option<Arc<redb::Database>>>>;
+
+/// Handle to the data file. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct Store {
+    db: DbSlot,
+    writer: writer::WriterHandle,
+    path: Arc<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data file, creates missing tables, checks the schema
+    /// version and starts the writer thread. Blocking: call it off the executor.
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        let db = open_database(path, options)?;
+        let slot: DbSlot = Arc::new(RwLock::new(Some(Arc::new(db))));
+        let writer = writer::spawn(slot.clone(), path.to_path_buf(), options.clone())?;
+        Ok(Store { db: slot, writer, path: Arc::new(path.to_path_buf()) })
+    }
+
+    /// Path of the data file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn database(&self) -> Result<Arc<redb::Database>, StoreError> {
+        let guard = self
+            .db
+            .read()
+            .map_err(|_| StoreError::Internal("database slot lock poisoned".into()))?;
+        guard
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the data file is being reopened".into()))
+    }
+
+    /// Runs `f` on a consistent read snapshot, on the blocking pool.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&ReadTx) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.database()?;
+        tokio::task::spawn_blocking(move || {
+            let tx = ReadTx::begin(&db)?;
+            f(&tx)
+        })
+        .await
+        .map_err(|err| E::from(StoreError::Internal(format!("read task failed: {err}"))))?
+    }
+
+    /// Runs `f` on a read snapshot on the current thread (for CLI commands and startup).
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&ReadTx) -> Result<T, E>,
+    {
+        let db = self.database()?;
+        let tx = ReadTx::begin(&db)?;
+        f(&tx)
+    }
+
+    /// Queues `f` for the writer. It runs inside the next group-commit transaction; its
+    /// changes are kept only if it returns `Ok`, and the result is delivered only after the
+    /// transaction is durably committed. A storage failure of the commit returns the
+    /// `StoreError` converted into `E`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Like [`Store::write`], for callers outside the async runtime.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.submit_blocking(f)
+    }
+
+    /// True while the writer runs and the last commit did not fail.
+    pub fn is_healthy(&self) -> bool {
+        self.writer.is_healthy() && self.database().is_ok()
+    }
+
+    /// Stops the writer after it has committed everything queued so far, then closes the
+    /// file. Later writes fail with `Unavailable`.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+        if let Ok(mut guard) = self.db.write() {
+            guard.take();
+        }
+    }
+}
+
+/// Opens the file, creates every table and verifies or writes the schema version.
+fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {
+    let db = redb::Builder::new()
+        .set_cache_size(options.cache_bytes)
+        .create(path)
+        .map_err(StoreError::from_redb)?;
+    let mut txn = db.begin_write().map_err(StoreError::from_redb)?;
+    txn.set_two_phase_commit(true);
+    {
+        for table in Table::ALL {
+            txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        }
+        let mut meta = txn.open_table(Table::Meta.definition()).map_err(StoreError::from_redb)?;
+        let found = meta
+            .get(META_SCHEMA_VERSION)
+            .map_err(StoreError::from_redb)?
+            .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+            .map(u32::from_le_bytes);
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::TooNew { found: v, supported: SCHEMA_VERSION })
+            }
+            // Version 1 is the first layout: nothing to upgrade yet. Upgrade steps from
+            // `v` to `v + 1` go here, inside this same transaction.
+            Some(_) => {}
+            None => {
+                meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())
+                    .map_err(StoreError::from_redb)?;
+            }
+        }
+    }
+    txn.commit().map_err(StoreError::from_redb)?;
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! Read and write transactions as seen by the domain modules.
+//!
+//! A [`WriteTx`] is one queued write's view of the group-commit transaction: reads see the
+//! committed state plus this batch's earlier accepted writes plus its own staged writes;
+//! its own writes are staged in an overlay and copied into the real transaction only if
+//! the write succeeds. That is what lets one rejected write leave its neighbours intact.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::{StoreError, Table};
+
+/// Whether a scan continues after the current entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanControl {
+    Continue,
+    Stop,
+}
+
+/// A consistent snapshot of the whole store.
+pub struct ReadTx {
+    txn: redb::ReadTransaction,
+}
+
+impl ReadTx {
+    pub(super) fn begin(db: &redb::Database) -> Result<ReadTx, StoreError> {
+        Ok(ReadTx { txn: db.begin_read().map_err(StoreError::from_redb)? })
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        let value = t.get(key).map_err(StoreError::from_redb)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Number of entries in `table`.
+    pub fn len(&self, table: Table) -> Result<u64, StoreError> {
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        t.len().map_err(StoreError::from_redb)
+    }
+
+    /// Visits the entries whose key starts with `prefix`, in key order (or reverse), starting
+    /// after `after` when given (exclusive; in reverse, before it).
+    pub fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        reverse: bool,
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> ScanControl,
+    ) -> Result<(), StoreError> {
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        let (lower, upper) = prefix_bounds(prefix, reverse, after);
+        let range = t
+            .range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper)))
+            .map_err(StoreError::from_redb)?;
+        let mut step = |entry: Result<(redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> Result<ScanControl, StoreError> {
+            let (k, v) = entry.map_err(StoreError::from_redb)?;
+            Ok(visit(k.value(), v.value()))
+        };
+        if reverse {
+            for entry in range.rev() {
+                if step(entry)? == ScanControl::Stop {
+                    break;
+                }
+            }
+        } else {
+            for entry in range {
+                if step(entry)? == ScanControl::Stop {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, if one exists.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Key bounds of a prefix scan that resumes after (or, in reverse, before) `after`.
+fn prefix_bounds(
+    prefix: &[u8],
+    reverse: bool,
+    after: Option<&[u8]>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let mut lower = Bound::Included(prefix.to_vec());
+    let mut upper = match prefix_end(prefix) {
+        Some(end) => Bound::Excluded(end),
+        None => Bound::Unbounded,
+    };
+    if let Some(after) = after {
+        if reverse {
+            upper = Bound::Excluded(after.to_vec());
+        } else {
+            lower = Bound::Excluded(after.to_vec());
+        }
+    }
+    (lower, upper)
+}
+
+/// Staged changes of one write: `None` marks a deletion.
+pub(super) type Overlay = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+
+/// One queued write's view of the group-commit transaction.
+pub struct WriteTx<'t> {
+    txn: &'t redb::WriteTransaction,
+    overlay: Overlay,
+}
+
+impl<'t> WriteTx<'t> {
+    pub(super) fn new(txn: &'t redb::WriteTransaction) -> WriteTx<'t> {
+        WriteTx { txn, overlay: BTreeMap::new() }
+    }
+
+    /// The value under `key`, including this write's staged changes.
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(staged) = self.overlay.get(&(table, key.to_vec())) {
+            return Ok(staged.clone());
+        }
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        let value = t.get(key).map_err(StoreError::from_redb)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Stages `key = value`.
+    pub fn put(&mut self, table: Table, key: &[u8], value: Vec<u8>) {
+        self.overlay.insert((table, key.to_vec()), Some(value));
+    }
+
+    /// Stages the removal of `key`.
+    pub fn delete(&mut self, table: Table, key: &[u8]) {
+        self.overlay.insert((table, key.to_vec()), None);
+    }
+
+    /// Keys (with values) starting with `prefix`, in key order, including staged changes.
+    /// Loads them all: meant for the rare bulk operations (schema migrations, deletes).
+    pub fn collect_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        {
+            let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+            let (lower, upper) = prefix_bounds(prefix, false, None);
+            let range = t
+                .range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper)))
+                .map_err(StoreError::from_redb)?;
+            for entry in range {
+                let (k, v) = entry.map_err(StoreError::from_redb)?;
+                merged.insert(k.value().to_vec(), v.value().to_vec());
+            }
+        }
+        let start = (table, prefix.to_vec());
+        for ((t, key), value) in self.overlay.range(start..) {
+            if *t != table || !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Copies the staged changes into the transaction.
+    pub(super) fn apply(self) -> Result<(), StoreError> {
+        let mut current: Option<(Table, redb::Table<'_, &'static [u8], &'static [u8]>)> = None;
+        for ((table, key), value) in self.overlay {
+            let open = match current.take() {
+                Some((t, handle)) if t == table => (t, handle),
+                other => {
+                    drop(other);
+                    let handle =
+                        self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+                    (table, handle)
+                }
+            };
+            let (t, mut handle) = open;
+            match value {
+                Some(v) => {
+                    handle.insert(key.as_slice(), v.as_slice()).map_err(StoreError::from_redb)?;
+                }
+                None => {
+                    handle.remove(key.as_slice()).map_err(StoreError::from_redb)?;
+                }
+            }
+            current = Some((t, handle));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Test helpers shared by the integration tests: start the real `backbone` binary on
+//! port 0 with a temporary data directory, sign in, and make requests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const SU_EMAIL: &str = "root@example.com";
+pub const SU_PASSWORD: &str = "root-password-123";
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_backbone"))
+}
+
+/// A running server process.
+pub struct Server {
+    pub base: String,
+    pub dir: PathBuf,
+    /// Keeps the temporary directory alive when the server owns it.
+    _temp: Option<tempfile::TempDir>,
+    pub child: Child,
+    pub setup_token: Option<String>,
+    pub client: reqwest::Client,
+}
+
+/// Options for starting a server.
+#[derive(Default, Clone)]
+pub struct StartOptions {
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary data directory.
+    pub fn start() -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = Server::start_in(&dir, StartOptions::default());
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server with extra environment or arguments.
+    pub fn start_with(options: StartOptions) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = Server::start_in(&dir, options);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server on `dir` (which outlives it; used by restart tests).
+    pub fn start_in(dir: &Path, options: StartOptions) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve").arg("--http").arg("127.0.0.1:0").arg("--dir").arg(dir);
+        cmd.args(&options.args);
+        cmd.env_remove("BACKBONE_DIR").env_remove("BACKBONE_CONFIG").env("BACKBONE_LOG", "warn");
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn backbone");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (addr_tx, addr_rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+                    let _ = addr_tx.send(addr);
+                }
+            }
+        });
+        let (token_tx, token_rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(token) = line.strip_prefix("SETUP_TOKEN=") {
+                    let _ = token_tx.send(token.trim().to_string());
+                } else if std::env::var("BACKBONE_TEST_LOGS").is_ok() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).to_string());
+                panic!("server did not start: {out:?}");
+            }
+        };
+        let setup_token = token_rx.recv_timeout(Duration::from_millis(500)).ok();
+        Server {
+            base: format!("http://{addr}"),
+            dir: dir.to_path_buf(),
+            _temp: None,
+            child,
+            setup_token,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates the first superuser through the setup endpoint and returns its token.
+    pub async fn setup_superuser(&self) -> String {
+        let token = self.setup_token.clone().expect("a fresh server prints a setup token");
+        let res = self
+            .client
+            .post(self.url("/api/setup"))
+            .json(&json!({"token": token, "email": SU_EMAIL, "password": SU_PASSWORD}))
+            .send()
+            .await
+            .expect("setup request");
+        assert_eq!(res.status(), 200, "setup failed");
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Signs the default superuser in (after `setup_superuser` ran, possibly in an earlier process).
+    pub async fn login(&self) -> String {
+        let res = self
+            .client
+            .post(self.url("/api/collections/_superusers/auth-with-password"))
+            .json(&json!({"identity": SU_EMAIL, "password": SU_PASSWORD}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(res.status(), 200, "login failed");
+        let body: Value = res.json().await.expect("json");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Sends a request with an optional token and JSON body; returns (status, headers, body).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Reply::from(req.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, self.url(path)).body(body);
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        Reply::from(req.send().await.expect("request")).await
+    }
+
+    /// Sends SIGKILL and waits for the process to die.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    async fn from(res: reqwest::Response) -> Reply {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, content_type, headers, body, text }
+    }
+
+    /// Asserts the problem+json shape and status; returns self for further checks.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) -> &Reply {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert!(
+            self.content_type.starts_with("application/problem+json"),
+            "content type {:?}; body: {}",
+            self.content_type,
+            self.text
+        );
+        let b = &self.body;
+        assert_eq!(b["status"].as_u64(), Some(u64::from(status)), "status member: {}", self.text);
+        for key in ["type", "title", "detail", "message"] {
+            assert!(b[key].is_string(), "member {key} missing: {}", self.text);
+        }
+        assert!(b["type"].as_str().unwrap_or_default().starts_with("/api/docs/errors#"), "{}", self.text);
+        assert!(b["data"].is_object(), "data must be an object: {}", self.text);
+        self
+    }
+
+    /// Asserts a field error code under `data`.
+    #[track_caller]
+    pub fn assert_field_error(&self, field: &str, code: &str) -> &Reply {
+        assert_eq!(self.body["data"][field]["code"].as_str(), Some(code), "field {field}: {}", self.text);
+        self
+    }
+}
+
+/// A collection body with common field types.
+pub fn posts_collection(name: &str) -> Value {
+    json!({
+        "name": name,
+        "listRule": null,
+        "fields": [
+            {"name": "title", "type": "text", "required": true, "min": 1, "max": 100},
+            {"name": "views", "type": "number", "onlyInt": true, "min": 0},
+            {"name": "published", "type": "bool"},
+            {"name": "contact", "type": "email"},
+            {"name": "site", "type": "url"},
+            {"name": "when", "type": "date"},
+            {"name": "status", "type": "select", "values": ["draft", "live"], "maxSelect": 1},
+            {"name": "tags", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
+            {"name": "meta", "type": "json", "maxSize": 2000},
+            {"name": "body", "type": "editor"},
+            {"name": "code", "type": "text", "pattern": "^[A-Z]{3}$"},
+            {"name": "secret", "type": "text", "hidden": true}
+        ]
+    })
+}
