@@ -60,7 +60,8 @@ pub struct App {
 impl App {
     /// Opens the data directory and every service.
     pub async fn build(config: Config, dir: &Path) -> Result<Arc<App>, AppError> {
-        std::fs::create_dir_all(dir).map_err(|source| AppError::DataDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| AppError::DataDir { path: dir.to_path_buf(), source })?;
         let options = StoreOptions {
             cache_bytes: config.store.cache_mb.max(1) << 20,
             max_batch: config.store.max_batch.max(1),
@@ -108,7 +109,8 @@ impl App {
         let admin_app = self.clone();
         let mut admin_stop = stop_rx.clone();
         let admin = tokio::spawn(async move {
-            let listener = UnixListener::bind(socket_path.clone()).with_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+            let listener = UnixListener::bind(socket_path.clone())
+                .with_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
             let result = Server::new(listener)
                 .name("admin-socket")
                 .run_with_graceful_shutdown(
@@ -126,10 +128,8 @@ impl App {
         });
 
         let mut http_stop = stop_rx;
-        let http = Server::new_with_acceptor(acceptor)
-            .name("http")
-            .idle_timeout(idle)
-            .run_with_graceful_shutdown(
+        let http =
+            Server::new_with_acceptor(acceptor).name("http").idle_timeout(idle).run_with_graceful_shutdown(
                 crate::api::routes(self.clone()),
                 async move {
                     let _ = http_stop.changed().await;

@@ -59,7 +59,8 @@ fn backbone_env() -> BTreeMap<String, String> {
 
 /// Loads the layered config for this invocation.
 pub fn load_config(cli: &Cli, http: Option<String>) -> Result<Config, String> {
-    Config::load(&cli.dir, cli.config.as_deref(), &backbone_env(), &Overrides { http }).map_err(|e| e.to_string())
+    Config::load(&cli.dir, cli.config.as_deref(), &backbone_env(), &Overrides { http })
+        .map_err(|e| e.to_string())
 }
 
 /// Runs a parsed command; the error is printed by `main`.
@@ -109,7 +110,11 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
     let app = App::build(config, &cli.dir).await.map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("Backbone {} listening on http://{local} (data: {})", env!("CARGO_PKG_VERSION"), cli.dir.display());
+    println!(
+        "Backbone {} listening on http://{local} (data: {})",
+        env!("CARGO_PKG_VERSION"),
+        cli.dir.display()
+    );
     if let Some(token) = app.auth.issue_setup_token().await.map_err(|e| e.to_string())? {
         let url = app.config.public_url(Some(local));
         eprintln!(
@@ -124,7 +129,11 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
 }
 
 /// Sends one HTTP request over the admin socket and returns (status, body).
-async fn socket_request(socket: &Path, path: &str, body: &serde_json::Value) -> std::io::Result<(u16, String)> {
+async fn socket_request(
+    socket: &Path,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::UnixStream::connect(socket).await?;
     let payload = body.to_string();
     let request = format!(
@@ -135,11 +144,7 @@ async fn socket_request(socket: &Path, path: &str, body: &serde_json::Value) -> 
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .unwrap_or(0);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
@@ -176,11 +181,9 @@ async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), 
 
 fn describe_validation(err: &crate::auth::AuthError) -> String {
     match err {
-        crate::auth::AuthError::Records(crate::records::RecordsError::Validation { fields, .. }) => fields
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v.message))
-            .collect::<Vec<_>>()
-            .join("; "),
+        crate::auth::AuthError::Records(crate::records::RecordsError::Validation { fields, .. }) => {
+            fields.iter().map(|(k, v)| format!("{k}: {}", v.message)).collect::<Vec<_>>().join("; ")
+        }
         _ => String::new(),
     }
 }

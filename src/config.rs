@@ -162,20 +162,28 @@ impl Config {
             if CLI_VARIABLES.contains(&name.as_str()) {
                 continue;
             }
-            let slot = find_slot(&mut tree, rest).ok_or_else(|| ConfigError::UnknownVariable(name.clone()))?;
+            let slot =
+                find_slot(&mut tree, rest).ok_or_else(|| ConfigError::UnknownVariable(name.clone()))?;
             *slot = match slot {
-                toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| {
-                    ConfigError::Value { name: name.clone(), message: format!("expected a whole number, got {raw:?}") }
-                })?),
-                toml::Value::Boolean(_) => toml::Value::Boolean(raw.trim().parse().map_err(|_| {
-                    ConfigError::Value { name: name.clone(), message: format!("expected true or false, got {raw:?}") }
-                })?),
+                toml::Value::Integer(_) => {
+                    toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Value {
+                        name: name.clone(),
+                        message: format!("expected a whole number, got {raw:?}"),
+                    })?)
+                }
+                toml::Value::Boolean(_) => {
+                    toml::Value::Boolean(raw.trim().parse().map_err(|_| ConfigError::Value {
+                        name: name.clone(),
+                        message: format!("expected true or false, got {raw:?}"),
+                    })?)
+                }
                 _ => toml::Value::String(raw.clone()),
             };
         }
-        *self = tree
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Value { name: "environment".into(), message: e.to_string() })?;
+        *self = tree.try_into().map_err(|e: toml::de::Error| ConfigError::Value {
+            name: "environment".into(),
+            message: e.to_string(),
+        })?;
         Ok(())
     }
 
@@ -185,7 +193,10 @@ impl Config {
             message: format!("{e} (expected host:port such as 127.0.0.1:8080)"),
         })?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(ConfigError::Value { name: "log_format".into(), message: "expected text or json".into() });
+            return Err(ConfigError::Value {
+                name: "log_format".into(),
+                message: "expected text or json".into(),
+            });
         }
         if self.limits.max_body_bytes < 1024 {
             return Err(ConfigError::Value {
@@ -231,13 +242,21 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("backbone.toml"), "http = \"127.0.0.1:9000\"\n[limits]\nmax_body_bytes = 4096\n")
-            .expect("write");
+        std::fs::write(
+            dir.path().join("backbone.toml"),
+            "http = \"127.0.0.1:9000\"\n[limits]\nmax_body_bytes = 4096\n",
+        )
+        .expect("write");
         let c = Config::load(dir.path(), None, &env(&[]), &Overrides::default()).expect("load");
         assert_eq!(c.http, "127.0.0.1:9000");
         assert_eq!(c.limits.max_body_bytes, 4096);
-        let c = Config::load(dir.path(), None, &env(&[("BACKBONE_HTTP", "127.0.0.1:9001"), ("BACKBONE_LIMITS_MAX_BODY_BYTES", "8192")]), &Overrides::default())
-            .expect("load");
+        let c = Config::load(
+            dir.path(),
+            None,
+            &env(&[("BACKBONE_HTTP", "127.0.0.1:9001"), ("BACKBONE_LIMITS_MAX_BODY_BYTES", "8192")]),
+            &Overrides::default(),
+        )
+        .expect("load");
         assert_eq!(c.http, "127.0.0.1:9001");
         assert_eq!(c.limits.max_body_bytes, 8192);
         let c = Config::load(
@@ -264,8 +283,13 @@ mod tests {
         let err = Config::load(dir.path(), None, &env(&[("BACKBONE_HTPP", "x")]), &Overrides::default())
             .expect_err("unknown variable");
         assert!(err.to_string().contains("BACKBONE_HTPP"), "{err}");
-        let err = Config::load(dir.path(), None, &env(&[("BACKBONE_LIMITS_MAX_BODY_BYTES", "lots")]), &Overrides::default())
-            .expect_err("bad number");
+        let err = Config::load(
+            dir.path(),
+            None,
+            &env(&[("BACKBONE_LIMITS_MAX_BODY_BYTES", "lots")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad number");
         assert!(err.to_string().contains("BACKBONE_LIMITS_MAX_BODY_BYTES"), "{err}");
     }
 

@@ -53,7 +53,11 @@ pub async fn auth_with_password(
 }
 
 #[handler]
-pub async fn auth_refresh(req: &Request, Path(collection): Path<String>, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn auth_refresh(
+    req: &Request,
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     let session = app.auth.refresh(&who, &collection).await?;
     Ok(session_response(session))
@@ -83,7 +87,11 @@ pub async fn setup(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Res
 
 /// `backbone superuser upsert` while the server runs (unix socket only).
 #[handler]
-pub async fn socket_superuser_upsert(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn socket_superuser_upsert(
+    req: &Request,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
     let mut errors = FieldErrors::new();
     let email = required_string(&body, "email", &mut errors);

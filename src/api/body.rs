@@ -11,16 +11,15 @@ use super::error::ApiError;
 
 /// Reads at most `limit` bytes of `body`, or answers 413.
 pub async fn read_limited(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = req.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
     let mut stream = body.into_bytes_stream();
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(64 * 1024) as usize);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::payload_too_large(limit));
         }
@@ -35,7 +34,8 @@ fn is_json(req: &Request) -> bool {
     req.header("Content-Type")
         .map(|ct| {
             let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
         })
         .unwrap_or(false)
 }

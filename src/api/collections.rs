@@ -32,7 +32,11 @@ fn page_number(raw: Option<&str>, default: usize, name: &str) -> Result<usize, A
 }
 
 #[handler]
-pub async fn list(req: &Request, Query(params): Query<PageParams>, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn list(
+    req: &Request,
+    Query(params): Query<PageParams>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     let page = page_number(params.page.as_deref(), 1, "page")?;
     let per_page = page_number(params.per_page.as_deref(), 30, "perPage")?.min(1000);
@@ -63,7 +67,11 @@ pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Re
 }
 
 #[handler]
-pub async fn view(req: &Request, Path(collection): Path<String>, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn view(
+    req: &Request,
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     let found = app.records.get_collection(&who, &collection)?;
     Ok(json_response(StatusCode::OK, &json!(found)))
@@ -86,7 +94,11 @@ pub async fn update(
 }
 
 #[handler]
-pub async fn delete(req: &Request, Path(collection): Path<String>, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn delete(
+    req: &Request,
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     app.records.delete_collection(&who, &collection).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
@@ -95,11 +107,16 @@ pub async fn delete(req: &Request, Path(collection): Path<String>, Data(app): Da
 /// JSON Schema 2020-12 of the collection's records. Visible to whoever may list or view
 /// the collection's records (the shape is not secret to them).
 #[handler]
-pub async fn json_schema(req: &Request, Path(collection): Path<String>, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+pub async fn json_schema(
+    req: &Request,
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     let entry = app.records.collection(&collection)?;
     let c = &entry.collection;
-    let visible = crate::records::rules::allows(&c.list_rule, &who) || crate::records::rules::allows(&c.view_rule, &who);
+    let visible = crate::records::rules::allows(&c.list_rule, &who)
+        || crate::records::rules::allows(&c.view_rule, &who);
     if !visible {
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }

@@ -12,10 +12,12 @@ use super::error::ApiError;
 #[exclude = "*.md"]
 struct DocsAssets;
 
-const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
+const CSP: &str =
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
 
 fn serve(name: &str) -> Result<Response, ApiError> {
-    let file = DocsAssets::get(name).ok_or_else(|| ApiError::not_found("The requested resource wasn't found."))?;
+    let file =
+        DocsAssets::get(name).ok_or_else(|| ApiError::not_found("The requested resource wasn't found."))?;
     let content_type = match name.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",

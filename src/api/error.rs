@@ -34,7 +34,12 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> ApiError {
         ApiError { status, kind, title, detail: detail.into(), data: Map::new(), retry_after: None }
     }
 
@@ -72,7 +77,12 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", detail)
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            detail,
+        )
     }
 
     pub fn internal() -> ApiError {
@@ -99,9 +109,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut builder = Response::builder()
-            .status(self.status)
-            .content_type("application/problem+json");
+        let mut builder = Response::builder().status(self.status).content_type("application/problem+json");
         if let Some(seconds) = self.retry_after {
             builder = builder.header("Retry-After", seconds.to_string());
         }
@@ -193,7 +201,9 @@ pub fn into_problem(err: poem::Error) -> Response {
             "Method not allowed",
             "This endpoint does not support the request method.",
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "too-large", "Payload too large", err.to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(status, "too-large", "Payload too large", err.to_string())
+        }
         s if s.is_client_error() => ApiError::new(s, "bad-request", "Bad request", err.to_string()),
         _ => {
             tracing::error!(error = %err, status = status.as_u16(), "unhandled error");

@@ -30,7 +30,15 @@ fn json_content(schema: Value) -> Value {
 }
 
 /// One operation: summary, tag, parameters, optional body schema, success status and schema.
-fn op(id: &str, summary: &str, tag: &str, params: Vec<Value>, body: Option<Value>, ok: (u16, Option<Value>), errs: &[u16]) -> Value {
+fn op(
+    id: &str,
+    summary: &str,
+    tag: &str,
+    params: Vec<Value>,
+    body: Option<Value>,
+    ok: (u16, Option<Value>),
+    errs: &[u16],
+) -> Value {
     let mut responses = errors(errs);
     let ok_response = match ok.1 {
         Some(schema) => json!({"description": "Success", "content": json_content(schema)}),
@@ -61,8 +69,16 @@ fn query_param(name: &str, description: &str, schema: Value) -> Value {
 fn list_params() -> Vec<Value> {
     vec![
         query_param("page", "Page number, from 1.", json!({"type": "integer", "minimum": 1})),
-        query_param("perPage", "Items per page (default 30, at most 1000).", json!({"type": "integer", "minimum": 1})),
-        query_param("sort", "Comma-separated fields; `-` for descending; `@random`.", json!({"type": "string"})),
+        query_param(
+            "perPage",
+            "Items per page (default 30, at most 1000).",
+            json!({"type": "integer", "minimum": 1}),
+        ),
+        query_param(
+            "sort",
+            "Comma-separated fields; `-` for descending; `@random`.",
+            json!({"type": "string"}),
+        ),
         query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
         query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
     ]
@@ -212,7 +228,8 @@ fn components() -> Value {
 pub fn static_spec() -> Value {
     let c = || path_param("collection", "Collection id or name.");
     let id = || path_param("id", "Record id (15 characters a-z0-9).");
-    let fields_param = || query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"}));
+    let fields_param =
+        || query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"}));
     let mut paths = Map::new();
     paths.insert("/api/health".into(), json!({
         "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
@@ -312,8 +329,12 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
     for entry in catalog.all() {
         let collection = &entry.collection;
         let base = component_name(&collection.name);
-        let (rec, create, update, list) =
-            (format!("{base}Record"), format!("{base}Create"), format!("{base}Update"), format!("{base}List"));
+        let (rec, create, update, list) = (
+            format!("{base}Record"),
+            format!("{base}Create"),
+            format!("{base}Update"),
+            format!("{base}List"),
+        );
         if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
             schemas.insert(rec.clone(), record_schema(collection, Shape::Response));
             schemas.insert(create.clone(), record_schema(collection, Shape::Create));

@@ -135,7 +135,12 @@ impl Auth {
     }
 
     /// Password sign-in to an auth collection.
-    pub async fn login(&self, collection: &str, identity: &str, password: &str) -> Result<Session, AuthError> {
+    pub async fn login(
+        &self,
+        collection: &str,
+        identity: &str,
+        password: &str,
+    ) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection)?;
         if !entry.collection.is_auth() {
             return Err(AuthError::Records(RecordsError::BadRequest(format!(
@@ -169,7 +174,8 @@ impl Auth {
         if collection_id != entry.collection.id {
             return Err(AuthError::Unauthenticated);
         }
-        let stored = self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
+        let stored =
+            self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
         self.session(&collection_id, &stored)
     }
 
@@ -230,7 +236,12 @@ impl Auth {
     }
 
     /// Uses the setup token once to create the first superuser, and signs them in.
-    pub async fn complete_setup(&self, setup_token: &str, email: &str, password: &str) -> Result<Session, AuthError> {
+    pub async fn complete_setup(
+        &self,
+        setup_token: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Session, AuthError> {
         let _guard = self.setup_lock.lock().await;
         if !self.setup_needed().await? {
             return Err(AuthError::SetupRefused("Setup is already complete.".into()));

@@ -18,7 +18,8 @@ pub struct PasswordHasher {
 
 /// A valid hash of a random password, verified against when an account does not exist so
 /// that unknown and known identities take the same time.
-const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Yt6gJmMbr6n8Q3e6E2oeYbt0u6oQ7bJx1E2m1CqgVQ";
+const DECOY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Yt6gJmMbr6n8Q3e6E2oeYbt0u6oQ7bJx1E2m1CqgVQ";
 
 impl PasswordHasher {
     /// At most `concurrency` hashes run at once.
@@ -29,9 +30,7 @@ impl PasswordHasher {
     /// Hashes `plain` into a PHC string.
     pub async fn hash(&self, plain: String) -> Result<String, String> {
         let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || hash_blocking(&plain))
-            .await
-            .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || hash_blocking(&plain)).await.map_err(|e| e.to_string())?
     }
 
     /// True when `plain` matches `hash`. With no hash, verifies against a decoy and fails.
@@ -51,10 +50,7 @@ impl PasswordHasher {
 /// Hashes on the current thread (CLI use).
 pub fn hash_blocking(plain: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(plain.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    Argon2::default().hash_password(plain.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
 fn verify_blocking(plain: &str, hash: &str) -> bool {

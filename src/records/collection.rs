@@ -3,7 +3,9 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::field::{AutodateOptions, BoolOptions, DomainOptions, Field, FieldKind, PasswordOptions, TextOptions};
+use super::field::{
+    AutodateOptions, BoolOptions, DomainOptions, Field, FieldKind, PasswordOptions, TextOptions,
+};
 use super::{id, FieldError, FieldErrors, RecordsError};
 
 /// Fixed id of the built-in superusers collection (PocketBase uses the same).
@@ -227,9 +229,7 @@ impl CollectionInput {
 }
 
 fn valid_identifier(name: &str, max: usize) -> bool {
-    !name.is_empty()
-        && name.len() <= max
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !name.is_empty() && name.len() <= max && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Builds the collection a create or update asks for, or every problem with the input.
@@ -426,7 +426,8 @@ fn build_fields(raw: Vec<Value>, existing: Option<&Collection>, errors: &mut Fie
         {
             errors.insert(key("name"), FieldError::new("validation_reserved_name", "This name is reserved."));
         } else if fields.iter().any(|f| f.name.eq_ignore_ascii_case(&field.name)) {
-            errors.insert(key("name"), FieldError::new("validation_duplicated_name", "Duplicated field name."));
+            errors
+                .insert(key("name"), FieldError::new("validation_duplicated_name", "Duplicated field name."));
         }
         if fields.iter().any(|f| f.id == field.id) {
             errors.insert(key("id"), FieldError::new("validation_duplicated_id", "Duplicated field id."));

@@ -154,13 +154,7 @@ impl TextOptions {
 
     fn regex(&self) -> Option<&Regex> {
         self.compiled
-            .get_or_init(|| {
-                if self.pattern.is_empty() {
-                    None
-                } else {
-                    Regex::new(&self.pattern).ok()
-                }
-            })
+            .get_or_init(|| if self.pattern.is_empty() { None } else { Regex::new(&self.pattern).ok() })
             .as_ref()
     }
 
@@ -312,9 +306,9 @@ impl Field {
             FieldKind::Url(o) => {
                 let s = as_text(input)?;
                 if !s.is_empty() {
-                    let parsed = url::Url::parse(&s).ok().filter(|u| {
-                        matches!(u.scheme(), "http" | "https") && u.host_str().is_some()
-                    });
+                    let parsed = url::Url::parse(&s)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
                     let Some(parsed) = parsed else {
                         return Err(FieldError::new("validation_invalid_url", "Must be a valid url."));
                     };
@@ -482,8 +476,8 @@ fn normalize_date(o: &DateOptions, input: &Value) -> Result<Value, FieldError> {
     if s.trim().is_empty() {
         return Ok(Value::String(String::new()));
     }
-    let t = time::parse(&s)
-        .ok_or_else(|| FieldError::new("validation_invalid_date", "Must be a valid date."))?;
+    let t =
+        time::parse(&s).ok_or_else(|| FieldError::new("validation_invalid_date", "Must be a valid date."))?;
     if let Some(min) = time::parse(&o.min) {
         if t < min {
             return Err(FieldError::new(

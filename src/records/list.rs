@@ -78,7 +78,8 @@ impl ListQuery {
             ));
         }
         let page = parse_positive("page", params.page.as_deref(), 1)?;
-        let per_page = parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
+        let per_page =
+            parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
         let sort = parse_sort(collection, params.sort.as_deref().unwrap_or(""))?;
         Ok(ListQuery {
             page,
@@ -184,7 +185,7 @@ pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Pa
     if let Some(err) = failure {
         return Err(err);
     }
-    if query.sort.iter().any(|k| *k == SortKey::Random) {
+    if query.sort.contains(&SortKey::Random) {
         all.shuffle(&mut rand::thread_rng());
     }
     let keys: Vec<(&str, bool)> = query

@@ -71,10 +71,7 @@ pub fn migrate(tx: &mut WriteTx<'_>, old: &Collection, new: &Collection) -> Resu
             next.remove(&field.name);
         }
         for (field, previous) in &changed {
-            let old_value = previous
-                .and_then(|p| current.get(&p.name))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let old_value = previous.and_then(|p| current.get(&p.name)).cloned().unwrap_or(Value::Null);
             if let Some(p) = previous {
                 if p.name != field.name {
                     next.remove(&p.name);

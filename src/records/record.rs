@@ -186,7 +186,9 @@ pub fn prepare_update(
     }
     // A password change rotates the token key, which revokes every issued token.
     if new_password.is_some() {
-        if let Some(f) = collection.fields.iter().find(|f| f.is_server_managed() && f.system && f.name == "tokenKey") {
+        if let Some(f) =
+            collection.fields.iter().find(|f| f.is_server_managed() && f.system && f.name == "tokenKey")
+        {
             stored.insert(f.name.clone(), Value::String(id::random_string(50)));
         }
     }
@@ -206,10 +208,8 @@ fn check_confirmation(body: &Map<String, Value>, plain: &str, errors: &mut Field
             );
         }
         None => {
-            errors.insert(
-                "passwordConfirm".into(),
-                FieldError::new("validation_required", "Cannot be blank."),
-            );
+            errors
+                .insert("passwordConfirm".into(), FieldError::new("validation_required", "Cannot be blank."));
         }
     }
 }
@@ -271,6 +271,7 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
 
 /// Decodes stored bytes. Corrupt entries are reported, not skipped silently.
 pub fn decode(bytes: &[u8]) -> Result<Stored, RecordsError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| RecordsError::Store(crate::store::StoreError::Internal(format!("record is unreadable: {err}"))))
+    serde_json::from_slice(bytes).map_err(|err| {
+        RecordsError::Store(crate::store::StoreError::Internal(format!("record is unreadable: {err}")))
+    })
 }

@@ -124,10 +124,13 @@ pub fn json_schema_document(collection: &Collection, base_url: &str) -> Value {
         doc.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
         doc.insert("$id".into(), json!(format!("{base_url}/api/collections/{}/schema", collection.name)));
         doc.extend(std::mem::take(map));
-        doc.insert("$defs".into(), json!({
-            "create": record_schema(collection, Shape::Create),
-            "update": record_schema(collection, Shape::Update),
-        }));
+        doc.insert(
+            "$defs".into(),
+            json!({
+                "create": record_schema(collection, Shape::Create),
+                "update": record_schema(collection, Shape::Update),
+            }),
+        );
         return Value::Object(doc);
     }
     schema

@@ -90,10 +90,14 @@ impl Records {
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 if tx.get(Table::Collections, SUPERUSERS_ID.as_bytes())?.is_none() {
                     let c = Collection::superusers(&now);
-                    let bytes = serde_json::to_vec(&c)
-                        .map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                    let bytes =
+                        serde_json::to_vec(&c).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                     tx.put(Table::Collections, c.id.as_bytes(), bytes);
-                    tx.put(Table::CollectionNames, c.name.to_lowercase().as_bytes(), c.id.as_bytes().to_vec());
+                    tx.put(
+                        Table::CollectionNames,
+                        c.name.to_lowercase().as_bytes(),
+                        c.id.as_bytes().to_vec(),
+                    );
                 }
                 Ok(())
             })
@@ -154,7 +158,11 @@ impl Records {
     }
 
     /// One collection (superusers only).
-    pub fn get_collection(&self, principal: &Principal, id_or_name: &str) -> Result<Collection, RecordsError> {
+    pub fn get_collection(
+        &self,
+        principal: &Principal,
+        id_or_name: &str,
+    ) -> Result<Collection, RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
         }
@@ -162,7 +170,11 @@ impl Records {
     }
 
     /// Creates a collection.
-    pub async fn create_collection(&self, principal: &Principal, body: Value) -> Result<Collection, RecordsError> {
+    pub async fn create_collection(
+        &self,
+        principal: &Principal,
+        body: Value,
+    ) -> Result<Collection, RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
         }
@@ -188,7 +200,10 @@ impl Records {
                     return Err(RecordsError::field(
                         "Failed to create the collection.",
                         "name",
-                        FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."),
+                        FieldError::new(
+                            "validation_collection_name_exists",
+                            "Collection name must be unique (case insensitive).",
+                        ),
                     ));
                 }
                 if tx.get(Table::Collections, to_store.id.as_bytes())?.is_some() {
@@ -198,7 +213,8 @@ impl Records {
                         FieldError::new("validation_not_unique", "Value must be unique."),
                     ));
                 }
-                let bytes = serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
                 tx.put(Table::CollectionNames, name_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 CollectionStats::default().save(tx, &to_store.id);
@@ -242,14 +258,18 @@ impl Records {
                         return Err(RecordsError::field(
                             "Failed to update the collection.",
                             "name",
-                            FieldError::new("validation_collection_name_exists", "Collection name must be unique (case insensitive)."),
+                            FieldError::new(
+                                "validation_collection_name_exists",
+                                "Collection name must be unique (case insensitive).",
+                            ),
                         ));
                     }
                     tx.delete(Table::CollectionNames, old_key.as_bytes());
                     tx.put(Table::CollectionNames, new_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 }
                 migrate::migrate(tx, &current, &to_store)?;
-                let bytes = serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
                 let mut stats = CollectionStats::load(tx, &to_store.id)?;
                 stats.schema_generation += 1;
@@ -262,7 +282,11 @@ impl Records {
     }
 
     /// Deletes a collection and all of its records.
-    pub async fn delete_collection(&self, principal: &Principal, id_or_name: &str) -> Result<(), RecordsError> {
+    pub async fn delete_collection(
+        &self,
+        principal: &Principal,
+        id_or_name: &str,
+    ) -> Result<(), RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
         }
@@ -366,7 +390,12 @@ impl Records {
         }
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
         self.hash_new_password(&mut prepared).await?;
-        let response = record::to_json(&entry.collection, &prepared.stored, principal.is_superuser(), &FieldsFilter::default());
+        let response = record::to_json(
+            &entry.collection,
+            &prepared.stored,
+            principal.is_superuser(),
+            &FieldsFilter::default(),
+        );
         let bytes = encode(&prepared.stored)?;
         let identity = if entry.collection.is_auth() { identity_of(&prepared.stored) } else { None };
         let key = record_key(&entry.collection.id, &prepared.id);
@@ -422,8 +451,12 @@ impl Records {
             let current = decode(&current_bytes)?;
             let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
             self.hash_new_password(&mut prepared).await?;
-            let response =
-                record::to_json(&entry.collection, &prepared.stored, principal.is_superuser(), &FieldsFilter::default());
+            let response = record::to_json(
+                &entry.collection,
+                &prepared.stored,
+                principal.is_superuser(),
+                &FieldsFilter::default(),
+            );
             let bytes = encode(&prepared.stored)?;
             let is_auth = entry.collection.is_auth();
             let old_identity = if is_auth { identity_of(&current) } else { None };
@@ -463,7 +496,12 @@ impl Records {
     }
 
     /// Deletes a record.
-    pub async fn delete_record(&self, principal: &Principal, collection: &str, record_id: &str) -> Result<(), RecordsError> {
+    pub async fn delete_record(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+    ) -> Result<(), RecordsError> {
         let entry = self.collection(collection)?;
         if !rules::allows(&entry.collection.delete_rule, principal) {
             return Err(superusers_only());
@@ -494,7 +532,11 @@ impl Records {
     }
 
     /// Finds an auth record by collection and email (for sign-in).
-    pub async fn find_auth_record(&self, collection_id: &str, email: &str) -> Result<Option<Stored>, RecordsError> {
+    pub async fn find_auth_record(
+        &self,
+        collection_id: &str,
+        email: &str,
+    ) -> Result<Option<Stored>, RecordsError> {
         let ikey = identity_key(collection_id, &email.to_lowercase());
         let collection_id = collection_id.to_string();
         self.store
@@ -512,7 +554,11 @@ impl Records {
     }
 
     /// Loads one stored record regardless of rules (for token checks).
-    pub async fn load_stored(&self, collection_id: &str, record_id: &str) -> Result<Option<Stored>, RecordsError> {
+    pub async fn load_stored(
+        &self,
+        collection_id: &str,
+        record_id: &str,
+    ) -> Result<Option<Stored>, RecordsError> {
         if !id::is_valid_record_id(record_id) {
             return Ok(None);
         }

@@ -105,13 +105,8 @@ impl Store {
     }
 
     fn database(&self) -> Result<Arc<redb::Database>, StoreError> {
-        let guard = self
-            .db
-            .read()
-            .map_err(|_| StoreError::Internal("database slot lock poisoned".into()))?;
-        guard
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("the data file is being reopened".into()))
+        let guard = self.db.read().map_err(|_| StoreError::Internal("database slot lock poisoned".into()))?;
+        guard.clone().ok_or_else(|| StoreError::Unavailable("the data file is being reopened".into()))
     }
 
     /// Runs `f` on a consistent read snapshot, on the blocking pool.

@@ -1,1 +1,192 @@
+//! Store tests: durability of acknowledged writes, batch isolation, overlay reads.
 
+use std::sync::Arc;
+
+use super::*;
+
+#[derive(Debug)]
+enum TestError {
+    Store(StoreError),
+    Rejected,
+}
+
+impl From<StoreError> for TestError {
+    fn from(err: StoreError) -> Self {
+        TestError::Store(err)
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(&dir.join("data.redb"), &StoreOptions::default()).expect("open store")
+}
+
+#[test]
+fn acknowledged_writes_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+            tx.put(Table::Records, b"k1", b"v1".to_vec());
+            Ok(())
+        })
+        .expect("write");
+    store.shutdown();
+    drop(store);
+    let store = open(dir.path());
+    let value = store.read_blocking(|tx| tx.get(Table::Records, b"k1")).expect("read");
+    assert_eq!(value.as_deref(), Some(b"v1".as_slice()));
+}
+
+#[test]
+fn a_second_process_style_open_is_refused_while_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _store = open(dir.path());
+    let second = Store::open(&dir.path().join("data.redb"), &StoreOptions::default());
+    assert!(matches!(second, Err(StoreError::Locked)), "got {:?}", second.err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_write_in_a_batch_does_not_fail_its_neighbours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut handles = Vec::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .write(move |tx: &mut WriteTx<'_>| -> Result<u32, TestError> {
+                    // Every write stages a change; odd ones then fail.
+                    tx.put(Table::Records, format!("key{i:04}").as_bytes(), vec![1]);
+                    if i % 2 == 1 {
+                        return Err(TestError::Rejected);
+                    }
+                    Ok(i)
+                })
+                .await
+        }));
+    }
+    let mut accepted = 0;
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.await.expect("join") {
+            Ok(v) => {
+                assert_eq!(v as usize, i);
+                accepted += 1;
+            }
+            Err(TestError::Rejected) => assert_eq!(i % 2, 1),
+            Err(TestError::Store(e)) => panic!("store error: {e}"),
+        }
+    }
+    assert_eq!(accepted, 100);
+    let keys = store
+        .read(|tx| {
+            let mut keys = Vec::new();
+            tx.scan_prefix(Table::Records, b"key", false, None, |k, _| {
+                keys.push(String::from_utf8_lossy(k).to_string());
+                ScanControl::Continue
+            })?;
+            Ok::<_, StoreError>(keys)
+        })
+        .await
+        .expect("scan");
+    assert_eq!(keys.len(), 100, "only accepted writes are stored");
+    assert!(keys.iter().all(|k| k[3..].parse::<u32>().expect("number") % 2 == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_are_group_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for i in 0..500u32 {
+        let store = store.clone();
+        let counter = counter.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .write(move |tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+                    // Read-modify-write on one key: serial application inside batches.
+                    let current = tx
+                        .get(Table::Meta, b"counter")?
+                        .map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])))
+                        .unwrap_or(0);
+                    tx.put(Table::Meta, b"counter", (current + 1).to_le_bytes().to_vec());
+                    tx.put(Table::Records, format!("r{i}").as_bytes(), vec![0]);
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.expect("join").expect("write");
+    }
+    let value = store
+        .read(|tx| tx.get(Table::Meta, b"counter"))
+        .await
+        .expect("read")
+        .map(|v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])));
+    assert_eq!(value, Some(500), "every increment applied exactly once");
+}
+
+#[test]
+fn write_sees_its_own_staged_changes_and_collect_merges_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+            tx.put(Table::Records, b"p\0a", b"1".to_vec());
+            tx.put(Table::Records, b"p\0b", b"2".to_vec());
+            tx.put(Table::Records, b"q\0z", b"9".to_vec());
+            Ok(())
+        })
+        .expect("seed");
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+            tx.delete(Table::Records, b"p\0a");
+            tx.put(Table::Records, b"p\0c", b"3".to_vec());
+            assert_eq!(tx.get(Table::Records, b"p\0a")?, None);
+            assert_eq!(tx.get(Table::Records, b"p\0c")?.as_deref(), Some(b"3".as_slice()));
+            let all = tx.collect_prefix(Table::Records, b"p\0")?;
+            let keys: Vec<&[u8]> = all.iter().map(|(k, _)| k.as_slice()).collect();
+            assert_eq!(keys, vec![b"p\0b".as_slice(), b"p\0c".as_slice()]);
+            Ok(())
+        })
+        .expect("overlay");
+}
+
+#[test]
+fn reverse_scan_with_cursor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+            for k in ["c\01", "c\02", "c\03", "d\0x"] {
+                tx.put(Table::Records, k.as_bytes(), vec![]);
+            }
+            Ok(())
+        })
+        .expect("seed");
+    let keys = store
+        .read_blocking(|tx| {
+            let mut keys = Vec::new();
+            tx.scan_prefix(Table::Records, b"c\0", true, Some(b"c\x003"), |k, _| {
+                keys.push(k.to_vec());
+                ScanControl::Continue
+            })?;
+            Ok::<_, StoreError>(keys)
+        })
+        .expect("scan");
+    assert_eq!(keys, vec![b"c\x002".to_vec(), b"c\x001".to_vec()]);
+}
+
+#[test]
+fn writes_after_shutdown_are_refused_as_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.shutdown();
+    let result = store.write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+        tx.put(Table::Meta, b"x", vec![]);
+        Ok(())
+    });
+    assert!(matches!(result, Err(TestError::Store(StoreError::Unavailable(_)))), "{result:?}");
+}

@@ -12,6 +12,13 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{StoreError, Table};
 
+/// Key-value pairs as loaded by a bulk read.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+type RangeItem<'a> =
+    Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>), redb::StorageError>;
+type OpenTable<'t> = Option<(Table, redb::Table<'t, &'static [u8], &'static [u8]>)>;
+
 /// Whether a scan continues after the current entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanControl {
@@ -54,10 +61,9 @@ impl ReadTx {
     ) -> Result<(), StoreError> {
         let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
         let (lower, upper) = prefix_bounds(prefix, reverse, after);
-        let range = t
-            .range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper)))
-            .map_err(StoreError::from_redb)?;
-        let mut step = |entry: Result<(redb::AccessGuard<'_, &[u8]>, redb::AccessGuard<'_, &[u8]>), redb::StorageError>| -> Result<ScanControl, StoreError> {
+        let range =
+            t.range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper))).map_err(StoreError::from_redb)?;
+        let mut step = |entry: RangeItem<'_>| -> Result<ScanControl, StoreError> {
             let (k, v) = entry.map_err(StoreError::from_redb)?;
             Ok(visit(k.value(), v.value()))
         };
@@ -99,11 +105,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Key bounds of a prefix scan that resumes after (or, in reverse, before) `after`.
-fn prefix_bounds(
-    prefix: &[u8],
-    reverse: bool,
-    after: Option<&[u8]>,
-) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+fn prefix_bounds(prefix: &[u8], reverse: bool, after: Option<&[u8]>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
     let mut lower = Bound::Included(prefix.to_vec());
     let mut upper = match prefix_end(prefix) {
         Some(end) => Bound::Excluded(end),
@@ -155,11 +157,7 @@ impl<'t> WriteTx<'t> {
 
     /// Keys (with values) starting with `prefix`, in key order, including staged changes.
     /// Loads them all: meant for the rare bulk operations (schema migrations, deletes).
-    pub fn collect_prefix(
-        &self,
-        table: Table,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn collect_prefix(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         {
             let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
@@ -187,14 +185,13 @@ impl<'t> WriteTx<'t> {
 
     /// Copies the staged changes into the transaction.
     pub(super) fn apply(self) -> Result<(), StoreError> {
-        let mut current: Option<(Table, redb::Table<'_, &'static [u8], &'static [u8]>)> = None;
+        let mut current: OpenTable<'_> = None;
         for ((table, key), value) in self.overlay {
             let open = match current.take() {
                 Some((t, handle)) if t == table => (t, handle),
                 other => {
                     drop(other);
-                    let handle =
-                        self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+                    let handle = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
                     (table, handle)
                 }
             };

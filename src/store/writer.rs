@@ -43,11 +43,7 @@ pub(super) struct WriterHandle {
     shared: Arc<Shared>,
 }
 
-pub(super) fn spawn(
-    slot: DbSlot,
-    path: PathBuf,
-    options: StoreOptions,
-) -> Result<WriterHandle, StoreError> {
+pub(super) fn spawn(slot: DbSlot, path: PathBuf, options: StoreOptions) -> Result<WriterHandle, StoreError> {
     let (tx, rx) = mpsc::channel::<Job>(options.queue_capacity.max(1));
     let shared = Arc::new(Shared {
         sender: Mutex::new(Some(tx)),
@@ -150,13 +146,7 @@ impl WriterHandle {
     }
 }
 
-fn run(
-    mut rx: mpsc::Receiver<Job>,
-    slot: DbSlot,
-    path: PathBuf,
-    options: StoreOptions,
-    shared: Arc<Shared>,
-) {
+fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreOptions, shared: Arc<Shared>) {
     let max_batch = options.max_batch.max(1);
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {

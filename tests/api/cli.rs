@@ -1,0 +1,110 @@
+use std::process::Command;
+
+use crate::common::{binary, Server, StartOptions};
+
+fn run(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("BACKBONE_DIR")
+        .env("BACKBONE_LOG", "warn")
+        .output()
+        .expect("run backbone")
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["version"], dir.path());
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("backbone {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn superuser_upsert_works_offline_and_through_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["superuser", "upsert", "offline@example.com", "offline-password"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let s = Server::start_in(dir.path(), StartOptions::default());
+    assert!(s.setup_token.is_none(), "a superuser exists, so no setup token");
+    let out = run(&["superuser", "upsert", "online@example.com", "online-password"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running server"));
+    // Both can sign in.
+    for (email, password) in
+        [("offline@example.com", "offline-password"), ("online@example.com", "online-password")]
+    {
+        let r = s
+            .call(
+                "POST",
+                "/api/collections/_superusers/auth-with-password",
+                None,
+                Some(serde_json::json!({"identity": email, "password": password})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{email}: {}", r.text);
+    }
+    // Upsert of an existing email changes the password.
+    let out = run(&["superuser", "upsert", "online@example.com", "changed-password"], dir.path());
+    assert!(out.status.success());
+    let r = s
+        .call(
+            "POST",
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            Some(serde_json::json!({"identity": "online@example.com", "password": "changed-password"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Invalid input is refused with the reason.
+    let out = run(&["superuser", "upsert", "bad", "short"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("email"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn unknown_config_keys_and_variables_stop_startup_with_the_key_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("backbone.toml"), "htp = \"127.0.0.1:1\"\n").expect("write");
+    let out = run(&["serve", "--http", "127.0.0.1:0"], dir.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("htp"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(dir.path().join("backbone.toml")).expect("rm");
+    let out = Command::new(binary())
+        .args(["serve", "--http", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .env("BACKBONE_NOT_A_KEY", "1")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BACKBONE_NOT_A_KEY"));
+}
+
+#[tokio::test]
+async fn config_file_in_the_data_dir_is_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("backbone.toml"), "[limits]\nmax_body_bytes = 2048\n").expect("write");
+    let s = Server::start_in(dir.path(), StartOptions::default());
+    let t = s.setup_superuser().await;
+    let big = serde_json::json!({"name": "x".repeat(3000)});
+    s.call("POST", "/api/collections", Some(&t), Some(big)).await.assert_problem(413);
+}
+
+#[test]
+fn export_openapi_prints_a_valid_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["export-openapi"], dir.path());
+    assert!(out.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(!dir.path().join("data.redb").exists(), "export-openapi does not touch the data dir");
+}

@@ -1,0 +1,13 @@
+//! Integration tests against the real `backbone` binary on port 0: every endpoint, and
+//! every bad input with its status and problem+json shape.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod cli;
+mod collections;
+mod errors;
+mod health;
+mod openapi;
+mod records;
