@@ -1,0 +1,453 @@
+// Drives a server with the real, unmodified PocketBase JS SDK and checks that every call
+// behaves as it does against PocketBase itself (0.23+ API).
+//
+//   node sdk_compat.mjs <base-url> <superuser-email> <superuser-password>
+//
+// The three values may also come from SDK_COMPAT_URL, SDK_COMPAT_EMAIL and
+// SDK_COMPAT_PASSWORD. Exits 0 and prints `sdk compat: N checks passed` when everything
+// matches; otherwise exits 1 and lists every failing step with its failed check, what was
+// expected and what came back (a failing essential step, such as sign-in, stops the run).
+// It creates one uniquely named collection and deletes it at the end (also on failure).
+
+import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
+import PocketBase, { ClientResponseError } from 'pocketbase';
+
+const [argUrl, argEmail, argPassword] = process.argv.slice(2);
+const baseUrl = argUrl || process.env.SDK_COMPAT_URL;
+const email = argEmail || process.env.SDK_COMPAT_EMAIL;
+const password = argPassword || process.env.SDK_COMPAT_PASSWORD;
+if (!baseUrl || !email || !password) {
+    console.error('usage: node sdk_compat.mjs <base-url> <superuser-email> <superuser-password>');
+    console.error('   (or set SDK_COMPAT_URL, SDK_COMPAT_EMAIL, SDK_COMPAT_PASSWORD)');
+    process.exit(2);
+}
+
+const RECORD_ID = /^[a-z0-9]{15}$/;
+const TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const RECORD_COUNT = 30;
+
+let passed = 0;
+const failures = [];
+
+/**
+ * Runs one step. A failing step is recorded and the run goes on with the next one, so a
+ * single run lists every mismatch; a failing `essential` step (one the rest depends on)
+ * stops the run.
+ */
+async function step(name, body, { essential = false } = {}) {
+    const before = passed;
+    try {
+        await body();
+        console.log(`ok   ${name} (${passed - before} checks)`);
+    } catch (err) {
+        console.log(`FAIL ${name}`);
+        failures.push({ name, message: describe(err) });
+        if (essential) throw new Error(`essential step failed: ${name}`);
+    }
+}
+
+/** One counted assertion. */
+function check(fn, ...args) {
+    fn(...args);
+    passed++;
+}
+
+/** Awaits `promise`, expecting it to reject with a ClientResponseError; returns the error. */
+async function rejection(promise) {
+    try {
+        const value = await promise;
+        assert.fail(`expected the call to reject, it resolved with ${JSON.stringify(value)}`);
+    } catch (err) {
+        if (err instanceof assert.AssertionError) throw err;
+        check(assert.ok, err instanceof ClientResponseError, `expected a ClientResponseError, got ${err}`);
+        return err;
+    }
+}
+
+function describe(err) {
+    if (err instanceof ClientResponseError) {
+        return (
+            `ClientResponseError status=${err.status} url=${err.url}\n` +
+            `  response: ${JSON.stringify(err.response)}` +
+            (err.status === 0 && err.originalError
+                ? `\n  cause: ${err.originalError}${err.originalError.cause ? ` (${err.originalError.cause})` : ''}`
+                : '')
+        );
+    }
+    if (err instanceof assert.AssertionError) {
+        const first = err.message.split('\n')[0];
+        if (err.operator === 'fail') return first;
+        return `check failed: ${first}\n  expected: ${inspect(err.expected)}\n  actual:   ${inspect(err.actual)}`;
+    }
+    return err?.stack || String(err);
+}
+
+const pb = new PocketBase(baseUrl);
+pb.autoCancellation(false);
+const anon = new PocketBase(baseUrl);
+anon.autoCancellation(false);
+
+const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+const collectionName = `sdk_compat_${suffix}`;
+let collectionCreated = false;
+
+async function run() {
+    // ---- superuser sign-in ------------------------------------------------------------
+    let auth;
+    await step(
+        "collection('_superusers').authWithPassword",
+        async () => {
+            auth = await pb.collection('_superusers').authWithPassword(email, password);
+            check(assert.equal, typeof auth.token, 'string', 'auth.token is a string');
+            check(assert.ok, auth.token.length > 0, 'auth.token is not empty');
+            check(assert.equal, auth.record?.email, email, 'auth.record.email is the superuser email');
+            check(assert.equal, auth.record?.collectionName, '_superusers', 'auth.record.collectionName');
+            check(assert.match, String(auth.record?.id), RECORD_ID, 'auth.record.id is a 15-char id');
+            check(assert.equal, auth.record?.password, undefined, 'the password hash is not returned');
+            check(assert.equal, pb.authStore.isValid, true, 'authStore.isValid after sign-in');
+            check(assert.equal, pb.authStore.token, auth.token, 'authStore.token holds the new token');
+            check(assert.equal, pb.authStore.record?.email, email, 'authStore.record.email');
+            check(assert.equal, pb.authStore.isSuperuser, true, 'authStore.isSuperuser');
+        },
+        { essential: true },
+    );
+
+    await step("collection('_superusers').authWithPassword with a wrong password", async () => {
+        const other = new PocketBase(baseUrl);
+        const err = await rejection(other.collection('_superusers').authWithPassword(email, 'wrong-password-123'));
+        check(assert.equal, err.status, 400, 'a failed sign-in answers 400');
+        check(assert.equal, typeof err.response?.message, 'string', 'the error carries a message');
+        check(assert.equal, other.authStore.isValid, false, 'the auth store stays empty');
+    });
+
+    // ---- collections ------------------------------------------------------------------
+    let created;
+    let fieldNames;
+    await step(
+        'collections.create',
+        async () => {
+            created = await pb.collections.create({
+                name: collectionName,
+                type: 'base',
+                listRule: '',
+                viewRule: null,
+                createRule: null,
+                updateRule: null,
+                deleteRule: null,
+                fields: [
+                    { name: 'title', type: 'text', required: true, max: 200 },
+                    { name: 'count', type: 'number' },
+                    { name: 'done', type: 'bool' },
+                    { name: 'status', type: 'select', values: ['draft', 'published'], maxSelect: 1 },
+                    { name: 'meta', type: 'json' },
+                    { name: 'created', type: 'autodate', onCreate: true, onUpdate: false },
+                    { name: 'updated', type: 'autodate', onCreate: true, onUpdate: true },
+                ],
+            });
+            collectionCreated = true;
+            check(assert.equal, created.name, collectionName, 'collection name');
+            check(assert.equal, created.type, 'base', 'collection type');
+            check(assert.equal, typeof created.id, 'string', 'collection id is a string');
+            check(assert.ok, created.id.length > 0, 'collection id is not empty');
+            check(assert.equal, created.listRule, '', 'listRule "" (public)');
+            check(assert.equal, created.viewRule, null, 'viewRule null (superusers only)');
+            check(assert.equal, created.createRule, null, 'createRule null');
+            check(assert.ok, Array.isArray(created.fields), 'fields is an array');
+            fieldNames = created.fields.map((f) => f.name);
+            for (const name of ['id', 'title', 'count', 'done', 'status', 'meta', 'created', 'updated']) {
+                check(assert.ok, fieldNames.includes(name), `fields include ${name} (got ${fieldNames.join(',')})`);
+            }
+            const field = Object.fromEntries(created.fields.map((f) => [f.name, f]));
+            check(assert.equal, field.title.type, 'text', 'title.type');
+            check(assert.equal, field.title.required, true, 'title.required');
+            check(assert.equal, field.title.max, 200, 'title.max');
+            check(assert.equal, field.count.type, 'number', 'count.type');
+            check(assert.equal, field.done.type, 'bool', 'done.type');
+            check(assert.equal, field.status.type, 'select', 'status.type');
+            check(assert.deepEqual, field.status.values, ['draft', 'published'], 'status.values');
+            check(assert.equal, field.status.maxSelect, 1, 'status.maxSelect');
+            check(assert.equal, field.meta.type, 'json', 'meta.type');
+            check(assert.equal, field.created.type, 'autodate', 'created.type');
+            check(assert.equal, field.updated.onUpdate, true, 'updated.onUpdate');
+            check(assert.equal, field.id.type, 'text', 'id.type');
+            check(assert.equal, field.id.system, true, 'id.system');
+            for (const f of created.fields) {
+                check(assert.equal, typeof f.id, 'string', `field ${f.name} has an id`);
+            }
+        },
+        { essential: true },
+    );
+
+    await step('collections.create with a taken name', async () => {
+        const err = await rejection(pb.collections.create({ name: collectionName, type: 'base', fields: [] }));
+        check(assert.equal, err.status, 400, 'a duplicate collection name answers 400');
+        check(assert.ok, err.response?.data?.name, `data.name holds the field error (got ${JSON.stringify(err.response?.data)})`);
+        check(assert.equal, typeof err.response.data.name.code, 'string', 'data.name.code is a string');
+    });
+
+    await step('collections.getOne', async () => {
+        const byName = await pb.collections.getOne(collectionName);
+        check(assert.equal, byName.id, created.id, 'same id by name');
+        check(assert.equal, byName.name, collectionName, 'same name');
+        check(assert.deepEqual, byName.fields.map((f) => f.name), fieldNames, 'same fields in the same order');
+        const byId = await pb.collections.getOne(created.id);
+        check(assert.equal, byId.name, collectionName, 'found by id too');
+        const err = await rejection(pb.collections.getOne(`missing_${suffix}`));
+        check(assert.equal, err.status, 404, 'an unknown collection answers 404');
+    });
+
+    await step('collections.getList / getFullList', async () => {
+        const list = await pb.collections.getList(1, 100);
+        check(assert.equal, list.page, 1, 'page');
+        check(assert.equal, list.perPage, 100, 'perPage');
+        check(assert.ok, list.totalItems >= 2, `totalItems counts _superusers and ours (got ${list.totalItems})`);
+        check(assert.ok, list.totalPages >= 1, 'totalPages');
+        const names = list.items.map((c) => c.name);
+        check(assert.ok, names.includes(collectionName), `the new collection is listed (got ${names.join(',')})`);
+        check(assert.ok, names.includes('_superusers'), '_superusers is listed');
+        const full = await pb.collections.getFullList({ batch: 2 });
+        check(assert.equal, full.length, list.totalItems, 'getFullList({batch: 2}) sees every collection');
+    });
+
+    // ---- records ----------------------------------------------------------------------
+    const records = pb.collection(collectionName);
+    let first;
+    let sparse;
+    const all = [];
+
+    await step(
+        'collection(name).create',
+        async () => {
+            first = await records.create({
+                title: 'first',
+                count: 3,
+                done: true,
+                status: 'draft',
+                meta: { a: 1, tags: ['x', 'y'], nested: { ok: true } },
+            });
+            all.push(first.id);
+            check(assert.match, String(first.id), RECORD_ID, 'record id is 15 chars [a-z0-9]');
+            check(assert.equal, first.collectionId, created.id, 'collectionId');
+            check(assert.equal, first.collectionName, collectionName, 'collectionName');
+            check(assert.equal, first.title, 'first', 'title');
+            check(assert.equal, first.count, 3, 'count');
+            check(assert.equal, first.done, true, 'done');
+            check(assert.equal, first.status, 'draft', 'status');
+            check(assert.deepEqual, first.meta, { a: 1, tags: ['x', 'y'], nested: { ok: true } }, 'meta');
+            check(assert.match, String(first.created), TIMESTAMP, 'created is "YYYY-MM-DD HH:MM:SS.sssZ"');
+            check(assert.match, String(first.updated), TIMESTAMP, 'updated is "YYYY-MM-DD HH:MM:SS.sssZ"');
+        },
+        { essential: true },
+    );
+
+    await step(
+        'collection(name).create with only the required field (zero values)',
+        async () => {
+            sparse = await records.create({ title: 'sparse' });
+            all.push(sparse.id);
+            check(assert.equal, sparse.title, 'sparse', 'title');
+            check(assert.equal, sparse.count, 0, 'an unset number is 0');
+            check(assert.equal, sparse.done, false, 'an unset bool is false');
+            check(assert.equal, sparse.status, '', 'an unset single select is ""');
+            check(assert.equal, sparse.meta, null, 'an unset json is null');
+        },
+        { essential: true },
+    );
+
+    await step('collection(name).getOne', async () => {
+        const got = await records.getOne(first.id);
+        check(assert.deepEqual, got, first, 'getOne returns what create returned');
+        const some = await records.getOne(first.id, { fields: 'id,title' });
+        check(assert.deepEqual, some, { id: first.id, title: 'first' }, "getOne(id, {fields: 'id,title'})");
+        const err = await rejection(records.getOne('aaaaaaaaaaaaaaa'));
+        check(assert.equal, err.status, 404, 'an unknown record id rejects 404');
+    });
+
+    await step('collection(name).update', async () => {
+        const updated = await records.update(first.id, { title: 'first (edited)', count: 4 });
+        check(assert.equal, updated.id, first.id, 'same id');
+        check(assert.equal, updated.title, 'first (edited)', 'title changed');
+        check(assert.equal, updated.count, 4, 'count changed');
+        check(assert.equal, updated.done, true, 'done kept');
+        check(assert.equal, updated.status, 'draft', 'status kept');
+        check(assert.deepEqual, updated.meta, first.meta, 'meta kept');
+        check(assert.equal, updated.created, first.created, 'created kept');
+        check(assert.ok, updated.updated >= first.updated, 'updated did not go back');
+        const again = await records.getOne(first.id);
+        check(assert.deepEqual, again, updated, 'getOne sees the update');
+    });
+
+    await step('validation errors (ClientResponseError.response.data)', async () => {
+        const err = await rejection(records.create({ count: 1 }));
+        check(assert.equal, err.status, 400, 'a missing required field answers 400');
+        check(assert.equal, typeof err.response?.message, 'string', 'response.message is a string');
+        check(assert.equal, err.data, err.response, 'err.data is err.response');
+        check(
+            assert.equal,
+            err.response?.data?.title?.code,
+            'validation_required',
+            `data.title.code (got data ${JSON.stringify(err.response?.data)})`,
+        );
+        check(assert.equal, typeof err.response.data.title.message, 'string', 'data.title.message');
+        check(assert.equal, err.response.data.count, undefined, 'no error for a valid field');
+
+        const err2 = await rejection(records.update(first.id, { title: '' }));
+        check(assert.equal, err2.status, 400, 'blanking a required field answers 400');
+        check(assert.equal, err2.response?.data?.title?.code, 'validation_required', 'data.title.code on update');
+        const unchanged = await records.getOne(first.id);
+        check(assert.equal, unchanged.title, 'first (edited)', 'a failed update changes nothing');
+    });
+
+    await step(
+        `create ${RECORD_COUNT - 2} more records`,
+        async () => {
+            for (let i = 3; i <= RECORD_COUNT; i++) {
+                const r = await records.create({
+                    title: `record ${String(i).padStart(2, '0')}`,
+                    count: i * 10,
+                    done: i % 2 === 0,
+                    status: i % 3 === 0 ? 'published' : 'draft',
+                });
+                all.push(r.id);
+            }
+            check(assert.equal, new Set(all).size, RECORD_COUNT, 'every record has its own id');
+        },
+        { essential: true },
+    );
+
+    await step("collection(name).getList(1, 20, {sort: '-created'})", async () => {
+        const page1 = await records.getList(1, 20, { sort: '-created' });
+        check(assert.equal, page1.page, 1, 'page');
+        check(assert.equal, page1.perPage, 20, 'perPage');
+        check(assert.equal, page1.totalItems, RECORD_COUNT, 'totalItems');
+        check(assert.equal, page1.totalPages, Math.ceil(RECORD_COUNT / 20), 'totalPages');
+        check(assert.equal, page1.items.length, 20, 'items on page 1');
+        for (let i = 1; i < page1.items.length; i++) {
+            const [a, b] = [page1.items[i - 1].created, page1.items[i].created];
+            check(assert.ok, a >= b, `items sorted by -created at ${i}: ${a} then ${b}`);
+        }
+        const page2 = await records.getList(2, 20, { sort: '-created' });
+        check(assert.equal, page2.page, 2, 'page 2');
+        check(assert.equal, page2.items.length, RECORD_COUNT - 20, 'items on page 2');
+        const seen = new Set([...page1.items, ...page2.items].map((r) => r.id));
+        check(assert.equal, seen.size, RECORD_COUNT, 'the two pages hold every record once');
+        check(
+            assert.ok,
+            page1.items[page1.items.length - 1].created >= page2.items[0].created,
+            'page 2 continues the order of page 1',
+        );
+    });
+
+    await step('collection(name).getList with skipTotal', async () => {
+        const list = await records.getList(1, 5, { sort: 'count', skipTotal: true });
+        check(assert.equal, list.totalItems, -1, 'totalItems is -1 with skipTotal');
+        check(assert.equal, list.totalPages, -1, 'totalPages is -1 with skipTotal');
+        check(assert.equal, list.items.length, 5, 'items still come back');
+        const slim = await records.getList(1, 3, { sort: 'count', fields: 'id,count' });
+        check(assert.deepEqual, slim.items.map((r) => Object.keys(r).sort()), [['count', 'id'], ['count', 'id'], ['count', 'id']], "getList with fields: 'id,count'");
+    });
+
+    await step("collection(name).getFullList({sort: 'count', batch: 10})", async () => {
+        const full = await records.getFullList({ sort: 'count', batch: 10 });
+        check(assert.equal, full.length, RECORD_COUNT, 'every record (3 full batches of 10, then an empty page)');
+        check(assert.deepEqual, new Set(full.map((r) => r.id)), new Set(all), 'the same records');
+        const counts = full.map((r) => r.count);
+        check(assert.deepEqual, counts, [...counts].sort((a, b) => a - b), 'sorted by count ascending');
+        check(assert.equal, full[0].id, sparse.id, 'count 0 comes first');
+        const desc = await records.getFullList({ sort: '-count', batch: 7 });
+        check(assert.equal, desc.length, RECORD_COUNT, 'every record with batch 7 (last page short)');
+        check(assert.deepEqual, desc.map((r) => r.id), full.map((r) => r.id).reverse(), "'-count' is the reverse");
+        const byDefault = await records.getFullList({ sort: 'count' });
+        check(assert.deepEqual, byDefault.map((r) => r.id), full.map((r) => r.id), 'default batch (1000): one page');
+    });
+
+    // The filter language arrives with the query engine; until then this step runs only with
+    // SDK_COMPAT_FILTER=1 (it passes against PocketBase). The query-engine work turns it on.
+    if (process.env.SDK_COMPAT_FILTER === '1') await step('collection(name).getList / getFirstListItem with a filter (pb.filter)', async () => {
+        const filter = pb.filter('count >= {:min} && done = {:done}', { min: 100, done: true });
+        const list = await records.getList(1, 50, { filter, sort: 'count' });
+        const expected = [];
+        for (let i = 10; i <= RECORD_COUNT; i++) if (i % 2 === 0) expected.push(i * 10);
+        check(assert.deepEqual, list.items.map((r) => r.count), expected, `filter ${filter}`);
+        check(assert.equal, list.totalItems, expected.length, 'totalItems counts the matches only');
+        const one = await records.getFirstListItem(pb.filter('title = {:t}', { t: 'first (edited)' }));
+        check(assert.equal, one.id, first.id, 'getFirstListItem finds the record');
+        const err = await rejection(records.getFirstListItem(pb.filter('title = {:t}', { t: 'nope' })));
+        check(assert.equal, err.status, 404, 'getFirstListItem without a match rejects 404');
+    });
+
+    await step('collection rules seen by an anonymous client', async () => {
+        const list = await anon.collection(collectionName).getList(1, 5);
+        check(assert.equal, list.totalItems, RECORD_COUNT, 'listRule "" lets anyone list');
+        const err = await rejection(anon.collection(collectionName).getOne(first.id));
+        check(assert.equal, err.status, 403, 'viewRule null refuses anonymous views with 403');
+        const err2 = await rejection(anon.collection(collectionName).create({ title: 'x' }));
+        check(assert.equal, err2.status, 403, 'createRule null refuses anonymous creates with 403');
+
+        const changed = await pb.collections.update(collectionName, { viewRule: '' });
+        check(assert.equal, changed.viewRule, '', 'collections.update sets viewRule ""');
+        check(assert.equal, changed.listRule, '', 'collections.update keeps listRule');
+        check(assert.deepEqual, changed.fields.map((f) => f.name), fieldNames, 'collections.update keeps the fields');
+        const seen = await anon.collection(collectionName).getOne(first.id);
+        check(assert.equal, seen.id, first.id, 'viewRule "" lets anyone view');
+    });
+
+    await step('collection(name).delete', async () => {
+        const deleted = await records.delete(sparse.id);
+        check(assert.equal, deleted, true, 'delete resolves true');
+        const err = await rejection(records.getOne(sparse.id));
+        check(assert.equal, err.status, 404, 'getOne of the deleted id rejects 404');
+        check(assert.equal, typeof err.response?.message, 'string', 'the 404 carries a message');
+        const err2 = await rejection(records.delete(sparse.id));
+        check(assert.equal, err2.status, 404, 'deleting it again rejects 404');
+        const list = await records.getList(1, 1);
+        check(assert.equal, list.totalItems, RECORD_COUNT - 1, 'one record fewer');
+    });
+
+    await step("collection('_superusers').authRefresh", async () => {
+        const before = pb.authStore.token;
+        const refreshed = await pb.collection('_superusers').authRefresh();
+        check(assert.equal, typeof refreshed.token, 'string', 'a token comes back');
+        check(assert.ok, refreshed.token.length > 0, 'the token is not empty');
+        check(assert.equal, refreshed.record?.email, email, 'record.email');
+        check(assert.equal, refreshed.record?.id, auth.record.id, 'the same superuser');
+        check(assert.equal, pb.authStore.token, refreshed.token, 'authStore holds the refreshed token');
+        check(assert.equal, pb.authStore.isValid, true, 'authStore.isValid after refresh');
+        check(assert.ok, before.length > 0, 'there was a token before');
+        const err = await rejection(anon.collection('_superusers').authRefresh());
+        check(assert.equal, err.status, 401, 'authRefresh without a token rejects 401');
+    });
+
+    await step('collections.delete', async () => {
+        const deleted = await pb.collections.delete(collectionName);
+        collectionCreated = false;
+        check(assert.equal, deleted, true, 'collections.delete resolves true');
+        const err = await rejection(pb.collections.getOne(collectionName));
+        check(assert.equal, err.status, 404, 'the deleted collection is gone');
+        const err2 = await rejection(records.getList(1, 1));
+        check(assert.equal, err2.status, 404, 'its records endpoint is gone too');
+    });
+}
+
+try {
+    await run();
+} catch (err) {
+    if (!failures.length) failures.push({ name: '(script)', message: describe(err) });
+} finally {
+    if (collectionCreated) {
+        try {
+            await pb.collections.delete(collectionName);
+        } catch (err) {
+            console.error(`cleanup: could not delete collection ${collectionName}: ${describe(err)}`);
+        }
+    }
+}
+
+if (failures.length) {
+    console.error(`sdk compat: ${failures.length} step(s) FAILED (${passed} checks passed) against ${baseUrl}`);
+    for (const f of failures) console.error(`\n[${f.name}]\n${f.message}`);
+    process.exitCode = 1;
+} else {
+    console.log(`sdk compat: ${passed} checks passed`);
+}
