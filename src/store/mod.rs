@@ -6,6 +6,7 @@
 //! fsync, and only then acknowledged. Reads run on MVCC snapshots on the blocking pool,
 //! never on the async executor.
 
+pub mod fault;
 mod tables;
 mod tx;
 mod writer;
@@ -70,11 +71,13 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Capacity of the write queue; callers wait (backpressure) when it is full.
     pub queue_capacity: usize,
+    /// Test hook: inject I/O failures into the data file (never set in production).
+    pub faults: Option<Arc<fault::FaultInjector>>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_bytes: 64 << 20, max_batch: 1024, queue_capacity: 8192 }
+        StoreOptions { cache_bytes: 64 << 20, max_batch: 1024, queue_capacity: 8192, faults: None }
     }
 }
 
@@ -176,10 +179,13 @@ impl Store {
 
 /// Opens the file, creates every table and verifies or writes the schema version.
 fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {
-    let db = redb::Builder::new()
-        .set_cache_size(options.cache_bytes)
-        .create(path)
-        .map_err(StoreError::from_redb)?;
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(options.cache_bytes);
+    let db = match &options.faults {
+        Some(faults) => fault::open(&builder, path, faults.clone()),
+        None => builder.create(path),
+    }
+    .map_err(StoreError::from_redb)?;
     let mut txn = db.begin_write().map_err(StoreError::from_redb)?;
     txn.set_two_phase_commit(true);
     {

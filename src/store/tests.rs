@@ -160,7 +160,7 @@ fn reverse_scan_with_cursor() {
     let store = open(dir.path());
     store
         .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
-            for k in ["c\01", "c\02", "c\03", "d\0x"] {
+            for k in ["c\x001", "c\x002", "c\x003", "d\x00x"] {
                 tx.put(Table::Records, k.as_bytes(), vec![]);
             }
             Ok(())
@@ -189,4 +189,72 @@ fn writes_after_shutdown_are_refused_as_unavailable() {
         Ok(())
     });
     assert!(matches!(result, Err(TestError::Store(StoreError::Unavailable(_)))), "{result:?}");
+}
+
+fn put(store: &Store, key: &'static [u8]) -> Result<(), TestError> {
+    store.write_blocking(move |tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+        tx.put(Table::Records, key, key.to_vec());
+        Ok(())
+    })
+}
+
+fn wait_healthy(store: &Store) {
+    for _ in 0..300 {
+        if store.is_healthy() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("store did not recover");
+}
+
+#[test]
+fn failed_fsync_answers_unavailable_then_the_file_is_reopened_and_acked_data_kept() {
+    use super::fault::{Fault, FaultInjector};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjector::default());
+    let options = StoreOptions { faults: Some(faults.clone()), ..StoreOptions::default() };
+    let store = Store::open(&dir.path().join("data.redb"), &options).expect("open");
+    put(&store, b"before").expect("acknowledged write");
+
+    faults.set(Fault::SyncFails);
+    let failed = put(&store, b"during");
+    assert!(matches!(failed, Err(TestError::Store(StoreError::Unavailable(_)))), "{failed:?}");
+    faults.set(Fault::None);
+    wait_healthy(&store);
+
+    put(&store, b"after").expect("writes resume after the reopen");
+    let read = |k: &'static [u8]| store.read_blocking(|tx| tx.get(Table::Records, k)).expect("read");
+    assert!(read(b"before").is_some(), "acknowledged write survived the failed commit");
+    assert!(read(b"after").is_some());
+    store.shutdown();
+    drop(store);
+    let reopened = open(dir.path());
+    let read = |k: &'static [u8]| reopened.read_blocking(|tx| tx.get(Table::Records, k)).expect("read");
+    assert!(read(b"before").is_some() && read(b"after").is_some(), "durable across a clean reopen");
+}
+
+#[test]
+fn disk_full_answers_disk_full_and_writes_resume_when_space_returns() {
+    use super::fault::{Fault, FaultInjector};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let faults = Arc::new(FaultInjector::default());
+    let options = StoreOptions { faults: Some(faults.clone()), ..StoreOptions::default() };
+    let store = Store::open(&dir.path().join("data.redb"), &options).expect("open");
+    put(&store, b"kept").expect("write");
+    faults.set(Fault::DiskFull);
+    // Big enough to need new pages, so the write path hits the full disk.
+    let big = store.write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+        for i in 0..2000u32 {
+            tx.put(Table::Records, format!("big{i}").as_bytes(), vec![7u8; 4096]);
+        }
+        Ok(())
+    });
+    assert!(matches!(big, Err(TestError::Store(StoreError::DiskFull))), "{big:?}");
+    faults.set(Fault::None);
+    wait_healthy(&store);
+    put(&store, b"resumed").expect("writes resume");
+    let read = |k: &'static [u8]| store.read_blocking(|tx| tx.get(Table::Records, k)).expect("read");
+    assert!(read(b"kept").is_some() && read(b"resumed").is_some());
+    assert!(read(b"big0").is_none(), "nothing of the failed write remains");
 }

@@ -185,7 +185,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(err) => {
-            let err = StoreError::from_redb(err);
+            let err = commit_failure(StoreError::from_redb(err));
             for job in jobs {
                 reject(job, &err);
             }
@@ -205,7 +205,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
         match outcome {
             Ok(Outcome { keep: true, deliver }) => {
                 if let Err(err) = wtx.apply() {
-                    failure = Some(err);
+                    failure = Some(commit_failure(err));
                 }
                 deliveries.push(deliver);
             }
@@ -224,7 +224,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
             let _ = txn.abort();
             Err(err)
         }
-        None => txn.commit().map_err(StoreError::from_redb),
+        None => txn.commit().map_err(|err| commit_failure(StoreError::from_redb(err))),
     };
     for deliver in deliveries {
         deliver(match &result {
@@ -233,6 +233,16 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
         });
     }
     result
+}
+
+/// What a write sees when its batch could not be committed: the disk is full (507), or the
+/// store is temporarily unavailable while the file is reopened (503).
+fn commit_failure(err: StoreError) -> StoreError {
+    match err {
+        StoreError::DiskFull => StoreError::DiskFull,
+        StoreError::Unavailable(m) => StoreError::Unavailable(m),
+        other => StoreError::Unavailable(format!("commit failed: {other}")),
+    }
 }
 
 /// Answers a write with `err` without running it.
