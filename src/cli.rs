@@ -110,12 +110,8 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
     let app = App::build(config, &cli.dir).await.map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!(
-        "Backbone {} listening on http://{local} (data: {})",
-        env!("CARGO_PKG_VERSION"),
-        cli.dir.display()
-    );
-    if let Some(token) = app.auth.issue_setup_token().await.map_err(|e| e.to_string())? {
+    let setup_token = app.auth.issue_setup_token().await.map_err(|e| e.to_string())?;
+    if let Some(token) = &setup_token {
         let url = app.config.public_url(Some(local));
         eprintln!(
             "\nNo superuser exists yet. Create the first one (the token works once, until restart):\n  \
@@ -125,6 +121,12 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
             cli.dir.display()
         );
     }
+    println!(
+        "Backbone {} listening on http://{local} (data: {}){}",
+        env!("CARGO_PKG_VERSION"),
+        cli.dir.display(),
+        if setup_token.is_some() { " [setup required]" } else { "" }
+    );
     app.run(listener, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 

@@ -25,17 +25,14 @@ pub struct Claims {
 
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
-fn signing_key(server_secret: &[u8], token_key: &str) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(server_secret).unwrap_or_else(|_| {
-        // HMAC accepts keys of any length; this branch cannot be taken.
-        HmacSha256::new_from_slice(b"backbone").expect("HMAC accepts any key length")
-    });
-    mac.update(token_key.as_bytes());
-    mac.finalize().into_bytes().to_vec()
+fn mac_for(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length")
 }
 
-fn mac_for(key: &[u8]) -> HmacSha256 {
-    HmacSha256::new_from_slice(key).expect("HMAC accepts any key length")
+fn signing_key(server_secret: &[u8], token_key: &str) -> Vec<u8> {
+    let mut mac = mac_for(server_secret);
+    mac.update(token_key.as_bytes());
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Signs `claims`.

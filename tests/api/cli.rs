@@ -1,16 +1,7 @@
-use std::process::Command;
-
-use crate::common::{binary, Server, StartOptions};
+use crate::common::{command, Server, StartOptions};
 
 fn run(args: &[&str], dir: &std::path::Path) -> std::process::Output {
-    Command::new(binary())
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .env_remove("BACKBONE_DIR")
-        .env("BACKBONE_LOG", "warn")
-        .output()
-        .expect("run backbone")
+    command().args(args).arg("--dir").arg(dir).output().expect("run backbone")
 }
 
 #[test]
@@ -79,7 +70,7 @@ fn unknown_config_keys_and_variables_stop_startup_with_the_key_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("htp"), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(dir.path().join("backbone.toml")).expect("rm");
-    let out = Command::new(binary())
+    let out = command()
         .args(["serve", "--http", "127.0.0.1:0", "--dir"])
         .arg(dir.path())
         .env("BACKBONE_NOT_A_KEY", "1")

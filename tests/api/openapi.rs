@@ -1,12 +1,10 @@
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::common::{binary, posts_collection, Server};
+use crate::common::{command, posts_collection, Server};
 
 #[test]
 fn committed_openapi_json_is_fresh() {
-    let out = Command::new(binary()).arg("export-openapi").output().expect("run export-openapi");
+    let out = command().arg("export-openapi").output().expect("run export-openapi");
     assert!(out.status.success());
     let exported: Value = serde_json::from_slice(&out.stdout).expect("exported spec is JSON");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");

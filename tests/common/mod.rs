@@ -18,6 +18,17 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_backbone"))
 }
 
+/// A `backbone` command with no inherited `BACKBONE_*` variables (the server refuses unknown
+/// ones, and test knobs such as `BACKBONE_TEST_LOGS` are not meant for it).
+pub fn command() -> Command {
+    let mut cmd = Command::new(binary());
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BACKBONE_")) {
+        cmd.env_remove(key);
+    }
+    cmd.env("BACKBONE_LOG", "warn");
+    cmd
+}
+
 /// A running server process.
 pub struct Server {
     pub base: String,
@@ -57,10 +68,9 @@ impl Server {
 
     /// Starts a server on `dir` (which outlives it; used by restart tests).
     pub fn start_in(dir: &Path, options: StartOptions) -> Server {
-        let mut cmd = Command::new(binary());
+        let mut cmd = command();
         cmd.arg("serve").arg("--http").arg("127.0.0.1:0").arg("--dir").arg(dir);
         cmd.args(&options.args);
-        cmd.env_remove("BACKBONE_DIR").env_remove("BACKBONE_CONFIG").env("BACKBONE_LOG", "warn");
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
@@ -68,12 +78,12 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn backbone");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let (addr_tx, addr_rx) = mpsc::channel::<String>();
+        let (addr_tx, addr_rx) = mpsc::channel::<(String, bool)>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
-                    let _ = addr_tx.send(addr);
+                    let _ = addr_tx.send((addr, line.contains("[setup required]")));
                 }
             }
         });
@@ -87,15 +97,17 @@ impl Server {
                 }
             }
         });
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
+        let (addr, setup_required) = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(started) => started,
             Err(_) => {
                 let _ = child.kill();
                 let out = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).to_string());
                 panic!("server did not start: {out:?}");
             }
         };
-        let setup_token = token_rx.recv_timeout(Duration::from_millis(500)).ok();
+        // The token is printed before the listening line, so it is there when announced.
+        let setup_token =
+            if setup_required { token_rx.recv_timeout(Duration::from_secs(10)).ok() } else { None };
         Server {
             base: format!("http://{addr}"),
             dir: dir.to_path_buf(),
