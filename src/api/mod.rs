@@ -17,9 +17,10 @@ use std::sync::Arc;
 use poem::http::StatusCode;
 use poem::middleware::SetHeader;
 use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::app::App;
+use crate::records::filter::RequestInfo;
 use crate::records::rules::Principal;
 
 /// The public HTTP API.
@@ -74,4 +75,25 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
 /// The caller, from the `Authorization` header.
 pub(crate) async fn principal(app: &App, req: &Request) -> Principal {
     app.auth.principal(req.header("Authorization")).await
+}
+
+/// The caller and what access rules see of the request (`@request.*`); the body is added
+/// by the record service.
+pub(crate) async fn caller(app: &App, req: &Request) -> (Principal, RequestInfo) {
+    let (who, auth) = app.auth.identify(req.header("Authorization")).await;
+    let mut query = Map::new();
+    if let Some(q) = req.uri().query() {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            query.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+    }
+    let mut headers = Map::new();
+    for (name, value) in req.headers() {
+        if let Ok(v) = value.to_str() {
+            headers.insert(name.as_str().to_lowercase().replace('-', "_"), Value::String(v.to_string()));
+        }
+    }
+    let info =
+        RequestInfo { auth, method: req.method().as_str().to_string(), query, headers, body: Map::new() };
+    (who, info)
 }

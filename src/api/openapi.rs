@@ -79,6 +79,11 @@ fn list_params() -> Vec<Value> {
             "Comma-separated fields; `-` for descending; `@random`.",
             json!({"type": "string"}),
         ),
+        query_param(
+            "filter",
+            "Filter expression in PocketBase's language, e.g. `views > 10 && title ~ 'rust'`.",
+            json!({"type": "string", "maxLength": 8192}),
+        ),
         query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
         query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
     ]

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::body::json_object;
 use super::error::ApiError;
-use super::{json_response, principal};
+use super::{caller, json_response};
 use crate::app::App;
 use crate::records::list::ListParams;
 
@@ -51,7 +51,7 @@ pub async fn list(
     Query(q): Query<ListQueryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
+    let (who, info) = caller(app, req).await;
     let params = ListParams {
         page: q.page,
         per_page: q.per_page,
@@ -61,7 +61,7 @@ pub async fn list(
         fields: q.fields,
         skip_total: q.skip_total,
     };
-    let page = app.records.list_records(&who, &collection, params).await?;
+    let page = app.records.list_records(&who, &collection, params, &info).await?;
     let (total_items, total_pages) = match page.total_items {
         Some(total) => (total as i64, total.div_ceil(page.per_page as u64) as i64),
         None => (-1, -1),
@@ -86,8 +86,8 @@ pub async fn view(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     refuse_expand(&q.expand)?;
-    let who = principal(app, req).await;
-    let record = app.records.get_record(&who, &collection, &id, q.fields.as_deref()).await?;
+    let (who, info) = caller(app, req).await;
+    let record = app.records.get_record(&who, &collection, &id, q.fields.as_deref(), &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -100,11 +100,11 @@ pub async fn create(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     refuse_expand(&q.expand)?;
-    let who = principal(app, req).await;
+    let (who, info) = caller(app, req).await;
     // Resolve the collection first so an unknown one is a 404 whatever the body.
     app.records.collection(&collection)?;
     let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
-    let record = app.records.create_record(&who, &collection, input).await?;
+    let record = app.records.create_record(&who, &collection, input, &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -117,10 +117,10 @@ pub async fn update(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     refuse_expand(&q.expand)?;
-    let who = principal(app, req).await;
+    let (who, info) = caller(app, req).await;
     app.records.collection(&collection)?;
     let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
-    let record = app.records.update_record(&who, &collection, &id, input).await?;
+    let record = app.records.update_record(&who, &collection, &id, input, &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -130,7 +130,7 @@ pub async fn delete(
     Path((collection, id)): Path<(String, String)>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
-    app.records.delete_record(&who, &collection, &id).await?;
+    let (who, info) = caller(app, req).await;
+    app.records.delete_record(&who, &collection, &id, &info).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }

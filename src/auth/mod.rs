@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::records::collection::SUPERUSERS_ID;
+use crate::records::filter::RequestInfo;
 use crate::records::record::{self, FieldsFilter, Stored};
 use crate::records::rules::Principal;
 use crate::records::{FieldError, Records, RecordsError};
@@ -95,25 +96,39 @@ impl Auth {
     /// Who is calling, from an `Authorization` header value (`<token>` or `Bearer <token>`).
     /// Invalid or expired tokens make the caller anonymous.
     pub async fn principal(&self, header: Option<&str>) -> Principal {
+        self.identify(header).await.0
+    }
+
+    /// Like [`Auth::principal`], plus the caller's record as `@request.auth` sees it (with
+    /// `collectionId` and `collectionName`; secrets removed).
+    pub async fn identify(&self, header: Option<&str>) -> (Principal, Option<Stored>) {
+        let anonymous = (Principal::Anonymous, None);
         let Some(raw) = header.map(str::trim).filter(|h| !h.is_empty()) else {
-            return Principal::Anonymous;
+            return anonymous;
         };
         let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
         let Some(claims) = token::peek(token) else {
-            return Principal::Anonymous;
+            return anonymous;
         };
-        let Ok(Some(stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
-            return Principal::Anonymous;
+        let Ok(Some(mut stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
+            return anonymous;
         };
         let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
         if token_key.is_empty() || token::verify(token, &self.secret, token_key, now_unix()).is_none() {
-            return Principal::Anonymous;
+            return anonymous;
         }
-        if claims.collection_id == SUPERUSERS_ID {
+        stored.remove("password");
+        stored.remove("tokenKey");
+        stored.insert("collectionId".into(), Value::String(claims.collection_id.clone()));
+        if let Ok(entry) = self.records.collection(&claims.collection_id) {
+            stored.insert("collectionName".into(), Value::String(entry.collection.name.clone()));
+        }
+        let principal = if claims.collection_id == SUPERUSERS_ID {
             Principal::Superuser { id: claims.id }
         } else {
             Principal::Record { collection_id: claims.collection_id, id: claims.id }
-        }
+        };
+        (principal, Some(stored))
     }
 
     fn session(&self, collection_id: &str, stored: &Stored) -> Result<Session, AuthError> {
@@ -188,12 +203,16 @@ impl Auth {
         match self.records.find_auth_record(SUPERUSERS_ID, email).await? {
             Some(existing) => {
                 let id = existing.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-                Ok(self.records.update_record(&cli, SUPERUSERS_ID, &id, body).await?)
+                Ok(self
+                    .records
+                    .update_record(&cli, SUPERUSERS_ID, &id, body, &RequestInfo::default())
+                    .await?)
             }
             None => {
                 body.insert("email".into(), json!(email));
                 body.insert("verified".into(), json!(true));
-                let record = self.records.create_record(&cli, SUPERUSERS_ID, body).await?;
+                let record =
+                    self.records.create_record(&cli, SUPERUSERS_ID, body, &RequestInfo::default()).await?;
                 self.clear_setup_token().await?;
                 Ok(record)
             }

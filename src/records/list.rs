@@ -11,6 +11,7 @@ use rand::seq::SliceRandom;
 use serde_json::Value;
 
 use super::collection::Collection;
+use super::filter::{Filter, Now, RequestInfo};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, RecordsError};
@@ -36,6 +37,8 @@ pub struct ListQuery {
     pub sort: Vec<SortKey>,
     pub skip_total: bool,
     pub fields: FieldsFilter,
+    /// The caller's `filter`, checked against the collection.
+    pub filter: Option<Filter>,
 }
 
 /// Raw query-string values as received.
@@ -65,13 +68,20 @@ fn parse_bool(raw: Option<&str>) -> bool {
 }
 
 impl ListQuery {
-    /// Checks the parameters against the collection.
-    pub fn parse(collection: &Collection, params: &ListParams) -> Result<ListQuery, RecordsError> {
-        if params.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-            return Err(RecordsError::BadRequest(
-                "The filter parameter is not available in this version.".into(),
-            ));
-        }
+    /// Checks the parameters against the collection. Only `privileged` callers (superusers)
+    /// may filter on hidden fields.
+    pub fn parse(
+        collection: &Collection,
+        params: &ListParams,
+        privileged: bool,
+    ) -> Result<ListQuery, RecordsError> {
+        let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            None => None,
+            Some(src) => Some(
+                Filter::compile(src, collection, privileged)
+                    .map_err(|e| RecordsError::BadRequest(format!("Invalid filter {e}.")))?,
+            ),
+        };
         if params.expand.as_deref().is_some_and(|e| !e.trim().is_empty()) {
             return Err(RecordsError::BadRequest(
                 "The expand parameter is not available in this version (no relation fields yet).".into(),
@@ -87,6 +97,7 @@ impl ListQuery {
             sort,
             skip_total: parse_bool(params.skip_total.as_deref()),
             fields: FieldsFilter::parse(params.fields.as_deref())?,
+            filter,
         })
     }
 }
@@ -127,12 +138,29 @@ pub struct Page {
     pub total: Option<u64>,
 }
 
+/// What a list needs besides the query: the list rule's filter (for non-superusers), the
+/// request it is evaluated with, and the clock.
+pub struct ListContext<'a> {
+    pub rule: Option<&'a Filter>,
+    pub request: &'a RequestInfo,
+    pub now: Now,
+}
+
 /// Runs a list query on a snapshot.
-pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Page, RecordsError> {
+pub fn run(
+    tx: &ReadTx,
+    collection: &Collection,
+    query: &ListQuery,
+    ctx: &ListContext<'_>,
+) -> Result<Page, RecordsError> {
     let stats = CollectionStats::read(tx, &collection.id)?;
-    let total = if query.skip_total { None } else { Some(stats.count) };
     let offset = (query.page - 1).saturating_mul(query.per_page);
     let prefix = collection_prefix(&collection.id);
+    let filtered = query.filter.is_some() || ctx.rule.is_some();
+    let keep = |record: &Stored| -> bool {
+        query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now))
+            && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now))
+    };
 
     let key_order = match query.sort.as_slice() {
         [] => Some(false),
@@ -144,21 +172,30 @@ pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Pa
     };
     if let Some(reverse) = key_order {
         let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
-        let mut skipped = 0usize;
+        let mut matched = 0usize;
         let mut failure = None;
         tx.scan_prefix(Table::Records, &prefix, reverse, None, |_, value| {
-            if skipped < offset {
-                skipped += 1;
+            if !filtered && matched < offset {
+                // Unfiltered: skip without decoding.
+                matched += 1;
                 return ScanControl::Continue;
             }
-            match decode(value) {
-                Ok(record) => items.push(record),
+            let record = match decode(value) {
+                Ok(record) => record,
                 Err(err) => {
                     failure = Some(err);
                     return ScanControl::Stop;
                 }
+            };
+            if filtered && !keep(&record) {
+                return ScanControl::Continue;
             }
-            if items.len() >= query.per_page {
+            matched += 1;
+            if matched > offset && items.len() < query.per_page {
+                items.push(record);
+            }
+            // Unfiltered totals come from the counters; filtered ones need the full scan.
+            if items.len() >= query.per_page && (!filtered || query.skip_total) {
                 ScanControl::Stop
             } else {
                 ScanControl::Continue
@@ -167,14 +204,21 @@ pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Pa
         if let Some(err) = failure {
             return Err(err);
         }
+        let total = match (query.skip_total, filtered) {
+            (true, _) => None,
+            (false, false) => Some(stats.count),
+            (false, true) => Some(matched as u64),
+        };
         return Ok(Page { items, total });
     }
 
-    let mut all: Vec<Stored> = Vec::with_capacity(stats.count as usize);
+    let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
     let mut failure = None;
     tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
         Ok(record) => {
-            all.push(record);
+            if !filtered || keep(&record) {
+                all.push(record);
+            }
             ScanControl::Continue
         }
         Err(err) => {
@@ -185,6 +229,7 @@ pub fn run(tx: &ReadTx, collection: &Collection, query: &ListQuery) -> Result<Pa
     if let Some(err) = failure {
         return Err(err);
     }
+    let total = if query.skip_total { None } else { Some(all.len() as u64) };
     if query.sort.contains(&SortKey::Random) {
         all.shuffle(&mut rand::thread_rng());
     }

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod collection;
 pub mod field;
+pub mod filter;
 pub mod id;
 pub mod list;
 pub mod migrate;

@@ -1,8 +1,12 @@
 //! Access rules: who may list, view, create, update and delete a collection's records.
 //!
-//! `null` (None) means superusers only, `""` means everyone. Other expressions are stored
-//! and shown, but their evaluation arrives with the filter language; until then a
-//! non-empty rule admits superusers only, which is the safe reading (deny by default).
+//! `null` (None) means superusers only, `""` means everyone, and any other text is a filter
+//! expression that the record (and the request) must match. Superusers pass every rule.
+//! A rule that no longer compiles (it names a field that was removed) denies.
+
+use super::collection::Collection;
+use super::filter::{Filter, FilterError};
+use super::{FieldError, FieldErrors, RecordsError};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,10 +22,66 @@ impl Principal {
     }
 }
 
-/// Whether `principal` passes `rule`.
-pub fn allows(rule: &Option<String>, principal: &Principal) -> bool {
+/// The outcome of looking at a rule before seeing any record.
+#[derive(Debug)]
+pub enum Access {
+    /// Everyone passes (superuser, or an empty rule).
+    Allow,
+    /// Only superusers pass, and the caller is not one.
+    Deny,
+    /// Records must match this expression.
+    Filter(Filter),
+}
+
+/// What `rule` means for `principal` on `collection`.
+pub fn access(rule: &Option<String>, principal: &Principal, collection: &Collection) -> Access {
     if principal.is_superuser() {
-        return true;
+        return Access::Allow;
     }
-    matches!(rule, Some(r) if r.trim().is_empty())
+    match rule {
+        None => Access::Deny,
+        Some(r) if r.trim().is_empty() => Access::Allow,
+        Some(r) => match Filter::compile(r, collection, true) {
+            Ok(f) => Access::Filter(f),
+            Err(err) => {
+                tracing::warn!(collection = %collection.name, error = %err, "rule does not compile; denying");
+                Access::Deny
+            }
+        },
+    }
+}
+
+/// Whether `principal` passes `rule` without looking at a record (`null` and `""` rules).
+pub fn allows(rule: &Option<String>, principal: &Principal) -> bool {
+    principal.is_superuser() || matches!(rule, Some(r) if r.trim().is_empty())
+}
+
+/// Checks that every non-empty rule of `collection` compiles against its fields.
+pub fn validate(collection: &Collection, message: &str) -> Result<(), RecordsError> {
+    let mut errors = FieldErrors::new();
+    let slots = [
+        ("listRule", &collection.list_rule),
+        ("viewRule", &collection.view_rule),
+        ("createRule", &collection.create_rule),
+        ("updateRule", &collection.update_rule),
+        ("deleteRule", &collection.delete_rule),
+    ];
+    for (slot, rule) in slots {
+        if let Some(r) = rule.as_deref().filter(|r| !r.trim().is_empty()) {
+            if let Err(FilterError { position, message }) = Filter::compile(r, collection, true) {
+                errors.insert(
+                    slot.into(),
+                    FieldError::new(
+                        "validation_invalid_rule",
+                        format!("Invalid rule at position {position}: {message}"),
+                    ),
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RecordsError::Validation { message: message.into(), fields: errors })
+    }
 }

@@ -10,11 +10,12 @@ use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
+use super::filter::{Now, RequestInfo};
 use super::id::{self, IdGenerator};
-use super::list::{self, ListParams, ListQuery};
+use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
 use super::record::{self, decode, identity_of, FieldsFilter, Prepared, Stored};
-use super::rules::{self, Principal};
+use super::rules::{self, Access, Principal};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, time, FieldError, RecordsError};
 use crate::auth::password::PasswordHasher;
@@ -191,6 +192,7 @@ impl Records {
         }
         let new_id = requested_id.unwrap_or_else(|| format!("pbc_{}", id::random_string(11)));
         let built = collection::build(input, None, new_id, &time::now())?;
+        rules::validate(&built, "Failed to create the collection.")?;
         let _guard = self.schema_lock.lock().await;
         let to_store = built.clone();
         self.store
@@ -248,6 +250,7 @@ impl Records {
             }
         }
         let built = collection::build(input, Some(&current), current.id.clone(), &time::now())?;
+        rules::validate(&built, "Failed to update the collection.")?;
         let to_store = built.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
@@ -321,17 +324,22 @@ impl Records {
         principal: &Principal,
         collection: &str,
         params: ListParams,
+        request: &RequestInfo,
     ) -> Result<RecordPage, RecordsError> {
         let entry = self.collection(collection)?;
-        if !rules::allows(&entry.collection.list_rule, principal) {
-            return Err(superusers_only());
-        }
-        let query = ListQuery::parse(&entry.collection, &params)?;
+        let rule = match rules::access(&entry.collection.list_rule, principal, &entry.collection) {
+            Access::Deny => return Err(superusers_only()),
+            Access::Allow => None,
+            Access::Filter(f) => Some(f),
+        };
         let privileged = principal.is_superuser();
+        let query = ListQuery::parse(&entry.collection, &params, privileged)?;
         let (page, per_page) = (query.page, query.per_page);
+        let request = request.clone();
         self.store
             .read(move |tx| {
-                let result = list::run(tx, &entry.collection, &query)?;
+                let ctx = ListContext { rule: rule.as_ref(), request: &request, now: Now::current() };
+                let result = list::run(tx, &entry.collection, &query, &ctx)?;
                 let items = list::render(&entry.collection, &result, privileged, &query.fields);
                 Ok(RecordPage { page, per_page, total_items: result.total, items })
             })
@@ -345,11 +353,15 @@ impl Records {
         collection: &str,
         record_id: &str,
         fields: Option<&str>,
+        request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        if !rules::allows(&entry.collection.view_rule, principal) {
-            return Err(superusers_only());
-        }
+        let rule = match rules::access(&entry.collection.view_rule, principal, &entry.collection) {
+            Access::Deny => return Err(superusers_only()),
+            Access::Allow => None,
+            Access::Filter(f) => Some(f),
+        };
+        let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
         }
@@ -360,6 +372,11 @@ impl Records {
             .read(move |tx| {
                 let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
                 let stored = decode(&bytes)?;
+                if let Some(rule) = &rule {
+                    if !rule.matches(&entry.collection, &stored, &request, &Now::current()) {
+                        return Err(not_found());
+                    }
+                }
                 Ok(record::to_json(&entry.collection, &stored, privileged, &filter))
             })
             .await
@@ -383,12 +400,22 @@ impl Records {
         principal: &Principal,
         collection: &str,
         body: Map<String, Value>,
+        request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        if !rules::allows(&entry.collection.create_rule, principal) {
-            return Err(superusers_only());
-        }
+        let rule = match rules::access(&entry.collection.create_rule, principal, &entry.collection) {
+            Access::Deny => return Err(superusers_only()),
+            Access::Allow => None,
+            Access::Filter(f) => Some(f),
+        };
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
+        if let Some(rule) = &rule {
+            let mut request = request.clone();
+            request.body = body.clone();
+            if !rule.matches(&entry.collection, &prepared.stored, &request, &Now::current()) {
+                return Err(RecordsError::BadRequest("Failed to create record.".into()));
+            }
+        }
         self.hash_new_password(&mut prepared).await?;
         let response = record::to_json(
             &entry.collection,
@@ -432,11 +459,16 @@ impl Records {
         collection: &str,
         record_id: &str,
         body: Map<String, Value>,
+        request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        if !rules::allows(&entry.collection.update_rule, principal) {
-            return Err(superusers_only());
-        }
+        let rule = match rules::access(&entry.collection.update_rule, principal, &entry.collection) {
+            Access::Deny => return Err(superusers_only()),
+            Access::Allow => None,
+            Access::Filter(f) => Some(f),
+        };
+        let mut request = request.clone();
+        request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
         }
@@ -449,6 +481,11 @@ impl Records {
                 .await?
                 .ok_or_else(not_found)?;
             let current = decode(&current_bytes)?;
+            if let Some(rule) = &rule {
+                if !rule.matches(&entry.collection, &current, &request, &Now::current()) {
+                    return Err(not_found());
+                }
+            }
             let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
             self.hash_new_password(&mut prepared).await?;
             let response = record::to_json(
@@ -501,11 +538,15 @@ impl Records {
         principal: &Principal,
         collection: &str,
         record_id: &str,
+        request: &RequestInfo,
     ) -> Result<(), RecordsError> {
         let entry = self.collection(collection)?;
-        if !rules::allows(&entry.collection.delete_rule, principal) {
-            return Err(superusers_only());
-        }
+        let rule = match rules::access(&entry.collection.delete_rule, principal, &entry.collection) {
+            Access::Deny => return Err(superusers_only()),
+            Access::Allow => None,
+            Access::Filter(f) => Some(f),
+        };
+        let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
         }
@@ -518,6 +559,11 @@ impl Records {
                     return Err(RecordsError::Conflict("The only superuser cannot be deleted.".into()));
                 }
                 let stored = decode(&bytes)?;
+                if let Some(rule) = &rule {
+                    if !rule.matches(&entry.collection, &stored, &request, &Now::current()) {
+                        return Err(not_found());
+                    }
+                }
                 if entry.collection.is_auth() {
                     if let Some(email) = identity_of(&stored) {
                         tx.delete(Table::AuthIdentities, &identity_key(&entry.collection.id, &email));

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod collections;
 mod errors;
+mod filter;
 mod health;
 mod openapi;
 mod records;

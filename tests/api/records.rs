@@ -236,7 +236,8 @@ async fn bad_list_parameters_are_400() {
         "sort=secret",
         "page=abc",
         "perPage=1.5",
-        "filter=title%3D%22x%22",
+        "filter=title%3D",
+        "filter=nosuchfield%3D1",
         "expand=author",
         "fields=title:excerpt(10)",
     ] {
@@ -273,10 +274,21 @@ async fn null_rules_mean_superusers_only_and_empty_rules_mean_public() {
     assert_eq!(p.call("GET", &format!("/api/collections/posts/records/{pid}"), None, None).await.status, 200);
     let _ = pt;
 
-    // A non-empty rule expression is not evaluated yet: only superusers pass it.
+    // A rule expression filters: records the caller may not see are simply not there.
     let (q, qt) = with_posts(Some("@request.auth.id != ''")).await;
-    q.call("GET", "/api/collections/posts/records", None, None).await.assert_problem(403);
-    assert_eq!(q.call("GET", "/api/collections/posts/records", Some(&qt), None).await.status, 200);
+    let r = q
+        .call("POST", "/api/collections/posts/records", Some(&qt), Some(json!({"title": "members only"})))
+        .await;
+    let qid = r.body["id"].as_str().expect("id").to_string();
+    let anon = q.call("GET", "/api/collections/posts/records", None, None).await;
+    assert_eq!(anon.status, 200, "{}", anon.text);
+    assert_eq!(anon.body["totalItems"], 0);
+    q.call("GET", &format!("/api/collections/posts/records/{qid}"), None, None).await.assert_problem(404);
+    q.call("POST", "/api/collections/posts/records", None, Some(json!({"title": "y"})))
+        .await
+        .assert_problem(400);
+    q.call("DELETE", &format!("/api/collections/posts/records/{qid}"), None, None).await.assert_problem(404);
+    assert_eq!(q.call("GET", "/api/collections/posts/records", Some(&qt), None).await.body["totalItems"], 1);
 }
 
 #[tokio::test]

@@ -1,0 +1,421 @@
+//! Evaluation of a checked expression against one record, with PocketBase's semantics.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use serde_json::{Map, Value};
+
+use super::{access, Access, Expr, Macro, Modifier, Op, Operand, RequestInfo, RequestSource};
+use crate::records::collection::Collection;
+use crate::records::time;
+
+/// The clock used for `@now` and the other date macros (fixed per request).
+#[derive(Debug, Clone, Copy)]
+pub struct Now(pub DateTime<Utc>);
+
+impl Now {
+    pub fn current() -> Now {
+        Now(Utc::now())
+    }
+}
+
+/// A value as the comparison sees it.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Text(String),
+    /// The items of a multi-valued field (compared item by item).
+    Many(Vec<Val>),
+}
+
+fn from_json(v: &Value) -> Val {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => Val::Num(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Val::Text(s.clone()),
+        other => Val::Text(other.to_string()),
+    }
+}
+
+fn many_from_json(v: &Value) -> Val {
+    match v {
+        Value::Array(items) => Val::Many(items.iter().map(from_json).collect()),
+        Value::Null => Val::Many(vec![]),
+        other => Val::Many(vec![from_json(other)]),
+    }
+}
+
+fn json_path<'a>(mut v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    for key in path {
+        v = match v {
+            Value::Object(map) => map.get(key)?,
+            Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn start_of_day(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+fn macro_value(m: Macro, now: &Now) -> Val {
+    let t = now.0;
+    let date = |d: DateTime<Utc>| Val::Text(time::format(d));
+    let today = t.date_naive();
+    match m {
+        Macro::Now => date(t),
+        Macro::Yesterday => date(t - Duration::days(1)),
+        Macro::Tomorrow => date(t + Duration::days(1)),
+        Macro::Second => Val::Num(f64::from(t.second())),
+        Macro::Minute => Val::Num(f64::from(t.minute())),
+        Macro::Hour => Val::Num(f64::from(t.hour())),
+        Macro::Day => Val::Num(f64::from(t.day())),
+        Macro::Month => Val::Num(f64::from(t.month())),
+        Macro::Weekday => Val::Num(f64::from(t.weekday().num_days_from_sunday())),
+        Macro::Year => Val::Num(f64::from(t.year())),
+        Macro::TodayStart => date(start_of_day(today)),
+        Macro::TodayEnd => date(start_of_day(today) + Duration::days(1) - Duration::milliseconds(1)),
+        Macro::MonthStart => date(start_of_day(today.with_day(1).unwrap_or(today))),
+        Macro::MonthEnd => {
+            let first = today.with_day(1).unwrap_or(today);
+            let next = if first.month() == 12 {
+                NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
+            }
+            .unwrap_or(first);
+            date(start_of_day(next) - Duration::milliseconds(1))
+        }
+        Macro::YearStart => date(start_of_day(NaiveDate::from_ymd_opt(t.year(), 1, 1).unwrap_or(today))),
+        Macro::YearEnd => date(
+            start_of_day(NaiveDate::from_ymd_opt(t.year() + 1, 1, 1).unwrap_or(today))
+                - Duration::milliseconds(1),
+        ),
+    }
+}
+
+fn apply_modifier(v: Val, modifier: Option<Modifier>) -> Val {
+    match modifier {
+        None | Some(Modifier::Each) => v,
+        Some(Modifier::Length) => match v {
+            Val::Many(items) => Val::Num(items.len() as f64),
+            Val::Null => Val::Num(0.0),
+            Val::Text(s) if s.is_empty() => Val::Num(0.0),
+            _ => Val::Num(1.0),
+        },
+        Some(Modifier::Lower) => match v {
+            Val::Text(s) => Val::Text(s.to_lowercase()),
+            Val::Many(items) => {
+                Val::Many(items.into_iter().map(|i| apply_modifier(i, Some(Modifier::Lower))).collect())
+            }
+            other => other,
+        },
+        // Resolved by the caller, which knows whether the key was present.
+        Some(Modifier::Isset) | Some(Modifier::Changed) => v,
+    }
+}
+
+struct Ctx<'a> {
+    collection: &'a Collection,
+    record: &'a Map<String, Value>,
+    request: &'a RequestInfo,
+    now: &'a Now,
+}
+
+impl Ctx<'_> {
+    fn field_value(&self, path: &[String], modifier: Option<Modifier>) -> Val {
+        // Paths were checked at compile time; privileged access was decided there too.
+        let Ok(acc) = access(self.collection, path, true) else {
+            return Val::Null;
+        };
+        let v = match acc {
+            Access::Field { name, multi } => {
+                let raw = self.record.get(&name).unwrap_or(&Value::Null);
+                if multi || modifier == Some(Modifier::Each) || modifier == Some(Modifier::Length) {
+                    many_from_json(raw)
+                } else {
+                    from_json(raw)
+                }
+            }
+            Access::Json { name, path } => {
+                let raw = self.record.get(&name).and_then(|v| json_path(v, &path)).unwrap_or(&Value::Null);
+                if modifier == Some(Modifier::Length) || modifier == Some(Modifier::Each) {
+                    many_from_json(raw)
+                } else {
+                    from_json(raw)
+                }
+            }
+        };
+        apply_modifier(v, modifier)
+    }
+
+    fn request_value(&self, source: &RequestSource, path: &[String], modifier: Option<Modifier>) -> Val {
+        let map = match source {
+            RequestSource::Method => return Val::Text(self.request.method.clone()),
+            RequestSource::Context => return Val::Text("default".into()),
+            RequestSource::Auth => self.request.auth.as_ref(),
+            RequestSource::Body => Some(&self.request.body),
+            RequestSource::Query => Some(&self.request.query),
+            RequestSource::Headers => Some(&self.request.headers),
+        };
+        let found = map.and_then(|m| {
+            let (first, rest) = path.split_first()?;
+            let key = if *source == RequestSource::Headers {
+                first.to_lowercase().replace('-', "_")
+            } else {
+                first.clone()
+            };
+            json_path(m.get(&key)?, rest)
+        });
+        match modifier {
+            Some(Modifier::Isset) => Val::Bool(found.is_some()),
+            Some(Modifier::Changed) => {
+                let changed = match (found, path.first()) {
+                    (Some(new), Some(name)) => self.record.get(name) != Some(new),
+                    _ => false,
+                };
+                Val::Bool(changed)
+            }
+            _ => {
+                let raw = found.unwrap_or(&Value::Null);
+                let v = if modifier == Some(Modifier::Length)
+                    || modifier == Some(Modifier::Each)
+                    || raw.is_array()
+                {
+                    many_from_json(raw)
+                } else {
+                    from_json(raw)
+                };
+                apply_modifier(v, modifier)
+            }
+        }
+    }
+
+    fn value(&self, operand: &Operand) -> Val {
+        match operand {
+            Operand::Text(s) => Val::Text(s.clone()),
+            Operand::Number(n) => Val::Num(*n),
+            Operand::Bool(b) => Val::Bool(*b),
+            Operand::Null => Val::Null,
+            Operand::Macro(m) => macro_value(*m, self.now),
+            Operand::Field { path, modifier } => self.field_value(path, *modifier),
+            Operand::Request { source, path, modifier } => self.request_value(source, path, *modifier),
+            // Refused at compile time.
+            Operand::Collection { .. } => Val::Null,
+        }
+    }
+}
+
+fn as_number(v: &Val) -> Option<f64> {
+    match v {
+        Val::Num(n) => Some(*n),
+        Val::Bool(b) => Some(f64::from(u8::from(*b))),
+        Val::Text(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    }
+}
+
+fn as_text(v: &Val) -> String {
+    match v {
+        Val::Null => String::new(),
+        Val::Bool(b) => {
+            if *b {
+                "1".into()
+            } else {
+                "0".into()
+            }
+        }
+        Val::Num(n) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                format!("{}", *n as i64)
+            } else {
+                n.to_string()
+            }
+        }
+        Val::Text(s) => s.clone(),
+        Val::Many(items) => items.iter().map(as_text).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// SQL-like equality where null and "" are the same, and numbers compare numerically with
+/// numeric text.
+fn equal(a: &Val, b: &Val) -> bool {
+    let empty = |v: &Val| matches!(v, Val::Null) || matches!(v, Val::Text(s) if s.is_empty());
+    if empty(a) || empty(b) {
+        return empty(a) && empty(b);
+    }
+    match (a, b) {
+        (Val::Text(x), Val::Text(y)) => x == y,
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        _ => match (as_number(a), as_number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => as_text(a) == as_text(b),
+        },
+    }
+}
+
+fn order(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
+    if matches!(a, Val::Null) || matches!(b, Val::Null) {
+        return None;
+    }
+    match (a, b) {
+        (Val::Text(x), Val::Text(y)) => Some(x.cmp(y)),
+        _ => match (as_number(a), as_number(b)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => Some(as_text(a).cmp(&as_text(b))),
+        },
+    }
+}
+
+/// `value LIKE pattern ESCAPE '\'`, case-insensitive for ASCII as in SQLite. Without an
+/// unescaped `%`, the pattern is a plain "contains" text.
+fn like(value: &str, pattern: &str) -> bool {
+    let has_wildcard = {
+        let mut escaped = false;
+        let mut found = false;
+        for c in pattern.chars() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '%' {
+                found = true;
+            }
+        }
+        found
+    };
+    let value: Vec<char> = value.chars().map(|c| c.to_ascii_lowercase()).collect();
+    if !has_wildcard {
+        let mut needle: Vec<char> = Vec::with_capacity(pattern.len());
+        let mut escaped = false;
+        for c in pattern.chars() {
+            if c == '\\' && !escaped {
+                escaped = true;
+                continue;
+            }
+            escaped = false;
+            needle.push(c.to_ascii_lowercase());
+        }
+        return needle.is_empty() || value.windows(needle.len()).any(|w| w == needle.as_slice());
+    }
+    // Tokenize the pattern: literal chars, `_` (one char), `%` (any run).
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Lit(char),
+        One,
+        Any,
+    }
+    let mut tokens = Vec::new();
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if escaped {
+            tokens.push(P::Lit(c.to_ascii_lowercase()));
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '%' {
+            tokens.push(P::Any);
+        } else if c == '_' {
+            tokens.push(P::One);
+        } else {
+            tokens.push(P::Lit(c.to_ascii_lowercase()));
+        }
+    }
+    // Iterative wildcard matching with backtracking to the last `%`.
+    let (mut v, mut p) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while v < value.len() {
+        match tokens.get(p) {
+            Some(P::Lit(c)) if *c == value[v] => {
+                v += 1;
+                p += 1;
+            }
+            Some(P::One) => {
+                v += 1;
+                p += 1;
+            }
+            Some(P::Any) => {
+                star = Some((p, v));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, sv)) => {
+                    p = sp + 1;
+                    v = sv + 1;
+                    star = Some((sp, sv + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[p..].iter().all(|t| *t == P::Any)
+}
+
+fn scalar(op: Op, a: &Val, b: &Val) -> bool {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match op {
+        Op::Eq => equal(a, b),
+        Op::Neq => !equal(a, b),
+        Op::Like => !matches!(a, Val::Null) && like(&as_text(a), &as_text(b)),
+        Op::NotLike => matches!(a, Val::Null) || !like(&as_text(a), &as_text(b)),
+        Op::Gt => order(a, b) == Some(Greater),
+        Op::Gte => matches!(order(a, b), Some(Greater | Equal)),
+        Op::Lt => order(a, b) == Some(Less),
+        Op::Lte => matches!(order(a, b), Some(Less | Equal)),
+    }
+}
+
+/// Multi-valued operands: without `?`, every item must match (an empty list compares as
+/// null); with `?`, at least one item must.
+fn compare(op: Op, any: bool, a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::Many(items), other) => {
+            if items.is_empty() {
+                return compare(op, any, &Val::Null, other);
+            }
+            if any {
+                items.iter().any(|i| compare(op, false, i, other))
+            } else {
+                items.iter().all(|i| compare(op, false, i, other))
+            }
+        }
+        (other, Val::Many(items)) => {
+            if items.is_empty() {
+                return compare(op, any, other, &Val::Null);
+            }
+            if any {
+                items.iter().any(|i| compare(op, false, other, i))
+            } else {
+                items.iter().all(|i| compare(op, false, other, i))
+            }
+        }
+        _ => scalar(op, a, b),
+    }
+}
+
+pub(super) fn matches(
+    expr: &Expr,
+    collection: &Collection,
+    record: &Map<String, Value>,
+    request: &RequestInfo,
+    now: &Now,
+) -> bool {
+    let ctx = Ctx { collection, record, request, now };
+    eval(expr, &ctx)
+}
+
+fn eval(expr: &Expr, ctx: &Ctx<'_>) -> bool {
+    match expr {
+        Expr::And(a, b) => eval(a, ctx) && eval(b, ctx),
+        Expr::Or(a, b) => eval(a, ctx) || eval(b, ctx),
+        Expr::Compare { left, op, any, right, .. } => compare(*op, *any, &ctx.value(left), &ctx.value(right)),
+    }
+}
+
+#[cfg(test)]
+pub(super) fn like_for_tests(value: &str, pattern: &str) -> bool {
+    like(value, pattern)
+}

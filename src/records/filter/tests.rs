@@ -1,0 +1,175 @@
+use serde_json::{json, Map, Value};
+
+use super::eval::like_for_tests as like;
+use super::*;
+use crate::records::collection::{self, CollectionInput};
+
+fn collection() -> Collection {
+    let input = CollectionInput::parse(json!({
+        "name": "posts",
+        "fields": [
+            {"name": "title", "type": "text"},
+            {"name": "views", "type": "number"},
+            {"name": "done", "type": "bool"},
+            {"name": "tags", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
+            {"name": "status", "type": "select", "values": ["draft", "live"], "maxSelect": 1},
+            {"name": "meta", "type": "json"},
+            {"name": "secret", "type": "text", "hidden": true},
+            {"name": "when", "type": "date"}
+        ]
+    }))
+    .expect("input");
+    collection::build(input, None, "c1".into(), "2024-01-01 00:00:00.000Z").expect("collection")
+}
+
+fn record(v: Value) -> Map<String, Value> {
+    v.as_object().expect("object").clone()
+}
+
+fn check(filter: &str, rec: &Value) -> bool {
+    let c = collection();
+    let f = Filter::compile(filter, &c, false).unwrap_or_else(|e| panic!("{filter}: {e}"));
+    let now = Now(chrono::DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z").expect("date").into());
+    f.matches(&c, &record(rec.clone()), &RequestInfo::default(), &now)
+}
+
+fn error(filter: &str) -> FilterError {
+    Filter::compile(filter, &collection(), false).expect_err(filter)
+}
+
+#[test]
+fn comparison_operators_on_scalars() {
+    let r = json!({"title": "Hello World", "views": 10, "done": true, "when": "2024-05-01 00:00:00.000Z"});
+    assert!(check("views = 10", &r));
+    assert!(check("views != 11", &r));
+    assert!(check("views > 9 && views >= 10 && views < 11 && views <= 10", &r));
+    assert!(!check("views > 10", &r));
+    assert!(check("views = '10'", &r), "numeric text compares numerically");
+    assert!(check("title = 'Hello World'", &r));
+    assert!(check("title = \"Hello World\"", &r));
+    assert!(check("title ~ 'world'", &r), "contains, case-insensitive");
+    assert!(check("title !~ 'planet'", &r));
+    assert!(check("title ~ 'Hel%'", &r), "% makes it a pattern");
+    assert!(!check("title ~ 'World%'", &r));
+    assert!(check("done = true && done != false", &r));
+    assert!(check("when < @now && when > '2024-01-01'", &r));
+}
+
+#[test]
+fn precedence_grouping_and_comments() {
+    let r = json!({"views": 1, "title": "x"});
+    assert!(check("views = 2 && title = 'y' || views = 1", &r), "&& binds tighter than ||");
+    assert!(!check("views = 2 && (title = 'y' || views = 1)", &r));
+    assert!(check("(views = 1) // a comment\n && title = 'x'", &r));
+}
+
+#[test]
+fn null_equals_empty() {
+    let r = json!({"title": "", "meta": null});
+    assert!(check("title = null", &r));
+    assert!(check("title = ''", &r));
+    assert!(check("meta = null && meta = ''", &r));
+    assert!(!check("title != null", &r));
+}
+
+#[test]
+fn multi_valued_fields_match_all_or_any() {
+    let r = json!({"tags": ["a", "b"]});
+    assert!(check("tags ?= 'a'", &r));
+    assert!(!check("tags = 'a'", &r), "without ? every item must match");
+    assert!(check("tags != 'c'", &r), "no item equals c");
+    assert!(!check("tags ?= 'c'", &r));
+    assert!(check("tags:length = 2", &r));
+    assert!(check("tags:each ~ '%'", &r));
+    let empty = json!({"tags": []});
+    assert!(check("tags:length = 0", &empty));
+    assert!(check("tags = null", &empty));
+    assert!(!check("tags ?= 'a'", &empty));
+}
+
+#[test]
+fn json_paths_and_lower_modifier() {
+    let r = json!({"meta": {"a": {"b": 5}, "list": [1, 2, 3]}, "title": "MiXeD"});
+    assert!(check("meta.a.b = 5", &r));
+    assert!(check("meta.list:length = 3", &r));
+    assert!(check("meta.nope = null", &r));
+    assert!(check("title:lower = 'mixed'", &r));
+}
+
+#[test]
+fn date_macros() {
+    let r = json!({"when": "2024-06-15 08:00:00.000Z"});
+    assert!(check("when >= @todayStart && when <= @todayEnd", &r));
+    assert!(check("when > @yesterday && when < @tomorrow", &r));
+    assert!(check("when >= @monthStart && when <= @monthEnd && when >= @yearStart && when <= @yearEnd", &r));
+    assert!(check("@year = 2024 && @month = 6 && @day = 15 && @hour = 12", &r));
+}
+
+#[test]
+fn request_values() {
+    let c = collection();
+    let f = Filter::compile(
+        "@request.auth.id != '' && @request.body.title:isset = true && @request.method = 'POST' && @request.headers.x_key = 'k'",
+        &c,
+        false,
+    )
+    .expect("compile");
+    let now = Now::current();
+    let mut auth = Map::new();
+    auth.insert("id".into(), json!("user1"));
+    let request = RequestInfo {
+        auth: Some(auth),
+        method: "POST".into(),
+        body: record(json!({"title": "x"})),
+        headers: record(json!({"x_key": "k"})),
+        ..RequestInfo::default()
+    };
+    assert!(f.matches(&c, &Map::new(), &request, &now));
+    let anonymous = RequestInfo { auth: None, ..request };
+    assert!(!f.matches(&c, &Map::new(), &anonymous, &now));
+}
+
+#[test]
+fn errors_name_their_position() {
+    assert_eq!(error("title = ").position, 8);
+    assert_eq!(error("title").position, 5);
+    assert_eq!(error("(title = 'x'").position, 0);
+    assert_eq!(error("title = 'x' title").position, 12);
+    assert_eq!(error("title = 'unterminated").position, 8);
+    assert!(error("nosuch = 1").message.contains("unknown field"));
+    assert!(error("secret = 'x'").message.contains("cannot be filtered"));
+    assert!(error("title:bogus = 1").message.contains("modifier"));
+    assert!(error("title = 1 ^ 2").message.contains("unexpected character"));
+    assert!(error("@collection.other.x = 1").message.contains("@collection"));
+    assert!(error("title.sub = 1").message.contains("not a relation or JSON"));
+    assert!(error("").message.contains("empty"));
+}
+
+#[test]
+fn limits_are_enforced() {
+    let deep = format!("{}title = 'x'{}", "(".repeat(100), ")".repeat(100));
+    assert!(error(&deep).message.contains("nesting"));
+    let many = vec!["views = 1"; 300].join(" || ");
+    assert!(error(&many).message.contains("comparisons"));
+    let long = format!("title = '{}'", "x".repeat(10_000));
+    assert!(error(&long).message.contains("longer"));
+}
+
+#[test]
+fn like_patterns() {
+    assert!(like("hello", "ell"));
+    assert!(like("HELLO", "ell"));
+    assert!(like("hello", "h%o"));
+    assert!(like("hello", "h_llo%"));
+    assert!(!like("hello", "h_lo%"));
+    assert!(like("100%", "100\\%%"));
+    assert!(like("a_b", "a\\_b"));
+    assert!(!like("axb", "a\\_b%"));
+    assert!(like("", ""));
+}
+
+#[test]
+fn superusers_may_filter_hidden_fields() {
+    let c = collection();
+    assert!(Filter::compile("secret = 'x'", &c, true).is_ok());
+}
