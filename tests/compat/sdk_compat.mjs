@@ -362,9 +362,7 @@ async function run() {
         check(assert.deepEqual, byDefault.map((r) => r.id), full.map((r) => r.id), 'default batch (1000): one page');
     });
 
-    // The filter language arrives with the query engine; until then this step runs only with
-    // SDK_COMPAT_FILTER=1 (it passes against PocketBase). The query-engine work turns it on.
-    if (process.env.SDK_COMPAT_FILTER === '1') await step('collection(name).getList / getFirstListItem with a filter (pb.filter)', async () => {
+    await step('collection(name).getList / getFirstListItem with a filter (pb.filter)', async () => {
         const filter = pb.filter('count >= {:min} && done = {:done}', { min: 100, done: true });
         const list = await records.getList(1, 50, { filter, sort: 'count' });
         const expected = [];
