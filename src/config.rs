@@ -30,6 +30,7 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreSection,
     pub auth: AuthSection,
+    pub jobs: JobsSection,
 }
 
 /// Request limits.
@@ -42,6 +43,8 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Most sub-requests in one `/api/batch`.
+    pub max_batch_requests: usize,
 }
 
 /// Storage tuning.
@@ -62,6 +65,52 @@ pub struct AuthSection {
     pub hash_concurrency: usize,
 }
 
+/// The background job queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSection {
+    /// Run job workers and cron in `serve` (off: jobs are only stored).
+    pub workers: bool,
+    /// Jobs of one queue running at once, for queues not listed in `queues`.
+    pub default_concurrency: usize,
+    /// Attempts of a job whose kind and enqueue set none.
+    pub default_max_attempts: u32,
+    /// Seconds a job may run before it is cancelled and counted as failed.
+    pub default_timeout_secs: u64,
+    /// First retry delay in milliseconds; doubles per attempt, plus up to 10 % jitter.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Jobs claimed in one transaction (per queue).
+    pub claim_batch: usize,
+    /// Completed jobs are deleted this many seconds after finishing.
+    pub keep_completed_secs: u64,
+    /// Dead and cancelled jobs are deleted this many seconds after finishing.
+    pub keep_failed_secs: u64,
+    /// Register the `sleep`, `fail` and `test.effect` kinds (tests and benchmarks only).
+    pub test_kinds: bool,
+    /// Concurrency per named queue.
+    pub queues: BTreeMap<String, usize>,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            workers: true,
+            default_concurrency: 10,
+            default_max_attempts: 20,
+            default_timeout_secs: 300,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 3_600_000,
+            claim_batch: 512,
+            keep_completed_secs: 86_400,
+            keep_failed_secs: 604_800,
+            test_kinds: false,
+            queues: BTreeMap::from([("default".to_string(), 10)]),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -72,13 +121,19 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreSection::default(),
             auth: AuthSection::default(),
+            jobs: JobsSection::default(),
         }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 1 << 20, idle_timeout_secs: 60, shutdown_grace_secs: 10 }
+        Limits {
+            max_body_bytes: 1 << 20,
+            idle_timeout_secs: 60,
+            shutdown_grace_secs: 10,
+            max_batch_requests: 50,
+        }
     }
 }
 
@@ -202,6 +257,12 @@ impl Config {
             return Err(ConfigError::Value {
                 name: "limits.max_body_bytes".into(),
                 message: "must be at least 1024".into(),
+            });
+        }
+        if self.jobs.claim_batch == 0 || self.jobs.default_max_attempts == 0 {
+            return Err(ConfigError::Value {
+                name: "jobs".into(),
+                message: "claim_batch and default_max_attempts must be at least 1".into(),
             });
         }
         Ok(())

@@ -10,6 +10,7 @@ use poem::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
+use crate::jobs::JobsError;
 use crate::records::{FieldErrors, RecordsError};
 use crate::store::StoreError;
 
@@ -167,6 +168,26 @@ impl From<RecordsError> for ApiError {
             RecordsError::Forbidden(m) => ApiError::forbidden(m),
             RecordsError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m),
             RecordsError::Store(e) => ApiError::from(e),
+            RecordsError::Batch { index, error } => {
+                let inner = ApiError::from(*error);
+                if inner.status.is_server_error() {
+                    // Storage trouble is the batch's answer as a whole (503/507/500).
+                    return inner;
+                }
+                let mut e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "batch",
+                    "Batch failed",
+                    format!("Batch transaction failed: request {index}: {}", inner.detail),
+                );
+                let mut requests = Map::new();
+                requests.insert(
+                    index.to_string(),
+                    json!({"code": "batch_request_failed", "message": inner.detail, "response": inner.body()}),
+                );
+                e.data.insert("requests".into(), Value::Object(requests));
+                e
+            }
         }
     }
 }
@@ -183,6 +204,32 @@ impl From<AuthError> for ApiError {
             AuthError::Unauthenticated => ApiError::unauthenticated(err.to_string()),
             AuthError::SetupRefused(m) => ApiError::forbidden(m),
             AuthError::Records(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(err: JobsError) -> ApiError {
+        match err {
+            JobsError::NotFound(m) => ApiError::not_found(m),
+            JobsError::Invalid { field, code, message } => {
+                let mut fields = FieldErrors::new();
+                fields.insert(field, crate::records::FieldError::new(code, message.clone()));
+                ApiError::validation(message, &fields)
+            }
+            JobsError::BadRequest(m) => ApiError::bad_request(m),
+            JobsError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m),
+            JobsError::Stale => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "The job changed while the request ran; retry.",
+            ),
+            JobsError::Internal(m) => {
+                tracing::error!(error = %m, "jobs failure");
+                ApiError::internal()
+            }
+            JobsError::Store(e) => ApiError::from(e),
         }
     }
 }

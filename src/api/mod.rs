@@ -4,11 +4,13 @@
 //! origin leave through [`error::ApiError`] as problem+json.
 
 mod auth;
+mod batch;
 pub mod body;
 mod collections;
 mod docs;
 pub mod error;
 mod health;
+pub(crate) mod jobs;
 pub mod openapi;
 mod records;
 
@@ -32,6 +34,7 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/openapi.json", get(openapi::live_spec))
         .at("/api/docs", get(docs::index))
         .at("/api/docs/*path", get(docs::asset))
+        .at("/api/batch", post(batch::batch))
         .at("/api/collections", get(collections::list).post(collections::create))
         .at(
             "/api/collections/:collection",
@@ -45,6 +48,15 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
             "/api/collections/:collection/records/:id",
             get(records::view).patch(records::update).delete(records::delete),
         )
+        .at("/api/jobs", get(jobs::list).post(jobs::enqueue))
+        .at("/api/jobs/stats", get(jobs::stats))
+        .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))
+        .at("/api/jobs/:id/retry", post(jobs::retry))
+        .at("/api/jobs/:id/cancel", post(jobs::cancel))
+        .at("/api/crons", get(jobs::cron_list).post(jobs::cron_create))
+        .at("/api/crons/:id", get(jobs::cron_view).patch(jobs::cron_update).delete(jobs::cron_delete))
+        .at("/api/crons/:id/run", post(jobs::cron_run))
+        .at("/api/crons/:id/runs", get(jobs::cron_runs))
         .data(app)
         .with(
             SetHeader::new()
@@ -60,6 +72,8 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
 pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
     Route::new()
         .at("/superusers/upsert", post(auth::socket_superuser_upsert))
+        .at("/jobs/list", post(jobs::socket_list))
+        .at("/jobs/:action", post(jobs::socket_action))
         .data(app)
         .catch_all_error(|err| async move { error::into_problem(err) })
 }

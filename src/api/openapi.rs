@@ -202,6 +202,33 @@ fn components() -> Value {
                 "required": ["token", "record"],
                 "properties": {"token": {"type": "string"}, "record": r("Record")}
             },
+            "BatchRequest": {
+                "type": "object",
+                "required": ["requests"],
+                "properties": {
+                    "requests": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["method", "url"],
+                            "properties": {
+                                "method": {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]},
+                                "url": {"type": "string", "examples": ["/api/collections/posts/records"]},
+                                "body": {"type": "object", "additionalProperties": true}
+                            }
+                        }
+                    }
+                }
+            },
+            "BatchResponse": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["status", "body"],
+                    "properties": {"status": {"type": "integer"}, "body": {}}
+                }
+            },
             "SetupRequest": {
                 "type": "object",
                 "required": ["token", "email", "password"],
@@ -251,6 +278,9 @@ pub fn static_spec() -> Value {
     }));
     paths.insert("/api/docs".into(), json!({
         "get": {"operationId": "docs", "summary": "Interactive API reference", "tags": ["meta"], "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}},
+    }));
+    paths.insert("/api/batch".into(), json!({
+        "post": op("batch", "Apply several record writes all-or-nothing in one transaction", "records", vec![], Some(r("BatchRequest")), (200, Some(r("BatchResponse"))), &[400, 403, 413, 415, 503, 507]),
     }));
     paths.insert("/api/collections".into(), json!({
         "get": op("listCollections", "List collections (superusers)", "collections", vec![

@@ -3,6 +3,7 @@
 //! Owns the record model and its invariants; knows nothing of HTTP. Storage goes through
 //! [`crate::store`]; errors are [`RecordsError`], mapped to HTTP by `api/` alone.
 
+pub mod batch;
 pub mod catalog;
 pub mod collection;
 pub mod field;
@@ -16,6 +17,7 @@ pub mod schema;
 pub mod service;
 pub mod stats;
 pub mod time;
+pub mod write;
 
 use std::collections::BTreeMap;
 
@@ -65,6 +67,9 @@ pub enum RecordsError {
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
+    /// Sub-request `index` of a batch failed; nothing of the batch was applied.
+    #[error("batch request {index} failed: {error}")]
+    Batch { index: usize, error: Box<RecordsError> },
 }
 
 impl From<StoreError> for RecordsError {

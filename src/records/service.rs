@@ -14,9 +14,10 @@ use super::filter::{Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
-use super::record::{self, decode, identity_of, FieldsFilter, Prepared, Stored};
+use super::record::{self, decode, FieldsFilter, Prepared, Stored};
 use super::rules::{self, Access, Principal};
 use super::stats::CollectionStats;
+use super::write::{self, identity_key, not_found};
 use super::{collection_prefix, record_key, time, FieldError, RecordsError};
 use crate::auth::password::PasswordHasher;
 use crate::store::{Store, Table, WriteTx};
@@ -43,44 +44,12 @@ pub struct Records {
     hasher: PasswordHasher,
 }
 
-fn identity_key(collection_id: &str, email_lower: &str) -> Vec<u8> {
-    let mut key = collection_prefix(collection_id);
-    key.extend_from_slice(email_lower.as_bytes());
-    key
-}
-
 fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
     serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
 }
 
-fn not_found() -> RecordsError {
-    RecordsError::NotFound("The requested resource wasn't found.".into())
-}
-
 fn superusers_only() -> RecordsError {
     RecordsError::Forbidden("Only superusers can perform this action.".into())
-}
-
-fn not_unique(field: &str) -> RecordsError {
-    RecordsError::field(
-        "Failed to save record.",
-        field,
-        FieldError::new("validation_not_unique", "Value must be unique."),
-    )
-}
-
-/// Writer-side check that the record was validated against the current schema.
-fn check_generation(tx: &WriteTx<'_>, entry: &CatalogEntry) -> Result<CollectionStats, RecordsError> {
-    let stats = CollectionStats::load(tx, &entry.collection.id)?;
-    if tx.get(Table::Collections, entry.collection.id.as_bytes())?.is_none() {
-        return Err(not_found());
-    }
-    if stats.schema_generation != entry.schema_generation {
-        return Err(RecordsError::Conflict(
-            "The collection's schema changed while the record was being saved; retry.".into(),
-        ));
-    }
-    Ok(stats)
 }
 
 impl Records {
@@ -424,29 +393,9 @@ impl Records {
             &FieldsFilter::default(),
         );
         let bytes = encode(&prepared.stored)?;
-        let identity = if entry.collection.is_auth() { identity_of(&prepared.stored) } else { None };
-        let key = record_key(&entry.collection.id, &prepared.id);
-        let custom_id = prepared.custom_id;
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                let mut stats = check_generation(tx, &entry)?;
-                if tx.get(Table::Records, &key)?.is_some() {
-                    return Err(not_unique("id"));
-                }
-                if let Some(email) = &identity {
-                    let ikey = identity_key(&entry.collection.id, email);
-                    if tx.get(Table::AuthIdentities, &ikey)?.is_some() {
-                        return Err(not_unique("email"));
-                    }
-                    tx.put(Table::AuthIdentities, &ikey, prepared.id.as_bytes().to_vec());
-                }
-                tx.put(Table::Records, &key, bytes);
-                stats.count += 1;
-                if custom_id {
-                    stats.custom_ids += 1;
-                }
-                stats.save(tx, &entry.collection.id);
-                Ok(())
+                write::apply_create(tx, &entry, &prepared, bytes)
             })
             .await?;
         Ok(response)
@@ -495,33 +444,18 @@ impl Records {
                 &FieldsFilter::default(),
             );
             let bytes = encode(&prepared.stored)?;
-            let is_auth = entry.collection.is_auth();
-            let old_identity = if is_auth { identity_of(&current) } else { None };
-            let new_identity = if is_auth { identity_of(&prepared.stored) } else { None };
             let entry = entry.clone();
             let key = key.clone();
             let outcome = self
                 .store
                 .write(move |tx: &mut WriteTx<'_>| -> Result<bool, RecordsError> {
-                    check_generation(tx, &entry)?;
                     match tx.get(Table::Records, &key)? {
                         None => return Err(not_found()),
+                        // Changed since it was read: retry with the new state.
                         Some(now) if now != current_bytes => return Ok(false),
                         Some(_) => {}
                     }
-                    if old_identity != new_identity {
-                        if let Some(email) = &new_identity {
-                            let ikey = identity_key(&entry.collection.id, email);
-                            if tx.get(Table::AuthIdentities, &ikey)?.is_some() {
-                                return Err(not_unique("email"));
-                            }
-                            tx.put(Table::AuthIdentities, &ikey, prepared.id.as_bytes().to_vec());
-                        }
-                        if let Some(email) = &old_identity {
-                            tx.delete(Table::AuthIdentities, &identity_key(&entry.collection.id, email));
-                        }
-                    }
-                    tx.put(Table::Records, &key, bytes);
+                    write::apply_update(tx, &entry, &current, &prepared, bytes)?;
                     Ok(true)
                 })
                 .await?;
@@ -550,29 +484,10 @@ impl Records {
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
         }
-        let key = record_key(&entry.collection.id, record_id);
+        let record_id = record_id.to_string();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                let mut stats = CollectionStats::load(tx, &entry.collection.id)?;
-                let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
-                if entry.collection.id == SUPERUSERS_ID && stats.count <= 1 {
-                    return Err(RecordsError::Conflict("The only superuser cannot be deleted.".into()));
-                }
-                let stored = decode(&bytes)?;
-                if let Some(rule) = &rule {
-                    if !rule.matches(&entry.collection, &stored, &request, &Now::current()) {
-                        return Err(not_found());
-                    }
-                }
-                if entry.collection.is_auth() {
-                    if let Some(email) = identity_of(&stored) {
-                        tx.delete(Table::AuthIdentities, &identity_key(&entry.collection.id, &email));
-                    }
-                }
-                tx.delete(Table::Records, &key);
-                stats.count = stats.count.saturating_sub(1);
-                stats.save(tx, &entry.collection.id);
-                Ok(())
+                write::apply_delete(tx, &entry, &record_id, rule.as_ref(), &request)
             })
             .await
     }
@@ -626,5 +541,10 @@ impl Records {
     /// Generates a record id.
     pub fn new_id(&self) -> String {
         self.ids.next()
+    }
+
+    /// The shared id generator (ids stay strictly increasing across all writers).
+    pub fn id_generator(&self) -> Arc<IdGenerator> {
+        self.ids.clone()
     }
 }

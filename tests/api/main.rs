@@ -5,6 +5,7 @@
 mod common;
 
 mod auth;
+mod batch;
 mod cli;
 mod collections;
 mod errors;

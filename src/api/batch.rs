@@ -1,0 +1,53 @@
+//! `POST /api/batch`: PocketBase's transactional batch of record writes.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{handler, Body, Request, Response};
+use serde_json::{json, Value};
+
+use super::body::json_object;
+use super::error::ApiError;
+use super::{caller, json_response};
+use crate::app::App;
+use crate::records::batch::BatchOp;
+use crate::records::{FieldError, FieldErrors};
+
+fn invalid(field: String, message: &str) -> ApiError {
+    let mut fields = FieldErrors::new();
+    fields.insert(field, FieldError::new("validation_invalid_value", message));
+    ApiError::validation("Failed to read the batch.", &fields)
+}
+
+#[handler]
+pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+    let (who, info) = caller(app, req).await;
+    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let requests = match body.get("requests") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(invalid("requests".into(), "Must be a list of requests.")),
+        None => {
+            let mut fields = FieldErrors::new();
+            fields.insert("requests".into(), FieldError::new("validation_required", "Cannot be blank."));
+            return Err(ApiError::validation("Failed to read the batch.", &fields));
+        }
+    };
+    let mut ops = Vec::with_capacity(requests.len());
+    for (i, item) in requests.iter().enumerate() {
+        let method = item.get("method").and_then(Value::as_str);
+        let url = item.get("url").and_then(Value::as_str);
+        let (Some(method), Some(url)) = (method, url) else {
+            return Err(invalid(format!("requests.{i}"), "Each request needs a method and a url."));
+        };
+        let body = match item.get("body") {
+            None | Some(Value::Null) => serde_json::Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => return Err(invalid(format!("requests.{i}.body"), "Must be a JSON object.")),
+        };
+        ops.push(BatchOp { method: method.to_string(), url: url.to_string(), body });
+    }
+    let replies = app.records.batch(&who, ops, &info, app.config.limits.max_batch_requests).await?;
+    let out: Vec<Value> = replies.into_iter().map(|r| json!({"status": r.status, "body": r.body})).collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}

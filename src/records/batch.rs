@@ -1,0 +1,264 @@
+//! `POST /api/batch`: several record writes applied all-or-nothing in one transaction.
+//!
+//! Every sub-request is checked against its collection's rules like a single request. All
+//! of them run inside one write closure of the group-commit writer, so later sub-requests
+//! see earlier ones, and one failure discards them all. Passwords (auth collections) are
+//! hashed before the transaction so the writer never runs Argon2.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::catalog::CatalogEntry;
+use super::filter::{Now, RequestInfo};
+use super::id::{self, IdGenerator};
+use super::record::{self, decode, FieldsFilter, Prepared};
+use super::rules::{self, Access, Principal};
+use super::service::Records;
+use super::write::{self, not_found};
+use super::{record_key, time, FieldError, RecordsError};
+use crate::store::{Table, WriteTx};
+
+/// One sub-request as sent.
+#[derive(Debug, Clone)]
+pub struct BatchOp {
+    pub method: String,
+    pub url: String,
+    pub body: Map<String, Value>,
+}
+
+/// One sub-response.
+#[derive(Debug, Clone)]
+pub struct BatchReply {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Create,
+    Upsert,
+    Update(String),
+    Delete(String),
+}
+
+struct Planned {
+    entry: Arc<CatalogEntry>,
+    action: Action,
+    body: Map<String, Value>,
+    fields: FieldsFilter,
+    password_hash: Option<String>,
+}
+
+fn failed(index: usize, error: RecordsError) -> RecordsError {
+    RecordsError::Batch { index, error: Box::new(error) }
+}
+
+/// Splits `/api/collections/{c}/records[/{id}][?query]`.
+fn parse_url(url: &str) -> Result<(String, Option<String>, Option<String>), RecordsError> {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (url, None),
+    };
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let fields = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "fields").map(|(_, v)| v.into_owned())
+    });
+    match parts.as_slice() {
+        ["", "api", "collections", c, "records"] => Ok((c.to_string(), None, fields)),
+        ["", "api", "collections", c, "records", id] => Ok((c.to_string(), Some(id.to_string()), fields)),
+        _ => Err(RecordsError::BadRequest(format!(
+            "Unsupported batch url {url:?}: only /api/collections/{{collection}}/records[/{{id}}]."
+        ))),
+    }
+}
+
+impl Records {
+    /// Runs `ops` in one transaction. At most `max` sub-requests.
+    pub async fn batch(
+        &self,
+        principal: &Principal,
+        ops: Vec<BatchOp>,
+        request: &RequestInfo,
+        max: usize,
+    ) -> Result<Vec<BatchReply>, RecordsError> {
+        if ops.is_empty() {
+            return Err(RecordsError::field(
+                "Failed to run the batch.",
+                "requests",
+                FieldError::new("validation_required", "Cannot be blank."),
+            ));
+        }
+        if ops.len() > max {
+            return Err(RecordsError::field(
+                "Failed to run the batch.",
+                "requests",
+                FieldError::new("validation_too_many", format!("At most {max} requests per batch.")),
+            ));
+        }
+        let mut planned = Vec::with_capacity(ops.len());
+        for (index, op) in ops.into_iter().enumerate() {
+            let (collection, record_id, fields) = parse_url(&op.url).map_err(|e| failed(index, e))?;
+            let entry = self.collection(&collection).map_err(|e| failed(index, e))?;
+            let action = match (op.method.to_ascii_uppercase().as_str(), record_id) {
+                ("POST", None) => Action::Create,
+                ("PUT", None) => Action::Upsert,
+                ("PATCH", Some(id)) => Action::Update(id),
+                ("DELETE", Some(id)) => Action::Delete(id),
+                (method, _) => {
+                    return Err(failed(
+                        index,
+                        RecordsError::BadRequest(format!(
+                            "Unsupported batch method {method} for {}.",
+                            op.url
+                        )),
+                    ))
+                }
+            };
+            // Rules that deny outright (null rules for non-superusers) fail before the transaction.
+            let slots: Vec<&Option<String>> = match &action {
+                Action::Create => vec![&entry.collection.create_rule],
+                Action::Upsert => vec![&entry.collection.create_rule, &entry.collection.update_rule],
+                Action::Update(_) => vec![&entry.collection.update_rule],
+                Action::Delete(_) => vec![&entry.collection.delete_rule],
+            };
+            for slot in slots {
+                if matches!(rules::access(slot, principal, &entry.collection), Access::Deny) {
+                    return Err(failed(
+                        index,
+                        RecordsError::Forbidden("Only superusers can perform this action.".into()),
+                    ));
+                }
+            }
+            let password_hash = match op.body.get("password").and_then(Value::as_str) {
+                Some(p)
+                    if entry.collection.is_auth()
+                        && !p.is_empty()
+                        && p.len() <= super::field::PASSWORD_MAX =>
+                {
+                    Some(
+                        self.hasher()
+                            .hash(p.to_string())
+                            .await
+                            .map_err(|e| RecordsError::Store(crate::store::StoreError::Internal(e)))?,
+                    )
+                }
+                _ => None,
+            };
+            planned.push(Planned {
+                entry,
+                action,
+                body: op.body,
+                fields: FieldsFilter::parse(fields.as_deref()).map_err(|e| failed(index, e))?,
+                password_hash,
+            });
+        }
+        let principal = principal.clone();
+        let request = request.clone();
+        let ids = self.id_generator();
+        self.store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<Vec<BatchReply>, RecordsError> {
+                let mut replies = Vec::with_capacity(planned.len());
+                for (index, op) in planned.into_iter().enumerate() {
+                    let reply = run_one(tx, &op, &principal, &request, &ids).map_err(|e| failed(index, e))?;
+                    replies.push(reply);
+                }
+                Ok(replies)
+            })
+            .await
+    }
+}
+
+fn with_password(mut prepared: Prepared, hash: &Option<String>) -> Result<Prepared, RecordsError> {
+    if prepared.new_password.take().is_some() {
+        let hash = hash.clone().ok_or_else(|| RecordsError::BadRequest("Invalid password.".into()))?;
+        prepared.stored.insert("password".into(), Value::String(hash));
+    }
+    Ok(prepared)
+}
+
+fn encode(stored: &super::record::Stored) -> Result<Vec<u8>, RecordsError> {
+    serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
+}
+
+fn rule_filter(
+    rule: &Option<String>,
+    principal: &Principal,
+    entry: &CatalogEntry,
+) -> Result<Option<super::filter::Filter>, RecordsError> {
+    match rules::access(rule, principal, &entry.collection) {
+        Access::Deny => Err(RecordsError::Forbidden("Only superusers can perform this action.".into())),
+        Access::Allow => Ok(None),
+        Access::Filter(f) => Ok(Some(f)),
+    }
+}
+
+fn run_one(
+    tx: &mut WriteTx<'_>,
+    op: &Planned,
+    principal: &Principal,
+    request: &RequestInfo,
+    ids: &IdGenerator,
+) -> Result<BatchReply, RecordsError> {
+    let entry = &op.entry;
+    let collection = &entry.collection;
+    let mut request = request.clone();
+    request.body = op.body.clone();
+    let now = Now::current();
+    let privileged = principal.is_superuser();
+    let existing_id = match &op.action {
+        Action::Upsert => op
+            .body
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| id::is_valid_record_id(id))
+            .filter(|id| matches!(tx.get(Table::Records, &record_key(&collection.id, id)), Ok(Some(_))))
+            .map(str::to_string),
+        Action::Update(id) => Some(id.clone()),
+        _ => None,
+    };
+    match (&op.action, existing_id) {
+        (Action::Delete(id), _) => {
+            if !id::is_valid_record_id(id) {
+                return Err(not_found());
+            }
+            let rule = rule_filter(&collection.delete_rule, principal, entry)?;
+            write::apply_delete(tx, entry, id, rule.as_ref(), &request)?;
+            Ok(BatchReply { status: 204, body: Value::Null })
+        }
+        (Action::Update(_) | Action::Upsert, Some(id)) => {
+            if !id::is_valid_record_id(&id) {
+                return Err(not_found());
+            }
+            let rule = rule_filter(&collection.update_rule, principal, entry)?;
+            let bytes = tx.get(Table::Records, &record_key(&collection.id, &id))?.ok_or_else(not_found)?;
+            let current = decode(&bytes)?;
+            if let Some(rule) = &rule {
+                if !rule.matches(collection, &current, &request, &now) {
+                    return Err(not_found());
+                }
+            }
+            let prepared = record::prepare_update(collection, &current, &op.body, &time::now())?;
+            let prepared = with_password(prepared, &op.password_hash)?;
+            let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
+            let bytes = encode(&prepared.stored)?;
+            write::apply_update(tx, entry, &current, &prepared, bytes)?;
+            Ok(BatchReply { status: 200, body })
+        }
+        (Action::Update(_), None) => Err(not_found()),
+        (Action::Create | Action::Upsert, _) => {
+            let rule = rule_filter(&collection.create_rule, principal, entry)?;
+            let prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
+            if let Some(rule) = &rule {
+                if !rule.matches(collection, &prepared.stored, &request, &now) {
+                    return Err(RecordsError::BadRequest("Failed to create record.".into()));
+                }
+            }
+            let prepared = with_password(prepared, &op.password_hash)?;
+            let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
+            let bytes = encode(&prepared.stored)?;
+            write::apply_create(tx, entry, &prepared, bytes)?;
+            Ok(BatchReply { status: 200, body })
+        }
+    }
+}
