@@ -9,23 +9,43 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 
+/// After refusing an oversized body, read (and drop) up to this much more of it, so that
+/// a client still sending gets the 413 instead of a reset connection.
+const DRAIN_CAP: usize = 256 * 1024;
+
 /// Reads at most `limit` bytes of `body`, or answers 413.
 pub async fn read_limited(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = req.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    let mut stream = Box::pin(body.into_bytes_stream());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(&mut stream).await;
         return Err(ApiError::payload_too_large(limit));
     }
-    let mut stream = body.into_bytes_stream();
     let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(64 * 1024) as usize);
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
+            drain(&mut stream).await;
             return Err(ApiError::payload_too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
+}
+
+async fn drain<S, B, E>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut drained = 0usize;
+    while drained < DRAIN_CAP {
+        match stream.next().await {
+            Some(Ok(chunk)) => drained += chunk.as_ref().len(),
+            _ => return,
+        }
+    }
 }
 
 /// True when the request declares a JSON body (`application/json`, any parameters, or a

@@ -35,15 +35,6 @@ pub struct ViewQueryParams {
     fields: Option<String>,
 }
 
-fn refuse_expand(expand: &Option<String>) -> Result<(), ApiError> {
-    if expand.as_deref().is_some_and(|e| !e.trim().is_empty()) {
-        return Err(ApiError::bad_request(
-            "The expand parameter is not available in this version (no relation fields yet).",
-        ));
-    }
-    Ok(())
-}
-
 #[handler]
 pub async fn list(
     req: &Request,
@@ -85,9 +76,11 @@ pub async fn view(
     Query(q): Query<ViewQueryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    refuse_expand(&q.expand)?;
     let (who, info) = caller(app, req).await;
-    let record = app.records.get_record(&who, &collection, &id, q.fields.as_deref(), &info).await?;
+    let record = app
+        .records
+        .get_record(&who, &collection, &id, q.fields.as_deref(), q.expand.as_deref(), &info)
+        .await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -99,12 +92,13 @@ pub async fn create(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    refuse_expand(&q.expand)?;
     let (who, info) = caller(app, req).await;
     // Resolve the collection first so an unknown one is a 404 whatever the body.
     app.records.collection(&collection)?;
     let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    app.records.check_expand(&who, &collection, q.expand.as_deref())?;
     let record = app.records.create_record(&who, &collection, input, &info).await?;
+    let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -116,11 +110,12 @@ pub async fn update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    refuse_expand(&q.expand)?;
     let (who, info) = caller(app, req).await;
     app.records.collection(&collection)?;
     let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    app.records.check_expand(&who, &collection, q.expand.as_deref())?;
     let record = app.records.update_record(&who, &collection, &id, input, &info).await?;
+    let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 

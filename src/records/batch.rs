@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::catalog::CatalogEntry;
+use super::catalog::{Catalog, CatalogEntry};
 use super::filter::{Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::record::{self, decode, FieldsFilter, Prepared};
@@ -156,11 +156,13 @@ impl Records {
         let principal = principal.clone();
         let request = request.clone();
         let ids = self.id_generator();
+        let catalog = self.catalog();
         self.store()
             .write(move |tx: &mut WriteTx<'_>| -> Result<Vec<BatchReply>, RecordsError> {
                 let mut replies = Vec::with_capacity(planned.len());
                 for (index, op) in planned.into_iter().enumerate() {
-                    let reply = run_one(tx, &op, &principal, &request, &ids).map_err(|e| failed(index, e))?;
+                    let reply = run_one(tx, &catalog, &op, &principal, &request, &ids)
+                        .map_err(|e| failed(index, e))?;
                     replies.push(reply);
                 }
                 Ok(replies)
@@ -195,6 +197,7 @@ fn rule_filter(
 
 fn run_one(
     tx: &mut WriteTx<'_>,
+    catalog: &Catalog,
     op: &Planned,
     principal: &Principal,
     request: &RequestInfo,
@@ -223,7 +226,7 @@ fn run_one(
                 return Err(not_found());
             }
             let rule = rule_filter(&collection.delete_rule, principal, entry)?;
-            write::apply_delete(tx, entry, id, rule.as_ref(), &request)?;
+            write::apply_delete(tx, catalog, entry, id, rule.as_ref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
         (Action::Update(_) | Action::Upsert, Some(id)) => {

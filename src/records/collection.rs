@@ -239,6 +239,7 @@ pub fn build(
     existing: Option<&Collection>,
     new_id: String,
     now: &str,
+    resolve_collection: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Collection, RecordsError> {
     let mut errors = FieldErrors::new();
     let message = if existing.is_some() {
@@ -303,7 +304,17 @@ pub fn build(
     }
 
     let fields = match input.fields {
-        Some(raw) => build_fields(raw, existing, &mut errors),
+        Some(raw) => {
+            let self_id = existing.map(|e| e.id.clone()).unwrap_or_else(|| new_id.clone());
+            let target = |wanted: &str| -> Option<String> {
+                if wanted == self_id || wanted.eq_ignore_ascii_case(&name) {
+                    Some(self_id.clone())
+                } else {
+                    resolve_collection(wanted)
+                }
+            };
+            build_fields(raw, existing, &mut errors, &target)
+        }
         None => existing.map(|e| e.fields.clone()).unwrap_or_else(|| {
             vec![id_field(), autodate_field("created", false), autodate_field("updated", true)]
         }),
@@ -368,7 +379,12 @@ const RESERVED_FIELD_NAMES: [&str; 5] =
 
 /// Parses the field list of a create/update. Fields without an id keep the id of the
 /// existing field of the same name and type, so a client that omits ids does not drop data.
-fn build_fields(raw: Vec<Value>, existing: Option<&Collection>, errors: &mut FieldErrors) -> Vec<Field> {
+fn build_fields(
+    raw: Vec<Value>,
+    existing: Option<&Collection>,
+    errors: &mut FieldErrors,
+    resolve_collection: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Field> {
     if raw.len() > MAX_FIELDS {
         errors.insert(
             "fields".into(),
@@ -437,6 +453,22 @@ fn build_fields(raw: Vec<Value>, existing: Option<&Collection>, errors: &mut Fie
                 key("type"),
                 FieldError::new("validation_invalid_type", "Password fields exist only in auth collections."),
             );
+        }
+        if let FieldKind::Relation(o) = &mut field.kind {
+            if !o.collection_id.is_empty() {
+                match resolve_collection(&o.collection_id) {
+                    Some(id) => o.collection_id = id,
+                    None => {
+                        errors.insert(
+                            key("collectionId"),
+                            FieldError::new(
+                                "validation_missing_collection",
+                                format!("No collection {:?}.", o.collection_id),
+                            ),
+                        );
+                    }
+                }
+            }
         }
         if let Err(problem) = field.check_definition() {
             errors.insert(key("type"), FieldError::new("validation_invalid_options", problem));

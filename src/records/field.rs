@@ -55,6 +55,7 @@ pub enum FieldKind {
     Json(JsonOptions),
     Editor(EditorOptions),
     Password(PasswordOptions),
+    Relation(RelationOptions),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -140,6 +141,29 @@ pub struct EditorOptions {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelationOptions {
+    /// Id of the collection the ids point into.
+    #[serde(default)]
+    pub collection_id: String,
+    /// Deleting a referenced record deletes the records pointing at it (otherwise the delete
+    /// is refused while references exist).
+    #[serde(default)]
+    pub cascade_delete: bool,
+    #[serde(default)]
+    pub min_select: usize,
+    #[serde(default)]
+    pub max_select: usize,
+}
+
+impl RelationOptions {
+    /// True when the field stores an array of ids.
+    pub fn is_multiple(&self) -> bool {
+        self.max_select > 1
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PasswordOptions {
     #[serde(default)]
     pub min: usize,
@@ -189,6 +213,7 @@ impl Field {
             FieldKind::Json(_) => "json",
             FieldKind::Editor(_) => "editor",
             FieldKind::Password(_) => "password",
+            FieldKind::Relation(_) => "relation",
         }
     }
 
@@ -208,6 +233,7 @@ impl Field {
             FieldKind::Number(_) => Value::from(0),
             FieldKind::Bool(_) => Value::Bool(false),
             FieldKind::Select(o) if o.is_multiple() => Value::Array(vec![]),
+            FieldKind::Relation(o) if o.is_multiple() => Value::Array(vec![]),
             FieldKind::Json(_) => Value::Null,
             _ => Value::String(String::new()),
         }
@@ -260,6 +286,14 @@ impl Field {
             FieldKind::Password(o) => {
                 if o.max != 0 && o.min > o.max {
                     return Err("min must not be greater than max".into());
+                }
+            }
+            FieldKind::Relation(o) => {
+                if o.collection_id.is_empty() {
+                    return Err("relation fields need a collectionId".into());
+                }
+                if o.max_select != 0 && o.min_select > o.max_select {
+                    return Err("minSelect must not be greater than maxSelect".into());
                 }
             }
             FieldKind::Bool(_)
@@ -322,6 +356,7 @@ impl Field {
                 _ => Value::String(String::new()),
             },
             FieldKind::Select(o) => normalize_select(o, input)?,
+            FieldKind::Relation(o) => normalize_relation(o, input)?,
             FieldKind::Json(o) => {
                 let max = if o.max_size == 0 { DEFAULT_JSON_MAX } else { o.max_size };
                 let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -538,6 +573,63 @@ fn normalize_select(o: &SelectOptions, input: &Value) -> Result<Value, FieldErro
             return Err(FieldError::new("validation_too_many_values", "Select no more than 1."));
         }
         Ok(Value::String(picked.pop().unwrap_or_default()))
+    }
+}
+
+fn normalize_relation(o: &RelationOptions, input: &Value) -> Result<Value, FieldError> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut push = |v: &Value| -> Result<(), FieldError> {
+        match v {
+            Value::Null => Ok(()),
+            Value::String(s) if s.is_empty() => Ok(()),
+            Value::String(s) if super::id::is_valid_record_id(s) => {
+                if !ids.contains(s) {
+                    ids.push(s.clone());
+                }
+                Ok(())
+            }
+            Value::String(s) => {
+                Err(FieldError::new("validation_invalid_value", format!("Invalid record id {s:?}.")))
+            }
+            _ => Err(invalid_type("a record id or a list of record ids")),
+        }
+    };
+    match input {
+        Value::Array(items) => {
+            for item in items {
+                push(item)?;
+            }
+        }
+        other => push(other)?,
+    }
+    if !ids.is_empty() && ids.len() < o.min_select {
+        return Err(FieldError::new(
+            "validation_not_enough_values",
+            format!("Select at least {}.", o.min_select),
+        ));
+    }
+    if o.is_multiple() {
+        if ids.len() > o.max_select {
+            return Err(FieldError::new(
+                "validation_too_many_values",
+                format!("Select no more than {}.", o.max_select),
+            ));
+        }
+        Ok(Value::Array(ids.into_iter().map(Value::String).collect()))
+    } else {
+        if ids.len() > 1 {
+            return Err(FieldError::new("validation_too_many_values", "Select no more than 1."));
+        }
+        Ok(Value::String(ids.pop().unwrap_or_default()))
+    }
+}
+
+/// The ids a stored relation value holds.
+pub fn relation_ids(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
     }
 }
 

@@ -11,6 +11,7 @@ use rand::seq::SliceRandom;
 use serde_json::Value;
 
 use super::collection::Collection;
+use super::expand::ExpandTree;
 use super::filter::{Filter, Now, RequestInfo};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
@@ -39,6 +40,8 @@ pub struct ListQuery {
     pub fields: FieldsFilter,
     /// The caller's `filter`, checked against the collection.
     pub filter: Option<Filter>,
+    /// Relations to embed (checked against the schema by the service).
+    pub expand: ExpandTree,
 }
 
 /// Raw query-string values as received.
@@ -82,11 +85,6 @@ impl ListQuery {
                     .map_err(|e| RecordsError::BadRequest(format!("Invalid filter {e}.")))?,
             ),
         };
-        if params.expand.as_deref().is_some_and(|e| !e.trim().is_empty()) {
-            return Err(RecordsError::BadRequest(
-                "The expand parameter is not available in this version (no relation fields yet).".into(),
-            ));
-        }
         let page = parse_positive("page", params.page.as_deref(), 1)?;
         let per_page =
             parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
@@ -98,6 +96,7 @@ impl ListQuery {
             skip_total: parse_bool(params.skip_total.as_deref()),
             fields: FieldsFilter::parse(params.fields.as_deref())?,
             filter,
+            expand: ExpandTree::parse(params.expand.as_deref())?,
         })
     }
 }
@@ -294,9 +293,4 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
         (Value::Object(x), Value::Object(y)) => x.len().cmp(&y.len()),
         _ => rank(a).cmp(&rank(b)),
     }
-}
-
-/// Renders a page's items.
-pub fn render(collection: &Collection, page: &Page, privileged: bool, fields: &FieldsFilter) -> Vec<Value> {
-    page.items.iter().map(|r| super::record::to_json(collection, r, privileged, fields)).collect()
 }

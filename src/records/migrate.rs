@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::collection::Collection;
-use super::field::{Field, FieldKind};
+use super::field::{relation_ids, Field, FieldKind};
 use super::record::{decode, Stored};
 use super::stats::CollectionStats;
+use super::write::ref_key;
 use super::{collection_prefix, RecordsError};
 use crate::store::{Table, WriteTx};
 
@@ -36,6 +37,14 @@ pub fn migrate(tx: &mut WriteTx<'_>, old: &Collection, new: &Collection) -> Resu
     let old_by_id: HashMap<&str, &Field> = old.fields.iter().map(|f| (f.id.as_str(), f)).collect();
     for field in &new.fields {
         if let Some(previous) = old_by_id.get(field.id.as_str()) {
+            if let (FieldKind::Relation(a), FieldKind::Relation(b)) = (&previous.kind, &field.kind) {
+                if a.collection_id != b.collection_id {
+                    return Err(RecordsError::Conflict(format!(
+                        "Relation field {:?} cannot point to another collection while the collection has {} record(s); add a new field instead.",
+                        field.name, stats.count
+                    )));
+                }
+            }
             if previous.type_name() != field.type_name() {
                 return Err(RecordsError::Conflict(format!(
                     "Field {:?} cannot change type from {} to {} while the collection has {} record(s); add a new field instead.",
@@ -67,7 +76,16 @@ pub fn migrate(tx: &mut WriteTx<'_>, old: &Collection, new: &Collection) -> Resu
     for (key, bytes) in tx.collect_prefix(Table::Records, &prefix)? {
         let current = decode(&bytes)?;
         let mut next: Stored = current.clone();
+        let record_id = current.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         for field in &removed {
+            if let FieldKind::Relation(o) = &field.kind {
+                for id in relation_ids(current.get(&field.name)) {
+                    tx.delete(
+                        Table::RecordRefs,
+                        &ref_key(&o.collection_id, &id, &old.id, &record_id, &field.id),
+                    );
+                }
+            }
             next.remove(&field.name);
         }
         for (field, previous) in &changed {

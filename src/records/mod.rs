@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod collection;
+pub mod expand;
 pub mod field;
 pub mod filter;
 pub mod id;

@@ -241,7 +241,7 @@ impl FieldsFilter {
         Ok(FieldsFilter { keep: Some(keep) })
     }
 
-    fn keeps(&self, key: &str) -> bool {
+    pub fn keeps(&self, key: &str) -> bool {
         self.keep.as_ref().is_none_or(|k| k.contains(key))
     }
 }

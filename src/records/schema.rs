@@ -57,6 +57,16 @@ pub fn field_schema(field: &Field, shape: Shape) -> Value {
             }
         }
         FieldKind::Json(_) => json!({}),
+        FieldKind::Relation(o) => {
+            let id = json!({"type": "string", "pattern": "^[a-z0-9]{15}$", "description": format!("Record id in collection {}", o.collection_id)});
+            if o.is_multiple() {
+                json!({"type": "array", "items": id, "maxItems": o.max_select, "uniqueItems": true})
+            } else if shape == Shape::Response {
+                json!({"type": "string", "description": format!("Record id in collection {} (empty when unset)", o.collection_id)})
+            } else {
+                id
+            }
+        }
         FieldKind::Password(o) => {
             json!({"type": "string", "writeOnly": true, "minLength": if o.min == 0 { 8 } else { o.min }})
         }

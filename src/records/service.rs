@@ -10,6 +10,8 @@ use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
+use super::expand::{self, ExpandTree, Expander};
+use super::field::{relation_ids, FieldKind};
 use super::filter::{Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::list::{self, ListContext, ListParams, ListQuery};
@@ -50,6 +52,23 @@ fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
 
 fn superusers_only() -> RecordsError {
     RecordsError::Forbidden("Only superusers can perform this action.".into())
+}
+
+/// Record JSON plus its `expand` object (when requested and kept by `fields`).
+fn render(
+    expander: &Expander<'_>,
+    entry: &CatalogEntry,
+    stored: &Stored,
+    fields: &FieldsFilter,
+    tree: &ExpandTree,
+) -> Result<Value, RecordsError> {
+    let mut json = record::to_json(&entry.collection, stored, expander.principal.is_superuser(), fields);
+    if !tree.is_empty() && fields.keeps("expand") {
+        if let (Value::Object(map), Some(e)) = (&mut json, expander.expand(entry, stored, tree)?) {
+            map.insert("expand".into(), Value::Object(e));
+        }
+    }
+    Ok(json)
 }
 
 impl Records {
@@ -160,7 +179,9 @@ impl Records {
             }
         }
         let new_id = requested_id.unwrap_or_else(|| format!("pbc_{}", id::random_string(11)));
-        let built = collection::build(input, None, new_id, &time::now())?;
+        let catalog = self.catalog();
+        let resolve = |wanted: &str| catalog.get(wanted).map(|e| e.collection.id.clone());
+        let built = collection::build(input, None, new_id, &time::now(), &resolve)?;
         rules::validate(&built, "Failed to create the collection.")?;
         let _guard = self.schema_lock.lock().await;
         let to_store = built.clone();
@@ -218,7 +239,9 @@ impl Records {
                 ));
             }
         }
-        let built = collection::build(input, Some(&current), current.id.clone(), &time::now())?;
+        let catalog = self.catalog();
+        let resolve = |wanted: &str| catalog.get(wanted).map(|e| e.collection.id.clone());
+        let built = collection::build(input, Some(&current), current.id.clone(), &time::now(), &resolve)?;
         rules::validate(&built, "Failed to update the collection.")?;
         let to_store = built.clone();
         self.store
@@ -267,10 +290,42 @@ impl Records {
         if current.system {
             return Err(RecordsError::BadRequest("System collections cannot be deleted.".into()));
         }
+        for other in self.catalog().all() {
+            if other.collection.id == current.id {
+                continue;
+            }
+            for field in &other.collection.fields {
+                if matches!(&field.kind, FieldKind::Relation(o) if o.collection_id == current.id) {
+                    return Err(RecordsError::BadRequest(format!(
+                        "The collection is referenced by the relation field {}.{}; remove that field first.",
+                        other.collection.name, field.name
+                    )));
+                }
+            }
+        }
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 let prefix = collection_prefix(&current.id);
-                for (key, _) in tx.collect_prefix(Table::Records, &prefix)? {
+                for (key, bytes) in tx.collect_prefix(Table::Records, &prefix)? {
+                    // Its records' references (all within this collection or to others).
+                    let stored = decode(&bytes)?;
+                    let record_id = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+                    for field in &current.fields {
+                        if let FieldKind::Relation(o) = &field.kind {
+                            for id in relation_ids(stored.get(&field.name)) {
+                                tx.delete(
+                                    Table::RecordRefs,
+                                    &write::ref_key(
+                                        &o.collection_id,
+                                        &id,
+                                        &current.id,
+                                        &record_id,
+                                        &field.id,
+                                    ),
+                                );
+                            }
+                        }
+                    }
                     tx.delete(Table::Records, &key);
                 }
                 for (key, _) in tx.collect_prefix(Table::AuthIdentities, &prefix)? {
@@ -303,16 +358,86 @@ impl Records {
         };
         let privileged = principal.is_superuser();
         let query = ListQuery::parse(&entry.collection, &params, privileged)?;
+        let catalog = self.catalog();
+        expand::check(&catalog, &entry, &query.expand, privileged)?;
         let (page, per_page) = (query.page, query.per_page);
         let request = request.clone();
+        let principal = principal.clone();
         self.store
             .read(move |tx| {
                 let ctx = ListContext { rule: rule.as_ref(), request: &request, now: Now::current() };
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
-                let items = list::render(&entry.collection, &result, privileged, &query.fields);
+                let expander = Expander {
+                    tx,
+                    catalog: &catalog,
+                    principal: &principal,
+                    request: &request,
+                    now: Now::current(),
+                };
+                let mut items = Vec::with_capacity(result.items.len());
+                for stored in &result.items {
+                    items.push(render(&expander, &entry, stored, &query.fields, &query.expand)?);
+                }
                 Ok(RecordPage { page, per_page, total_items: result.total, items })
             })
             .await
+    }
+
+    /// Checks an `expand` parameter before a write, so a bad one fails before anything is saved.
+    pub fn check_expand(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        expand: Option<&str>,
+    ) -> Result<(), RecordsError> {
+        let tree = ExpandTree::parse(expand)?;
+        if tree.is_empty() {
+            return Ok(());
+        }
+        let entry = self.collection(collection)?;
+        expand::check(&self.catalog(), &entry, &tree, principal.is_superuser())
+    }
+
+    /// Adds `expand` to a record returned by a create or update (read after the write).
+    pub async fn expand_response(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        mut record: Value,
+        expand: Option<&str>,
+        request: &RequestInfo,
+    ) -> Result<Value, RecordsError> {
+        let tree = ExpandTree::parse(expand)?;
+        if tree.is_empty() {
+            return Ok(record);
+        }
+        let entry = self.collection(collection)?;
+        let catalog = self.catalog();
+        expand::check(&catalog, &entry, &tree, principal.is_superuser())?;
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let key = record_key(&entry.collection.id, &id);
+        let (principal, request) = (principal.clone(), request.clone());
+        let expanded = self
+            .store
+            .read(move |tx| {
+                let Some(bytes) = tx.get(Table::Records, &key)? else {
+                    return Ok(None);
+                };
+                let stored = decode(&bytes)?;
+                let expander = Expander {
+                    tx,
+                    catalog: &catalog,
+                    principal: &principal,
+                    request: &request,
+                    now: Now::current(),
+                };
+                expander.expand(&entry, &stored, &tree)
+            })
+            .await?;
+        if let (Value::Object(map), Some(e)) = (&mut record, expanded) {
+            map.insert("expand".into(), Value::Object(e));
+        }
+        Ok(record)
     }
 
     /// One record.
@@ -322,6 +447,7 @@ impl Records {
         collection: &str,
         record_id: &str,
         fields: Option<&str>,
+        expand: Option<&str>,
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
@@ -335,8 +461,11 @@ impl Records {
             return Err(not_found());
         }
         let filter = FieldsFilter::parse(fields)?;
+        let tree = ExpandTree::parse(expand)?;
+        let catalog = self.catalog();
+        expand::check(&catalog, &entry, &tree, principal.is_superuser())?;
         let key = record_key(&entry.collection.id, record_id);
-        let privileged = principal.is_superuser();
+        let principal = principal.clone();
         self.store
             .read(move |tx| {
                 let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
@@ -346,7 +475,14 @@ impl Records {
                         return Err(not_found());
                     }
                 }
-                Ok(record::to_json(&entry.collection, &stored, privileged, &filter))
+                let expander = Expander {
+                    tx,
+                    catalog: &catalog,
+                    principal: &principal,
+                    request: &request,
+                    now: Now::current(),
+                };
+                render(&expander, &entry, &stored, &filter, &tree)
             })
             .await
     }
@@ -485,9 +621,10 @@ impl Records {
             return Err(not_found());
         }
         let record_id = record_id.to_string();
+        let catalog = self.catalog();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                write::apply_delete(tx, &entry, &record_id, rule.as_ref(), &request)
+                write::apply_delete(tx, &catalog, &entry, &record_id, rule.as_ref(), &request)
             })
             .await
     }

@@ -21,17 +21,47 @@ pub enum Table {
     Records,
     /// `collection id` 0x00 lower-cased email → record id, for auth collections.
     AuthIdentities,
+    /// Relation references: target collection id 0x00 target record id 0x00 source collection
+    /// id 0x00 source record id 0x00 source field id → empty. Finds who points at a record
+    /// (referential integrity, cascades, back-relations).
+    RecordRefs,
+    /// Job id (u64 BE) → job (JSON, `jobs::model::Job`).
+    Jobs,
+    /// Waiting jobs: queue 0x00 priority (u8) run_at ms (u64 BE) job id (u64 BE) → empty.
+    JobsReady,
+    /// State (u8) queue 0x00 job id (u64 BE) → kind (UTF-8), for listing and stats.
+    JobsByState,
+    /// Unique key → job id (u64 BE), while that job is waiting or running.
+    JobsUnique,
+    /// Finished ms (u64 BE) job id (u64 BE) → state (u8): what the retention pruner deletes.
+    JobsFinished,
+    /// Cron id → cron schedule (JSON, `jobs::cron::Cron`).
+    Crons,
+    /// Cron id 0x00 fired ms (u64 BE) job id (u64 BE) → run (JSON, `jobs::cron::CronRun`).
+    CronRuns,
+    /// Job id (u64 BE) attempt (u32 BE) → pid (u32 BE): effects of the `test.effect` kind,
+    /// written in the completing transaction (empty unless `jobs.test_kinds` is on).
+    JobEffects,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 15] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
         Table::CollectionStats,
         Table::Records,
         Table::AuthIdentities,
+        Table::RecordRefs,
+        Table::Jobs,
+        Table::JobsReady,
+        Table::JobsByState,
+        Table::JobsUnique,
+        Table::JobsFinished,
+        Table::Crons,
+        Table::CronRuns,
+        Table::JobEffects,
     ];
 
     /// The redb definition backing this table.
@@ -48,6 +78,15 @@ impl Table {
             Table::CollectionStats => "collection_stats",
             Table::Records => "records",
             Table::AuthIdentities => "auth_identities",
+            Table::RecordRefs => "record_refs",
+            Table::Jobs => "jobs",
+            Table::JobsReady => "jobs_ready",
+            Table::JobsByState => "jobs_by_state",
+            Table::JobsUnique => "jobs_unique",
+            Table::JobsFinished => "jobs_finished",
+            Table::Crons => "crons",
+            Table::CronRuns => "cron_runs",
+            Table::JobEffects => "job_effects",
         }
     }
 }

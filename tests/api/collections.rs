@@ -69,9 +69,14 @@ async fn invalid_collection_definitions_are_rejected_with_field_errors() {
         (json!({"name": "x", "type": "view"}), "type", "validation_invalid_type"),
         (json!({"name": "x", "indexes": ["CREATE INDEX i ON x (a)"]}), "indexes", "validation_unsupported"),
         (
-            json!({"name": "x", "fields": [{"name": "a", "type": "relation"}]}),
+            json!({"name": "x", "fields": [{"name": "a", "type": "geoPoint"}]}),
             "fields.0",
             "validation_invalid_field",
+        ),
+        (
+            json!({"name": "x", "fields": [{"name": "a", "type": "relation"}]}),
+            "fields.0.type",
+            "validation_invalid_options",
         ),
         (
             json!({"name": "x", "fields": [{"name": "a", "type": "text"}, {"name": "A", "type": "bool"}]}),

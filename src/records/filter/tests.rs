@@ -19,7 +19,7 @@ fn collection() -> Collection {
         ]
     }))
     .expect("input");
-    collection::build(input, None, "c1".into(), "2024-01-01 00:00:00.000Z").expect("collection")
+    collection::build(input, None, "c1".into(), "2024-01-01 00:00:00.000Z", &|_| None).expect("collection")
 }
 
 fn record(v: Value) -> Map<String, Value> {
