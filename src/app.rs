@@ -16,6 +16,8 @@ use poem::Server;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
+use crate::jobs::clock::SystemClock;
+use crate::jobs::{Jobs, JobsError, Registry};
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
@@ -41,6 +43,12 @@ impl From<RecordsError> for AppError {
     }
 }
 
+impl From<JobsError> for AppError {
+    fn from(err: JobsError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -54,6 +62,8 @@ pub struct App {
     pub store: Store,
     pub records: Records,
     pub auth: Auth,
+    /// The job queue; workers run only inside [`App::run`] (CLI commands never run jobs).
+    pub jobs: Jobs,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -73,7 +83,17 @@ impl App {
             .map_err(|e| AppError::Startup(e.to_string()))??;
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
-        Ok(Arc::new(App { config, dir: dir.to_path_buf(), store, records, auth, bound: OnceLock::new() }))
+        let registry = Registry::with_builtins(config.jobs.test_kinds);
+        let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
+        Ok(Arc::new(App {
+            config,
+            dir: dir.to_path_buf(),
+            store,
+            records,
+            auth,
+            jobs,
+            bound: OnceLock::new(),
+        }))
     }
 
     /// The URL clients reach this server at.
@@ -101,6 +121,12 @@ impl App {
         let _ = self.bound.set(local);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
+        if self.config.jobs.workers {
+            let orphans = self.jobs.start().await.map_err(|e| std::io::Error::other(e.to_string()))?;
+            if orphans > 0 {
+                tracing::info!(orphans, "orphaned jobs requeued at startup");
+            }
+        }
         let idle = Duration::from_secs(self.config.limits.idle_timeout_secs.max(1));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -143,6 +169,7 @@ impl App {
         };
         let (result, ()) = tokio::join!(http, trigger);
         let _ = admin.await;
+        self.jobs.shutdown(grace).await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         tracing::info!("stopped; all acknowledged writes are on disk");

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `superuser upsert`, `export-openapi`, `version`.
+//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `export-openapi`,
+//! `version`.
 //!
 //! Commands that change data work whether or not `serve` is running: when the data file
 //! is held by a running server, they go through its admin socket (`<dir>/backbone.sock`,
@@ -40,6 +41,11 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperuserAction,
     },
+    /// Inspect and steer background jobs (works whether or not `serve` runs).
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
     /// Print the OpenAPI spec of the static API (the committed openapi/openapi.json).
     ExportOpenapi,
     /// Print the version.
@@ -50,6 +56,30 @@ pub enum Command {
 pub enum SuperuserAction {
     /// Create a superuser, or set the password of the existing one with this email.
     Upsert { email: String, password: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// List jobs, newest first (tab-separated: id, state, kind, queue, attempt, run at, last error).
+    List {
+        /// scheduled, available, running, completed, retrying, dead or cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        /// Most jobs shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print the JSON page instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a job again now (replays dead, cancelled or completed jobs).
+    Retry { id: String },
+    /// Cancel a waiting or running job.
+    Cancel { id: String },
 }
 
 /// Variables the config layer reads.
@@ -80,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Superuser { action: SuperuserAction::Upsert { email, password } } => {
             superuser_upsert(&cli, email, password).await
         }
+        Command::Jobs { action } => jobs_command(&cli, action).await,
     }
 }
 
@@ -179,6 +210,109 @@ async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), 
         }
         Err(err) => Err(format!("{err}: {}", describe_validation(&err))),
     }
+}
+
+/// Opens the data directory for a one-off command when no server holds it.
+async fn open_offline(cli: &Cli) -> Result<std::sync::Arc<App>, String> {
+    let config = load_config(cli, None)?;
+    App::build(config, &cli.dir).await.map_err(|e| match e {
+        crate::app::AppError::Store(crate::store::StoreError::Locked) => format!(
+            "the data file is held by a running server, but its admin socket {} does not answer",
+            cli.dir.join(SOCKET_NAME).display()
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// A problem+json body's message, for errors printed by the CLI.
+fn problem_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+        .unwrap_or_else(|| text.to_string())
+}
+
+/// `backbone jobs ...`: through the running server's socket, or on the file directly (no
+/// workers are started: the command never runs jobs).
+async fn jobs_command(cli: &Cli, action: &JobsAction) -> Result<(), String> {
+    let socket = cli.dir.join(SOCKET_NAME);
+    let (path, body) = match action {
+        JobsAction::List { state, kind, queue, limit, .. } => (
+            "/jobs/list".to_string(),
+            serde_json::json!({"state": state, "kind": kind, "queue": queue, "perPage": limit.max(&1).to_string()}),
+        ),
+        JobsAction::Retry { id } => ("/jobs/retry".to_string(), serde_json::json!({"id": id})),
+        JobsAction::Cancel { id } => ("/jobs/cancel".to_string(), serde_json::json!({"id": id})),
+    };
+    let answer: serde_json::Value = match socket_request(&socket, &path, &body).await {
+        Ok((200, text)) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        Ok((_, text)) => return Err(problem_message(&text)),
+        Err(_) => {
+            let app = open_offline(cli).await?;
+            let jobs = app.jobs.clone();
+            let result = match action {
+                JobsAction::List { state, kind, queue, limit, .. } => jobs
+                    .list(crate::jobs::ListFilter {
+                        state: state.clone(),
+                        kind: kind.clone(),
+                        queue: queue.clone(),
+                        page: None,
+                        per_page: Some(limit.max(&1).to_string()),
+                    })
+                    .await
+                    .map(|page| {
+                        serde_json::json!({
+                            "page": page.page, "perPage": page.per_page, "totalItems": page.total_items,
+                            "items": page.items.iter().map(|j| j.to_json()).collect::<Vec<_>>(),
+                        })
+                    }),
+                JobsAction::Retry { id } | JobsAction::Cancel { id } => {
+                    let parsed = id.parse::<u64>().map_err(|_| format!("no job with id {id:?}"));
+                    match (parsed, action) {
+                        (Err(e), _) => Err(crate::jobs::JobsError::NotFound(e)),
+                        (Ok(n), JobsAction::Retry { .. }) => jobs.retry(n).await.map(|j| j.to_json()),
+                        (Ok(n), _) => jobs.cancel(n).await.map(|j| j.to_json()),
+                    }
+                }
+            };
+            let store = app.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            result.map_err(|e| e.to_string())?
+        }
+    };
+    match action {
+        JobsAction::List { json: true, .. } => {
+            println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
+        }
+        JobsAction::List { .. } => {
+            println!("id\tstate\tkind\tqueue\tattempt\trun_at\tlast_error");
+            for job in answer["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let s = |k: &str| job[k].as_str().unwrap_or("").to_string();
+                println!(
+                    "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}",
+                    s("id"),
+                    s("state"),
+                    s("kind"),
+                    s("queue"),
+                    job["attempt"],
+                    job["maxAttempts"],
+                    s("runAt"),
+                    s("lastError").replace(['\n', '\t'], " ")
+                );
+            }
+            eprintln!("{} of {} jobs", answer["items"].as_array().map_or(0, Vec::len), answer["totalItems"]);
+        }
+        JobsAction::Retry { id } => println!("job {id} is {}", answer["state"].as_str().unwrap_or("?")),
+        JobsAction::Cancel { id } => {
+            let note = if answer["cancelRequested"].as_bool() == Some(true) {
+                " (cancellation requested)"
+            } else {
+                ""
+            };
+            println!("job {id} is {}{note}", answer["state"].as_str().unwrap_or("?"));
+        }
+    }
+    Ok(())
 }
 
 fn describe_validation(err: &crate::auth::AuthError) -> String {

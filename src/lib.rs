@@ -7,5 +7,6 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod records;
 pub mod store;

@@ -108,7 +108,7 @@ fn list_envelope(items: Value) -> Value {
 }
 
 fn components() -> Value {
-    json!({
+    let mut components = json!({
         "schemas": {
             "Problem": {
                 "type": "object",
@@ -253,6 +253,117 @@ fn components() -> Value {
                 "description": "An auth token from auth-with-password, optionally prefixed with `Bearer `."
             }
         }
+    });
+    if let (Some(schemas), Value::Object(jobs)) = (components["schemas"].as_object_mut(), job_schemas()) {
+        schemas.extend(jobs);
+    }
+    components
+}
+
+/// Schemas of `/api/jobs` and `/api/crons`.
+fn job_schemas() -> Value {
+    json!({
+            "Job": {
+                "type": "object",
+                "required": ["id", "kind", "queue", "state", "payload", "priority", "attempt", "maxAttempts", "runAt", "created", "updated"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "kind": {"type": "string"},
+                    "queue": {"type": "string"},
+                    "state": {"type": "string", "enum": ["scheduled", "available", "running", "completed", "retrying", "dead", "cancelled"]},
+                    "payload": {},
+                    "priority": {"type": "integer", "minimum": 0, "maximum": 9, "description": "0 runs first."},
+                    "attempt": {"type": "integer", "description": "Attempts started so far."},
+                    "maxAttempts": {"type": "integer"},
+                    "uniqueKey": {"type": ["string", "null"]},
+                    "timeoutMs": {"type": "integer"},
+                    "runAt": {"type": "string"},
+                    "created": {"type": "string"},
+                    "updated": {"type": "string"},
+                    "startedAt": {"type": ["string", "null"]},
+                    "finishedAt": {"type": ["string", "null"]},
+                    "progress": {"description": "Whatever the handler last reported (live while running)."},
+                    "lastError": {"type": ["string", "null"]},
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {"attempt": {"type": "integer"}, "at": {"type": "string"}, "error": {"type": "string"}}}},
+                    "cancelRequested": {"type": "boolean"}
+                }
+            },
+            "JobInput": {
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": false,
+                "properties": {
+                    "kind": {"type": "string", "description": "A registered job kind."},
+                    "payload": {},
+                    "queue": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                    "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+                    "runAt": {"type": "string", "description": "Run at or after this time (RFC 3339)."},
+                    "delayMs": {"type": "integer", "minimum": 0},
+                    "maxAttempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "uniqueKey": {"type": "string", "maxLength": 200, "description": "While a job with this key waits or runs, enqueueing another returns it (200)."},
+                    "timeoutMs": {"type": "integer", "minimum": 1}
+                }
+            },
+            "JobList": list_envelope(r("Job")),
+            "JobStats": {
+                "type": "object",
+                "properties": {
+                    "total": {"type": "integer"},
+                    "states": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "queues": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                        "states": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "oldestWaitingMs": {"type": ["integer", "null"]}
+                    }}},
+                    "oldestWaitingMs": {"type": ["integer", "null"], "description": "Age of the oldest runnable job."}
+                }
+            },
+            "Cron": {
+                "type": "object",
+                "required": ["id", "name", "expression", "kind", "enabled"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "expression": {"type": "string", "description": "5 fields, or 6 with seconds first; UTC."},
+                    "kind": {"type": "string"},
+                    "payload": {},
+                    "queue": {"type": ["string", "null"]},
+                    "priority": {"type": ["integer", "null"]},
+                    "maxAttempts": {"type": ["integer", "null"]},
+                    "enabled": {"type": "boolean"},
+                    "created": {"type": "string"},
+                    "updated": {"type": "string"},
+                    "nextRunAt": {"type": ["string", "null"]},
+                    "lastRunAt": {"type": ["string", "null"]}
+                }
+            },
+            "CronInput": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string"},
+                    "expression": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "payload": {},
+                    "queue": {"type": ["string", "null"]},
+                    "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+                    "maxAttempts": {"type": ["integer", "null"], "minimum": 1},
+                    "enabled": {"type": "boolean"}
+                }
+            },
+            "CronList": list_envelope(r("Cron")),
+            "CronRun": {
+                "type": "object",
+                "properties": {
+                    "cronId": {"type": "string"},
+                    "scheduledFor": {"type": "string"},
+                    "firedAt": {"type": "string"},
+                    "jobId": {"type": ["string", "null"]},
+                    "manual": {"type": "boolean"},
+                    "caughtUp": {"type": "boolean", "description": "Fired late, after downtime: missed occurrences are caught up by this one run."},
+                    "error": {"type": ["string", "null"]}
+                }
+            },
+            "CronRunList": list_envelope(r("CronRun"))
     })
 }
 
@@ -322,6 +433,77 @@ pub fn static_spec() -> Value {
         "patch": op("updateRecord", "Update a record (absent fields are kept)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
         "delete": op("deleteRecord", "Delete a record", "records", vec![c(), id()], None, (204, None), &[403, 404, 409, 503, 507]),
     }));
+    let job_id = || path_param("id", "Job id (decimal digits).");
+    let cron_id = || path_param("id", "Cron schedule id.");
+    let page_params = || {
+        vec![
+            query_param("page", "Page number, from 1.", json!({"type": "integer", "minimum": 1})),
+            query_param(
+                "perPage",
+                "Items per page (at most 1000).",
+                json!({"type": "integer", "minimum": 1}),
+            ),
+        ]
+    };
+    let accepted = |op: &mut Value| {
+        op["responses"]["202"]["headers"] =
+            json!({"Location": {"description": "/api/jobs/{id}", "schema": {"type": "string"}}});
+    };
+    let mut enqueue = op(
+        "enqueueJob",
+        "Enqueue a job (superusers); 200 with the existing job for a duplicate unique key",
+        "jobs",
+        vec![],
+        Some(r("JobInput")),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 413, 415, 503, 507],
+    );
+    accepted(&mut enqueue);
+    enqueue["responses"]["200"] = json!({"description": "A job with this unique key is already waiting or running", "content": json_content(r("Job"))});
+    paths.insert("/api/jobs".into(), json!({
+        "get": op("listJobs", "List jobs, newest first (superusers)", "jobs", [vec![
+            query_param("state", "scheduled, available, running, completed, retrying, dead or cancelled.", json!({"type": "string"})),
+            query_param("kind", "Job kind.", json!({"type": "string"})),
+            query_param("queue", "Queue name.", json!({"type": "string"})),
+        ], page_params()].concat(), None, (200, Some(r("JobList"))), &[400, 401, 403]),
+        "post": enqueue,
+    }));
+    paths.insert("/api/jobs/stats".into(), json!({
+        "get": op("jobStats", "Counts per state and queue, oldest waiting age (superusers)", "jobs", vec![], None, (200, Some(r("JobStats"))), &[401, 403]),
+    }));
+    paths.insert("/api/jobs/{id}".into(), json!({
+        "get": op("getJob", "View a job (superusers)", "jobs", vec![job_id()], None, (200, Some(r("Job"))), &[401, 403, 404]),
+        "delete": op("deleteJob", "Delete a job that is not running (superusers)", "jobs", vec![job_id()], None, (204, None), &[401, 403, 404, 409]),
+    }));
+    paths.insert("/api/jobs/{id}/retry".into(), json!({
+        "post": op("retryJob", "Run a job again now; dead, cancelled and completed jobs are replayed with attempts reset (superusers)", "jobs", vec![job_id()], None, (200, Some(r("Job"))), &[401, 403, 404, 409]),
+    }));
+    paths.insert("/api/jobs/{id}/cancel".into(), json!({
+        "post": op("cancelJob", "Cancel a waiting job, or tell a running one to stop (superusers)", "jobs", vec![job_id()], None, (200, Some(r("Job"))), &[401, 403, 404, 409]),
+    }));
+    paths.insert("/api/crons".into(), json!({
+        "get": op("listCrons", "List cron schedules (superusers)", "crons", vec![], None, (200, Some(r("CronList"))), &[401, 403]),
+        "post": op("createCron", "Create a cron schedule (superusers)", "crons", vec![], Some(r("CronInput")), (200, Some(r("Cron"))), &[400, 401, 403, 413, 415]),
+    }));
+    paths.insert("/api/crons/{id}".into(), json!({
+        "get": op("getCron", "View a cron schedule (superusers)", "crons", vec![cron_id()], None, (200, Some(r("Cron"))), &[401, 403, 404]),
+        "patch": op("updateCron", "Change a cron schedule; enabling it schedules from now (superusers)", "crons", vec![cron_id()], Some(r("CronInput")), (200, Some(r("Cron"))), &[400, 401, 403, 404, 413, 415]),
+        "delete": op("deleteCron", "Delete a cron schedule and its run history (superusers)", "crons", vec![cron_id()], None, (204, None), &[401, 403, 404]),
+    }));
+    let mut run_now = op(
+        "runCron",
+        "Enqueue the schedule's job now (superusers)",
+        "crons",
+        vec![cron_id()],
+        None,
+        (202, Some(r("Job"))),
+        &[401, 403, 404],
+    );
+    accepted(&mut run_now);
+    paths.insert("/api/crons/{id}/run".into(), json!({"post": run_now}));
+    paths.insert("/api/crons/{id}/runs".into(), json!({
+        "get": op("listCronRuns", "A schedule's runs, newest first (superusers)", "crons", [vec![cron_id()], page_params()].concat(), None, (200, Some(r("CronRunList"))), &[400, 401, 403, 404]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -332,7 +514,8 @@ pub fn static_spec() -> Value {
         },
         "security": [{}, {"token": []}],
         "tags": [
-            {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"}
+            {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
+            {"name": "jobs"}, {"name": "crons"}
         ],
         "paths": paths,
         "components": components(),

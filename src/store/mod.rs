@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use tables::{Table, SCHEMA_VERSION};
-pub use tx::{ReadTx, ScanControl, WriteTx};
+pub use tx::{CommitHook, ReadTx, ScanControl, WriteTx};
 
 use redb::ReadableTable;
 use tables::META_SCHEMA_VERSION;

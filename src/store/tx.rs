@@ -124,15 +124,94 @@ fn prefix_bounds(prefix: &[u8], reverse: bool, after: Option<&[u8]>) -> (Bound<V
 /// Staged changes of one write: `None` marks a deletion.
 pub(super) type Overlay = BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>;
 
+/// Work to run once the transaction holding a write is durably committed.
+pub type CommitHook = Box<dyn FnOnce() + Send>;
+
 /// One queued write's view of the group-commit transaction.
 pub struct WriteTx<'t> {
     txn: &'t redb::WriteTransaction,
     overlay: Overlay,
+    hooks: Vec<CommitHook>,
 }
 
 impl<'t> WriteTx<'t> {
     pub(super) fn new(txn: &'t redb::WriteTransaction) -> WriteTx<'t> {
-        WriteTx { txn, overlay: BTreeMap::new() }
+        WriteTx { txn, overlay: BTreeMap::new(), hooks: Vec::new() }
+    }
+
+    /// Runs `hook` on the writer thread after this write's transaction is durably committed;
+    /// dropped unrun if the write is rejected or the commit fails. Keep it cheap (a wake-up).
+    pub fn after_commit(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.hooks.push(Box::new(hook));
+    }
+
+    /// Visits the entries whose key starts with `prefix` in key order, starting after `after`
+    /// (exclusive) when given, including this write's staged changes.
+    pub fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8]) -> ScanControl,
+    ) -> Result<(), StoreError> {
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        let (lower, upper) = prefix_bounds(prefix, false, after);
+        let mut range =
+            t.range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper))).map_err(StoreError::from_redb)?;
+        let staged_lower = match &lower {
+            Bound::Included(k) => Bound::Included((table, k.clone())),
+            Bound::Excluded(k) => Bound::Excluded((table, k.clone())),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut staged = self
+            .overlay
+            .range((staged_lower, Bound::Unbounded))
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
+            .peekable();
+        let mut stored = match range.next() {
+            Some(entry) => {
+                let (k, v) = entry.map_err(StoreError::from_redb)?;
+                Some((k.value().to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        loop {
+            let take_staged = match (&stored, staged.peek()) {
+                (None, None) => return Ok(()),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some((sk, _)), Some(((_, k), _))) => k.as_slice() <= sk.as_slice(),
+            };
+            let control = if take_staged {
+                let Some(((_, key), value)) = staged.next() else { return Ok(()) };
+                if stored.as_ref().is_some_and(|(sk, _)| sk == key) {
+                    stored = match range.next() {
+                        Some(entry) => {
+                            let (k, v) = entry.map_err(StoreError::from_redb)?;
+                            Some((k.value().to_vec(), v.value().to_vec()))
+                        }
+                        None => None,
+                    };
+                }
+                match value {
+                    Some(v) => visit(key, v),
+                    None => ScanControl::Continue,
+                }
+            } else {
+                let Some((key, value)) = stored.take() else { return Ok(()) };
+                stored = match range.next() {
+                    Some(entry) => {
+                        let (k, v) = entry.map_err(StoreError::from_redb)?;
+                        Some((k.value().to_vec(), v.value().to_vec()))
+                    }
+                    None => None,
+                };
+                visit(&key, &value)
+            };
+            if control == ScanControl::Stop {
+                return Ok(());
+            }
+        }
     }
 
     /// The value under `key`, including this write's staged changes.
@@ -183,8 +262,9 @@ impl<'t> WriteTx<'t> {
         Ok(merged.into_iter().collect())
     }
 
-    /// Copies the staged changes into the transaction.
-    pub(super) fn apply(self) -> Result<(), StoreError> {
+    /// Copies the staged changes into the transaction; returns the commit hooks.
+    pub(super) fn apply(self) -> Result<Vec<CommitHook>, StoreError> {
+        let hooks = self.hooks;
         let mut current: OpenTable<'_> = None;
         for ((table, key), value) in self.overlay {
             let open = match current.take() {
@@ -206,6 +286,6 @@ impl<'t> WriteTx<'t> {
             }
             current = Some((t, handle));
         }
-        Ok(())
+        Ok(hooks)
     }
 }

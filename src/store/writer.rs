@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::tx::WriteTx;
+use super::tx::{CommitHook, WriteTx};
 use super::{open_database, DbSlot, StoreError, StoreOptions};
 
 /// Delivers a write's result once the batch's commit outcome is known.
@@ -194,6 +194,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
     };
     txn.set_two_phase_commit(true);
     let mut deliveries: Vec<Deliver> = Vec::with_capacity(jobs.len());
+    let mut hooks: Vec<CommitHook> = Vec::new();
     let mut failure: Option<StoreError> = None;
     for job in jobs {
         if failure.is_some() {
@@ -204,8 +205,9 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
         let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut wtx))));
         match outcome {
             Ok(Outcome { keep: true, deliver }) => {
-                if let Err(err) = wtx.apply() {
-                    failure = Some(commit_failure(err));
+                match wtx.apply() {
+                    Ok(more) => hooks.extend(more),
+                    Err(err) => failure = Some(commit_failure(err)),
                 }
                 deliveries.push(deliver);
             }
@@ -226,6 +228,13 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
         }
         None => txn.commit().map_err(|err| commit_failure(StoreError::from_redb(err))),
     };
+    if result.is_ok() {
+        for hook in hooks {
+            if catch_unwind(AssertUnwindSafe(hook)).is_err() {
+                tracing::error!("a commit hook panicked");
+            }
+        }
+    }
     for deliver in deliveries {
         deliver(match &result {
             Ok(()) => Ok(()),

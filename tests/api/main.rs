@@ -11,5 +11,6 @@ mod collections;
 mod errors;
 mod filter;
 mod health;
+mod jobs;
 mod openapi;
 mod records;

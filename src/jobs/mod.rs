@@ -1,0 +1,666 @@
+//! The durable background job queue, its workers and cron schedules, stored in the same
+//! redb file as the data.
+//!
+//! Owns: the job model and states (`model.rs`), the kind registry and handler context
+//! (`registry.rs`), dispatchers, runners, the completer, orphan recovery and retention
+//! (`worker.rs`), cron schedules and their run history (`cron.rs`), and the injectable
+//! clock (`clock.rs`). Enqueue can join the caller's own write transaction
+//! ([`Jobs::enqueue_in`]); completion is recorded in one transaction with the handler's
+//! [`registry::Effect`]. Knows nothing of HTTP; errors are [`JobsError`].
+
+pub mod clock;
+pub mod cron;
+pub mod model;
+pub mod registry;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::JobsSection;
+use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use clock::{parse_ms, Clock};
+use model::{job_key, load, parse_ready_key, parse_state_key, save, Job, JobState};
+pub use registry::{Done, JobContext, JobFailure, KindOptions, Registry};
+
+/// Highest priority number (lowest urgency); priority 0 runs first.
+pub const MAX_PRIORITY: u8 = 9;
+/// Most jobs per page in listings.
+pub const MAX_PER_PAGE: usize = 1000;
+
+/// What can go wrong in the jobs domain.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// No job or cron with that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// An input field is invalid.
+    #[error("{message}")]
+    Invalid { field: String, code: &'static str, message: String },
+    /// A malformed request parameter (filter, paging).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The job's state does not allow the action (e.g. deleting a running job).
+    #[error("{0}")]
+    Conflict(String),
+    /// A completion or claim found the job changed underneath it (internal; never reaches
+    /// a client in practice).
+    #[error("the job changed while its attempt ran")]
+    Stale,
+    /// Encoding or invariant failure; details for the log only.
+    #[error("{0}")]
+    Internal(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, code: &'static str, message: impl Into<String>) -> JobsError {
+    JobsError::Invalid { field: field.to_string(), code, message: message.into() }
+}
+
+fn job_not_found() -> JobsError {
+    JobsError::NotFound("The requested job wasn't found.".into())
+}
+
+/// What to enqueue. Unset options fall back to the kind's defaults, then to `[jobs]` config.
+#[derive(Debug, Clone, Default)]
+pub struct JobSpec {
+    pub kind: String,
+    pub payload: Value,
+    pub queue: Option<String>,
+    pub priority: Option<u8>,
+    /// Epoch ms; `None` = now.
+    pub run_at: Option<i64>,
+    pub max_attempts: Option<u32>,
+    pub unique_key: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl JobSpec {
+    pub fn new(kind: &str, payload: Value) -> JobSpec {
+        JobSpec { kind: kind.to_string(), payload, ..JobSpec::default() }
+    }
+
+    pub fn queue(mut self, queue: &str) -> JobSpec {
+        self.queue = Some(queue.to_string());
+        self
+    }
+
+    pub fn priority(mut self, priority: u8) -> JobSpec {
+        self.priority = Some(priority);
+        self
+    }
+
+    pub fn run_at(mut self, ms: i64) -> JobSpec {
+        self.run_at = Some(ms);
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> JobSpec {
+        self.max_attempts = Some(n);
+        self
+    }
+
+    pub fn unique_key(mut self, key: &str) -> JobSpec {
+        self.unique_key = Some(key.to_string());
+        self
+    }
+
+    pub fn timeout_ms(mut self, ms: u64) -> JobSpec {
+        self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Reads the API's enqueue body: `kind`, `payload`, `queue`, `priority`, `runAt` (date)
+    /// or `delayMs`, `maxAttempts`, `uniqueKey`, `timeoutMs`.
+    pub fn from_json(body: &Map<String, Value>, now_ms: i64) -> Result<JobSpec, JobsError> {
+        for key in body.keys() {
+            if !matches!(
+                key.as_str(),
+                "kind"
+                    | "payload"
+                    | "queue"
+                    | "priority"
+                    | "runAt"
+                    | "delayMs"
+                    | "maxAttempts"
+                    | "uniqueKey"
+                    | "timeoutMs"
+            ) {
+                return Err(invalid(key, "validation_unknown_field", "Unknown field."));
+            }
+        }
+        let kind = match body.get("kind") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(invalid("kind", "validation_required", "Cannot be blank.")),
+        };
+        let mut spec = JobSpec::new(&kind, body.get("payload").cloned().unwrap_or_else(|| json!({})));
+        spec.queue = opt_string(body, "queue")?;
+        spec.unique_key = opt_string(body, "uniqueKey")?;
+        spec.priority = opt_u64(body, "priority", u64::from(MAX_PRIORITY))?.map(|p| p as u8);
+        spec.max_attempts = opt_u64(body, "maxAttempts", 1000)?.map(|n| n as u32);
+        spec.timeout_ms = opt_u64(body, "timeoutMs", 7 * 86_400_000)?;
+        match (body.get("runAt"), opt_u64(body, "delayMs", 366 * 86_400_000)?) {
+            (Some(Value::String(s)), None) => {
+                spec.run_at = Some(
+                    parse_ms(s)
+                        .ok_or_else(|| invalid("runAt", "validation_invalid_date", "Invalid date."))?,
+                )
+            }
+            (Some(Value::Null) | None, None) => {}
+            (Some(Value::Null) | None, Some(delay)) => spec.run_at = Some(now_ms + delay as i64),
+            (Some(Value::String(_)), Some(_)) => {
+                return Err(invalid("runAt", "validation_conflict", "Give runAt or delayMs, not both."))
+            }
+            (Some(_), _) => {
+                return Err(invalid("runAt", "validation_invalid_date", "Must be a date string."))
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn opt_string(body: &Map<String, Value>, name: &str) -> Result<Option<String>, JobsError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(name, "validation_invalid_type", "Must be a string.")),
+    }
+}
+
+fn opt_u64(body: &Map<String, Value>, name: &str, max: u64) -> Result<Option<u64>, JobsError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(invalid(
+                name,
+                "validation_invalid_number",
+                format!("Must be a whole number from 0 to {max}."),
+            )),
+        },
+    }
+}
+
+/// True for queue names of 1–64 characters `[A-Za-z0-9_.-]`.
+fn valid_queue_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// The result of an enqueue.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job: Job,
+    /// True when a job with the same unique key was already waiting or running; `job` is that job.
+    pub duplicate: bool,
+}
+
+/// Filters and paging of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub queue: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug)]
+pub struct JobPage {
+    pub page: usize,
+    pub per_page: usize,
+    pub total_items: usize,
+    pub items: Vec<Job>,
+}
+
+/// Parses PocketBase-style paging parameters.
+pub fn paging(page: Option<&str>, per_page: Option<&str>) -> Result<(usize, usize), JobsError> {
+    let parse = |name: &str, raw: Option<&str>, default: usize| -> Result<usize, JobsError> {
+        match raw.map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(default),
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(JobsError::BadRequest(format!("{name} must be a whole number of at least 1."))),
+            },
+        }
+    };
+    Ok((parse("page", page, 1)?, parse("perPage", per_page, 30)?.min(MAX_PER_PAGE)))
+}
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    registry: Registry,
+    config: JobsSection,
+    next_id: AtomicU64,
+    runtime: worker::Runtime,
+}
+
+/// Handle to the job queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl Jobs {
+    /// Opens the queue over `store` (does not start workers: see [`Jobs::start`]).
+    pub async fn open(
+        store: Store,
+        config: JobsSection,
+        registry: Registry,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Jobs, JobsError> {
+        let last = store
+            .read(|tx| {
+                let mut last = 0u64;
+                tx.scan_prefix(Table::Jobs, b"", true, None, |k, _| {
+                    if let Ok(bytes) = <[u8; 8]>::try_from(k) {
+                        last = u64::from_be_bytes(bytes);
+                    }
+                    ScanControl::Stop
+                })?;
+                Ok::<u64, JobsError>(last)
+            })
+            .await?;
+        Ok(Jobs {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                registry,
+                config,
+                next_id: AtomicU64::new(last),
+                runtime: worker::Runtime::default(),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// A fresh, strictly increasing id: about the creation time in ms times 1024, and always
+    /// above every id stored (one process owns the file).
+    fn next_id(&self) -> u64 {
+        let floor = (self.now_ms().max(0) as u64) << 10;
+        let previous = self
+            .inner
+            .next_id
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| Some(cur.saturating_add(1).max(floor)));
+        let prev = match previous {
+            Ok(v) | Err(v) => v,
+        };
+        prev.saturating_add(1).max(floor)
+    }
+
+    /// Validates `spec` and builds the job (not yet stored).
+    pub fn build(&self, spec: JobSpec) -> Result<Job, JobsError> {
+        let config = &self.inner.config;
+        let Some(kind) = self.inner.registry.get(&spec.kind) else {
+            return Err(invalid(
+                "kind",
+                "validation_unknown_kind",
+                format!(
+                    "Unknown job kind {:?}; registered: {}.",
+                    spec.kind,
+                    self.inner.registry.names().join(", ")
+                ),
+            ));
+        };
+        let queue = spec.queue.or_else(|| kind.options.queue.clone()).unwrap_or_else(|| "default".into());
+        if !valid_queue_name(&queue) {
+            return Err(invalid(
+                "queue",
+                "validation_invalid_queue",
+                "Use 1-64 characters A-Z a-z 0-9 _ . -",
+            ));
+        }
+        let priority = spec.priority.unwrap_or(0);
+        if priority > MAX_PRIORITY {
+            return Err(invalid("priority", "validation_invalid_number", "Must be from 0 to 9."));
+        }
+        let max_attempts =
+            spec.max_attempts.or(kind.options.max_attempts).unwrap_or(config.default_max_attempts);
+        if max_attempts == 0 {
+            return Err(invalid("maxAttempts", "validation_invalid_number", "Must be at least 1."));
+        }
+        if let Some(key) = &spec.unique_key {
+            if key.is_empty() || key.len() > 200 {
+                return Err(invalid("uniqueKey", "validation_length", "Must be 1-200 bytes."));
+            }
+        }
+        let timeout_ms = spec
+            .timeout_ms
+            .or(kind.options.timeout.map(|t| t.as_millis() as u64))
+            .unwrap_or(config.default_timeout_secs.saturating_mul(1000));
+        if timeout_ms == 0 {
+            return Err(invalid("timeoutMs", "validation_invalid_number", "Must be at least 1."));
+        }
+        let now = self.now_ms();
+        let run_at = spec.run_at.unwrap_or(now);
+        Ok(Job {
+            id: self.next_id(),
+            kind: spec.kind,
+            queue,
+            payload: spec.payload,
+            priority,
+            state: if run_at > now { JobState::Scheduled } else { JobState::Available },
+            attempt: 0,
+            max_attempts,
+            unique_key: spec.unique_key,
+            timeout_ms,
+            run_at,
+            created: now,
+            updated: now,
+            started_at: None,
+            finished_at: None,
+            progress: None,
+            errors: Vec::new(),
+            cancel_requested: false,
+        })
+    }
+
+    /// Enqueues inside the caller's write transaction: the job exists if and only if that
+    /// write commits. Workers are woken after the commit.
+    pub fn enqueue_in(&self, tx: &mut WriteTx<'_>, spec: JobSpec) -> Result<Enqueued, JobsError> {
+        let job = self.build(spec)?;
+        let enqueued = self.insert(tx, job)?;
+        if !enqueued.duplicate {
+            self.wake_after_commit(tx, &enqueued.job.queue);
+        }
+        Ok(enqueued)
+    }
+
+    fn insert(&self, tx: &mut WriteTx<'_>, job: Job) -> Result<Enqueued, JobsError> {
+        if let Some(key) = &job.unique_key {
+            if let Some(holder) = tx.get(Table::JobsUnique, key.as_bytes())? {
+                let id = <[u8; 8]>::try_from(holder.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+                if let Some(existing) = load(tx, id)? {
+                    return Ok(Enqueued { job: existing, duplicate: true });
+                }
+            }
+        }
+        save(tx, None, &job)?;
+        Ok(Enqueued { job, duplicate: false })
+    }
+
+    fn wake_after_commit(&self, tx: &mut WriteTx<'_>, queue: &str) {
+        if self.inner.runtime.is_started() {
+            let jobs = self.clone();
+            let queue = queue.to_string();
+            tx.after_commit(move || jobs.wake(&queue));
+        }
+    }
+
+    /// Enqueues on its own; returns once the job is durably stored.
+    pub async fn enqueue(&self, spec: JobSpec) -> Result<Enqueued, JobsError> {
+        let job = self.build(spec)?;
+        let jobs = self.clone();
+        self.inner
+            .store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let enqueued = jobs.insert(tx, job)?;
+                if !enqueued.duplicate {
+                    jobs.wake_after_commit(tx, &enqueued.job.queue);
+                }
+                Ok(enqueued)
+            })
+            .await
+    }
+
+    /// Enqueues many jobs in one transaction (all or none); returns once durable.
+    pub async fn enqueue_many(&self, specs: Vec<JobSpec>) -> Result<Vec<Enqueued>, JobsError> {
+        let built = specs.into_iter().map(|s| self.build(s)).collect::<Result<Vec<Job>, JobsError>>()?;
+        let jobs = self.clone();
+        self.inner
+            .store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let mut queues = BTreeSet::new();
+                let mut out = Vec::with_capacity(built.len());
+                for job in built {
+                    let enqueued = jobs.insert(tx, job)?;
+                    if !enqueued.duplicate {
+                        queues.insert(enqueued.job.queue.clone());
+                    }
+                    out.push(enqueued);
+                }
+                for queue in queues {
+                    jobs.wake_after_commit(tx, &queue);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// One job, with live progress if it is running.
+    pub async fn get(&self, id: u64) -> Result<Job, JobsError> {
+        let mut job = self
+            .inner
+            .store
+            .read(move |tx| match tx.get(Table::Jobs, &job_key(id))? {
+                Some(bytes) => Job::decode(&bytes),
+                None => Err(job_not_found()),
+            })
+            .await?;
+        self.inner.runtime.merge_progress(&mut job);
+        Ok(job)
+    }
+
+    /// Lists jobs, newest first, filtered by state, kind and queue.
+    pub async fn list(&self, filter: ListFilter) -> Result<JobPage, JobsError> {
+        let (page, per_page) = paging(filter.page.as_deref(), filter.per_page.as_deref())?;
+        let state = match filter.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(name) => Some(JobState::parse(name).ok_or_else(|| {
+                JobsError::BadRequest(format!(
+                    "Unknown state {name:?}; use one of scheduled, available, running, completed, retrying, dead, cancelled."
+                ))
+            })?),
+        };
+        let kind = filter.kind.filter(|s| !s.is_empty());
+        let queue = filter.queue.filter(|s| !s.is_empty());
+        let mut page_out = self
+            .inner
+            .store
+            .read(move |tx| {
+                let prefix = state.map(|s| vec![s.code()]).unwrap_or_default();
+                let mut ids: Vec<u64> = Vec::new();
+                tx.scan_prefix(Table::JobsByState, &prefix, false, None, |k, v| {
+                    if let Some((_, q, id)) = parse_state_key(k) {
+                        let queue_ok = queue.as_deref().is_none_or(|want| want == q);
+                        let kind_ok = kind.as_deref().is_none_or(|want| want.as_bytes() == v);
+                        if queue_ok && kind_ok {
+                            ids.push(id);
+                        }
+                    }
+                    ScanControl::Continue
+                })?;
+                ids.sort_unstable_by(|a, b| b.cmp(a));
+                let total_items = ids.len();
+                let start = (page - 1).saturating_mul(per_page);
+                let mut items = Vec::new();
+                for id in ids.into_iter().skip(start).take(per_page) {
+                    if let Some(bytes) = tx.get(Table::Jobs, &job_key(id))? {
+                        items.push(Job::decode(&bytes)?);
+                    }
+                }
+                Ok::<JobPage, JobsError>(JobPage { page, per_page, total_items, items })
+            })
+            .await?;
+        for job in &mut page_out.items {
+            self.inner.runtime.merge_progress(job);
+        }
+        Ok(page_out)
+    }
+
+    /// Counts per state and per queue, and the age of the oldest runnable job.
+    pub async fn stats(&self) -> Result<Value, JobsError> {
+        let now = self.now_ms();
+        self.inner
+            .store
+            .read(move |tx| {
+                let mut states: Map<String, Value> =
+                    JobState::ALL.iter().map(|s| (s.as_str().to_string(), json!(0))).collect();
+                let mut queues: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
+                let mut total = 0u64;
+                tx.scan_prefix(Table::JobsByState, b"", false, None, |k, _| {
+                    if let Some((state, queue, _)) = parse_state_key(k) {
+                        total += 1;
+                        let bump = |m: &mut Map<String, Value>, key: &str| {
+                            let n = m.get(key).and_then(Value::as_u64).unwrap_or(0);
+                            m.insert(key.to_string(), json!(n + 1));
+                        };
+                        bump(&mut states, state.as_str());
+                        bump(queues.entry(queue.to_string()).or_default(), state.as_str());
+                    }
+                    ScanControl::Continue
+                })?;
+                let mut oldest: Option<i64> = None;
+                let mut oldest_by_queue: std::collections::BTreeMap<String, i64> = Default::default();
+                tx.scan_prefix(Table::JobsReady, b"", false, None, |k, _| {
+                    if let Some((queue, _, run_at, _)) = parse_ready_key(k) {
+                        if run_at <= now {
+                            oldest = Some(oldest.map_or(run_at, |o| o.min(run_at)));
+                            let slot = oldest_by_queue.entry(queue.to_string()).or_insert(run_at);
+                            *slot = (*slot).min(run_at);
+                        }
+                    }
+                    ScanControl::Continue
+                })?;
+                let queues: Map<String, Value> = queues
+                    .into_iter()
+                    .map(|(name, counts)| {
+                        let age = oldest_by_queue.get(&name).map(|t| now - t);
+                        (name, json!({"states": counts, "oldestWaitingMs": age}))
+                    })
+                    .collect();
+                Ok::<Value, JobsError>(json!({
+                    "total": total,
+                    "states": states,
+                    "queues": queues,
+                    "oldestWaitingMs": oldest.map(|t| now - t),
+                }))
+            })
+            .await
+    }
+
+    /// Makes a job run again now: a dead, cancelled or completed job is replayed with its
+    /// attempts reset; a waiting job runs at once. A running job cannot be retried (409).
+    pub async fn retry(&self, id: u64) -> Result<Job, JobsError> {
+        let jobs = self.clone();
+        let now = self.now_ms();
+        self.inner
+            .store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let old = load(tx, id)?.ok_or_else(job_not_found)?;
+                if old.state == JobState::Running {
+                    return Err(JobsError::Conflict("The job is running; cancel it first or wait.".into()));
+                }
+                if let (true, Some(key)) = (old.state.is_finished(), &old.unique_key) {
+                    if tx.get(Table::JobsUnique, key.as_bytes())?.is_some() {
+                        return Err(JobsError::Conflict(format!(
+                            "Another job with unique key {key:?} is waiting or running."
+                        )));
+                    }
+                }
+                let mut job = old.clone();
+                if old.state.is_finished() {
+                    job.attempt = 0;
+                    job.finished_at = None;
+                    job.cancel_requested = false;
+                }
+                job.state = JobState::Available;
+                job.run_at = now;
+                job.updated = now;
+                save(tx, Some(&old), &job)?;
+                jobs.wake_after_commit(tx, &job.queue);
+                Ok(job)
+            })
+            .await
+    }
+
+    /// Cancels a job: a waiting one at once; a running one is told (its handler sees the
+    /// cancellation) and ends `cancelled`. Finished jobs cannot be cancelled (409).
+    pub async fn cancel(&self, id: u64) -> Result<Job, JobsError> {
+        let jobs = self.clone();
+        let now = self.now_ms();
+        self.inner
+            .store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let old = load(tx, id)?.ok_or_else(job_not_found)?;
+                if old.state.is_finished() {
+                    return Err(JobsError::Conflict(format!("The job is already {}.", old.state.as_str())));
+                }
+                let mut job = old.clone();
+                job.updated = now;
+                if old.state == JobState::Running && jobs.inner.runtime.is_running(id) {
+                    job.cancel_requested = true;
+                    let rt_jobs = jobs.clone();
+                    tx.after_commit(move || rt_jobs.inner.runtime.cancel_running(id));
+                } else {
+                    // Waiting, or an orphan no worker holds (e.g. the CLI with the server down).
+                    job.state = JobState::Cancelled;
+                    job.finished_at = Some(now);
+                    jobs.wake_pruner_after_commit(tx);
+                }
+                save(tx, Some(&old), &job)?;
+                Ok(job)
+            })
+            .await
+    }
+
+    /// Deletes a job that is not running.
+    pub async fn delete(&self, id: u64) -> Result<(), JobsError> {
+        self.inner
+            .store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let job = load(tx, id)?.ok_or_else(job_not_found)?;
+                if job.state == JobState::Running {
+                    return Err(JobsError::Conflict("The job is running; cancel it first.".into()));
+                }
+                model::remove(tx, &job)
+            })
+            .await
+    }
+
+    fn wake_pruner_after_commit(&self, tx: &mut WriteTx<'_>) {
+        if self.inner.runtime.is_started() {
+            let jobs = self.clone();
+            tx.after_commit(move || jobs.inner.runtime.prune_notify.notify_one());
+        }
+    }
+
+    /// Wakes the dispatcher of `queue` (starting one for a queue seen for the first time).
+    pub fn wake(&self, queue: &str) {
+        worker::wake(self, queue);
+    }
+
+    /// Recovers orphans and starts dispatchers, the completer, cron and the pruner.
+    /// Returns the number of orphaned jobs requeued (or killed, when out of attempts).
+    pub async fn start(&self) -> Result<usize, JobsError> {
+        worker::start(self).await
+    }
+
+    /// Stops claiming, gives running jobs `grace` to finish, requeues the rest (without
+    /// counting the attempt) and flushes their completions.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        worker::shutdown(self, grace).await;
+    }
+}
