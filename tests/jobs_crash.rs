@@ -88,8 +88,13 @@ async fn wait_drained(s: &Server, token: &str) -> Value {
     }
 }
 
-/// Reads (job id, attempt) → pid from `job_effects`, and every job's (state, attempt).
-fn read_file(dir: &Path) -> (BTreeMap<(u64, u32), u32>, BTreeMap<u64, (String, u32)>) {
+/// (job id, attempt) → pid of the process that completed it.
+type Effects = BTreeMap<(u64, u32), u32>;
+/// Job id → (state, attempt).
+type JobStates = BTreeMap<u64, (String, u32)>;
+
+/// Reads the committed effects and every job's state from the data file.
+fn read_file(dir: &Path) -> (Effects, JobStates) {
     use backbone::store::{ScanControl, Store, StoreError, StoreOptions, Table};
     let store = Store::open(&dir.join("data.redb"), &StoreOptions::default()).expect("open data file");
     let result = store
