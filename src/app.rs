@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use poem::listener::{TcpAcceptor, UnixListener};
+use poem::listener::{TcpAcceptor, UnixAcceptor};
 use poem::Server;
 
 use crate::auth::password::PasswordHasher;
@@ -112,9 +112,22 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves; then drains requests and flushes the store.
+    /// Binds the admin socket `<dir>/backbone.sock` (mode 0600), replacing a stale one. Bind
+    /// it before announcing the server, so CLI commands find it as soon as the server is up.
+    pub fn bind_admin_socket(&self) -> std::io::Result<std::os::unix::net::UnixListener> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(SOCKET_NAME);
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+
     pub async fn run(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
+        admin_listener: std::os::unix::net::UnixListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let local = listener.local_addr()?;
@@ -131,13 +144,11 @@ impl App {
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let socket_path = self.dir.join(SOCKET_NAME);
-        let _ = std::fs::remove_file(&socket_path);
+        let admin_acceptor = UnixAcceptor::from_std(admin_listener)?;
         let admin_app = self.clone();
         let mut admin_stop = stop_rx.clone();
         let admin = tokio::spawn(async move {
-            let listener = UnixListener::bind(socket_path.clone())
-                .with_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
-            let result = Server::new(listener)
+            let result = Server::new_with_acceptor(admin_acceptor)
                 .name("admin-socket")
                 .run_with_graceful_shutdown(
                     crate::api::admin_socket_routes(admin_app),

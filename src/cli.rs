@@ -141,6 +141,7 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
     let app = App::build(config, &cli.dir).await.map_err(|e| e.to_string())?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = app.bind_admin_socket().map_err(|e| format!("cannot bind the admin socket: {e}"))?;
     let setup_token = app.auth.issue_setup_token().await.map_err(|e| e.to_string())?;
     if let Some(token) = &setup_token {
         let url = app.config.public_url(Some(local));
@@ -158,7 +159,7 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
         cli.dir.display(),
         if setup_token.is_some() { " [setup required]" } else { "" }
     );
-    app.run(listener, shutdown_signal()).await.map_err(|e| e.to_string())
+    app.run(listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())
 }
 
 /// Sends one HTTP request over the admin socket and returns (status, body).

@@ -85,8 +85,17 @@ fn list_params() -> Vec<Value> {
             json!({"type": "string", "maxLength": 8192}),
         ),
         query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
+        expand_param(),
         query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
     ]
+}
+
+fn expand_param() -> Value {
+    query_param(
+        "expand",
+        "Comma-separated relation paths to embed (up to 6 levels), incl. back-relations `<collection>_via_<field>`.",
+        json!({"type": "string"}),
+    )
 }
 
 fn r(name: &str) -> Value {
@@ -149,7 +158,7 @@ fn components() -> Value {
                 "properties": {
                     "id": {"type": "string"},
                     "name": {"type": "string"},
-                    "type": {"type": "string", "enum": ["text", "number", "bool", "email", "url", "date", "autodate", "select", "json", "editor", "password"]},
+                    "type": {"type": "string", "enum": ["text", "number", "bool", "email", "url", "date", "autodate", "select", "json", "editor", "password", "relation"]},
                     "system": {"type": "boolean"},
                     "hidden": {"type": "boolean"},
                     "presentable": {"type": "boolean"},
@@ -429,7 +438,7 @@ pub fn static_spec() -> Value {
         "post": op("createRecord", "Create a record", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
     }));
     paths.insert("/api/collections/{collection}/records/{id}".into(), json!({
-        "get": op("getRecord", "View a record", "records", vec![c(), id(), fields_param()], None, (200, Some(r("Record"))), &[400, 403, 404]),
+        "get": op("getRecord", "View a record", "records", vec![c(), id(), fields_param(), expand_param()], None, (200, Some(r("Record"))), &[400, 403, 404]),
         "patch": op("updateRecord", "Update a record (absent fields are kept)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
         "delete": op("deleteRecord", "Delete a record", "records", vec![c(), id()], None, (204, None), &[403, 404, 409, 503, 507]),
     }));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
-use super::filter::{Now, RequestInfo};
+use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::record::{self, decode, FieldsFilter, Prepared};
 use super::rules::{self, Access, Principal};
@@ -123,7 +123,8 @@ impl Records {
                 Action::Delete(_) => vec![&entry.collection.delete_rule],
             };
             for slot in slots {
-                if matches!(rules::access(slot, principal, &entry.collection), Access::Deny) {
+                if matches!(rules::access(slot, principal, &entry.collection, &self.catalog()), Access::Deny)
+                {
                     return Err(failed(
                         index,
                         RecordsError::Forbidden("Only superusers can perform this action.".into()),
@@ -187,8 +188,9 @@ fn rule_filter(
     rule: &Option<String>,
     principal: &Principal,
     entry: &CatalogEntry,
+    catalog: &Catalog,
 ) -> Result<Option<super::filter::Filter>, RecordsError> {
-    match rules::access(rule, principal, &entry.collection) {
+    match rules::access(rule, principal, &entry.collection, catalog) {
         Access::Deny => Err(RecordsError::Forbidden("Only superusers can perform this action.".into())),
         Access::Allow => Ok(None),
         Access::Filter(f) => Ok(Some(f)),
@@ -225,7 +227,7 @@ fn run_one(
             if !id::is_valid_record_id(id) {
                 return Err(not_found());
             }
-            let rule = rule_filter(&collection.delete_rule, principal, entry)?;
+            let rule = rule_filter(&collection.delete_rule, principal, entry, catalog)?;
             write::apply_delete(tx, catalog, entry, id, rule.as_ref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
@@ -233,11 +235,11 @@ fn run_one(
             if !id::is_valid_record_id(&id) {
                 return Err(not_found());
             }
-            let rule = rule_filter(&collection.update_rule, principal, entry)?;
+            let rule = rule_filter(&collection.update_rule, principal, entry, catalog)?;
             let bytes = tx.get(Table::Records, &record_key(&collection.id, &id))?.ok_or_else(not_found)?;
             let current = decode(&bytes)?;
             if let Some(rule) = &rule {
-                if !rule.matches(collection, &current, &request, &now) {
+                if !rule.matches(collection, &current, &request, &now, Some(&Env { catalog, source: &*tx })) {
                     return Err(not_found());
                 }
             }
@@ -250,10 +252,16 @@ fn run_one(
         }
         (Action::Update(_), None) => Err(not_found()),
         (Action::Create | Action::Upsert, _) => {
-            let rule = rule_filter(&collection.create_rule, principal, entry)?;
+            let rule = rule_filter(&collection.create_rule, principal, entry, catalog)?;
             let prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
             if let Some(rule) = &rule {
-                if !rule.matches(collection, &prepared.stored, &request, &now) {
+                if !rule.matches(
+                    collection,
+                    &prepared.stored,
+                    &request,
+                    &now,
+                    Some(&Env { catalog, source: &*tx }),
+                ) {
                     return Err(RecordsError::BadRequest("Failed to create record.".into()));
                 }
             }

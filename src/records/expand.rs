@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
 use super::field::{relation_ids, FieldKind};
-use super::filter::{Now, RequestInfo};
+use super::filter::{Env, Now, RequestInfo};
 use super::record::{decode, to_json, FieldsFilter, Stored};
 use super::rules::{self, Access, Principal};
 use super::write::{parse_ref, ref_prefix};
@@ -136,10 +136,13 @@ pub struct Expander<'a> {
 
 impl Expander<'_> {
     fn visible(&self, entry: &CatalogEntry, stored: &Stored) -> bool {
-        match rules::access(&entry.collection.view_rule, self.principal, &entry.collection) {
+        match rules::access(&entry.collection.view_rule, self.principal, &entry.collection, self.catalog) {
             Access::Allow => true,
             Access::Deny => false,
-            Access::Filter(f) => f.matches(&entry.collection, stored, self.request, &self.now),
+            Access::Filter(f) => {
+                let env = Env { catalog: self.catalog, source: self.tx };
+                f.matches(&entry.collection, stored, self.request, &self.now, Some(&env))
+            }
         }
     }
 

@@ -10,9 +10,10 @@ use std::cmp::Ordering;
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
+use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
-use super::filter::{Filter, Now, RequestInfo};
+use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, RecordsError};
@@ -75,13 +76,14 @@ impl ListQuery {
     /// may filter on hidden fields.
     pub fn parse(
         collection: &Collection,
+        catalog: &Catalog,
         params: &ListParams,
         privileged: bool,
     ) -> Result<ListQuery, RecordsError> {
         let filter = match params.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
             None => None,
             Some(src) => Some(
-                Filter::compile(src, collection, privileged)
+                Filter::compile(src, collection, catalog, privileged)
                     .map_err(|e| RecordsError::BadRequest(format!("Invalid filter {e}.")))?,
             ),
         };
@@ -140,6 +142,7 @@ pub struct Page {
 /// What a list needs besides the query: the list rule's filter (for non-superusers), the
 /// request it is evaluated with, and the clock.
 pub struct ListContext<'a> {
+    pub catalog: &'a Catalog,
     pub rule: Option<&'a Filter>,
     pub request: &'a RequestInfo,
     pub now: Now,
@@ -156,9 +159,10 @@ pub fn run(
     let offset = (query.page - 1).saturating_mul(query.per_page);
     let prefix = collection_prefix(&collection.id);
     let filtered = query.filter.is_some() || ctx.rule.is_some();
+    let env = Env { catalog: ctx.catalog, source: tx };
     let keep = |record: &Stored| -> bool {
-        query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now))
-            && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now))
+        query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
+            && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
     };
 
     let key_order = match query.sort.as_slice() {

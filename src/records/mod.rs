@@ -16,6 +16,7 @@ pub mod record;
 pub mod rules;
 pub mod schema;
 pub mod service;
+pub mod source;
 pub mod stats;
 pub mod time;
 pub mod write;

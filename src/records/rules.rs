@@ -4,6 +4,7 @@
 //! expression that the record (and the request) must match. Superusers pass every rule.
 //! A rule that no longer compiles (it names a field that was removed) denies.
 
+use super::catalog::Catalog;
 use super::collection::Collection;
 use super::filter::{Filter, FilterError};
 use super::{FieldError, FieldErrors, RecordsError};
@@ -34,14 +35,19 @@ pub enum Access {
 }
 
 /// What `rule` means for `principal` on `collection`.
-pub fn access(rule: &Option<String>, principal: &Principal, collection: &Collection) -> Access {
+pub fn access(
+    rule: &Option<String>,
+    principal: &Principal,
+    collection: &Collection,
+    catalog: &Catalog,
+) -> Access {
     if principal.is_superuser() {
         return Access::Allow;
     }
     match rule {
         None => Access::Deny,
         Some(r) if r.trim().is_empty() => Access::Allow,
-        Some(r) => match Filter::compile(r, collection, true) {
+        Some(r) => match Filter::compile(r, collection, catalog, true) {
             Ok(f) => Access::Filter(f),
             Err(err) => {
                 tracing::warn!(collection = %collection.name, error = %err, "rule does not compile; denying");
@@ -57,7 +63,7 @@ pub fn allows(rule: &Option<String>, principal: &Principal) -> bool {
 }
 
 /// Checks that every non-empty rule of `collection` compiles against its fields.
-pub fn validate(collection: &Collection, message: &str) -> Result<(), RecordsError> {
+pub fn validate(collection: &Collection, catalog: &Catalog, message: &str) -> Result<(), RecordsError> {
     let mut errors = FieldErrors::new();
     let slots = [
         ("listRule", &collection.list_rule),
@@ -68,7 +74,7 @@ pub fn validate(collection: &Collection, message: &str) -> Result<(), RecordsErr
     ];
     for (slot, rule) in slots {
         if let Some(r) = rule.as_deref().filter(|r| !r.trim().is_empty()) {
-            if let Err(FilterError { position, message }) = Filter::compile(r, collection, true) {
+            if let Err(FilterError { position, message }) = Filter::compile(r, collection, catalog, true) {
                 errors.insert(
                     slot.into(),
                     FieldError::new(

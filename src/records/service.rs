@@ -12,7 +12,7 @@ use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
 use super::expand::{self, ExpandTree, Expander};
 use super::field::{relation_ids, FieldKind};
-use super::filter::{Now, RequestInfo};
+use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
@@ -182,7 +182,7 @@ impl Records {
         let catalog = self.catalog();
         let resolve = |wanted: &str| catalog.get(wanted).map(|e| e.collection.id.clone());
         let built = collection::build(input, None, new_id, &time::now(), &resolve)?;
-        rules::validate(&built, "Failed to create the collection.")?;
+        rules::validate(&built, &catalog, "Failed to create the collection.")?;
         let _guard = self.schema_lock.lock().await;
         let to_store = built.clone();
         self.store
@@ -242,7 +242,7 @@ impl Records {
         let catalog = self.catalog();
         let resolve = |wanted: &str| catalog.get(wanted).map(|e| e.collection.id.clone());
         let built = collection::build(input, Some(&current), current.id.clone(), &time::now(), &resolve)?;
-        rules::validate(&built, "Failed to update the collection.")?;
+        rules::validate(&built, &catalog, "Failed to update the collection.")?;
         let to_store = built.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
@@ -351,21 +351,27 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<RecordPage, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule = match rules::access(&entry.collection.list_rule, principal, &entry.collection) {
-            Access::Deny => return Err(superusers_only()),
-            Access::Allow => None,
-            Access::Filter(f) => Some(f),
-        };
+        let rule =
+            match rules::access(&entry.collection.list_rule, principal, &entry.collection, &self.catalog()) {
+                Access::Deny => return Err(superusers_only()),
+                Access::Allow => None,
+                Access::Filter(f) => Some(f),
+            };
         let privileged = principal.is_superuser();
-        let query = ListQuery::parse(&entry.collection, &params, privileged)?;
         let catalog = self.catalog();
+        let query = ListQuery::parse(&entry.collection, &catalog, &params, privileged)?;
         expand::check(&catalog, &entry, &query.expand, privileged)?;
         let (page, per_page) = (query.page, query.per_page);
         let request = request.clone();
         let principal = principal.clone();
         self.store
             .read(move |tx| {
-                let ctx = ListContext { rule: rule.as_ref(), request: &request, now: Now::current() };
+                let ctx = ListContext {
+                    catalog: &catalog,
+                    rule: rule.as_ref(),
+                    request: &request,
+                    now: Now::current(),
+                };
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
                 let expander = Expander {
                     tx,
@@ -451,11 +457,12 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule = match rules::access(&entry.collection.view_rule, principal, &entry.collection) {
-            Access::Deny => return Err(superusers_only()),
-            Access::Allow => None,
-            Access::Filter(f) => Some(f),
-        };
+        let rule =
+            match rules::access(&entry.collection.view_rule, principal, &entry.collection, &self.catalog()) {
+                Access::Deny => return Err(superusers_only()),
+                Access::Allow => None,
+                Access::Filter(f) => Some(f),
+            };
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
@@ -471,7 +478,8 @@ impl Records {
                 let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
                 let stored = decode(&bytes)?;
                 if let Some(rule) = &rule {
-                    if !rule.matches(&entry.collection, &stored, &request, &Now::current()) {
+                    let env = Env { catalog: &catalog, source: tx };
+                    if !rule.matches(&entry.collection, &stored, &request, &Now::current(), Some(&env)) {
                         return Err(not_found());
                     }
                 }
@@ -508,19 +516,19 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule = match rules::access(&entry.collection.create_rule, principal, &entry.collection) {
-            Access::Deny => return Err(superusers_only()),
-            Access::Allow => None,
-            Access::Filter(f) => Some(f),
-        };
+        let rule =
+            match rules::access(&entry.collection.create_rule, principal, &entry.collection, &self.catalog())
+            {
+                Access::Deny => return Err(superusers_only()),
+                Access::Allow => None,
+                Access::Filter(f) => Some(f),
+            };
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
-        if let Some(rule) = &rule {
-            let mut request = request.clone();
-            request.body = body.clone();
-            if !rule.matches(&entry.collection, &prepared.stored, &request, &Now::current()) {
-                return Err(RecordsError::BadRequest("Failed to create record.".into()));
-            }
-        }
+        let mut request = request.clone();
+        request.body = body;
+        let catalog = self.catalog();
+        // Rules are checked against the record as it would be stored, before hashing.
+        let rule_view = prepared.stored.clone();
         self.hash_new_password(&mut prepared).await?;
         let response = record::to_json(
             &entry.collection,
@@ -531,6 +539,12 @@ impl Records {
         let bytes = encode(&prepared.stored)?;
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                if let Some(rule) = &rule {
+                    let env = Env { catalog: &catalog, source: &*tx };
+                    if !rule.matches(&entry.collection, &rule_view, &request, &Now::current(), Some(&env)) {
+                        return Err(RecordsError::BadRequest("Failed to create record.".into()));
+                    }
+                }
                 write::apply_create(tx, &entry, &prepared, bytes)
             })
             .await?;
@@ -547,11 +561,13 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule = match rules::access(&entry.collection.update_rule, principal, &entry.collection) {
-            Access::Deny => return Err(superusers_only()),
-            Access::Allow => None,
-            Access::Filter(f) => Some(f),
-        };
+        let rule =
+            match rules::access(&entry.collection.update_rule, principal, &entry.collection, &self.catalog())
+            {
+                Access::Deny => return Err(superusers_only()),
+                Access::Allow => None,
+                Access::Filter(f) => Some(f),
+            };
         let mut request = request.clone();
         request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
@@ -560,17 +576,31 @@ impl Records {
         let key = record_key(&entry.collection.id, record_id);
         for _ in 0..UPDATE_RETRIES {
             let read_key = key.clone();
+            let (rule_for_read, request_for_read, entry_for_read) =
+                (rule.clone(), request.clone(), entry.clone());
+            let catalog = self.catalog();
             let current_bytes = self
                 .store
-                .read(move |tx| tx.get(Table::Records, &read_key).map_err(RecordsError::from))
-                .await?
-                .ok_or_else(not_found)?;
+                .read(move |tx| {
+                    let bytes = tx.get(Table::Records, &read_key)?.ok_or_else(not_found)?;
+                    if let Some(rule) = &rule_for_read {
+                        let current = decode(&bytes)?;
+                        let env = Env { catalog: &catalog, source: tx };
+                        let now = Now::current();
+                        if !rule.matches(
+                            &entry_for_read.collection,
+                            &current,
+                            &request_for_read,
+                            &now,
+                            Some(&env),
+                        ) {
+                            return Err(not_found());
+                        }
+                    }
+                    Ok(bytes)
+                })
+                .await?;
             let current = decode(&current_bytes)?;
-            if let Some(rule) = &rule {
-                if !rule.matches(&entry.collection, &current, &request, &Now::current()) {
-                    return Err(not_found());
-                }
-            }
             let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
             self.hash_new_password(&mut prepared).await?;
             let response = record::to_json(
@@ -611,11 +641,13 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<(), RecordsError> {
         let entry = self.collection(collection)?;
-        let rule = match rules::access(&entry.collection.delete_rule, principal, &entry.collection) {
-            Access::Deny => return Err(superusers_only()),
-            Access::Allow => None,
-            Access::Filter(f) => Some(f),
-        };
+        let rule =
+            match rules::access(&entry.collection.delete_rule, principal, &entry.collection, &self.catalog())
+            {
+                Access::Deny => return Err(superusers_only()),
+                Access::Allow => None,
+                Access::Filter(f) => Some(f),
+            };
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());

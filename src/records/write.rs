@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{Collection, SUPERUSERS_ID};
 use super::field::{relation_ids, FieldKind};
-use super::filter::{Filter, Now, RequestInfo};
+use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, FieldError, RecordsError};
@@ -200,7 +200,8 @@ pub(crate) fn apply_delete(
     let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
     let stored = decode(&bytes)?;
     if let Some(rule) = rule {
-        if !rule.matches(&entry.collection, &stored, request, &Now::current()) {
+        let env = Env { catalog, source: &*tx };
+        if !rule.matches(&entry.collection, &stored, request, &Now::current(), Some(&env)) {
             return Err(not_found());
         }
     }

@@ -14,3 +14,4 @@ mod health;
 mod jobs;
 mod openapi;
 mod records;
+mod relations;

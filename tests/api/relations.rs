@@ -277,3 +277,113 @@ async fn removing_a_relation_field_drops_its_references() {
         204
     );
 }
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn titles(b: &Blog, collection: &str, field: &str, filter: &str, token: Option<&str>) -> Vec<String> {
+    let r =
+        b.s.call(
+            "GET",
+            &format!("/api/collections/{collection}/records?sort={field}&filter={}", enc(filter)),
+            token,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{filter}: {}", r.text);
+    r.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_follow_relations_back_relations_and_joins() {
+    let b = Blog::new(false).await;
+    let ada = b.create("authors", json!({"name": "Ada"})).await;
+    let bob = b.create("authors", json!({"name": "Bob"})).await;
+    let p1 = b.create("posts", json!({"title": "p1", "author": id(&ada), "editors": [id(&bob)]})).await;
+    let p2 =
+        b.create("posts", json!({"title": "p2", "author": id(&bob), "editors": [id(&ada), id(&bob)]})).await;
+    b.create("comments", json!({"text": "nice", "post": id(&p1)})).await;
+    b.create("comments", json!({"text": "meh", "post": id(&p2)})).await;
+    b.create("comments", json!({"text": "great", "post": id(&p2)})).await;
+    let t = Some(b.t.as_str());
+    assert_eq!(titles(&b, "posts", "title", "author.name = 'Ada'", t).await, vec!["p1"]);
+    assert_eq!(titles(&b, "posts", "title", "editors.name ?= 'Ada'", t).await, vec!["p2"]);
+    assert_eq!(
+        titles(&b, "posts", "title", "editors.name = 'Bob'", t).await,
+        vec!["p1"],
+        "all editors must match"
+    );
+    assert_eq!(titles(&b, "comments", "text", "post.author.name = 'Bob'", t).await, vec!["great", "meh"]);
+    assert_eq!(titles(&b, "posts", "title", "comments_via_post.text ?~ 'grea'", t).await, vec!["p2"]);
+    assert_eq!(titles(&b, "posts", "title", "comments_via_post:length > 1", t).await, vec!["p2"]);
+    assert_eq!(titles(&b, "authors", "name", "posts_via_author.title ?= 'p2'", t).await, vec!["Bob"]);
+    // A join: posts whose author's name appears as some comment's text (none), and the
+    // same join correlated on one row.
+    assert_eq!(
+        titles(
+            &b,
+            "posts",
+            "title",
+            "@collection.comments.text = 'nice' && @collection.comments.post = id",
+            t
+        )
+        .await,
+        vec!["p1"]
+    );
+    assert!(titles(
+        &b,
+        "posts",
+        "title",
+        "@collection.comments.text = 'nice' && @collection.comments.post = id && title = 'p2'",
+        t
+    )
+    .await
+    .is_empty());
+    for bad in ["author.nope = 1", "nope_via_post.x = 1", "@collection.nope.x = 1", "title.x = 1"] {
+        b.s.call("GET", &format!("/api/collections/posts/records?filter={}", enc(bad)), t, None)
+            .await
+            .assert_problem(400);
+    }
+}
+
+#[tokio::test]
+async fn rules_can_follow_relations() {
+    let b = Blog::new(false).await;
+    // Anyone may list comments, but only those on posts by Ada.
+    b.s.call(
+        "PATCH",
+        "/api/collections/comments",
+        Some(&b.t),
+        Some(json!({"listRule": "post.author.name = 'Ada'"})),
+    )
+    .await;
+    let ada = b.create("authors", json!({"name": "Ada"})).await;
+    let bob = b.create("authors", json!({"name": "Bob"})).await;
+    let p1 = b.create("posts", json!({"title": "p1", "author": id(&ada)})).await;
+    let p2 = b.create("posts", json!({"title": "p2", "author": id(&bob)})).await;
+    b.create("comments", json!({"text": "on ada", "post": id(&p1)})).await;
+    b.create("comments", json!({"text": "on bob", "post": id(&p2)})).await;
+    assert_eq!(titles(&b, "comments", "text", "text != ''", None).await, vec!["on ada"]);
+    // A create rule that follows the relation in the new record.
+    b.s.call(
+        "PATCH",
+        "/api/collections/comments",
+        Some(&b.t),
+        Some(json!({"createRule": "post.title = 'p1'"})),
+    )
+    .await;
+    let ok = b
+        .s
+        .call("POST", "/api/collections/comments/records", None, Some(json!({"text": "x", "post": id(&p1)})))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    b.s.call("POST", "/api/collections/comments/records", None, Some(json!({"text": "y", "post": id(&p2)})))
+        .await
+        .assert_problem(400);
+}

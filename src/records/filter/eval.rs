@@ -3,8 +3,12 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use serde_json::{Map, Value};
 
-use super::{access, Access, Expr, Macro, Modifier, Op, Operand, RequestInfo, RequestSource};
+use super::{
+    access, resolve, Access, Env, Expr, Hop, Macro, Modifier, Op, Operand, RequestInfo, RequestSource,
+    Resolved, MAX_JOIN_ROWS,
+};
 use crate::records::collection::Collection;
+use crate::records::field::relation_ids;
 use crate::records::time;
 
 /// The clock used for `@now` and the other date macros (fixed per request).
@@ -123,33 +127,101 @@ struct Ctx<'a> {
     record: &'a Map<String, Value>,
     request: &'a RequestInfo,
     now: &'a Now,
+    env: Option<&'a Env<'a>>,
+    /// The row bound to each `@collection` join (by collection id).
+    bound: &'a [(String, Map<String, Value>)],
+}
+
+/// Reads `access` from one record.
+fn read_access(record: &Map<String, Value>, access: &Access, modifier: Option<Modifier>) -> Val {
+    let listy = modifier == Some(Modifier::Each) || modifier == Some(Modifier::Length);
+    match access {
+        Access::Field { name, multi } => {
+            let raw = record.get(name).unwrap_or(&Value::Null);
+            if *multi || listy {
+                many_from_json(raw)
+            } else {
+                from_json(raw)
+            }
+        }
+        Access::Json { name, path } => {
+            let raw = record.get(name).and_then(|v| json_path(v, path)).unwrap_or(&Value::Null);
+            if listy {
+                many_from_json(raw)
+            } else {
+                from_json(raw)
+            }
+        }
+    }
 }
 
 impl Ctx<'_> {
-    fn field_value(&self, path: &[String], modifier: Option<Modifier>) -> Val {
-        // Paths were checked at compile time; privileged access was decided there too.
-        let Ok(acc) = access(self.collection, path, true) else {
+    /// The value of `path` starting at `record` in `collection`, following relations.
+    fn path_value(
+        &self,
+        collection: &Collection,
+        record: &Map<String, Value>,
+        path: &[String],
+        modifier: Option<Modifier>,
+    ) -> Val {
+        let resolved = match self.env {
+            Some(env) => resolve(env.catalog, collection, path, true),
+            None => {
+                access(collection, path, true).map(|access| Resolved { hops: vec![], access, many: false })
+            }
+        };
+        // Paths were checked at compile time (privileged access was decided there).
+        let Ok(resolved) = resolved else {
             return Val::Null;
         };
-        let v = match acc {
-            Access::Field { name, multi } => {
-                let raw = self.record.get(&name).unwrap_or(&Value::Null);
-                if multi || modifier == Some(Modifier::Each) || modifier == Some(Modifier::Length) {
-                    many_from_json(raw)
-                } else {
-                    from_json(raw)
-                }
-            }
-            Access::Json { name, path } => {
-                let raw = self.record.get(&name).and_then(|v| json_path(v, &path)).unwrap_or(&Value::Null);
-                if modifier == Some(Modifier::Length) || modifier == Some(Modifier::Each) {
-                    many_from_json(raw)
-                } else {
-                    from_json(raw)
-                }
-            }
+        if resolved.hops.is_empty() {
+            return apply_modifier(read_access(record, &resolved.access, modifier), modifier);
+        }
+        let Some(env) = self.env else {
+            return Val::Null;
         };
-        apply_modifier(v, modifier)
+        let mut frontier: Vec<Map<String, Value>> = vec![record.clone()];
+        let mut current_id = collection.id.clone();
+        for hop in &resolved.hops {
+            let mut next = Vec::new();
+            for rec in &frontier {
+                match hop {
+                    Hop::Forward { field, target } => {
+                        for id in relation_ids(rec.get(field)) {
+                            if let Some(r) = env.source.record(target, &id) {
+                                next.push(r);
+                            }
+                        }
+                    }
+                    Hop::Back { source, field_id } => {
+                        let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
+                        for source_id in env.source.referrers(&current_id, id, source, field_id) {
+                            if let Some(r) = env.source.record(source, &source_id) {
+                                next.push(r);
+                            }
+                        }
+                    }
+                }
+            }
+            current_id = match hop {
+                Hop::Forward { target, .. } => target.clone(),
+                Hop::Back { source, .. } => source.clone(),
+            };
+            frontier = next;
+        }
+        if resolved.many || modifier == Some(Modifier::Length) {
+            let mut items = Vec::new();
+            for rec in &frontier {
+                match read_access(rec, &resolved.access, None) {
+                    Val::Many(inner) => items.extend(inner),
+                    v => items.push(v),
+                }
+            }
+            apply_modifier(Val::Many(items), modifier)
+        } else {
+            let v = frontier.first().map(|r| read_access(r, &resolved.access, modifier)).unwrap_or(Val::Null);
+            apply_modifier(v, modifier)
+        }
     }
 
     fn request_value(&self, source: &RequestSource, path: &[String], modifier: Option<Modifier>) -> Val {
@@ -201,10 +273,23 @@ impl Ctx<'_> {
             Operand::Bool(b) => Val::Bool(*b),
             Operand::Null => Val::Null,
             Operand::Macro(m) => macro_value(*m, self.now),
-            Operand::Field { path, modifier } => self.field_value(path, *modifier),
+            Operand::Field { path, modifier } => {
+                self.path_value(self.collection, self.record, path, *modifier)
+            }
             Operand::Request { source, path, modifier } => self.request_value(source, path, *modifier),
-            // Refused at compile time.
-            Operand::Collection { .. } => Val::Null,
+            Operand::Collection { name, path } => {
+                let Some(env) = self.env else {
+                    return Val::Null;
+                };
+                let Some(entry) = env.catalog.get(name) else {
+                    return Val::Null;
+                };
+                let row = self.bound.iter().find(|(id, _)| *id == entry.collection.id).map(|(_, r)| r);
+                match row {
+                    Some(row) => self.path_value(&entry.collection, row, path, None),
+                    None => Val::Null,
+                }
+            }
         }
     }
 }
@@ -398,13 +483,58 @@ fn compare(op: Op, any: bool, a: &Val, b: &Val) -> bool {
 
 pub(super) fn matches(
     expr: &Expr,
+    joins: &[String],
     collection: &Collection,
     record: &Map<String, Value>,
     request: &RequestInfo,
     now: &Now,
+    env: Option<&Env<'_>>,
 ) -> bool {
-    let ctx = Ctx { collection, record, request, now };
-    eval(expr, &ctx)
+    let run = |bound: &[(String, Map<String, Value>)]| {
+        let ctx = Ctx { collection, record, request, now, env, bound };
+        eval(expr, &ctx)
+    };
+    let Some(env) = env.filter(|_| !joins.is_empty()) else {
+        return run(&[]);
+    };
+    // `@collection` joins: the expression holds if it holds for some combination of rows
+    // (an empty collection joins as one row of nulls), as SQL's LEFT JOIN would have it.
+    let tables: Vec<(String, Vec<Map<String, Value>>)> = joins
+        .iter()
+        .map(|id| {
+            let mut rows = env.source.all(id, MAX_JOIN_ROWS);
+            if rows.is_empty() {
+                rows.push(Map::new());
+            }
+            (id.clone(), rows)
+        })
+        .collect();
+    let mut index = vec![0usize; tables.len()];
+    let mut budget = MAX_JOIN_ROWS;
+    loop {
+        let bound: Vec<(String, Map<String, Value>)> =
+            tables.iter().zip(&index).map(|((id, rows), i)| (id.clone(), rows[*i].clone())).collect();
+        if run(&bound) {
+            return true;
+        }
+        budget -= 1;
+        if budget == 0 {
+            return false;
+        }
+        // Next combination (odometer order).
+        let mut k = 0;
+        loop {
+            if k == tables.len() {
+                return false;
+            }
+            index[k] += 1;
+            if index[k] < tables[k].1.len() {
+                break;
+            }
+            index[k] = 0;
+            k += 1;
+        }
+    }
 }
 
 fn eval(expr: &Expr, ctx: &Ctx<'_>) -> bool {

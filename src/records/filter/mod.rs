@@ -13,6 +13,9 @@ pub mod parse;
 
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use super::catalog::{Catalog, CatalogEntry};
 use super::collection::Collection;
 use super::field::FieldKind;
 
@@ -235,43 +238,98 @@ pub struct RequestInfo {
     pub body: Map<String, Value>,
 }
 
-/// How a field path reads a record value.
+/// How a field path reads a value in the collection it ends in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// A plain field; `multi` when it holds a list (multiple select).
+    /// A plain field; `multi` when it holds a list (multiple select or relation).
     Field { name: String, multi: bool },
     /// A path into a JSON field.
     Json { name: String, path: Vec<String> },
 }
 
+/// One step from a record to related records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// Follow the relation field `field` into collection `target`.
+    Forward { field: String, target: String },
+    /// Records of `source` whose relation field `field_id` points here (`x_via_y`).
+    Back { source: String, field_id: String },
+}
+
+/// A field path resolved across relations: hops, then the access in the last collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub hops: Vec<Hop>,
+    pub access: Access,
+    /// True when the path can reach several records (a multiple relation or a back-relation).
+    pub many: bool,
+}
+
+/// Reads records for relation paths and `@collection` joins (a read or write transaction).
+pub trait RecordSource {
+    /// One record.
+    fn record(&self, collection_id: &str, id: &str) -> Option<Map<String, Value>>;
+    /// Ids of the records of `source_collection` whose field `field_id` points at the record.
+    fn referrers(
+        &self,
+        collection_id: &str,
+        id: &str,
+        source_collection: &str,
+        field_id: &str,
+    ) -> Vec<String>;
+    /// Up to `limit` records of a collection.
+    fn all(&self, collection_id: &str, limit: usize) -> Vec<Map<String, Value>>;
+}
+
+/// What relation paths and joins resolve against.
+pub struct Env<'a> {
+    pub catalog: &'a Catalog,
+    pub source: &'a dyn RecordSource,
+}
+
+/// Most relation hops in one path.
+pub const MAX_HOPS: usize = 6;
+/// Most rows an `@collection` join reads.
+pub const MAX_JOIN_ROWS: usize = 10_000;
+
 /// An expression checked against a collection, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct Filter {
     expr: Expr,
+    /// Collection ids named by `@collection.*`, in first-use order.
+    joins: Vec<String>,
 }
 
 impl Filter {
-    /// Parses `src` and checks every field it names. `privileged` callers (superusers) may
-    /// name hidden fields.
-    pub fn compile(src: &str, collection: &Collection, privileged: bool) -> Result<Filter, FilterError> {
+    /// Parses `src` and checks every field it names, following relations through `catalog`.
+    /// `privileged` callers (superusers) may name hidden fields.
+    pub fn compile(
+        src: &str,
+        collection: &Collection,
+        catalog: &Catalog,
+        privileged: bool,
+    ) -> Result<Filter, FilterError> {
         let expr = parse::parse(src)?;
-        check(&expr, collection, privileged)?;
-        Ok(Filter { expr })
+        let mut joins = Vec::new();
+        check(&expr, collection, catalog, privileged, &mut joins)?;
+        Ok(Filter { expr, joins })
     }
 
-    /// True when `record` matches, given the request and the clock.
+    /// True when `record` matches, given the request, the clock and (for relation paths and
+    /// joins) the records around it. Without `env`, related values are null.
     pub fn matches(
         &self,
         collection: &Collection,
         record: &Map<String, Value>,
         request: &RequestInfo,
         now: &Now,
+        env: Option<&Env<'_>>,
     ) -> bool {
-        eval::matches(&self.expr, collection, record, request, now)
+        eval::matches(&self.expr, &self.joins, collection, record, request, now, env)
     }
 }
 
-/// Resolves a field path against the collection.
+/// Resolves a field path within one collection (no relation hops).
 pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool) -> Result<Access, String> {
     let Some(first) = path.first() else {
         return Err("empty field path".into());
@@ -285,7 +343,8 @@ pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool)
         return Err(format!("field {first:?} cannot be filtered"));
     }
     if path.len() == 1 {
-        let multi = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple());
+        let multi = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple())
+            || matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple());
         return Ok(Access::Field { name: field.name.clone(), multi });
     }
     match field.kind {
@@ -297,33 +356,122 @@ pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool)
     }
 }
 
+/// Resolves a field path that may cross relations (`author.name`, `comments_via_post.text`).
+pub(crate) fn resolve(
+    catalog: &Catalog,
+    collection: &Collection,
+    path: &[String],
+    privileged: bool,
+) -> Result<Resolved, String> {
+    let id_path = [String::from("id")];
+    let mut hops = Vec::new();
+    let mut many = false;
+    let mut owned: Option<Arc<CatalogEntry>> = None;
+    let mut rest = path;
+    loop {
+        let here: &Collection = match &owned {
+            Some(entry) => &entry.collection,
+            None => collection,
+        };
+        let Some(first) = rest.first() else {
+            return Err("empty field path".into());
+        };
+        if hops.len() > MAX_HOPS {
+            return Err(format!("more than {MAX_HOPS} relation hops"));
+        }
+        if rest.len() > 1 {
+            if let Some(field) = here.field(first) {
+                if let FieldKind::Relation(o) = &field.kind {
+                    if field.is_never_returned() && !privileged {
+                        return Err(format!("field {first:?} cannot be filtered"));
+                    }
+                    let target = catalog
+                        .get(&o.collection_id)
+                        .cloned()
+                        .ok_or_else(|| format!("the target of {first:?} no longer exists"))?;
+                    many |= o.is_multiple();
+                    hops.push(Hop::Forward {
+                        field: field.name.clone(),
+                        target: target.collection.id.clone(),
+                    });
+                    owned = Some(target);
+                    rest = &rest[1..];
+                    continue;
+                }
+            }
+        }
+        if here.field(first).is_none() {
+            if let Some((source_name, field_name)) = first.split_once("_via_") {
+                let source = catalog
+                    .get(source_name)
+                    .cloned()
+                    .ok_or_else(|| format!("unknown collection {source_name:?} in {first:?}"))?;
+                let field = source
+                    .collection
+                    .field(field_name)
+                    .filter(|f| matches!(&f.kind, FieldKind::Relation(o) if o.collection_id == here.id))
+                    .ok_or_else(|| {
+                        format!(
+                            "{first:?}: {field_name:?} is not a relation of {source_name} to {}",
+                            here.name
+                        )
+                    })?;
+                if field.is_never_returned() && !privileged {
+                    return Err(format!("field {first:?} cannot be filtered"));
+                }
+                many = true;
+                hops.push(Hop::Back { source: source.collection.id.clone(), field_id: field.id.clone() });
+                owned = Some(source.clone());
+                // `x_via_y` alone stands for the ids of those records.
+                rest = if rest.len() > 1 { &rest[1..] } else { &id_path[..] };
+                continue;
+            }
+        }
+        let access = access(here, rest, privileged)?;
+        return Ok(Resolved { hops, access, many });
+    }
+}
+
 fn check_operand(
     op: &Operand,
     collection: &Collection,
+    catalog: &Catalog,
     privileged: bool,
     position: usize,
+    joins: &mut Vec<String>,
 ) -> Result<(), FilterError> {
+    let fail = |message: String| FilterError { position, message };
     match op {
-        Operand::Field { path, .. } => access(collection, path, privileged)
-            .map(|_| ())
-            .map_err(|message| FilterError { position, message }),
-        Operand::Collection { .. } => Err(FilterError {
-            position,
-            message: "@collection joins are not available in this version".into(),
-        }),
+        Operand::Field { path, .. } => {
+            resolve(catalog, collection, path, privileged).map(|_| ()).map_err(fail)
+        }
+        Operand::Collection { name, path } => {
+            let target = catalog.get(name).ok_or_else(|| fail(format!("unknown collection {name:?}")))?;
+            resolve(catalog, &target.collection, path, privileged).map_err(fail)?;
+            if !joins.contains(&target.collection.id) {
+                joins.push(target.collection.id.clone());
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
 
-fn check(expr: &Expr, collection: &Collection, privileged: bool) -> Result<(), FilterError> {
+fn check(
+    expr: &Expr,
+    collection: &Collection,
+    catalog: &Catalog,
+    privileged: bool,
+    joins: &mut Vec<String>,
+) -> Result<(), FilterError> {
     match expr {
         Expr::And(a, b) | Expr::Or(a, b) => {
-            check(a, collection, privileged)?;
-            check(b, collection, privileged)
+            check(a, collection, catalog, privileged, joins)?;
+            check(b, collection, catalog, privileged, joins)
         }
         Expr::Compare { left, right, position, .. } => {
-            check_operand(left, collection, privileged, *position)?;
-            check_operand(right, collection, privileged, *position)
+            check_operand(left, collection, catalog, privileged, *position, joins)?;
+            check_operand(right, collection, catalog, privileged, *position, joins)
         }
     }
 }

@@ -2,6 +2,7 @@ use serde_json::{json, Map, Value};
 
 use super::eval::like_for_tests as like;
 use super::*;
+use crate::records::catalog::Catalog;
 use crate::records::collection::{self, CollectionInput};
 
 fn collection() -> Collection {
@@ -28,13 +29,14 @@ fn record(v: Value) -> Map<String, Value> {
 
 fn check(filter: &str, rec: &Value) -> bool {
     let c = collection();
-    let f = Filter::compile(filter, &c, false).unwrap_or_else(|e| panic!("{filter}: {e}"));
+    let f =
+        Filter::compile(filter, &c, &Catalog::default(), false).unwrap_or_else(|e| panic!("{filter}: {e}"));
     let now = Now(chrono::DateTime::parse_from_rfc3339("2024-06-15T12:00:00Z").expect("date").into());
-    f.matches(&c, &record(rec.clone()), &RequestInfo::default(), &now)
+    f.matches(&c, &record(rec.clone()), &RequestInfo::default(), &now, None)
 }
 
 fn error(filter: &str) -> FilterError {
-    Filter::compile(filter, &collection(), false).expect_err(filter)
+    Filter::compile(filter, &collection(), &Catalog::default(), false).expect_err(filter)
 }
 
 #[test]
@@ -111,6 +113,7 @@ fn request_values() {
     let f = Filter::compile(
         "@request.auth.id != '' && @request.body.title:isset = true && @request.method = 'POST' && @request.headers.x_key = 'k'",
         &c,
+        &Catalog::default(),
         false,
     )
     .expect("compile");
@@ -124,9 +127,9 @@ fn request_values() {
         headers: record(json!({"x_key": "k"})),
         ..RequestInfo::default()
     };
-    assert!(f.matches(&c, &Map::new(), &request, &now));
+    assert!(f.matches(&c, &Map::new(), &request, &now, None));
     let anonymous = RequestInfo { auth: None, ..request };
-    assert!(!f.matches(&c, &Map::new(), &anonymous, &now));
+    assert!(!f.matches(&c, &Map::new(), &anonymous, &now, None));
 }
 
 #[test]
@@ -140,7 +143,7 @@ fn errors_name_their_position() {
     assert!(error("secret = 'x'").message.contains("cannot be filtered"));
     assert!(error("title:bogus = 1").message.contains("modifier"));
     assert!(error("title = 1 ^ 2").message.contains("unexpected character"));
-    assert!(error("@collection.other.x = 1").message.contains("@collection"));
+    assert!(error("@collection.other.x = 1").message.contains("unknown collection"));
     assert!(error("title.sub = 1").message.contains("not a relation or JSON"));
     assert!(error("").message.contains("empty"));
 }
@@ -171,5 +174,5 @@ fn like_patterns() {
 #[test]
 fn superusers_may_filter_hidden_fields() {
     let c = collection();
-    assert!(Filter::compile("secret = 'x'", &c, true).is_ok());
+    assert!(Filter::compile("secret = 'x'", &c, &Catalog::default(), true).is_ok());
 }

@@ -1,0 +1,91 @@
+//! Record lookups for relation paths and `@collection` joins in filters, over a read or a
+//! write transaction.
+
+use serde_json::{Map, Value};
+
+use super::filter::RecordSource;
+use super::record::decode;
+use super::write::{parse_ref, ref_prefix};
+use super::{collection_prefix, record_key};
+use crate::store::{ReadTx, ScanControl, Table, WriteTx};
+
+fn decoded(bytes: Option<Vec<u8>>) -> Option<Map<String, Value>> {
+    bytes.and_then(|b| decode(&b).ok())
+}
+
+fn matching_refs(
+    entries: impl Iterator<Item = Vec<u8>>,
+    prefix_len: usize,
+    source: &str,
+    field_id: &str,
+) -> Vec<String> {
+    entries
+        .filter_map(|key| parse_ref(&key, prefix_len))
+        .filter(|(c, _, f)| c == source && f == field_id)
+        .map(|(_, id, _)| id)
+        .collect()
+}
+
+impl RecordSource for ReadTx {
+    fn record(&self, collection_id: &str, id: &str) -> Option<Map<String, Value>> {
+        decoded(self.get(Table::Records, &record_key(collection_id, id)).ok().flatten())
+    }
+
+    fn referrers(
+        &self,
+        collection_id: &str,
+        id: &str,
+        source_collection: &str,
+        field_id: &str,
+    ) -> Vec<String> {
+        let prefix = ref_prefix(collection_id, id);
+        let mut keys = Vec::new();
+        let _ = self.scan_prefix(Table::RecordRefs, &prefix, false, None, |k, _| {
+            keys.push(k.to_vec());
+            ScanControl::Continue
+        });
+        matching_refs(keys.into_iter(), prefix.len(), source_collection, field_id)
+    }
+
+    fn all(&self, collection_id: &str, limit: usize) -> Vec<Map<String, Value>> {
+        let mut out = Vec::new();
+        let _ = self.scan_prefix(Table::Records, &collection_prefix(collection_id), false, None, |_, v| {
+            if let Ok(r) = decode(v) {
+                out.push(r);
+            }
+            if out.len() >= limit {
+                ScanControl::Stop
+            } else {
+                ScanControl::Continue
+            }
+        });
+        out
+    }
+}
+
+impl RecordSource for WriteTx<'_> {
+    fn record(&self, collection_id: &str, id: &str) -> Option<Map<String, Value>> {
+        decoded(self.get(Table::Records, &record_key(collection_id, id)).ok().flatten())
+    }
+
+    fn referrers(
+        &self,
+        collection_id: &str,
+        id: &str,
+        source_collection: &str,
+        field_id: &str,
+    ) -> Vec<String> {
+        let prefix = ref_prefix(collection_id, id);
+        let keys = self.collect_prefix(Table::RecordRefs, &prefix).unwrap_or_default();
+        matching_refs(keys.into_iter().map(|(k, _)| k), prefix.len(), source_collection, field_id)
+    }
+
+    fn all(&self, collection_id: &str, limit: usize) -> Vec<Map<String, Value>> {
+        self.collect_prefix(Table::Records, &collection_prefix(collection_id))
+            .unwrap_or_default()
+            .into_iter()
+            .take(limit)
+            .filter_map(|(_, v)| decode(&v).ok())
+            .collect()
+    }
+}
