@@ -21,6 +21,9 @@ pub mod stats;
 pub mod time;
 pub mod write;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
