@@ -87,6 +87,11 @@ fn list_params() -> Vec<Value> {
         query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
         expand_param(),
         query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
+        query_param(
+            "cursor",
+            "Cursor paging (Backbone): empty to start, then the previous page's `nextCursor`; `page` is ignored.",
+            json!({"type": "string"}),
+        ),
     ]
 }
 
@@ -111,6 +116,7 @@ fn list_envelope(items: Value) -> Value {
             "perPage": {"type": "integer"},
             "totalItems": {"type": "integer", "description": "-1 with skipTotal"},
             "totalPages": {"type": "integer", "description": "-1 with skipTotal"},
+            "nextCursor": {"type": ["string", "null"], "description": "With `cursor`: the next page's cursor, null on the last page"},
             "items": {"type": "array", "items": items},
         }
     })

@@ -26,6 +26,7 @@ pub struct ListQueryParams {
     fields: Option<String>,
     #[serde(rename = "skipTotal")]
     skip_total: Option<String>,
+    cursor: Option<String>,
 }
 
 /// Query parameters of the single-record endpoints.
@@ -51,22 +52,24 @@ pub async fn list(
         expand: q.expand,
         fields: q.fields,
         skip_total: q.skip_total,
+        cursor: q.cursor,
     };
     let page = app.records.list_records(&who, &collection, params, &info).await?;
     let (total_items, total_pages) = match page.total_items {
         Some(total) => (total as i64, total.div_ceil(page.per_page as u64) as i64),
         None => (-1, -1),
     };
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "page": page.page,
-            "perPage": page.per_page,
-            "totalItems": total_items,
-            "totalPages": total_pages,
-            "items": page.items,
-        }),
-    ))
+    let mut body = json!({
+        "page": page.page,
+        "perPage": page.per_page,
+        "totalItems": total_items,
+        "totalPages": total_pages,
+        "items": page.items,
+    });
+    if let Some(next) = page.next_cursor {
+        body["nextCursor"] = json!(next);
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[handler]

@@ -7,6 +7,8 @@
 
 use std::cmp::Ordering;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use rand::seq::SliceRandom;
 use serde_json::Value;
 
@@ -16,7 +18,7 @@ use super::expand::ExpandTree;
 use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
-use super::{collection_prefix, RecordsError};
+use super::{collection_prefix, record_key, RecordsError};
 use crate::store::{ReadTx, ScanControl, Table};
 
 /// Default page size.
@@ -43,6 +45,70 @@ pub struct ListQuery {
     pub filter: Option<Filter>,
     /// Relations to embed (checked against the schema by the service).
     pub expand: ExpandTree,
+    /// Cursor paging: `None` is offset paging; `Some(None)` is the first cursor page;
+    /// `Some(Some(pos))` continues after `pos`.
+    pub cursor: Option<Option<CursorPosition>>,
+}
+
+/// Where a cursor page starts: after the record with these sort values and id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CursorPosition {
+    pub values: Vec<Value>,
+    pub id: String,
+}
+
+impl CursorPosition {
+    fn of(record: &Stored, sort: &[SortKey]) -> CursorPosition {
+        let values = sort
+            .iter()
+            .filter_map(|k| match k {
+                SortKey::Field { name, .. } => Some(record.get(name).cloned().unwrap_or(Value::Null)),
+                SortKey::Random => None,
+            })
+            .collect();
+        let id = record.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        CursorPosition { values, id }
+    }
+
+    /// The opaque token clients send back.
+    pub fn encode(&self) -> String {
+        let mut parts = self.values.clone();
+        parts.push(Value::String(self.id.clone()));
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&parts).unwrap_or_default())
+    }
+
+    fn decode(token: &str, sort: &[SortKey]) -> Result<CursorPosition, RecordsError> {
+        let invalid = || {
+            RecordsError::BadRequest(
+                "Invalid cursor: pass back the nextCursor of a previous page with the same sort.".into(),
+            )
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| invalid())?;
+        let mut parts: Vec<Value> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+        let id = match parts.pop() {
+            Some(Value::String(id)) if super::id::is_valid_record_id(&id) => id,
+            _ => return Err(invalid()),
+        };
+        let fields = sort.iter().filter(|k| matches!(k, SortKey::Field { .. })).count();
+        if parts.len() != fields {
+            return Err(invalid());
+        }
+        Ok(CursorPosition { values: parts, id })
+    }
+
+    /// A stand-in record holding the cursor's sort values, for comparisons.
+    fn as_record(&self, sort: &[SortKey]) -> Stored {
+        let mut record = Stored::new();
+        let names = sort.iter().filter_map(|k| match k {
+            SortKey::Field { name, .. } => Some(name.clone()),
+            SortKey::Random => None,
+        });
+        for (name, value) in names.zip(self.values.iter()) {
+            record.insert(name, value.clone());
+        }
+        record.insert("id".into(), Value::String(self.id.clone()));
+        record
+    }
 }
 
 /// Raw query-string values as received.
@@ -55,6 +121,8 @@ pub struct ListParams {
     pub expand: Option<String>,
     pub fields: Option<String>,
     pub skip_total: Option<String>,
+    /// `""` starts cursor paging; a `nextCursor` continues it.
+    pub cursor: Option<String>,
 }
 
 fn parse_positive(name: &str, raw: Option<&str>, default: usize) -> Result<usize, RecordsError> {
@@ -91,6 +159,14 @@ impl ListQuery {
         let per_page =
             parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
         let sort = parse_sort(collection, params.sort.as_deref().unwrap_or(""))?;
+        let cursor = match params.cursor.as_deref().map(str::trim) {
+            None => None,
+            Some(_) if sort.contains(&SortKey::Random) => {
+                return Err(RecordsError::BadRequest("Cursor paging cannot be combined with @random.".into()))
+            }
+            Some("") => Some(None),
+            Some(token) => Some(Some(CursorPosition::decode(token, &sort)?)),
+        };
         Ok(ListQuery {
             page,
             per_page,
@@ -99,6 +175,7 @@ impl ListQuery {
             fields: FieldsFilter::parse(params.fields.as_deref())?,
             filter,
             expand: ExpandTree::parse(params.expand.as_deref())?,
+            cursor,
         })
     }
 }
@@ -137,6 +214,8 @@ pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, Re
 pub struct Page {
     pub items: Vec<Stored>,
     pub total: Option<u64>,
+    /// In cursor mode: the token for the next page (`None` at the end).
+    pub next_cursor: Option<Option<String>>,
 }
 
 /// What a list needs besides the query: the list rule's filter (for non-superusers), the
@@ -156,7 +235,9 @@ pub fn run(
     ctx: &ListContext<'_>,
 ) -> Result<Page, RecordsError> {
     let stats = CollectionStats::read(tx, &collection.id)?;
-    let offset = (query.page - 1).saturating_mul(query.per_page);
+    let after = query.cursor.clone().flatten();
+    // Cursor pages start after a position, not at an offset.
+    let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
     let prefix = collection_prefix(&collection.id);
     let filtered = query.filter.is_some() || ctx.rule.is_some();
     let env = Env { catalog: ctx.catalog, source: tx };
@@ -177,7 +258,8 @@ pub fn run(
         let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
         let mut matched = 0usize;
         let mut failure = None;
-        tx.scan_prefix(Table::Records, &prefix, reverse, None, |_, value| {
+        let start = after.as_ref().map(|c| record_key(&collection.id, &c.id));
+        tx.scan_prefix(Table::Records, &prefix, reverse, start.as_deref(), |_, value| {
             if !filtered && matched < offset {
                 // Unfiltered: skip without decoding.
                 matched += 1;
@@ -207,12 +289,15 @@ pub fn run(
         if let Some(err) = failure {
             return Err(err);
         }
-        let total = match (query.skip_total, filtered) {
-            (true, _) => None,
-            (false, false) => Some(stats.count),
-            (false, true) => Some(matched as u64),
+        let total = match (query.skip_total, filtered, query.cursor.is_some()) {
+            (true, _, _) => None,
+            (false, false, _) => Some(stats.count),
+            // A continued cursor scan saw only the records after the cursor.
+            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &keep)?),
+            (false, true, _) => Some(matched as u64),
         };
-        return Ok(Page { items, total });
+        let next_cursor = next_cursor(query, &items);
+        return Ok(Page { items, total, next_cursor });
     }
 
     let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
@@ -249,21 +334,64 @@ pub fn run(
             .iter()
             .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
             .collect();
-        all.sort_by(|a, b| {
-            for ((name, descending), zero) in keys.iter().zip(&zero) {
-                let av = a.get(*name).unwrap_or(zero);
-                let bv = b.get(*name).unwrap_or(zero);
-                let ord = compare_values(av, bv);
-                if ord != Ordering::Equal {
-                    return if *descending { ord.reverse() } else { ord };
-                }
-            }
-            // Ties break on id so pages never overlap or skip.
-            compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null))
-        });
+        all.sort_by(|a, b| order(a, b, &keys, &zero));
     }
-    let items = all.into_iter().skip(offset).take(query.per_page).collect();
-    Ok(Page { items, total })
+    let start = match &after {
+        Some(position) => {
+            let zero: Vec<Value> = keys
+                .iter()
+                .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
+                .collect();
+            let pivot = position.as_record(&query.sort);
+            all.partition_point(|r| order(r, &pivot, &keys, &zero) != Ordering::Greater)
+        }
+        None => offset,
+    };
+    let items: Vec<Stored> = all.into_iter().skip(start).take(query.per_page).collect();
+    let next_cursor = next_cursor(query, &items);
+    Ok(Page { items, total, next_cursor })
+}
+
+/// The order of two records under `keys`; ties break on id so pages never overlap or skip.
+fn order(a: &Stored, b: &Stored, keys: &[(&str, bool)], zero: &[Value]) -> Ordering {
+    for ((name, descending), zero) in keys.iter().zip(zero) {
+        let av = a.get(*name).unwrap_or(zero);
+        let bv = b.get(*name).unwrap_or(zero);
+        let ord = compare_values(av, bv);
+        if ord != Ordering::Equal {
+            return if *descending { ord.reverse() } else { ord };
+        }
+    }
+    compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null))
+}
+
+fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {
+    query.cursor.as_ref()?;
+    if items.len() < query.per_page {
+        return Some(None);
+    }
+    Some(items.last().map(|last| CursorPosition::of(last, &query.sort).encode()))
+}
+
+fn count_matches(tx: &ReadTx, prefix: &[u8], keep: &dyn Fn(&Stored) -> bool) -> Result<u64, RecordsError> {
+    let mut count = 0u64;
+    let mut failure = None;
+    tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode(value) {
+        Ok(record) => {
+            if keep(&record) {
+                count += 1;
+            }
+            ScanControl::Continue
+        }
+        Err(err) => {
+            failure = Some(err);
+            ScanControl::Stop
+        }
+    })?;
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(count),
+    }
 }
 
 /// Total order over JSON values: null < bool < number < string < array < object.

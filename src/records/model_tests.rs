@@ -158,6 +158,36 @@ proptest! {
             let unique: std::collections::HashSet<&String> = seen.iter().collect();
             prop_assert_eq!(unique.len(), seen.len(), "no duplicates across pages");
             prop_assert_eq!(seen.len(), expected.len(), "no gaps across pages");
+            // Cursor mode: walk every page while inserting records between the first pages; each
+            // record that existed at the start appears exactly once, nothing appears twice.
+            let mut cursor = Some(String::new());
+            let mut walked: Vec<String> = Vec::new();
+            let mut steps = 0;
+            while let Some(token) = cursor.take() {
+                let params = ListParams {
+                    per_page: Some(per_page.to_string()),
+                    sort: sort_param.clone(),
+                    filter: filter.as_ref().map(Cond::source),
+                    cursor: Some(token),
+                    ..ListParams::default()
+                };
+                let got = records.list_records(&su, "m", params, &RequestInfo::default()).await.expect("cursor page");
+                walked.extend(got.items.iter().map(|i| i["id"].as_str().unwrap_or_default().to_string()));
+                cursor = got.next_cursor.flatten();
+                if steps < 3 {
+                    let mut body = Map::new();
+                    body.insert("n".into(), json!(steps % 5));
+                    body.insert("t".into(), json!("ab"));
+                    records.create_record(&su, "m", body, &RequestInfo::default()).await.expect("insert between pages");
+                }
+                steps += 1;
+                prop_assert!(steps < 200, "cursor walk does not end");
+            }
+            let unique: std::collections::HashSet<&String> = walked.iter().collect();
+            prop_assert_eq!(unique.len(), walked.len(), "no duplicates in a cursor walk");
+            for row in &expected {
+                prop_assert!(unique.contains(&row.id), "cursor walk missed {}", row.id);
+            }
             store.shutdown();
             Ok(())
         })?;

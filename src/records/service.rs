@@ -34,6 +34,8 @@ pub struct RecordPage {
     pub per_page: usize,
     pub total_items: Option<u64>,
     pub items: Vec<Value>,
+    /// In cursor mode, the next page's cursor (`None` inside: the last page).
+    pub next_cursor: Option<Option<String>>,
 }
 
 /// Collections and records.
@@ -384,7 +386,13 @@ impl Records {
                 for stored in &result.items {
                     items.push(render(&expander, &entry, stored, &query.fields, &query.expand)?);
                 }
-                Ok(RecordPage { page, per_page, total_items: result.total, items })
+                Ok(RecordPage {
+                    page,
+                    per_page,
+                    total_items: result.total,
+                    items,
+                    next_cursor: result.next_cursor,
+                })
             })
             .await
     }

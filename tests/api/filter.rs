@@ -204,3 +204,56 @@ async fn rules_that_do_not_compile_are_refused_at_save() {
         .assert_problem(400)
         .assert_field_error("listRule", "validation_invalid_rule");
 }
+
+#[tokio::test]
+async fn cursor_paging_walks_a_list_without_duplicates_while_records_arrive() {
+    let (s, t) = seeded(json!({})).await;
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = s
+            .call(
+                "GET",
+                &format!("/api/collections/items/records?perPage=1&sort=-views&cursor={}", enc(&cursor)),
+                Some(&t),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        seen.extend(
+            r.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| i["title"].as_str().unwrap_or_default().to_string()),
+        );
+        if pages == 0 {
+            // Arrives mid-walk, ahead of the cursor: it must not shift later pages.
+            s.call(
+                "POST",
+                "/api/collections/items/records",
+                Some(&t),
+                Some(json!({"title": "late", "views": 1000})),
+            )
+            .await;
+        }
+        pages += 1;
+        match r.body["nextCursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => break,
+        }
+        assert!(pages < 20);
+    }
+    assert_eq!(seen, vec!["gamma", "beta", "alpha", "Delta"]);
+    for bad in ["garbage", "W10", "WyJ4Il0"] {
+        s.call("GET", &format!("/api/collections/items/records?cursor={bad}"), Some(&t), None)
+            .await
+            .assert_problem(400);
+    }
+    s.call("GET", "/api/collections/items/records?cursor=&sort=@random", Some(&t), None)
+        .await
+        .assert_problem(400);
+    let plain = s.call("GET", "/api/collections/items/records", Some(&t), None).await;
+    assert!(plain.body.get("nextCursor").is_none(), "offset paging has no cursor");
+}
