@@ -92,6 +92,7 @@ fn list_params() -> Vec<Value> {
             "Cursor paging (Backbone): empty to start, then the previous page's `nextCursor`; `page` is ignored.",
             json!({"type": "string"}),
         ),
+        query_param("explain", "Superusers: add the chosen query plan as `explain`.", json!({"type": "boolean"})),
     ]
 }
 

@@ -27,6 +27,7 @@ pub struct ListQueryParams {
     #[serde(rename = "skipTotal")]
     skip_total: Option<String>,
     cursor: Option<String>,
+    explain: Option<String>,
 }
 
 /// Query parameters of the single-record endpoints.
@@ -53,6 +54,7 @@ pub async fn list(
         fields: q.fields,
         skip_total: q.skip_total,
         cursor: q.cursor,
+        explain: q.explain,
     };
     let page = app.records.list_records(&who, &collection, params, &info).await?;
     let (total_items, total_pages) = match page.total_items {
@@ -68,6 +70,9 @@ pub async fn list(
     });
     if let Some(next) = page.next_cursor {
         body["nextCursor"] = json!(next);
+    }
+    if let Some(plan) = page.explain {
+        body["explain"] = plan;
     }
     Ok(json_response(StatusCode::OK, &body))
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::collection::Collection;
+use super::index::IndexDef;
 use super::stats::CollectionStats;
 use crate::store::{ReadTx, ScanControl, StoreError, Table};
 
@@ -14,6 +15,22 @@ use crate::store::{ReadTx, ScanControl, StoreError, Table};
 pub struct CatalogEntry {
     pub collection: Collection,
     pub schema_generation: u64,
+    /// The collection's parsed secondary indexes.
+    pub indexes: Vec<IndexDef>,
+}
+
+impl CatalogEntry {
+    pub fn new(collection: Collection, schema_generation: u64) -> CatalogEntry {
+        // Stored definitions were validated when saved; an unreadable one is skipped (logged).
+        let indexes = match super::index::parse_all(&collection) {
+            Ok(defs) => defs,
+            Err(problems) => {
+                tracing::error!(collection = %collection.name, ?problems, "stored index definitions do not parse");
+                Vec::new()
+            }
+        };
+        CatalogEntry { collection, schema_generation, indexes }
+    }
 }
 
 /// An immutable snapshot of all collections.
@@ -49,7 +66,7 @@ impl Catalog {
         decoded.sort_by(|a, b| (a.created.as_str(), a.id.as_str()).cmp(&(b.created.as_str(), b.id.as_str())));
         for collection in decoded {
             let stats = CollectionStats::read(tx, &collection.id)?;
-            let entry = Arc::new(CatalogEntry { collection, schema_generation: stats.schema_generation });
+            let entry = Arc::new(CatalogEntry::new(collection, stats.schema_generation));
             catalog.by_id.insert(entry.collection.id.clone(), entry.clone());
             catalog.by_name.insert(entry.collection.name.to_lowercase(), entry.clone());
             catalog.ordered.push(entry);

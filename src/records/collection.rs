@@ -321,15 +321,6 @@ pub fn build(
     };
 
     let indexes = input.indexes.unwrap_or_else(|| existing.map(|e| e.indexes.clone()).unwrap_or_default());
-    if !indexes.is_empty() {
-        errors.insert(
-            "indexes".into(),
-            FieldError::new(
-                "validation_unsupported",
-                "Secondary indexes are not available in this version; send an empty list.",
-            ),
-        );
-    }
 
     let mut rule = |slot: &str, given: Option<Option<String>>, old: Option<&Option<String>>| {
         let value = match given {
@@ -355,7 +346,7 @@ pub fn build(
     if !errors.is_empty() {
         return Err(RecordsError::Validation { message: message.into(), fields: errors });
     }
-    Ok(Collection {
+    let built = Collection {
         id: existing.map(|e| e.id.clone()).unwrap_or(new_id),
         name,
         kind,
@@ -370,7 +361,15 @@ pub fn build(
         auth: existing.and_then(|e| e.auth.clone()),
         created: existing.map(|e| e.created.clone()).unwrap_or_else(|| now.to_string()),
         updated: now.to_string(),
-    })
+    };
+    // Indexes name fields, so they are checked against the final field list.
+    if let Err(problems) = super::index::parse_all(&built) {
+        return Err(RecordsError::Validation {
+            message: message.into(),
+            fields: problems.into_iter().collect(),
+        });
+    }
+    Ok(built)
 }
 
 /// Names a user field may not take: they mean something else in record JSON.

@@ -10,12 +10,15 @@ use std::cmp::Ordering;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::seq::SliceRandom;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
+use super::field::FieldKind;
+use super::filter::Operand;
 use super::filter::{Env, Filter, Now, RequestInfo};
+use super::index::{self, IndexDef};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
@@ -123,6 +126,8 @@ pub struct ListParams {
     pub skip_total: Option<String>,
     /// `""` starts cursor paging; a `nextCursor` continues it.
     pub cursor: Option<String>,
+    /// `1` adds the chosen plan to the response (superusers).
+    pub explain: Option<String>,
 }
 
 fn parse_positive(name: &str, raw: Option<&str>, default: usize) -> Result<usize, RecordsError> {
@@ -212,6 +217,8 @@ pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, Re
 
 /// A page of records plus totals (`None` when skipped).
 pub struct Page {
+    /// How the page was found (`?explain=1`): strategy, index, records examined.
+    pub plan: Value,
     pub items: Vec<Stored>,
     pub total: Option<u64>,
     /// In cursor mode: the token for the next page (`None` at the end).
@@ -222,6 +229,8 @@ pub struct Page {
 /// request it is evaluated with, and the clock.
 pub struct ListContext<'a> {
     pub catalog: &'a Catalog,
+    /// The collection's secondary indexes (for the planner).
+    pub indexes: &'a [IndexDef],
     pub rule: Option<&'a Filter>,
     pub request: &'a RequestInfo,
     pub now: Now,
@@ -246,7 +255,9 @@ pub fn run(
             && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
     };
 
+    let plan = query.filter.as_ref().and_then(|f| plan_index(collection, ctx.indexes, f));
     let key_order = match query.sort.as_slice() {
+        _ if plan.is_some() => None,
         [] => Some(false),
         [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
         [SortKey::Field { name, descending }] if name == "created" && stats.custom_ids == 0 => {
@@ -297,23 +308,55 @@ pub fn run(
             (false, true, _) => Some(matched as u64),
         };
         let next_cursor = next_cursor(query, &items);
-        return Ok(Page { items, total, next_cursor });
+        let plan = json!({"strategy": "key-order scan", "reverse": reverse, "filtered": filtered});
+        return Ok(Page { plan, items, total, next_cursor });
     }
 
     let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
     let mut failure = None;
-    tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
-        Ok(record) => {
-            if !filtered || keep(&record) {
-                all.push(record);
+    let plan_json = match &plan {
+        Some((def, values)) => {
+            // Candidates from the index, then the whole filter on each.
+            let refs: Vec<&Value> = values.iter().collect();
+            let index_prefix = index::prefix(&collection.id, &def.name, &refs);
+            let mut ids = Vec::new();
+            tx.scan_prefix(Table::RecordIndex, &index_prefix, false, None, |key, _| {
+                if key.len() >= super::id::ID_LENGTH {
+                    ids.push(String::from_utf8_lossy(&key[key.len() - super::id::ID_LENGTH..]).to_string());
+                }
+                ScanControl::Continue
+            })?;
+            let candidates = ids.len();
+            // Index order is value order; without a sort the list is in id order.
+            ids.sort();
+            for id in ids {
+                if let Some(bytes) = tx.get(Table::Records, &record_key(&collection.id, &id))? {
+                    let record = decode(&bytes)?;
+                    if keep(&record) {
+                        all.push(record);
+                    }
+                }
             }
-            ScanControl::Continue
+            json!({"strategy": "index", "index": def.name, "columns": def.columns[..values.len()], "candidates": candidates})
         }
-        Err(err) => {
-            failure = Some(err);
-            ScanControl::Stop
+        None => {
+            let mut examined = 0u64;
+            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
+                Ok(record) => {
+                    examined += 1;
+                    if !filtered || keep(&record) {
+                        all.push(record);
+                    }
+                    ScanControl::Continue
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    ScanControl::Stop
+                }
+            })?;
+            json!({"strategy": "full scan", "examined": examined})
         }
-    })?;
+    };
     if let Some(err) = failure {
         return Err(err);
     }
@@ -349,7 +392,69 @@ pub fn run(
     };
     let items: Vec<Stored> = all.into_iter().skip(start).take(query.per_page).collect();
     let next_cursor = next_cursor(query, &items);
-    Ok(Page { items, total, next_cursor })
+    Ok(Page { plan: plan_json, items, total, next_cursor })
+}
+
+/// The stored form of a filter literal for an equality lookup on `field`, when the lookup
+/// is exactly as selective as the filter's comparison (otherwise the planner scans).
+fn index_value(collection: &Collection, field: &str, literal: &Operand) -> Option<Value> {
+    let field = collection.field(field)?;
+    match (&field.kind, literal) {
+        (
+            FieldKind::Text(_) | FieldKind::Email(_) | FieldKind::Url(_) | FieldKind::Editor(_),
+            Operand::Text(s),
+        ) if !s.is_empty() => Some(Value::String(s.clone())),
+        (FieldKind::Select(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
+            Some(Value::String(s.clone()))
+        }
+        (FieldKind::Relation(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
+            Some(Value::String(s.clone()))
+        }
+        (FieldKind::Number(_), Operand::Number(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Some(Value::from(*n as i64))
+            } else {
+                serde_json::Number::from_f64(*n).map(Value::Number)
+            }
+        }
+        (FieldKind::Bool(_), Operand::Bool(b)) => Some(Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+/// Picks the index whose leading columns the filter pins with equalities (the longest such
+/// prefix, unique indexes first), with the values to look up.
+fn plan_index(
+    collection: &Collection,
+    indexes: &[IndexDef],
+    filter: &Filter,
+) -> Option<(IndexDef, Vec<Value>)> {
+    let equalities = filter.required_equalities();
+    let mut best: Option<(IndexDef, Vec<Value>)> = None;
+    for def in indexes {
+        let mut values = Vec::new();
+        for column in &def.columns {
+            let found = equalities
+                .iter()
+                .filter(|(name, _)| name == column)
+                .find_map(|(_, literal)| index_value(collection, column, literal));
+            match found {
+                Some(v) => values.push(v),
+                None => break,
+            }
+        }
+        if values.is_empty() {
+            continue;
+        }
+        let better = match &best {
+            None => true,
+            Some((b, bv)) => values.len() > bv.len() || (values.len() == bv.len() && def.unique && !b.unique),
+        };
+        if better {
+            best = Some((def.clone(), values));
+        }
+    }
+    best
 }
 
 /// The order of two records under `keys`; ties break on id so pages never overlap or skip.

@@ -10,6 +10,7 @@ pub mod expand;
 pub mod field;
 pub mod filter;
 pub mod id;
+pub mod index;
 pub mod list;
 pub mod migrate;
 pub mod record;

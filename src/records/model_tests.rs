@@ -110,7 +110,7 @@ proptest! {
             let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("store");
             let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
             let su = Principal::Superuser { id: "model".into() };
-            records.create_collection(&su, json!({"name": "m", "fields": [
+            records.create_collection(&su, json!({"name": "m", "indexes": ["CREATE INDEX idx_n ON m (n)", "CREATE INDEX idx_tn ON m (t, n)"], "fields": [
                 {"name": "n", "type": "number"},
                 {"name": "t", "type": "text"},
                 {"name": "tags", "type": "select", "values": ["x", "y", "z"], "maxSelect": 3}

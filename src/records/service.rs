@@ -14,6 +14,7 @@ use super::expand::{self, ExpandTree, Expander};
 use super::field::{relation_ids, FieldKind};
 use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
+use super::index;
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
 use super::record::{self, decode, FieldsFilter, Prepared, Stored};
@@ -36,6 +37,8 @@ pub struct RecordPage {
     pub items: Vec<Value>,
     /// In cursor mode, the next page's cursor (`None` inside: the last page).
     pub next_cursor: Option<Option<String>>,
+    /// With `explain=1`: how the page was found.
+    pub explain: Option<Value>,
 }
 
 /// Collections and records.
@@ -54,6 +57,32 @@ fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
 
 fn superusers_only() -> RecordsError {
     RecordsError::Forbidden("Only superusers can perform this action.".into())
+}
+
+/// Drops and rebuilds every index entry of `collection` from its (possibly just migrated)
+/// records; a unique index that existing records violate refuses the change.
+fn rebuild_indexes(tx: &mut WriteTx<'_>, collection: &Collection) -> Result<(), RecordsError> {
+    index::clear(tx, &collection.id)?;
+    let defs = index::parse_all(collection).map_err(|problems| RecordsError::Validation {
+        message: "Failed to update the collection.".into(),
+        fields: problems.into_iter().collect(),
+    })?;
+    if defs.is_empty() {
+        return Ok(());
+    }
+    let prefix = collection_prefix(&collection.id);
+    for (key, bytes) in tx.collect_prefix(Table::Records, &prefix)? {
+        let stored = decode(&bytes)?;
+        let id = String::from_utf8_lossy(&key[prefix.len()..]).to_string();
+        index::sync(tx, collection, &defs, &id, None, Some(&stored)).map_err(|err| match err {
+            RecordsError::Validation { .. } => RecordsError::Conflict(format!(
+                "Existing records of {} share values that a unique index forbids (record {id}); fix them first.",
+                collection.name
+            )),
+            other => other,
+        })?;
+    }
+    Ok(())
 }
 
 /// Record JSON plus its `expand` object (when requested and kept by `fields`).
@@ -265,6 +294,11 @@ impl Records {
                     tx.put(Table::CollectionNames, new_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 }
                 migrate::migrate(tx, &current, &to_store)?;
+                let fields_changed =
+                    serde_json::to_value(&current.fields).ok() != serde_json::to_value(&to_store.fields).ok();
+                if fields_changed || current.indexes != to_store.indexes {
+                    rebuild_indexes(tx, &to_store)?;
+                }
                 let bytes =
                     serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
@@ -333,6 +367,7 @@ impl Records {
                 for (key, _) in tx.collect_prefix(Table::AuthIdentities, &prefix)? {
                     tx.delete(Table::AuthIdentities, &key);
                 }
+                index::clear(tx, &current.id)?;
                 tx.delete(Table::Collections, current.id.as_bytes());
                 tx.delete(Table::CollectionNames, current.name.to_lowercase().as_bytes());
                 tx.delete(Table::CollectionStats, current.id.as_bytes());
@@ -360,6 +395,10 @@ impl Records {
                 Access::Filter(f) => Some(f),
             };
         let privileged = principal.is_superuser();
+        let explain = matches!(params.explain.as_deref().map(str::trim), Some("1" | "true"));
+        if explain && !privileged {
+            return Err(superusers_only());
+        }
         let catalog = self.catalog();
         let query = ListQuery::parse(&entry.collection, &catalog, &params, privileged)?;
         expand::check(&catalog, &entry, &query.expand, privileged)?;
@@ -370,6 +409,7 @@ impl Records {
             .read(move |tx| {
                 let ctx = ListContext {
                     catalog: &catalog,
+                    indexes: &entry.indexes,
                     rule: rule.as_ref(),
                     request: &request,
                     now: Now::current(),
@@ -392,6 +432,7 @@ impl Records {
                     total_items: result.total,
                     items,
                     next_cursor: result.next_cursor,
+                    explain: explain.then_some(result.plan),
                 })
             })
             .await

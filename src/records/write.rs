@@ -9,7 +9,7 @@ use super::field::{relation_ids, FieldKind};
 use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
-use super::{collection_prefix, record_key, FieldError, RecordsError};
+use super::{collection_prefix, index, record_key, FieldError, RecordsError};
 use crate::store::{Table, WriteTx};
 
 pub(crate) fn identity_key(collection_id: &str, email_lower: &str) -> Vec<u8> {
@@ -146,6 +146,7 @@ pub(crate) fn apply_create(
         }
     }
     sync_refs(tx, &entry.collection, &prepared.id, None, Some(&prepared.stored))?;
+    index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, None, Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
     stats.count += 1;
     if prepared.custom_id {
@@ -181,6 +182,7 @@ pub(crate) fn apply_update(
         }
     }
     sync_refs(tx, &entry.collection, &prepared.id, Some(current), Some(&prepared.stored))?;
+    index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, Some(current), Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
     Ok(())
 }
@@ -206,17 +208,18 @@ pub(crate) fn apply_delete(
         }
     }
     let mut visited = HashSet::new();
-    delete_cascading(tx, catalog, &entry.collection, record_id, stored, &mut visited)
+    delete_cascading(tx, catalog, entry, record_id, stored, &mut visited)
 }
 
 fn delete_cascading(
     tx: &mut WriteTx<'_>,
     catalog: &Catalog,
-    collection: &Collection,
+    entry: &CatalogEntry,
     record_id: &str,
     stored: Stored,
     visited: &mut HashSet<(String, String)>,
 ) -> Result<(), RecordsError> {
+    let collection = &entry.collection;
     if !visited.insert((collection.id.clone(), record_id.to_string())) {
         return Ok(());
     }
@@ -249,11 +252,12 @@ fn delete_cascading(
         let source_key = record_key(&source.collection.id, &source_id);
         if let Some(source_bytes) = tx.get(Table::Records, &source_key)? {
             let source_stored = decode(&source_bytes)?;
-            delete_cascading(tx, catalog, &source.collection, &source_id, source_stored, visited)?;
+            delete_cascading(tx, catalog, source, &source_id, source_stored, visited)?;
         }
     }
-    // Drop this record's own outgoing references.
+    // Drop this record's own outgoing references and index entries.
     sync_refs(tx, collection, record_id, Some(&stored), None)?;
+    index::sync(tx, collection, &entry.indexes, record_id, Some(&stored), None)?;
     if collection.is_auth() {
         if let Some(email) = identity_of(&stored) {
             tx.delete(Table::AuthIdentities, &identity_key(&collection.id, &email));

@@ -25,6 +25,9 @@ pub enum Table {
     /// id 0x00 source record id 0x00 source field id → empty. Finds who points at a record
     /// (referential integrity, cascades, back-relations).
     RecordRefs,
+    /// Secondary index entries: collection id 0x00 index name 0x00 (canonical JSON value
+    /// 0x00)+ record id → empty (see `records::index`).
+    RecordIndex,
     /// Job id (u64 BE) → job (JSON, `jobs::model::Job`).
     Jobs,
     /// Waiting jobs: queue 0x00 priority (u8) run_at ms (u64 BE) job id (u64 BE) → empty.
@@ -46,7 +49,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -54,6 +57,7 @@ impl Table {
         Table::Records,
         Table::AuthIdentities,
         Table::RecordRefs,
+        Table::RecordIndex,
         Table::Jobs,
         Table::JobsReady,
         Table::JobsByState,
@@ -79,6 +83,7 @@ impl Table {
             Table::Records => "records",
             Table::AuthIdentities => "auth_identities",
             Table::RecordRefs => "record_refs",
+            Table::RecordIndex => "record_index",
             Table::Jobs => "jobs",
             Table::JobsReady => "jobs_ready",
             Table::JobsByState => "jobs_by_state",

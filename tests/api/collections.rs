@@ -67,7 +67,12 @@ async fn invalid_collection_definitions_are_rejected_with_field_errors() {
         (json!({"name": "has space"}), "name", "validation_invalid_name"),
         (json!({"name": "_hidden"}), "name", "validation_reserved_name"),
         (json!({"name": "x", "type": "view"}), "type", "validation_invalid_type"),
-        (json!({"name": "x", "indexes": ["CREATE INDEX i ON x (a)"]}), "indexes", "validation_unsupported"),
+        (
+            json!({"name": "x", "indexes": ["CREATE INDEX i ON x (a)"]}),
+            "indexes.0",
+            "validation_invalid_index",
+        ),
+        (json!({"name": "x", "indexes": ["DROP TABLE x"]}), "indexes.0", "validation_invalid_index"),
         (
             json!({"name": "x", "fields": [{"name": "a", "type": "geoPoint"}]}),
             "fields.0",

@@ -11,6 +11,7 @@ mod collections;
 mod errors;
 mod filter;
 mod health;
+mod indexes;
 mod jobs;
 mod openapi;
 mod records;

@@ -301,6 +301,36 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// `field = literal` terms that every match must satisfy (the top-level `&&` chain), for
+    /// the index planner. Literals are returned as given.
+    pub fn required_equalities(&self) -> Vec<(String, Operand)> {
+        fn walk(expr: &Expr, out: &mut Vec<(String, Operand)>) {
+            match expr {
+                Expr::And(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Compare { left, op: Op::Eq, any: false, right, .. } => {
+                    let literal =
+                        |o: &Operand| matches!(o, Operand::Text(_) | Operand::Number(_) | Operand::Bool(_));
+                    match (left, right) {
+                        (Operand::Field { path, modifier: None }, lit)
+                        | (lit, Operand::Field { path, modifier: None })
+                            if path.len() == 1 && literal(lit) =>
+                        {
+                            out.push((path[0].clone(), lit.clone()));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.expr, &mut out);
+        out
+    }
+
     /// Parses `src` and checks every field it names, following relations through `catalog`.
     /// `privileged` callers (superusers) may name hidden fields.
     pub fn compile(
