@@ -48,6 +48,13 @@ pub enum Command {
     },
     /// Print the OpenAPI spec of the static API (the committed openapi/openapi.json).
     ExportOpenapi,
+    /// Verify the data file: records, counters, identities, relation references and index
+    /// entries agree. Read-only; the server must be stopped.
+    Check {
+        /// If the file needs recovery after a crash, recover it first (opens it writable).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -96,6 +103,7 @@ pub fn load_config(cli: &Cli, http: Option<String>) -> Result<Config, String> {
 /// Runs a parsed command; the error is printed by `main`.
 pub async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
+        Command::Check { repair } => check(&cli, *repair),
         Command::Version => {
             println!("backbone {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -331,4 +339,41 @@ pub fn init_tracing(config: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if config.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn check(cli: &Cli, repair: bool) -> Result<(), String> {
+    use crate::store::{ReadOnlyStore, Store, StoreError, StoreOptions};
+    let path = cli.dir.join(crate::app::DATA_FILE);
+    if !path.exists() {
+        return Err(format!("no data file at {}", path.display()));
+    }
+    let store = match ReadOnlyStore::open(&path) {
+        Ok(store) => store,
+        Err(StoreError::Unavailable(reason)) if repair => {
+            eprintln!("{reason}; recovering it");
+            let writable = Store::open(&path, &StoreOptions::default()).map_err(|e| e.to_string())?;
+            writable.shutdown();
+            drop(writable);
+            ReadOnlyStore::open(&path).map_err(|e| e.to_string())?
+        }
+        Err(StoreError::Unavailable(reason)) => {
+            return Err(format!(
+                "{reason}; run `backbone check --repair` (or start the server once) to recover it"
+            ))
+        }
+        Err(StoreError::Locked) => {
+            return Err("the data file is in use by a running server; stop it first".into())
+        }
+        Err(err) => return Err(err.to_string()),
+    };
+    let report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
+    if report.problems.is_empty() {
+        println!("ok: {} collections, {} records, all tables consistent", report.collections, report.records);
+        Ok(())
+    } else {
+        for problem in &report.problems {
+            println!("problem: {problem}");
+        }
+        Err(format!("{} problem(s) found", report.problems.len()))
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod catalog;
+pub mod check;
 pub mod collection;
 pub mod expand;
 pub mod field;

@@ -121,7 +121,7 @@ impl Store {
     {
         let db = self.database()?;
         tokio::task::spawn_blocking(move || {
-            let tx = ReadTx::begin(&db)?;
+            let tx = ReadTx::begin(db.as_ref())?;
             f(&tx)
         })
         .await
@@ -135,7 +135,7 @@ impl Store {
         F: FnOnce(&ReadTx) -> Result<T, E>,
     {
         let db = self.database()?;
-        let tx = ReadTx::begin(&db)?;
+        let tx = ReadTx::begin(db.as_ref())?;
         f(&tx)
     }
 
@@ -174,6 +174,35 @@ impl Store {
         if let Ok(mut guard) = self.db.write() {
             guard.take();
         }
+    }
+}
+
+/// The data file opened read-only (for `backbone check`): no writer, no repair.
+pub struct ReadOnlyStore {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl ReadOnlyStore {
+    /// Opens an existing data file without modifying it. A file that needs recovery after a
+    /// crash is refused (`Unavailable`): opening it writable (starting the server) repairs it.
+    pub fn open(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        match redb::ReadOnlyDatabase::open(path) {
+            Ok(db) => Ok(ReadOnlyStore { db }),
+            Err(redb::DatabaseError::RepairAborted) => {
+                Err(StoreError::Unavailable("the data file needs recovery after a crash".into()))
+            }
+            Err(err) => Err(StoreError::from_redb(err)),
+        }
+    }
+
+    /// Runs `f` on a read snapshot.
+    pub fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&ReadTx) -> Result<T, E>,
+    {
+        let tx = ReadTx::begin(&self.db)?;
+        f(&tx)
     }
 }
 

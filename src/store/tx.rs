@@ -32,7 +32,7 @@ pub struct ReadTx {
 }
 
 impl ReadTx {
-    pub(super) fn begin(db: &redb::Database) -> Result<ReadTx, StoreError> {
+    pub(super) fn begin(db: &impl ReadableDatabase) -> Result<ReadTx, StoreError> {
         Ok(ReadTx { txn: db.begin_read().map_err(StoreError::from_redb)? })
     }
 

@@ -99,3 +99,35 @@ fn export_openapi_prints_a_valid_document() {
     assert_eq!(spec["openapi"], "3.1.0");
     assert!(!dir.path().join("data.redb").exists(), "export-openapi does not touch the data dir");
 }
+
+#[tokio::test]
+async fn check_verifies_a_stopped_data_dir_and_refuses_a_running_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Server::start_in(dir.path(), StartOptions::default());
+    let t = s.setup_superuser().await;
+    s.call(
+        "POST",
+        "/api/collections",
+        Some(&t),
+        Some(serde_json::json!({"name": "a", "fields": [{"name": "n", "type": "text"}], "indexes": ["CREATE UNIQUE INDEX u ON a (n)"]})),
+    )
+    .await;
+    s.call("POST", "/api/collections/a/records", Some(&t), Some(serde_json::json!({"n": "x"}))).await;
+    let busy = run(&["check"], dir.path());
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("running server"),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    assert_eq!(s.terminate(), Some(0));
+    let out = run(&["check"], dir.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 collections, 2 records"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let missing = run(&["check"], &dir.path().join("nope"));
+    assert!(!missing.status.success());
+}
