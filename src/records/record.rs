@@ -214,36 +214,133 @@ fn check_confirmation(body: &Map<String, Value>, plain: &str, errors: &mut Field
     }
 }
 
-/// Which top-level keys a response keeps (`fields` query parameter); `None` keeps all.
+/// Which top-level keys a response keeps (`fields` query parameter), and which text fields
+/// are shortened to an excerpt (`body:excerpt(200,true)`). Default: everything, unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct FieldsFilter {
     keep: Option<HashSet<String>>,
+    excerpts: Vec<(String, usize, bool)>,
+}
+
+/// Splits on commas outside parentheses.
+fn split_top_level(raw: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in raw.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&raw[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&raw[start..]);
+    parts
 }
 
 impl FieldsFilter {
-    /// Parses `id,title,*`. Modifiers (`:excerpt(...)`) are not supported and are refused.
+    /// Parses `id,title,*` and `name:excerpt(max[,ellipsis])`.
     pub fn parse(raw: Option<&str>) -> Result<FieldsFilter, RecordsError> {
         let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
             return Ok(FieldsFilter::default());
         };
+        let unsupported = |part: &str| {
+            RecordsError::BadRequest(format!(
+                "Unsupported fields entry {part:?}: list top-level field names, * or name:excerpt(max[,ellipsis])."
+            ))
+        };
         let mut keep = HashSet::new();
-        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if part.contains(':') || part.contains('.') && part != "*" {
-                return Err(RecordsError::BadRequest(format!(
-                    "Unsupported fields entry {part:?}: list top-level field names or *."
-                )));
+        let mut all = false;
+        let mut excerpts = Vec::new();
+        for part in split_top_level(raw).into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, modifier) = match part.split_once(':') {
+                Some((n, m)) => (n, Some(m)),
+                None => (part, None),
+            };
+            if name.contains('.') || name.is_empty() {
+                return Err(unsupported(part));
             }
-            if part == "*" {
-                return Ok(FieldsFilter::default());
+            if let Some(m) = modifier {
+                let args = m
+                    .strip_prefix("excerpt(")
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| unsupported(part))?;
+                let mut args = args.split(',').map(str::trim);
+                let max: usize = args
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| unsupported(part))?;
+                let ellipsis = match args.next() {
+                    None => false,
+                    Some(a) => a.parse::<bool>().map_err(|_| unsupported(part))?,
+                };
+                if args.next().is_some() || name == "*" {
+                    return Err(unsupported(part));
+                }
+                excerpts.push((name.to_string(), max, ellipsis));
             }
-            keep.insert(part.to_string());
+            if name == "*" {
+                all = true;
+            } else {
+                keep.insert(name.to_string());
+            }
         }
-        Ok(FieldsFilter { keep: Some(keep) })
+        Ok(FieldsFilter { keep: if all { None } else { Some(keep) }, excerpts })
     }
 
     pub fn keeps(&self, key: &str) -> bool {
         self.keep.as_ref().is_none_or(|k| k.contains(key))
     }
+
+    fn excerpt_of(&self, key: &str, value: Value) -> Value {
+        match (self.excerpts.iter().find(|(n, _, _)| n == key), value) {
+            (Some((_, max, ellipsis)), Value::String(s)) => Value::String(excerpt(&s, *max, *ellipsis)),
+            (_, other) => other,
+        }
+    }
+}
+
+/// Plain text of `html`: tags dropped, whitespace collapsed, at most `max` characters.
+pub fn excerpt(html: &str, max: usize, ellipsis: bool) -> String {
+    let mut text = String::with_capacity(html.len().min(max * 4));
+    let mut in_tag = false;
+    let mut last_space = true;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                if !last_space {
+                    text.push(' ');
+                    last_space = true;
+                }
+            }
+            _ if in_tag => {}
+            c if c.is_whitespace() => {
+                if !last_space {
+                    text.push(' ');
+                    last_space = true;
+                }
+            }
+            c => {
+                text.push(c);
+                last_space = false;
+            }
+        }
+    }
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max).collect::<String>().trim_end().to_string();
+    if ellipsis {
+        cut.push_str("...");
+    }
+    cut
 }
 
 /// Renders a stored record as response JSON.
@@ -264,7 +361,7 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
             continue;
         }
         let value = stored.get(&field.name).cloned().unwrap_or_else(|| field.zero_value());
-        out.insert(field.name.clone(), value);
+        out.insert(field.name.clone(), filter.excerpt_of(&field.name, value));
     }
     Value::Object(out)
 }

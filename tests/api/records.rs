@@ -226,6 +226,25 @@ async fn list_pages_sorts_and_counts() {
         s.call("GET", "/api/collections/posts/records?fields=id,title&perPage=1", Some(&t), None).await;
     let item = fields.body["items"][0].as_object().expect("item").clone();
     assert_eq!(item.keys().collect::<Vec<_>>(), vec!["id", "title"]);
+
+    let body = s
+        .call(
+            "POST",
+            "/api/collections/posts/records",
+            Some(&t),
+            Some(json!({"title": "zz", "body": "<p>Hello <b>big</b>\n world of text</p>"})),
+        )
+        .await;
+    let id = body.body["id"].as_str().expect("id");
+    let short = s
+        .call(
+            "GET",
+            &format!("/api/collections/posts/records/{id}?fields=id,body:excerpt(9,true)"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(short.body, json!({"id": id, "body": "Hello big..."}), "{}", short.text);
 }
 
 #[tokio::test]
@@ -239,7 +258,9 @@ async fn bad_list_parameters_are_400() {
         "filter=title%3D",
         "filter=nosuchfield%3D1",
         "expand=author",
-        "fields=title:excerpt(10)",
+        "fields=title:excerpt(0)",
+        "fields=title:upper",
+        "fields=expand.author",
     ] {
         s.call("GET", &format!("/api/collections/posts/records?{query}"), Some(&t), None)
             .await
