@@ -96,6 +96,14 @@ impl App {
         }))
     }
 
+    /// Request body limits from the config.
+    pub fn body_limits(&self) -> crate::api::body::BodyLimits {
+        crate::api::body::BodyLimits {
+            bytes: self.config.limits.max_body_bytes,
+            deadline: Duration::from_secs(self.config.limits.body_timeout_secs.max(1)),
+        }
+    }
+
     /// The URL clients reach this server at.
     pub fn public_url(&self) -> String {
         self.config.public_url(self.bound.get().copied())

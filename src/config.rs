@@ -45,6 +45,8 @@ pub struct Limits {
     pub shutdown_grace_secs: u64,
     /// Most sub-requests in one `/api/batch`.
     pub max_batch_requests: usize,
+    /// Seconds a client gets to send a whole request body (slow senders get 408).
+    pub body_timeout_secs: u64,
 }
 
 /// Storage tuning.
@@ -133,6 +135,7 @@ impl Default for Limits {
             idle_timeout_secs: 60,
             shutdown_grace_secs: 10,
             max_batch_requests: 50,
+            body_timeout_secs: 30,
         }
     }
 }

@@ -41,7 +41,7 @@ pub async fn auth_with_password(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     app.records.collection(&collection)?;
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let mut errors = FieldErrors::new();
     let identity = required_string(&body, "identity", &mut errors);
     let password = required_string(&body, "password", &mut errors);
@@ -73,7 +73,7 @@ pub async fn setup_status(Data(app): Data<&Arc<App>>) -> Result<Response, ApiErr
 /// Creates the first superuser with the one-time token printed at startup.
 #[handler]
 pub async fn setup(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let mut errors = FieldErrors::new();
     let token = required_string(&body, "token", &mut errors);
     let email = required_string(&body, "email", &mut errors);
@@ -92,7 +92,7 @@ pub async fn socket_superuser_upsert(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let mut errors = FieldErrors::new();
     let email = required_string(&body, "email", &mut errors);
     let password = required_string(&body, "password", &mut errors);

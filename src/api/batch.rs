@@ -23,7 +23,7 @@ fn invalid(field: String, message: &str) -> ApiError {
 #[handler]
 pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     let (who, info) = caller(app, req).await;
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let requests = match body.get("requests") {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(invalid("requests".into(), "Must be a list of requests.")),

@@ -13,6 +13,24 @@ use super::error::ApiError;
 /// a client still sending gets the 413 instead of a reset connection.
 const DRAIN_CAP: usize = 256 * 1024;
 
+/// Reads at most `limit` bytes of `body` within `deadline`, or answers 413 / 408.
+pub async fn read_limited_within(
+    req: &Request,
+    body: Body,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Vec<u8>, ApiError> {
+    match tokio::time::timeout(deadline, read_limited(req, body, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::new(
+            poem::http::StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "Request timeout",
+            format!("The request body did not arrive within {} seconds.", deadline.as_secs()),
+        )),
+    }
+}
+
 /// Reads at most `limit` bytes of `body`, or answers 413.
 pub async fn read_limited(req: &Request, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = req.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -60,9 +78,20 @@ fn is_json(req: &Request) -> bool {
         .unwrap_or(false)
 }
 
+/// How much body a request may send, and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub bytes: usize,
+    pub deadline: std::time::Duration,
+}
+
 /// Reads a JSON body that must be an object. An empty body counts as `{}`.
-pub async fn json_object(req: &Request, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
-    match json_value(req, body, limit).await? {
+pub async fn json_object(
+    req: &Request,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<Map<String, Value>, ApiError> {
+    match json_value(req, body, limits).await? {
         Value::Object(map) => Ok(map),
         Value::Null => Ok(Map::new()),
         _ => Err(ApiError::bad_request("The request body must be a JSON object.")),
@@ -70,7 +99,7 @@ pub async fn json_object(req: &Request, body: Body, limit: usize) -> Result<Map<
 }
 
 /// Reads a JSON body of any shape. An empty body is `null`.
-pub async fn json_value(req: &Request, body: Body, limit: usize) -> Result<Value, ApiError> {
+pub async fn json_value(req: &Request, body: Body, limits: BodyLimits) -> Result<Value, ApiError> {
     let has_content_type = req.header("Content-Type").is_some();
     if has_content_type && !is_json(req) {
         return Err(ApiError::unsupported_media_type(format!(
@@ -78,7 +107,7 @@ pub async fn json_value(req: &Request, body: Body, limit: usize) -> Result<Value
             req.header("Content-Type").unwrap_or_default()
         )));
     }
-    let bytes = read_limited(req, body, limit).await?;
+    let bytes = read_limited_within(req, body, limits.bytes, limits.deadline).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }

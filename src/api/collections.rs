@@ -61,7 +61,7 @@ pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Re
     if !who.is_superuser() {
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }
-    let input = json_value(req, body, app.config.limits.max_body_bytes).await?;
+    let input = json_value(req, body, app.body_limits()).await?;
     let created = app.records.create_collection(&who, input).await?;
     Ok(json_response(StatusCode::OK, &json!(created)))
 }
@@ -88,7 +88,7 @@ pub async fn update(
     if !who.is_superuser() {
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }
-    let input = json_value(req, body, app.config.limits.max_body_bytes).await?;
+    let input = json_value(req, body, app.body_limits()).await?;
     let updated = app.records.update_collection(&who, &collection, input).await?;
     Ok(json_response(StatusCode::OK, &json!(updated)))
 }

@@ -87,7 +87,7 @@ pub async fn list(
 #[handler]
 pub async fn enqueue(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let spec = JobSpec::from_json(&body, app.jobs.now_ms())?;
     let enqueued = app.jobs.enqueue(spec).await?;
     let status = if enqueued.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -160,7 +160,7 @@ pub async fn cron_create(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let cron = app.jobs.create_cron(body).await?;
     Ok(json_response(StatusCode::OK, &cron.to_json()))
 }
@@ -183,7 +183,7 @@ pub async fn cron_update(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let cron = app.jobs.update_cron(&id, body).await?;
     Ok(json_response(StatusCode::OK, &cron.to_json()))
 }
@@ -236,7 +236,7 @@ pub async fn socket_list(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let filter = ListFilter {
         state: member(&body, "state"),
         kind: member(&body, "kind"),
@@ -257,7 +257,7 @@ pub async fn socket_action(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let body = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
     let id = job_id(&member(&body, "id").unwrap_or_default())?;
     let job = match action.as_str() {
         "retry" => app.jobs.retry(id).await?,

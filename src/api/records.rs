@@ -103,7 +103,7 @@ pub async fn create(
     let (who, info) = caller(app, req).await;
     // Resolve the collection first so an unknown one is a 404 whatever the body.
     app.records.collection(&collection)?;
-    let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let input = json_object(req, body, app.body_limits()).await?;
     app.records.check_expand(&who, &collection, q.expand.as_deref())?;
     let record = app.records.create_record(&who, &collection, input, &info).await?;
     let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;
@@ -120,7 +120,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let (who, info) = caller(app, req).await;
     app.records.collection(&collection)?;
-    let input = json_object(req, body, app.config.limits.max_body_bytes).await?;
+    let input = json_object(req, body, app.body_limits()).await?;
     app.records.check_expand(&who, &collection, q.expand.as_deref())?;
     let record = app.records.update_record(&who, &collection, &id, input, &info).await?;
     let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;

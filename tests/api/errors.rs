@@ -163,3 +163,27 @@ async fn server_survives_a_barrage_of_bad_requests() {
         .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn slow_request_bodies_are_cut_off_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(crate::common::StartOptions {
+        env: vec![("BACKBONE_LIMITS_BODY_TIMEOUT_SECS".into(), "1".into())],
+        ..Default::default()
+    });
+    let t = s.setup_superuser().await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/collections HTTP/1.1\r\nHost: x\r\nAuthorization: {t}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(s.call("GET", "/api/health", None, None).await.status, 200);
+}
