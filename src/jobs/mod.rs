@@ -455,7 +455,7 @@ impl Jobs {
             .inner
             .store
             .read(move |tx| match tx.get(Table::Jobs, &job_key(id))? {
-                Some(bytes) => Job::decode(&bytes),
+                Some(bytes) => Job::decode(id, &bytes),
                 None => Err(job_not_found()),
             })
             .await?;
@@ -498,7 +498,7 @@ impl Jobs {
                 let mut items = Vec::new();
                 for id in ids.into_iter().skip(start).take(per_page) {
                     if let Some(bytes) = tx.get(Table::Jobs, &job_key(id))? {
-                        items.push(Job::decode(&bytes)?);
+                        items.push(Job::decode(id, &bytes)?);
                     }
                 }
                 Ok::<JobPage, JobsError>(JobPage { page, per_page, total_items, items })

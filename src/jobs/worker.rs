@@ -141,7 +141,11 @@ impl Runtime {
         if let Some(handle) = self.handle.get() {
             let join = handle.spawn(task);
             if let Ok(mut tasks) = self.tasks.lock() {
-                tasks.retain(|t| !t.is_finished());
+                // Drop finished handles only when the vector is full: amortised O(1) per
+                // spawn instead of a scan of every live runner (thousands) per job.
+                if tasks.len() == tasks.capacity() {
+                    tasks.retain(|t| !t.is_finished());
+                }
                 tasks.push(join);
             }
         }
@@ -384,12 +388,52 @@ async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>
     });
 }
 
+/// What a batch of completions must wake once it commits: the pruner (a job finished) and
+/// the dispatchers of queues that got a job back (snoozed, retrying, requeued). Collected
+/// so a batch of thousands registers a handful of commit hooks, not one per job.
+#[derive(Default)]
+pub(super) struct Wakes {
+    pruner: bool,
+    queues: Vec<String>,
+}
+
+impl Wakes {
+    fn queue(&mut self, queue: &str) {
+        if !self.queues.iter().any(|q| q == queue) {
+            self.queues.push(queue.to_string());
+        }
+    }
+
+    fn register(self, jobs: &Jobs, tx: &mut WriteTx<'_>) {
+        if self.pruner {
+            jobs.wake_pruner_after_commit(tx);
+        }
+        for queue in &self.queues {
+            jobs.wake_after_commit(tx, queue);
+        }
+    }
+}
+
 /// Applies one attempt's end. `Err(Stale)` when the job is no longer this attempt's.
 pub(super) fn finish_one(
     jobs: &Jobs,
     tx: &mut WriteTx<'_>,
     finish: Finish,
     now: i64,
+) -> Result<(), JobsError> {
+    let mut wakes = Wakes::default();
+    finish_into(jobs, tx, finish, now, &mut wakes)?;
+    wakes.register(jobs, tx);
+    Ok(())
+}
+
+/// [`finish_one`], collecting the wake-ups into `wakes` instead of registering them.
+fn finish_into(
+    jobs: &Jobs,
+    tx: &mut WriteTx<'_>,
+    finish: Finish,
+    now: i64,
+    wakes: &mut Wakes,
 ) -> Result<(), JobsError> {
     let old = load(tx, finish.id)?.ok_or(JobsError::Stale)?;
     if old.state != JobState::Running || old.attempt != finish.attempt {
@@ -447,9 +491,9 @@ pub(super) fn finish_one(
     }
     if finished {
         job.finished_at = Some(now);
-        jobs.wake_pruner_after_commit(tx);
+        wakes.pruner = true;
     } else {
-        jobs.wake_after_commit(tx, &finish.queue);
+        wakes.queue(&finish.queue);
     }
     save(tx, Some(&old), &job)
 }
@@ -535,14 +579,16 @@ async fn complete_loop(
                 .inner
                 .store
                 .write(move |tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
+                    let mut wakes = Wakes::default();
                     for finish in plain {
                         let id = finish.id;
-                        match finish_one(&jobs2, tx, finish, now) {
+                        match finish_into(&jobs2, tx, finish, now, &mut wakes) {
                             Ok(()) => {}
                             Err(JobsError::Stale) => tracing::warn!(job = id, "stale completion discarded"),
                             Err(err) => return Err(err),
                         }
                     }
+                    wakes.register(&jobs2, tx);
                     Ok(())
                 })
                 .await;
