@@ -33,7 +33,7 @@ impl Cond {
             Cond::NumCmp(op, n) => format!("n {op} {n}"),
             Cond::TextEq(t) => format!("t = '{t}'"),
             Cond::TextLike(t) => format!("t ~ '{t}'"),
-            Cond::Tag(t) => format!("tags ?= '{t}'"),
+            Cond::Tag(t) => format!("tags:each ?= '{t}'"),
             Cond::And(a, b) => format!("({} && {})", a.source(), b.source()),
             Cond::Or(a, b) => format!("({} || {})", a.source(), b.source()),
         }

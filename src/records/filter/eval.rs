@@ -136,10 +136,17 @@ struct Ctx<'a> {
 fn read_access(record: &Map<String, Value>, access: &Access, modifier: Option<Modifier>) -> Val {
     let listy = modifier == Some(Modifier::Each) || modifier == Some(Modifier::Length);
     match access {
-        Access::Field { name, multi } => {
+        Access::Field { name, multi, json_unless_each } => {
             let raw = record.get(name).unwrap_or(&Value::Null);
             if *multi || listy {
                 many_from_json(raw)
+            } else if *json_unless_each {
+                // PocketBase compares a multiple select as its JSON text (`["a","b"]`).
+                let items = match raw {
+                    Value::Array(items) => items.clone(),
+                    _ => vec![],
+                };
+                Val::Text(Value::Array(items).to_string())
             } else {
                 from_json(raw)
             }

@@ -241,8 +241,10 @@ pub struct RequestInfo {
 /// How a field path reads a value in the collection it ends in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Access {
-    /// A plain field; `multi` when it holds a list (multiple select or relation).
-    Field { name: String, multi: bool },
+    /// A plain field. `multi` when it holds a list matched item by item (multiple
+    /// relation); `json_unless_each` when it holds a list compared as its JSON text unless
+    /// `:each` is used (multiple select, as PocketBase does).
+    Field { name: String, multi: bool, json_unless_each: bool },
     /// A path into a JSON field.
     Json { name: String, path: Vec<String> },
 }
@@ -373,9 +375,9 @@ pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool)
         return Err(format!("field {first:?} cannot be filtered"));
     }
     if path.len() == 1 {
-        let multi = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple())
-            || matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple());
-        return Ok(Access::Field { name: field.name.clone(), multi });
+        let multi = matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple());
+        let json_unless_each = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple());
+        return Ok(Access::Field { name: field.name.clone(), multi, json_unless_each });
     }
     match field.kind {
         FieldKind::Json(_) => Ok(Access::Json { name: field.name.clone(), path: path[1..].to_vec() }),

@@ -75,18 +75,25 @@ fn null_equals_empty() {
 }
 
 #[test]
-fn multi_valued_fields_match_all_or_any() {
+fn multiple_selects_compare_as_json_text_unless_each() {
     let r = json!({"tags": ["a", "b"]});
-    assert!(check("tags ?= 'a'", &r));
-    assert!(!check("tags = 'a'", &r), "without ? every item must match");
-    assert!(check("tags != 'c'", &r), "no item equals c");
-    assert!(!check("tags ?= 'c'", &r));
+    // As in PocketBase 0.40: the plain field is its JSON text.
+    assert!(!check("tags ?= 'a'", &r));
+    assert!(check("tags = '[\"a\",\"b\"]'", &r));
+    assert!(check("tags ~ 'a'", &r));
+    // `:each` matches item by item: all items, or any with `?`.
+    assert!(check("tags:each ?= 'a'", &r));
+    assert!(!check("tags:each = 'a'", &r), "without ? every item must match");
+    assert!(check("tags:each != 'c'", &r), "no item equals c");
+    assert!(!check("tags:each ?= 'c'", &r));
     assert!(check("tags:length = 2", &r));
     assert!(check("tags:each ~ '%'", &r));
     let empty = json!({"tags": []});
     assert!(check("tags:length = 0", &empty));
-    assert!(check("tags = null", &empty));
-    assert!(!check("tags ?= 'a'", &empty));
+    assert!(check("tags = '[]'", &empty));
+    assert!(check("tags:each = null", &empty));
+    assert!(!check("tags:each ?= 'a'", &empty));
+    assert!(check("tags:each != 'a'", &empty));
 }
 
 #[test]
