@@ -150,21 +150,21 @@ async fn filters_give_the_same_results_as_pocketbase() {
         assert_eq!(status, 200, "{base}: {body}");
     }
     let titles = ["alpha", "beta", "gamma", "Delta", "", "epsilon", "zeta", "eta", "theta", "iota"];
-    for i in 0..10usize {
+    for (i, title) in titles.iter().enumerate() {
         let tags: Vec<&str> = ["x", "y", "z"]
             .iter()
             .copied()
-            .filter(|t| (i + t.len() * (t.as_bytes()[0] as usize)) % 3 != 0)
+            .filter(|t| !(i + t.len() * (t.as_bytes()[0] as usize)).is_multiple_of(3))
             .take(i % 4)
             .collect();
         let record = json!({
             "id": format!("diffrecord{i:05}"),
-            "title": titles[i],
+            "title": title,
             "n": i as i64,
-            "b": i % 3 == 0,
+            "b": i.is_multiple_of(3),
             "tags": tags,
-            "status": if i % 2 == 0 { "live" } else if i % 5 == 0 { "" } else { "draft" },
-            "meta": if i % 4 == 0 { json!({"k": i % 3}) } else { json!(null) },
+            "status": if i.is_multiple_of(2) { "live" } else if i.is_multiple_of(5) { "" } else { "draft" },
+            "meta": if i.is_multiple_of(4) { json!({"k": i % 3}) } else { json!(null) },
         });
         for (base, token) in &servers {
             let (status, body) = send(
