@@ -275,6 +275,16 @@ pub fn load(tx: &WriteTx<'_>, id: u64) -> Result<Option<Job>, JobsError> {
 /// Stores `new` (the job after a change; `old` is what was stored before, if anything) and
 /// moves its index entries accordingly.
 pub fn save(tx: &mut WriteTx<'_>, old: Option<&Job>, new: &Job) -> Result<(), JobsError> {
+    save_encoded(tx, old, new, new.encode()?)
+}
+
+/// [`save`] with `new` already encoded (`bytes` must be `new.encode()`).
+pub fn save_encoded(
+    tx: &mut WriteTx<'_>,
+    old: Option<&Job>,
+    new: &Job,
+    bytes: Vec<u8>,
+) -> Result<(), JobsError> {
     if let Some(old) = old {
         remove_indexes(tx, old, new.state.is_finished() || old.unique_key != new.unique_key)?;
     }
@@ -288,7 +298,7 @@ pub fn save(tx: &mut WriteTx<'_>, old: Option<&Job>, new: &Job) -> Result<(), Jo
     if let (Some(key), false) = (&new.unique_key, new.state.is_finished()) {
         tx.put(Table::JobsUnique, key.as_bytes(), new.id.to_be_bytes().to_vec());
     }
-    tx.put(Table::Jobs, &job_key(new.id), new.encode()?);
+    tx.put(Table::Jobs, &job_key(new.id), bytes);
     Ok(())
 }
 

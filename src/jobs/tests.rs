@@ -282,7 +282,14 @@ async fn the_first_occurrence_of_a_seconds_expression_is_in_the_next_second() {
 }
 
 fn finish(job: &Job, outcome: Outcome) -> Finish {
-    Finish { id: job.id, attempt: job.attempt, queue: job.queue.clone(), progress: None, outcome }
+    Finish {
+        id: job.id,
+        attempt: job.attempt,
+        queue: job.queue.clone(),
+        progress: None,
+        outcome,
+        claimed: None,
+    }
 }
 
 impl Fixture {

@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{backoff_ms, load, parse_ready_key, queue_prefix, save, Job, JobState};
+use super::model::{
+    backoff_ms, job_key, load, parse_ready_key, queue_prefix, save, save_encoded, Job, JobState,
+};
 use super::registry::{Done, Effect, JobContext, JobFailure};
 use super::{Jobs, JobsError, MAX_PRIORITY};
 use crate::store::{ScanControl, Table, WriteTx};
@@ -71,6 +73,9 @@ pub(super) struct Finish {
     pub queue: String,
     pub progress: Option<Value>,
     pub outcome: Outcome,
+    /// The job as its claim stored it (the runner's copy), when known: lets the completer
+    /// prepare the new row off the writer thread (see [`Prepared`]).
+    pub claimed: Option<Job>,
 }
 
 /// Worker state shared by all tasks.
@@ -382,9 +387,10 @@ async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>
     jobs.inner.runtime.finish(Finish {
         id: job.id,
         attempt: job.attempt,
-        queue: job.queue,
+        queue: job.queue.clone(),
         progress,
         outcome,
+        claimed: Some(job),
     });
 }
 
@@ -439,18 +445,38 @@ fn finish_into(
     if old.state != JobState::Running || old.attempt != finish.attempt {
         return Err(JobsError::Stale);
     }
+    let (job, finished, effect) = next_state(jobs, &old, finish.progress, finish.outcome, now);
+    if let Some(effect) = effect {
+        effect(tx)?;
+    }
+    if finished {
+        wakes.pruner = true;
+    } else {
+        wakes.queue(&finish.queue);
+    }
+    save(tx, Some(&old), &job)
+}
+
+/// The job after an attempt of `old` ended with `outcome` (no storage access): the new job,
+/// whether it finished, and the effect to run in the completing transaction.
+fn next_state(
+    jobs: &Jobs,
+    old: &Job,
+    progress: Option<Value>,
+    outcome: Outcome,
+    now: i64,
+) -> (Job, bool, Option<Effect>) {
     let config = &jobs.inner.config;
     let mut job = old.clone();
     job.updated = now;
-    if finish.progress.is_some() {
-        job.progress = finish.progress;
+    if progress.is_some() {
+        job.progress = progress;
     }
     let mut finished = false;
-    match finish.outcome {
+    let mut effect_out = None;
+    match outcome {
         Outcome::Complete(effect) => {
-            if let Some(effect) = effect {
-                effect(tx)?;
-            }
+            effect_out = effect;
             job.state = JobState::Completed;
             finished = true;
         }
@@ -491,11 +517,66 @@ fn finish_into(
     }
     if finished {
         job.finished_at = Some(now);
-        wakes.pruner = true;
-    } else {
-        wakes.queue(&finish.queue);
     }
-    save(tx, Some(&old), &job)
+    (job, finished, effect_out)
+}
+
+/// A completion prepared off the writer thread from the runner's copy of the job: valid
+/// only if the stored row still equals `expected` (byte for byte, i.e. nobody changed the
+/// job since its claim, such as a cancel request); otherwise the writer falls back to
+/// [`finish_into`], which reads and decodes the stored row.
+struct Prepared {
+    expected: Vec<u8>,
+    old: Job,
+    new: Job,
+    new_bytes: Vec<u8>,
+    finished: bool,
+}
+
+/// A copy of an outcome without an effect (effects run in their own transaction).
+fn plain_copy(outcome: &Outcome) -> Option<Outcome> {
+    Some(match outcome {
+        Outcome::Complete(None) => Outcome::Complete(None),
+        Outcome::Complete(Some(_)) => return None,
+        Outcome::Snooze(d) => Outcome::Snooze(*d),
+        Outcome::Failed(f) => Outcome::Failed(f.clone()),
+        Outcome::Cancelled(m) => Outcome::Cancelled(m.clone()),
+        Outcome::Requeue => Outcome::Requeue,
+    })
+}
+
+fn prepare(jobs: &Jobs, finish: &mut Finish, now: i64) -> Option<Prepared> {
+    let old = finish.claimed.take()?;
+    if old.id != finish.id || old.attempt != finish.attempt || old.state != JobState::Running {
+        return None;
+    }
+    let outcome = plain_copy(&finish.outcome)?;
+    let expected = old.encode().ok()?;
+    let (new, finished, _) = next_state(jobs, &old, finish.progress.clone(), outcome, now);
+    let new_bytes = new.encode().ok()?;
+    Some(Prepared { expected, old, new, new_bytes, finished })
+}
+
+/// Applies a plain completion, through its prepared row when that is still valid.
+fn finish_prepared(
+    jobs: &Jobs,
+    tx: &mut WriteTx<'_>,
+    finish: Finish,
+    prepared: Option<Prepared>,
+    now: i64,
+    wakes: &mut Wakes,
+) -> Result<(), JobsError> {
+    if let Some(p) = prepared {
+        if tx.get(Table::Jobs, &job_key(finish.id))?.as_deref() == Some(p.expected.as_slice()) {
+            if p.finished {
+                wakes.pruner = true;
+            } else {
+                wakes.queue(&finish.queue);
+            }
+            return save_encoded(tx, Some(&p.old), &p.new, p.new_bytes);
+        }
+    }
+    finish_into(jobs, tx, finish, now, wakes)
 }
 
 /// Writes completions: plain ones batched in one transaction (awaited, so they pile up
@@ -557,7 +638,7 @@ async fn complete_loop(
                     }
                     Err(err) => {
                         // The effect failed: its writes were discarded; record a failed attempt.
-                        let failure = Finish { id, attempt, queue, progress, outcome: Outcome::Failed(JobFailure::retry(err.to_string())) };
+                        let failure = Finish { id, attempt, queue, progress, outcome: Outcome::Failed(JobFailure::retry(err.to_string())), claimed: None };
                         match retry_as_failure {
                             Some(sender) => {
                                 let _ = sender.send(failure);
@@ -575,14 +656,22 @@ async fn complete_loop(
         if !plain.is_empty() {
             let jobs2 = jobs.clone();
             let now = jobs.now_ms();
+            // Decode/encode work done here, on a runtime thread, not on the single writer.
+            let plain: Vec<(Finish, Option<Prepared>)> = plain
+                .into_iter()
+                .map(|mut f| {
+                    let prepared = prepare(&jobs, &mut f, now);
+                    (f, prepared)
+                })
+                .collect();
             let result = jobs
                 .inner
                 .store
                 .write(move |tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
                     let mut wakes = Wakes::default();
-                    for finish in plain {
+                    for (finish, prepared) in plain {
                         let id = finish.id;
-                        match finish_into(&jobs2, tx, finish, now, &mut wakes) {
+                        match finish_prepared(&jobs2, tx, finish, prepared, now, &mut wakes) {
                             Ok(()) => {}
                             Err(JobsError::Stale) => tracing::warn!(job = id, "stale completion discarded"),
                             Err(err) => return Err(err),
