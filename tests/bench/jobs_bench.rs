@@ -7,7 +7,9 @@
 //! idle.
 //!
 //! Run: `cargo bench --bench jobs_bench` (knobs: `JOBS_BENCH_N` jobs for phase 1, default
-//! 200000; `JOBS_BENCH_BATCH`, default 1000; `JOBS_BENCH_DIR`, default `target/jobs-bench`).
+//! 200000; `JOBS_BENCH_BATCH`, default 1000; `JOBS_BENCH_CONCURRENCY` (queue concurrency) and
+//! `JOBS_BENCH_CLAIM` (claim batch), default 1000 each; `JOBS_BENCH_DIR`, default
+//! `target/jobs-bench`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +31,10 @@ fn cpu_seconds() -> f64 {
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+fn jobs_claim_batch() -> usize {
+    env_usize("JOBS_BENCH_CLAIM", 1000).max(1)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -66,8 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         async { Done::complete() }
     });
     let mut config = JobsSection::default();
-    config.queues.insert("default".into(), 1000);
-    config.claim_batch = 1000;
+    let concurrency = env_usize("JOBS_BENCH_CONCURRENCY", 1000).max(1);
+    config.queues.insert("default".into(), concurrency);
+    config.claim_batch = jobs_claim_batch();
     let jobs = Jobs::open(store.clone(), config, registry, Arc::new(SystemClock)).await?;
     jobs.start().await?;
 
@@ -105,8 +112,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let total = started.elapsed();
     println!(
-        "throughput: {n} no-op jobs (enqueue batches of {batch}, {producers} producers, concurrency 1000): \
+        "throughput: {n} no-op jobs (enqueue batches of {batch}, {producers} producers, concurrency {concurrency}, \
+         claim batch {}): \
          all enqueues durable after {:.2} s, all completions durable after {:.2} s = {:.0} jobs/s",
+        jobs_claim_batch(),
         enqueued_at.as_secs_f64(),
         total.as_secs_f64(),
         n as f64 / total.as_secs_f64()
