@@ -184,19 +184,6 @@ fn encode(stored: &super::record::Stored) -> Result<Vec<u8>, RecordsError> {
     serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
 }
 
-fn rule_filter(
-    rule: &Option<String>,
-    principal: &Principal,
-    entry: &CatalogEntry,
-    catalog: &Catalog,
-) -> Result<Option<super::filter::Filter>, RecordsError> {
-    match rules::access(rule, principal, &entry.collection, catalog) {
-        Access::Deny => Err(RecordsError::Forbidden("Only superusers can perform this action.".into())),
-        Access::Allow => Ok(None),
-        Access::Filter(f) => Ok(Some(f)),
-    }
-}
-
 fn run_one(
     tx: &mut WriteTx<'_>,
     catalog: &Catalog,
@@ -227,7 +214,7 @@ fn run_one(
             if !id::is_valid_record_id(id) {
                 return Err(not_found());
             }
-            let rule = rule_filter(&collection.delete_rule, principal, entry, catalog)?;
+            let rule = rules::required(&collection.delete_rule, principal, collection, catalog)?;
             write::apply_delete(tx, catalog, entry, id, rule.as_ref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
@@ -235,7 +222,7 @@ fn run_one(
             if !id::is_valid_record_id(&id) {
                 return Err(not_found());
             }
-            let rule = rule_filter(&collection.update_rule, principal, entry, catalog)?;
+            let rule = rules::required(&collection.update_rule, principal, collection, catalog)?;
             let bytes = tx.get(Table::Records, &record_key(&collection.id, &id))?.ok_or_else(not_found)?;
             let current = decode(&bytes)?;
             if let Some(rule) = &rule {
@@ -252,7 +239,7 @@ fn run_one(
         }
         (Action::Update(_), None) => Err(not_found()),
         (Action::Create | Action::Upsert, _) => {
-            let rule = rule_filter(&collection.create_rule, principal, entry, catalog)?;
+            let rule = rules::required(&collection.create_rule, principal, collection, catalog)?;
             let prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
             if let Some(rule) = &rule {
                 if !rule.matches(

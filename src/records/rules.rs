@@ -57,6 +57,21 @@ pub fn access(
     }
 }
 
+/// The filter records must match for `principal` under `rule`: `None` when everyone passes,
+/// a 403 when only superusers may act and the caller is not one.
+pub fn required(
+    rule: &Option<String>,
+    principal: &Principal,
+    collection: &Collection,
+    catalog: &Catalog,
+) -> Result<Option<Filter>, RecordsError> {
+    match access(rule, principal, collection, catalog) {
+        Access::Deny => Err(RecordsError::Forbidden("Only superusers can perform this action.".into())),
+        Access::Allow => Ok(None),
+        Access::Filter(f) => Ok(Some(f)),
+    }
+}
+
 /// Whether `principal` passes `rule` without looking at a record (`null` and `""` rules).
 pub fn allows(rule: &Option<String>, principal: &Principal) -> bool {
     principal.is_superuser() || matches!(rule, Some(r) if r.trim().is_empty())

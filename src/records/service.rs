@@ -18,7 +18,7 @@ use super::index;
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
 use super::record::{self, decode, FieldsFilter, Prepared, Stored};
-use super::rules::{self, Access, Principal};
+use super::rules::{self, Principal};
 use super::stats::CollectionStats;
 use super::write::{self, identity_key, not_found};
 use super::{collection_prefix, record_key, time, FieldError, RecordsError};
@@ -389,11 +389,7 @@ impl Records {
     ) -> Result<RecordPage, RecordsError> {
         let entry = self.collection(collection)?;
         let rule =
-            match rules::access(&entry.collection.list_rule, principal, &entry.collection, &self.catalog()) {
-                Access::Deny => return Err(superusers_only()),
-                Access::Allow => None,
-                Access::Filter(f) => Some(f),
-            };
+            rules::required(&entry.collection.list_rule, principal, &entry.collection, &self.catalog())?;
         let privileged = principal.is_superuser();
         let explain = matches!(params.explain.as_deref().map(str::trim), Some("1" | "true"));
         if explain && !privileged {
@@ -507,11 +503,7 @@ impl Records {
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule =
-            match rules::access(&entry.collection.view_rule, principal, &entry.collection, &self.catalog()) {
-                Access::Deny => return Err(superusers_only()),
-                Access::Allow => None,
-                Access::Filter(f) => Some(f),
-            };
+            rules::required(&entry.collection.view_rule, principal, &entry.collection, &self.catalog())?;
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
@@ -566,12 +558,7 @@ impl Records {
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule =
-            match rules::access(&entry.collection.create_rule, principal, &entry.collection, &self.catalog())
-            {
-                Access::Deny => return Err(superusers_only()),
-                Access::Allow => None,
-                Access::Filter(f) => Some(f),
-            };
+            rules::required(&entry.collection.create_rule, principal, &entry.collection, &self.catalog())?;
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
         let mut request = request.clone();
         request.body = body;
@@ -611,12 +598,7 @@ impl Records {
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule =
-            match rules::access(&entry.collection.update_rule, principal, &entry.collection, &self.catalog())
-            {
-                Access::Deny => return Err(superusers_only()),
-                Access::Allow => None,
-                Access::Filter(f) => Some(f),
-            };
+            rules::required(&entry.collection.update_rule, principal, &entry.collection, &self.catalog())?;
         let mut request = request.clone();
         request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
@@ -691,12 +673,7 @@ impl Records {
     ) -> Result<(), RecordsError> {
         let entry = self.collection(collection)?;
         let rule =
-            match rules::access(&entry.collection.delete_rule, principal, &entry.collection, &self.catalog())
-            {
-                Access::Deny => return Err(superusers_only()),
-                Access::Allow => None,
-                Access::Filter(f) => Some(f),
-            };
+            rules::required(&entry.collection.delete_rule, principal, &entry.collection, &self.catalog())?;
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
