@@ -1,4 +1,4 @@
-//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `export-openapi`,
+//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `check`, `export-openapi`,
 //! `version`.
 //!
 //! Commands that change data work whether or not `serve` is running: when the data file
