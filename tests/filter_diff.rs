@@ -20,8 +20,17 @@ struct Peer {
 
 impl Peer {
     fn start() -> Peer {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/pocketbase.sh");
-        assert!(script.exists(), "the peer script {} is missing", script.display());
+        // shared/ sits beside the clone (CI, sessions); BACKBONE_PEER_SCRIPT overrides.
+        let candidates = [
+            std::env::var("BACKBONE_PEER_SCRIPT").map(std::path::PathBuf::from).unwrap_or_default(),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/pocketbase.sh"),
+            std::path::PathBuf::from("/work/shared/peers/pocketbase.sh"),
+        ];
+        let script = candidates
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .unwrap_or_else(|| panic!("the PocketBase peer script is missing; looked at {candidates:?}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
