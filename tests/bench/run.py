@@ -528,8 +528,17 @@ def perf_profile(server, mode, duration, threads, ids_file, auth, outdir):
     rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso,symbol",
                           "--stdio", "-g", "none", "--percent-limit", "0.7"],
                          capture_output=True, text=True)
-    lines = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
-    return res, lines[:40]
+    lines = [re.sub(r"(\s+-)+\s*$", "", l).rstrip()[:160]
+             for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+    lines = lines[:40]
+    # Inclusive shares of the places that dominated earlier profiles (thread hand-offs).
+    inc = subprocess.run(["perf", "report", "-i", data, "--children", "--sort", "symbol", "--stdio", "-g", "none"],
+                         capture_output=True, text=True).stdout
+    wanted = ("__x64_sys_futex", "blocking::pool::Inner::run", "__send", "__x64_sys_fdatasync")
+    picked = [re.sub(r"(\s+-)+\s*$", "", l).strip()[:160] for l in inc.splitlines() if any(w in l for w in wanted)]
+    if picked:
+        lines += ["", "inclusive (children) share of selected symbols:"] + picked
+    return res, lines
 
 
 # ---------------------------------------------------------------- report
