@@ -59,12 +59,30 @@ pub struct Session {
     pub record: Value,
 }
 
+/// A verified token, remembered for a few seconds so authenticated reads do not pay a
+/// second store read each. Valid only while the records' auth generation is unchanged (any
+/// write to an auth record, delete, batch or schema change invalidates every entry), and
+/// never past the token's own expiry.
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    record: Stored,
+    generation: u64,
+    until: std::time::Instant,
+}
+
+/// How long a verified token is remembered.
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most remembered tokens; the cache is emptied when full.
+const VERIFIED_MAX: usize = 10_000;
+
 /// Authentication service.
 #[derive(Clone)]
 pub struct Auth {
     records: Records,
     secret: Arc<Vec<u8>>,
     setup_lock: Arc<tokio::sync::Mutex<()>>,
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, Verified>>>,
 }
 
 fn sha256_hex(input: &[u8]) -> String {
@@ -90,7 +108,12 @@ impl Auth {
                 Ok(secret)
             })
             .await?;
-        Ok(Auth { records, secret: Arc::new(secret), setup_lock: Arc::new(tokio::sync::Mutex::new(())) })
+        Ok(Auth {
+            records,
+            secret: Arc::new(secret),
+            setup_lock: Arc::new(tokio::sync::Mutex::new(())),
+            verified: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
+        })
     }
 
     /// Who is calling, from an `Authorization` header value (`<token>` or `Bearer <token>`).
@@ -110,6 +133,16 @@ impl Auth {
         let Some(claims) = token::peek(token) else {
             return anonymous;
         };
+        // The generation is read before the record, so a write racing this lookup makes the
+        // cached entry stale rather than letting an old record outlive it.
+        let generation = self.records.auth_generation();
+        if let Ok(cache) = self.verified.lock() {
+            if let Some(hit) = cache.get(token) {
+                if hit.generation == generation && hit.until > std::time::Instant::now() {
+                    return (hit.principal.clone(), Some(hit.record.clone()));
+                }
+            }
+        }
         let Ok(Some(mut stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
             return anonymous;
         };
@@ -123,11 +156,23 @@ impl Auth {
         if let Ok(entry) = self.records.collection(&claims.collection_id) {
             stored.insert("collectionName".into(), Value::String(entry.collection.name.clone()));
         }
+        let seconds_left = u64::try_from(claims.exp - now_unix()).unwrap_or(0);
+        let until =
+            std::time::Instant::now() + VERIFIED_TTL.min(std::time::Duration::from_secs(seconds_left));
         let principal = if claims.collection_id == SUPERUSERS_ID {
             Principal::Superuser { id: claims.id }
         } else {
             Principal::Record { collection_id: claims.collection_id, id: claims.id }
         };
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                token.to_string(),
+                Verified { principal: principal.clone(), record: stored.clone(), generation, until },
+            );
+        }
         (principal, Some(stored))
     }
 

@@ -158,7 +158,8 @@ impl Records {
         let request = request.clone();
         let ids = self.id_generator();
         let catalog = self.catalog();
-        self.store()
+        let replies = self
+            .store()
             .write(move |tx: &mut WriteTx<'_>| -> Result<Vec<BatchReply>, RecordsError> {
                 let mut replies = Vec::with_capacity(planned.len());
                 for (index, op) in planned.into_iter().enumerate() {
@@ -168,7 +169,11 @@ impl Records {
                 }
                 Ok(replies)
             })
-            .await
+            .await;
+        if replies.is_ok() {
+            self.note_batch_written();
+        }
+        replies
     }
 }
 

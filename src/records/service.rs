@@ -4,6 +4,7 @@
 //! the writer closure only re-checks what must be checked atomically (schema generation,
 //! id and email uniqueness, optimistic concurrency on updates) and stages the changes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
@@ -49,6 +50,9 @@ pub struct Records {
     schema_lock: Arc<tokio::sync::Mutex<()>>,
     ids: Arc<IdGenerator>,
     hasher: PasswordHasher,
+    /// Bumped after every write that may change who a token belongs to (auth records,
+    /// deletes, batches, schema changes); caches of verified tokens compare it.
+    auth_generation: Arc<AtomicU64>,
 }
 
 fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
@@ -128,6 +132,7 @@ impl Records {
             catalog: Arc::new(RwLock::new(Arc::new(catalog))),
             schema_lock: Arc::new(tokio::sync::Mutex::new(())),
             ids: Arc::new(IdGenerator::default()),
+            auth_generation: Arc::new(AtomicU64::new(0)),
             hasher,
         })
     }
@@ -158,7 +163,22 @@ impl Records {
             .ok_or_else(|| RecordsError::NotFound(format!("Missing collection {id_or_name:?}.")))
     }
 
+    /// The current auth generation (see the field's doc).
+    pub fn auth_generation(&self) -> u64 {
+        self.auth_generation.load(Ordering::Acquire)
+    }
+
+    /// A batch may have changed auth records.
+    pub(crate) fn note_batch_written(&self) {
+        self.bump_auth_generation();
+    }
+
+    fn bump_auth_generation(&self) {
+        self.auth_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     async fn reload_catalog(&self) -> Result<(), RecordsError> {
+        self.bump_auth_generation();
         let fresh = self.store.read(|tx| Catalog::load(tx).map_err(RecordsError::from)).await?;
         match self.catalog.write() {
             Ok(mut guard) => *guard = Arc::new(fresh),
@@ -559,6 +579,7 @@ impl Records {
         let entry = self.collection(collection)?;
         let rule =
             rules::required(&entry.collection.create_rule, principal, &entry.collection, &self.catalog())?;
+        let is_auth = entry.collection.is_auth();
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
         let mut request = request.clone();
         request.body = body;
@@ -584,6 +605,9 @@ impl Records {
                 write::apply_create(tx, &entry, &prepared, bytes)
             })
             .await?;
+        if is_auth {
+            self.bump_auth_generation();
+        }
         Ok(response)
     }
 
@@ -605,6 +629,7 @@ impl Records {
             return Err(not_found());
         }
         let key = record_key(&entry.collection.id, record_id);
+        let is_auth = entry.collection.is_auth();
         for _ in 0..UPDATE_RETRIES {
             let read_key = key.clone();
             let (rule_for_read, request_for_read, entry_for_read) =
@@ -657,6 +682,9 @@ impl Records {
                 })
                 .await?;
             if outcome {
+                if is_auth {
+                    self.bump_auth_generation();
+                }
                 return Ok(response);
             }
         }
@@ -684,7 +712,9 @@ impl Records {
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 write::apply_delete(tx, &catalog, &entry, &record_id, rule.as_ref(), &request)
             })
-            .await
+            .await?;
+        self.bump_auth_generation();
+        Ok(())
     }
 
     /// Finds an auth record by collection and email (for sign-in).
