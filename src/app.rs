@@ -194,9 +194,4 @@ impl App {
         tracing::info!("stopped; all acknowledged writes are on disk");
         result
     }
-
-    /// Local address once `run` has bound.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.bound.get().copied()
-    }
 }

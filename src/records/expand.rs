@@ -134,7 +134,17 @@ pub struct Expander<'a> {
     pub now: Now,
 }
 
-impl Expander<'_> {
+impl<'a> Expander<'a> {
+    /// An expander reading `tx`, checking view rules for `principal` as of now.
+    pub fn new(
+        tx: &'a ReadTx,
+        catalog: &'a Catalog,
+        principal: &'a Principal,
+        request: &'a RequestInfo,
+    ) -> Expander<'a> {
+        Expander { tx, catalog, principal, request, now: Now::current() }
+    }
+
     fn visible(&self, entry: &CatalogEntry, stored: &Stored) -> bool {
         match rules::access(&entry.collection.view_rule, self.principal, &entry.collection, self.catalog) {
             Access::Allow => true,

@@ -431,13 +431,7 @@ impl Records {
                     now: Now::current(),
                 };
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
-                let expander = Expander {
-                    tx,
-                    catalog: &catalog,
-                    principal: &principal,
-                    request: &request,
-                    now: Now::current(),
-                };
+                let expander = Expander::new(tx, &catalog, &principal, &request);
                 let mut items = Vec::with_capacity(result.items.len());
                 for stored in &result.items {
                     items.push(render(&expander, &entry, stored, &query.fields, &query.expand)?);
@@ -495,13 +489,7 @@ impl Records {
                     return Ok(None);
                 };
                 let stored = decode(&bytes)?;
-                let expander = Expander {
-                    tx,
-                    catalog: &catalog,
-                    principal: &principal,
-                    request: &request,
-                    now: Now::current(),
-                };
+                let expander = Expander::new(tx, &catalog, &principal, &request);
                 expander.expand(&entry, &stored, &tree)
             })
             .await?;
@@ -544,13 +532,7 @@ impl Records {
                         return Err(not_found());
                     }
                 }
-                let expander = Expander {
-                    tx,
-                    catalog: &catalog,
-                    principal: &principal,
-                    request: &request,
-                    now: Now::current(),
-                };
+                let expander = Expander::new(tx, &catalog, &principal, &request);
                 render(&expander, &entry, &stored, &filter, &tree)
             })
             .await
@@ -761,11 +743,6 @@ impl Records {
     pub async fn count(&self, collection_id: &str) -> Result<u64, RecordsError> {
         let id = collection_id.to_string();
         self.store.read(move |tx| Ok(CollectionStats::read(tx, &id)?.count)).await
-    }
-
-    /// Generates a record id.
-    pub fn new_id(&self) -> String {
-        self.ids.next()
     }
 
     /// The shared id generator (ids stay strictly increasing across all writers).

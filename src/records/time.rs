@@ -1,6 +1,6 @@
 //! Timestamps in PocketBase's wire format: UTC `YYYY-MM-DD HH:MM:SS.sssZ`.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 /// The current time, formatted.
 pub fn now() -> String {
@@ -30,11 +30,6 @@ pub fn parse(input: &str) -> Option<DateTime<Utc>> {
         }
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
-}
-
-/// RFC 3339 form, for places outside the record API (logs, tokens).
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
