@@ -1,6 +1,6 @@
 //! `App`: the running backend's state (config, store, records, auth) and the server loop.
 //!
-//! `App::build` opens everything; `App::run(listener, shutdown)` serves the HTTP API and
+//! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
 //! the writer. Tests call these directly with a port-0 listener.
 
