@@ -13,6 +13,7 @@ use std::time::Duration;
 use poem::listener::{TcpAcceptor, UnixAcceptor};
 use poem::Server;
 
+use crate::auth::limits::Limiter;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
@@ -64,6 +65,8 @@ pub struct App {
     pub auth: Auth,
     /// The job queue; workers run only inside [`App::run`] (CLI commands never run jobs).
     pub jobs: Jobs,
+    /// Rate limits and the client-address rules.
+    pub limiter: Limiter,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -85,7 +88,9 @@ impl App {
         let auth = Auth::open(records.clone()).await?;
         let registry = Registry::with_builtins(config.jobs.test_kinds);
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
+        let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         Ok(Arc::new(App {
+            limiter,
             config,
             dir: dir.to_path_buf(),
             store,
@@ -172,6 +177,18 @@ impl App {
             }
         });
 
+        let sweeper_app = self.clone();
+        let mut sweeper_stop = stop_rx.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweeper_app.limiter.forget_idle(),
+                    _ = sweeper_stop.changed() => break,
+                }
+            }
+        });
+
         let mut http_stop = stop_rx;
         let http =
             Server::new_with_acceptor(acceptor).name("http").idle_timeout(idle).run_with_graceful_shutdown(
@@ -188,6 +205,7 @@ impl App {
         };
         let (result, ()) = tokio::join!(http, trigger);
         let _ = admin.await;
+        let _ = sweeper.await;
         self.jobs.shutdown(grace).await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

@@ -31,6 +31,51 @@ pub struct Config {
     pub store: StoreSection,
     pub auth: AuthSection,
     pub jobs: JobsSection,
+    pub rate_limits: RateLimits,
+    pub cors: CorsSection,
+}
+
+/// Per-client request limits (token buckets). A limit is `"N/Ds"`: N requests, refilled
+/// evenly over D seconds (bursts up to N).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Off only for benchmarks or behind a proxy that limits already.
+    pub enabled: bool,
+    /// Every request of one client IP.
+    pub global: String,
+    /// Sign-in, OTP, password-reset and verification requests of one client IP.
+    pub auth_per_ip: String,
+    /// Sign-in attempts for one identity (collection + email), from any IP.
+    pub auth_per_identity: String,
+    /// Extra limits per client IP by path prefix, e.g. `"/api/batch" = "20/1s"`.
+    pub rules: BTreeMap<String, String>,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    /// Empty: the connection's peer address is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            enabled: true,
+            global: "1000/1s".into(),
+            auth_per_ip: "20/60s".into(),
+            auth_per_identity: "10/60s".into(),
+            rules: BTreeMap::from([("/api/batch".to_string(), "50/1s".to_string())]),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Cross-origin access for browser clients on other origins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSection {
+    /// Origins (`https://app.example.com`) allowed to call the API from a browser; `"*"`
+    /// allows any origin (credentials are never allowed: clients send bearer tokens).
+    /// Empty: same-origin only.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Request limits.
@@ -124,6 +169,8 @@ impl Default for Config {
             store: StoreSection::default(),
             auth: AuthSection::default(),
             jobs: JobsSection::default(),
+            rate_limits: RateLimits::default(),
+            cors: CorsSection::default(),
         }
     }
 }
@@ -235,6 +282,14 @@ impl Config {
                         message: format!("expected true or false, got {raw:?}"),
                     })?)
                 }
+                // Lists are comma-separated: BACKBONE_CORS_ALLOWED_ORIGINS=https://a,https://b
+                toml::Value::Array(_) => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
                 _ => toml::Value::String(raw.clone()),
             };
         }
@@ -293,6 +348,34 @@ fn find_slot<'a>(tree: &'a mut toml::Value, upper: &str) -> Option<&'a mut toml:
         .map(|(k, _)| k.clone())?;
     let rest = &upper[section.len() + 1..];
     find_slot(table.get_mut(&section)?, rest)
+}
+
+/// Parses a rate limit `"N/Ds"` into (N, D seconds).
+pub fn parse_limit(raw: &str) -> Result<(u32, u64), String> {
+    let bad = || format!("{raw:?} is not a limit such as \"100/10s\"");
+    let (n, d) = raw.trim().split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let d: u64 = d.trim().strip_suffix('s').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+    if n == 0 || d == 0 {
+        return Err(bad());
+    }
+    Ok((n, d))
+}
+
+/// Parses an IP address or CIDR range into (network address, prefix length).
+pub fn parse_net(raw: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let bad = || format!("{raw:?} is not an IP address or CIDR range");
+    let (addr, bits) = match raw.trim().split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (raw.trim(), None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
+        None => max,
+    };
+    Ok((ip, bits))
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::body::json_object;
 use super::error::ApiError;
-use super::{json_response, principal};
+use super::guard::{client_ip, too_many_requests};
+use super::{caller, json_response, principal};
 use crate::app::App;
 use crate::auth::Session;
 use crate::records::{FieldError, FieldErrors};
@@ -48,7 +49,101 @@ pub async fn auth_with_password(
     if !errors.is_empty() {
         return Err(ApiError::validation("Failed to authenticate.", &errors));
     }
-    let session = app.auth.login(&collection, &identity, &password).await?;
+    let entry = app.records.collection(&collection)?;
+    if let Err(limited) = app.limiter.check_identity(&entry.collection.id, &identity) {
+        return Err(too_many_requests(limited.retry_after_secs));
+    }
+    let (_, mut info) = caller(app, req).await;
+    info.body = body.clone();
+    info.body.remove("password");
+    let session = app.auth.login(&collection, &identity, &password, &info, &client_ip(req)).await?;
+    Ok(session_response(session))
+}
+
+/// Which sign-in methods an auth collection offers (PocketBase's shape).
+#[handler]
+pub async fn auth_methods(
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let entry = app.records.collection(&collection)?;
+    let Some(settings) = entry.collection.auth.as_ref() else {
+        return Err(ApiError::bad_request(format!("{} is not an auth collection.", entry.collection.name)));
+    };
+    let otp_enabled = settings.otp.enabled;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "password": {
+                "enabled": settings.password_auth.enabled,
+                "identityFields": settings.password_auth.identity_fields,
+            },
+            "oauth2": {"enabled": false, "providers": []},
+            "mfa": {"enabled": false, "duration": 0},
+            "otp": {"enabled": otp_enabled, "duration": if otp_enabled { settings.otp.duration } else { 0 }},
+        }),
+    ))
+}
+
+/// Signs out: the presented token stops working (`{"all": true}`: every token of the account).
+#[handler]
+pub async fn auth_logout(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    app.records.collection(&collection)?;
+    let all = if body.is_empty() {
+        false
+    } else {
+        let body = json_object(req, body, app.body_limits()).await?;
+        match body.get("all") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                let mut errors = FieldErrors::new();
+                errors.insert("all".into(), FieldError::new("validation_invalid_type", "Must be a boolean."));
+                return Err(ApiError::validation("Failed to sign out.", &errors));
+            }
+        }
+    };
+    app.auth.logout(req.header("Authorization"), all, &client_ip(req)).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
+}
+
+/// A superuser gets a non-refreshable token of another account.
+#[handler]
+pub async fn impersonate(
+    req: &Request,
+    Path((collection, id)): Path<(String, String)>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    if matches!(who, crate::records::rules::Principal::Anonymous) {
+        return Err(ApiError::unauthenticated("Sign in as a superuser to impersonate."));
+    }
+    let duration = if body.is_empty() {
+        None
+    } else {
+        let body = json_object(req, body, app.body_limits()).await?;
+        match body.get("duration") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(d) => Some(d),
+                None => {
+                    let mut errors = FieldErrors::new();
+                    errors.insert(
+                        "duration".into(),
+                        FieldError::new("validation_invalid_type", "Must be a whole number of seconds."),
+                    );
+                    return Err(ApiError::validation("Failed to impersonate.", &errors));
+                }
+            },
+        }
+    };
+    let session = app.auth.impersonate(&who, &collection, &id, duration, &client_ip(req)).await?;
     Ok(session_response(session))
 }
 
@@ -58,8 +153,7 @@ pub async fn auth_refresh(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
-    let session = app.auth.refresh(&who, &collection).await?;
+    let session = app.auth.refresh(req.header("Authorization"), &collection).await?;
     Ok(session_response(session))
 }
 

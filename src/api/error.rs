@@ -203,6 +203,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Unauthenticated => ApiError::unauthenticated(err.to_string()),
             AuthError::SetupRefused(m) => ApiError::forbidden(m),
+            AuthError::Forbidden(m) => ApiError::forbidden(m),
             AuthError::Records(e) => ApiError::from(e),
         }
     }

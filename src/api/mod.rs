@@ -6,18 +6,19 @@
 mod auth;
 mod batch;
 pub mod body;
-mod collections;
+pub(crate) mod collections;
 mod docs;
 pub mod error;
+pub(crate) mod guard;
 mod health;
 pub(crate) mod jobs;
+mod keys;
 pub mod openapi;
 mod records;
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::middleware::SetHeader;
 use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
 use serde_json::{Map, Value};
 
@@ -43,6 +44,9 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/collections/:collection/schema", get(collections::json_schema))
         .at("/api/collections/:collection/auth-with-password", post(auth::auth_with_password))
         .at("/api/collections/:collection/auth-refresh", post(auth::auth_refresh))
+        .at("/api/collections/:collection/auth-methods", get(auth::auth_methods))
+        .at("/api/collections/:collection/auth-logout", post(auth::auth_logout))
+        .at("/api/collections/:collection/impersonate/:id", post(auth::impersonate))
         .at("/api/collections/:collection/records", get(records::list).post(records::create))
         .at(
             "/api/collections/:collection/records/:id",
@@ -53,18 +57,16 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))
         .at("/api/jobs/:id/retry", post(jobs::retry))
         .at("/api/jobs/:id/cancel", post(jobs::cancel))
+        .at("/api/keys", get(keys::list).post(keys::create))
+        .at("/api/keys/:id", get(keys::view).delete(keys::revoke))
+        .at("/api/audit", get(keys::audit_log))
         .at("/api/crons", get(jobs::cron_list).post(jobs::cron_create))
         .at("/api/crons/:id", get(jobs::cron_view).patch(jobs::cron_update).delete(jobs::cron_delete))
         .at("/api/crons/:id/run", post(jobs::cron_run))
         .at("/api/crons/:id/runs", get(jobs::cron_runs))
-        .data(app)
-        .with(
-            SetHeader::new()
-                .overriding("X-Content-Type-Options", "nosniff")
-                .overriding("X-Frame-Options", "DENY")
-                .overriding("Referrer-Policy", "no-referrer"),
-        )
+        .data(app.clone())
         .catch_all_error(|err| async move { error::into_problem(err) })
+        .around(move |ep, req| guard::guard(ep, req, app.clone()))
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration

@@ -114,7 +114,7 @@ proptest! {
                 {"name": "n", "type": "number"},
                 {"name": "t", "type": "text"},
                 {"name": "tags", "type": "select", "values": ["x", "y", "z"], "maxSelect": 3}
-            ]})).await.expect("collection");
+            ]}), "").await.expect("collection");
             let mut model: Vec<Row> = Vec::new();
             for (n, t, tags) in rows {
                 let mut body = Map::new();
