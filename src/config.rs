@@ -323,6 +323,38 @@ impl Config {
                 message: "claim_batch and default_max_attempts must be at least 1".into(),
             });
         }
+        for (name, limit) in [
+            ("rate_limits.global", &self.rate_limits.global),
+            ("rate_limits.auth_per_ip", &self.rate_limits.auth_per_ip),
+            ("rate_limits.auth_per_identity", &self.rate_limits.auth_per_identity),
+        ]
+        .into_iter()
+        .chain(self.rate_limits.rules.values().map(|v| ("rate_limits.rules", v)))
+        {
+            parse_limit(limit).map_err(|message| ConfigError::Value { name: name.into(), message })?;
+        }
+        for proxy in &self.rate_limits.trusted_proxies {
+            parse_net(proxy).map_err(|message| ConfigError::Value {
+                name: "rate_limits.trusted_proxies".into(),
+                message,
+            })?;
+        }
+        for origin in &self.cors.allowed_origins {
+            let ok = origin == "*"
+                || url::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && !origin.ends_with('/')
+                });
+            if !ok {
+                return Err(ConfigError::Value {
+                    name: "cors.allowed_origins".into(),
+                    message: format!("{origin:?} is not an origin such as https://app.example.com or *"),
+                });
+            }
+        }
         Ok(())
     }
 

@@ -220,6 +220,7 @@ impl Auth {
             kind: "auth".into(),
             refreshable,
             exp: now_unix() + i64::try_from(duration).unwrap_or(i64::MAX / 2),
+            jti: crate::records::id::random_string(12),
         };
         let token = token::sign(&claims, &self.secret, token_key);
         let privileged = collection_id == SUPERUSERS_ID;
