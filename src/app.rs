@@ -1,4 +1,4 @@
-//! `App`: the running backend's state (config, store, records, auth) and the server loop.
+//! `App`: the running backend's state (config, store, records, auth, jobs, mail) and the server loop.
 //!
 //! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
@@ -18,6 +18,7 @@ use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
+use crate::mail::{Mail, MailError};
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
@@ -49,6 +50,12 @@ impl From<JobsError> for AppError {
     }
 }
 
+impl From<MailError> for AppError {
+    fn from(err: MailError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -64,6 +71,8 @@ pub struct App {
     pub auth: Auth,
     /// The job queue; workers run only inside [`App::run`] (CLI commands never run jobs).
     pub jobs: Jobs,
+    /// Outgoing email: templates, the outbox (`mail.send` jobs), settings and delivery log.
+    pub mail: Mail,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -83,8 +92,10 @@ impl App {
             .map_err(|e| AppError::Startup(e.to_string()))??;
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
-        let registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
+        let mail = Mail::new(mail, jobs.clone());
         Ok(Arc::new(App {
             config,
             dir: dir.to_path_buf(),
@@ -92,6 +103,7 @@ impl App {
             records,
             auth,
             jobs,
+            mail,
             bound: OnceLock::new(),
         }))
     }

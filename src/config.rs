@@ -31,6 +31,65 @@ pub struct Config {
     pub store: StoreSection,
     pub auth: AuthSection,
     pub jobs: JobsSection,
+    pub mail: MailSection,
+}
+
+/// Outgoing email: the SMTP relay, the sender and the app identity used in templates. These
+/// are the defaults; `PATCH /api/settings` overrides any of them at run time (stored in the
+/// data file, see `mail::settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSection {
+    /// Deliver email over SMTP. While off, queued mail waits and retries (nothing is lost).
+    pub enabled: bool,
+    /// SMTP relay host name or IP address.
+    pub host: String,
+    /// SMTP relay port (465 implicit TLS, 587 STARTTLS, 25 local relay).
+    pub port: u16,
+    /// `tls` (implicit TLS), `starttls` (upgrade required) or `none` (plain; local relays only).
+    pub security: String,
+    /// SMTP AUTH user name; empty = no authentication.
+    pub username: String,
+    /// SMTP AUTH password (never returned by the settings API).
+    pub password: String,
+    /// `PLAIN` or `LOGIN` (PocketBase's field; the strongest mechanism the server offers wins).
+    pub auth_method: String,
+    /// Name sent in EHLO; empty = this host's name.
+    pub local_name: String,
+    /// Seconds allowed for connecting (including TLS and AUTH) and for each SMTP command.
+    pub timeout_secs: u64,
+    /// Display name of the `From` header.
+    pub sender_name: String,
+    /// Address of the `From` header and the SMTP envelope sender.
+    pub sender_address: String,
+    /// `{{appName}}` in templates.
+    pub app_name: String,
+    /// `{{appURL}}` in templates; empty = `public_url`.
+    pub app_url: String,
+    /// Delivery attempts of one email before it is dead (temporary failures only; a 5xx
+    /// reply is final at once). Retries back off as `[jobs] backoff_*` says.
+    pub max_attempts: u32,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        MailSection {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            username: String::new(),
+            password: String::new(),
+            auth_method: "PLAIN".into(),
+            local_name: String::new(),
+            timeout_secs: 30,
+            sender_name: "Backbone".into(),
+            sender_address: "noreply@example.com".into(),
+            app_name: "Backbone".into(),
+            app_url: String::new(),
+            max_attempts: 20,
+        }
+    }
 }
 
 /// Request limits.
@@ -124,6 +183,7 @@ impl Default for Config {
             store: StoreSection::default(),
             auth: AuthSection::default(),
             jobs: JobsSection::default(),
+            mail: MailSection::default(),
         }
     }
 }
@@ -266,6 +326,18 @@ impl Config {
             return Err(ConfigError::Value {
                 name: "jobs".into(),
                 message: "claim_batch and default_max_attempts must be at least 1".into(),
+            });
+        }
+        if !matches!(self.mail.security.as_str(), "tls" | "starttls" | "none") {
+            return Err(ConfigError::Value {
+                name: "mail.security".into(),
+                message: "expected tls, starttls or none".into(),
+            });
+        }
+        if self.mail.max_attempts == 0 || self.mail.timeout_secs == 0 {
+            return Err(ConfigError::Value {
+                name: "mail".into(),
+                message: "max_attempts and timeout_secs must be at least 1".into(),
             });
         }
         Ok(())

@@ -8,5 +8,6 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod mail;
 pub mod records;
 pub mod store;

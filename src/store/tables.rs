@@ -45,11 +45,17 @@ pub enum Table {
     /// Job id (u64 BE) attempt (u32 BE) → pid (u32 BE): effects of the `test.effect` kind,
     /// written in the completing transaction (empty unless `jobs.test_kinds` is on).
     JobEffects,
+    /// Settings section name (`mail`) → the superuser's overrides of the config defaults
+    /// (JSON object, `mail::settings`). Written only through `Settings::update`.
+    Settings,
+    /// Mail job id (u64 BE) → delivery log row (JSON, `mail::log::LogRow`): recipient,
+    /// subject, template, state, attempts, last SMTP reply; changes with the job's outcome.
+    MailLog,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 18] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -66,6 +72,8 @@ impl Table {
         Table::Crons,
         Table::CronRuns,
         Table::JobEffects,
+        Table::Settings,
+        Table::MailLog,
     ];
 
     /// The redb definition backing this table.
@@ -92,6 +100,8 @@ impl Table {
             Table::Crons => "crons",
             Table::CronRuns => "cron_runs",
             Table::JobEffects => "job_effects",
+            Table::Settings => "settings",
+            Table::MailLog => "mail_log",
         }
     }
 }
