@@ -273,6 +273,9 @@ fn components() -> Value {
     if let (Some(schemas), Value::Object(jobs)) = (components["schemas"].as_object_mut(), job_schemas()) {
         schemas.extend(jobs);
     }
+    if let (Some(schemas), Value::Object(mail)) = (components["schemas"].as_object_mut(), mail_schemas()) {
+        schemas.extend(mail);
+    }
     components
 }
 
@@ -380,6 +383,133 @@ fn job_schemas() -> Value {
                 }
             },
             "CronRunList": list_envelope(r("CronRun"))
+    })
+}
+
+/// Schemas of `/api/settings` and `/api/mail`.
+fn mail_schemas() -> Value {
+    let template_names =
+        json!(["verification", "password-reset", "email-change", "otp", "export-ready", "alert"]);
+    let variant = json!({
+        "type": "object",
+        "required": ["subject", "text"],
+        "properties": {
+            "subject": {"type": "string", "description": "No line breaks."},
+            "text": {"type": "string"},
+            "html": {"type": "string"}
+        },
+        "additionalProperties": false
+    });
+    let meta = |required: bool| {
+        let mut m = json!({
+            "type": "object",
+            "properties": {
+                "appName": {"type": "string"},
+                "appURL": {"type": "string"},
+                "senderName": {"type": "string"},
+                "senderAddress": {"type": "string", "format": "email"}
+            },
+            "additionalProperties": false
+        });
+        if required {
+            m["required"] = json!(["appName", "appURL", "senderName", "senderAddress"]);
+        }
+        m
+    };
+    let smtp_properties = json!({
+        "enabled": {"type": "boolean"},
+        "host": {"type": "string"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "username": {"type": "string"},
+        "authMethod": {"type": "string", "enum": ["PLAIN", "LOGIN"]},
+        "tls": {"type": "boolean", "description": "PocketBase's flag: implicit TLS (same as security = tls)."},
+        "security": {"type": "string", "enum": ["tls", "starttls", "none"]},
+        "localName": {"type": "string"},
+        "timeoutSecs": {"type": "integer", "minimum": 1, "maximum": 600}
+    });
+    let mut smtp_input = smtp_properties.clone();
+    smtp_input["password"] =
+        json!({"type": "string", "writeOnly": true, "description": "Write-only: never returned."});
+    json!({
+        "Settings": {
+            "type": "object",
+            "required": ["meta", "smtp", "templates"],
+            "properties": {
+                "meta": meta(true),
+                "smtp": {
+                    "type": "object",
+                    "required": ["enabled", "host", "port", "username", "authMethod", "tls", "security", "localName", "timeoutSecs"],
+                    "properties": smtp_properties,
+                    "description": "The password is never returned."
+                },
+                "templates": {
+                    "type": "object",
+                    "description": "Overrides: template name → locale (lower case, or default) → variant.",
+                    "propertyNames": {"enum": template_names},
+                    "additionalProperties": {"type": "object", "additionalProperties": variant}
+                }
+            }
+        },
+        "SettingsInput": {
+            "type": "object",
+            "description": "Only the given keys change. templates.<name> = null removes all its variants; templates.<name>.<locale> = null removes one.",
+            "properties": {
+                "meta": meta(false),
+                "smtp": {"type": "object", "properties": smtp_input, "additionalProperties": false},
+                "templates": {
+                    "type": "object",
+                    "propertyNames": {"enum": template_names},
+                    "additionalProperties": {"type": ["object", "null"], "additionalProperties": {"oneOf": [variant, {"type": "null"}]}}
+                }
+            },
+            "additionalProperties": false
+        },
+        "TestEmailInput": {
+            "type": "object",
+            "required": ["email"],
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "template": {"type": "string", "enum": ["verification", "password-reset", "email-change", "otp", "export-ready", "alert", "login-alert"]},
+                "collection": {"type": "string", "description": "Accepted for PocketBase compatibility; ignored."}
+            },
+            "additionalProperties": false
+        },
+        "MailSendInput": {
+            "type": "object",
+            "required": ["to"],
+            "description": "Either template (+ vars) or subject + text (+ html). Line breaks in header values (to, toName, subject) are refused.",
+            "properties": {
+                "to": {"type": "string", "format": "email"},
+                "toName": {"type": "string"},
+                "locale": {"type": "string", "description": "Picks the template variant: exact, then language, then default."},
+                "template": {"type": "string", "enum": template_names},
+                "vars": {"type": "object", "description": "Template variables, e.g. token, otp, actionURL, record (object)."},
+                "subject": {"type": "string"},
+                "text": {"type": "string"},
+                "html": {"type": "string"}
+            },
+            "additionalProperties": false
+        },
+        "MailLogEntry": {
+            "type": "object",
+            "required": ["id", "jobId", "to", "subject", "state", "attempts", "created", "updated"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "jobId": {"type": "string", "pattern": "^[0-9]+$"},
+                "to": {"type": "string"},
+                "toName": {"type": ["string", "null"]},
+                "subject": {"type": "string"},
+                "template": {"type": ["string", "null"]},
+                "locale": {"type": ["string", "null"]},
+                "state": {"type": "string", "enum": ["queued", "sending", "sent", "retrying", "dead", "cancelled"]},
+                "attempts": {"type": "integer"},
+                "lastReply": {"type": ["string", "null"], "description": "The SMTP server's last reply, or why the attempt failed."},
+                "created": {"type": "string"},
+                "updated": {"type": "string"},
+                "sentAt": {"type": ["string", "null"]}
+            }
+        },
+        "MailLogList": list_envelope(r("MailLogEntry"))
     })
 }
 
@@ -520,6 +650,38 @@ pub fn static_spec() -> Value {
     paths.insert("/api/crons/{id}/runs".into(), json!({
         "get": op("listCronRuns", "A schedule's runs, newest first (superusers)", "crons", [vec![cron_id()], page_params()].concat(), None, (200, Some(r("CronRunList"))), &[400, 401, 403, 404]),
     }));
+    paths.insert("/api/settings".into(), json!({
+        "get": op("getSettings", "Mail settings: meta, smtp (no password) and template overrides (superusers)", "settings", vec![], None, (200, Some(r("Settings"))), &[401, 403]),
+        "patch": op("updateSettings", "Change mail settings; only the given keys change (superusers)", "settings", vec![], Some(r("SettingsInput")), (200, Some(r("Settings"))), &[400, 401, 403, 413, 415, 503, 507]),
+    }));
+    let mut test_email = op(
+        "testEmail",
+        "Queue a test email with the current settings (superusers); 400 while SMTP is disabled",
+        "settings",
+        vec![],
+        Some(r("TestEmailInput")),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 413, 415, 503, 507],
+    );
+    accepted(&mut test_email);
+    paths.insert("/api/settings/test/email".into(), json!({"post": test_email}));
+    let mut send_mail = op(
+        "sendMail",
+        "Queue a templated or raw email through the outbox (superusers)",
+        "mail",
+        vec![],
+        Some(r("MailSendInput")),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 413, 415, 503, 507],
+    );
+    accepted(&mut send_mail);
+    paths.insert("/api/mail/send".into(), json!({"post": send_mail}));
+    paths.insert("/api/mail/log".into(), json!({
+        "get": op("mailLog", "Delivery log, newest first (superusers)", "mail", [vec![
+            query_param("state", "queued, sending, sent, retrying, dead or cancelled.", json!({"type": "string"})),
+            query_param("to", "Recipient address (exact, case-insensitive).", json!({"type": "string"})),
+        ], page_params()].concat(), None, (200, Some(r("MailLogList"))), &[400, 401, 403]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -531,7 +693,7 @@ pub fn static_spec() -> Value {
         "security": [{}, {"token": []}],
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
-            {"name": "jobs"}, {"name": "crons"}
+            {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"}
         ],
         "paths": paths,
         "components": components(),

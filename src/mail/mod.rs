@@ -18,6 +18,9 @@ pub mod settings;
 pub mod template;
 mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};

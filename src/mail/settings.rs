@@ -125,11 +125,9 @@ impl Settings {
     ) -> Result<Settings, MailError> {
         let mut merged = Settings::defaults_json(defaults, public_url);
         for (section, values) in overrides {
-            if let (Some(target), Value::Object(values)) = (merged.get_mut(section), values) {
-                if let Value::Object(target) = target {
-                    for (k, v) in values {
-                        target.insert(k.clone(), v.clone());
-                    }
+            if let (Some(Value::Object(target)), Value::Object(values)) = (merged.get_mut(section), values) {
+                for (k, v) in values {
+                    target.insert(k.clone(), v.clone());
                 }
             }
         }

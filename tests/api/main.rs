@@ -13,6 +13,7 @@ mod filter;
 mod health;
 mod indexes;
 mod jobs;
+mod mail;
 mod openapi;
 mod records;
 mod relations;
