@@ -108,9 +108,17 @@ impl Transport {
 
     async fn connect(&self, smtp: &Smtp) -> Result<Client, SendFailure> {
         let builder = self.builder(smtp)?;
+        // TCP_NODELAY: mail-send writes a message in several small writes; with Nagle on,
+        // the last one waits for the server's delayed ACK (~40 ms per message).
         let client = match smtp.security {
-            Security::None => builder.connect_plain().await.map(boxed),
-            Security::Tls | Security::Starttls => builder.connect().await.map(boxed),
+            Security::None => builder.connect_plain().await.map(|c| {
+                let _ = c.stream.set_nodelay(true);
+                boxed(c)
+            }),
+            Security::Tls | Security::Starttls => builder.connect().await.map(|c| {
+                let _ = c.stream.get_ref().0.set_nodelay(true);
+                boxed(c)
+            }),
         };
         client
             .map_err(|e| temporary(format!("connecting to {}:{}: {}", smtp.host, smtp.port, error_text(&e))))
