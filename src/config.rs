@@ -40,7 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MailSection {
-    /// Deliver email over SMTP. While off, queued mail waits and retries (nothing is lost).
+    /// Deliver email over SMTP. While off, each attempt fails with "SMTP delivery is
+    /// disabled" and is retried with backoff (up to `max_attempts`, then dead and replayable).
     pub enabled: bool,
     /// SMTP relay host name or IP address.
     pub host: String,

@@ -124,19 +124,22 @@ impl Transport {
             .map_err(|e| temporary(format!("connecting to {}:{}: {}", smtp.host, smtp.port, error_text(&e))))
     }
 
-    fn take_idle(&self) -> Option<Client> {
+    fn take_idle(&self) -> Option<(u64, Client)> {
         let generation = self.generation.load(Ordering::SeqCst);
         let mut idle = self.idle.lock().ok()?;
         while let Some((g, since, client)) = idle.pop() {
             if g == generation && since.elapsed() < POOL_IDLE {
-                return Some(client);
+                return Some((g, client));
             }
         }
         None
     }
 
-    fn put_idle(&self, client: Client) {
-        let generation = self.generation.load(Ordering::SeqCst);
+    /// Returns a healthy client to the pool, unless the settings changed since it connected.
+    fn put_idle(&self, generation: u64, client: Client) {
+        if generation != self.generation.load(Ordering::SeqCst) {
+            return;
+        }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < POOL_MAX {
                 idle.push((generation, Instant::now(), client));
@@ -146,22 +149,25 @@ impl Transport {
 
     /// Delivers one message; returns the server's final reply (`250 ...`).
     pub async fn send(&self, smtp: &Smtp, envelope: &Envelope<'_>) -> Result<String, SendFailure> {
-        if let Some(mut client) = self.take_idle() {
+        if let Some((generation, mut client)) = self.take_idle() {
             match client.send(message(envelope)).await {
                 Ok(reply) => {
-                    self.put_idle(client);
+                    self.put_idle(generation, client);
                     return Ok(describe(&reply));
                 }
-                // The server answered: that is the verdict on this message.
-                Err(mail_send::Error::UnexpectedReply(reply)) => return Err(classify_reply(&reply)),
+                // 421: the server is closing this (idle) connection; try a fresh one.
+                Err(mail_send::Error::UnexpectedReply(reply)) if reply.code() != 421 => {
+                    return Err(classify_reply(&reply))
+                }
                 // A pooled connection the server had already dropped: use a fresh one.
                 Err(_) => {}
             }
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let mut client = self.connect(smtp).await?;
         match client.send(message(envelope)).await {
             Ok(reply) => {
-                self.put_idle(client);
+                self.put_idle(generation, client);
                 Ok(describe(&reply))
             }
             Err(mail_send::Error::UnexpectedReply(reply)) => Err(classify_reply(&reply)),
