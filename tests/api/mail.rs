@@ -539,3 +539,127 @@ async fn the_log_pages_newest_first_and_filters_by_state_and_recipient() {
     s.call("GET", "/api/mail/log?state=lost", Some(&t), None).await.assert_problem(400);
     s.call("GET", "/api/mail/log?page=0", Some(&t), None).await.assert_problem(400);
 }
+
+/// A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl CLI); returns
+/// (ca.pem, cert.pem, key.pem).
+fn make_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out =
+            std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Backbone Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_deliver_with_a_verified_certificate_and_never_downgrade() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = make_certificates(certs.path());
+    let (cert, key) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
+    let out = tempfile::tempdir().expect("tempdir");
+    let starttls = SmtpSink::start(
+        free_port(),
+        out.path(),
+        &["--tls-mode", "starttls", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    let implicit = SmtpSink::start(
+        free_port(),
+        out.path(),
+        &["--tls-mode", "implicit", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    let plain = SmtpSink::start(free_port(), out.path(), &[]);
+    let mut env = mail_env(starttls.port);
+    env.push(("SSL_CERT_FILE".into(), ca.to_string_lossy().to_string()));
+    let s = Server::start_with(StartOptions { env, args: vec![] });
+    let t = s.setup_superuser().await;
+    let configure = |port: u16, security: &str| json!({"smtp": {"port": port, "security": security}});
+
+    s.call("PATCH", "/api/settings", Some(&t), Some(configure(starttls.port, "starttls"))).await;
+    let id = send(&s, &t, raw("tls1@example.com", "Over STARTTLS")).await;
+    wait_log(&s, &t, &id, Duration::from_secs(20), state("sent")).await;
+
+    s.call("PATCH", "/api/settings", Some(&t), Some(configure(implicit.port, "tls"))).await;
+    let id = send(&s, &t, raw("tls2@example.com", "Over implicit TLS")).await;
+    wait_log(&s, &t, &id, Duration::from_secs(20), state("sent")).await;
+
+    // STARTTLS required but not offered: retried with the reason, never sent in the clear.
+    s.call("PATCH", "/api/settings", Some(&t), Some(configure(plain.port, "starttls"))).await;
+    let id = send(&s, &t, raw("tls3@example.com", "Must not go in clear text")).await;
+    let row = wait_log(&s, &t, &id, Duration::from_secs(20), state("retrying")).await;
+    assert!(row["lastReply"].as_str().unwrap_or_default().contains("STARTTLS"), "{row}");
+    assert!(plain.messages().iter().all(|m| m["headers"]["Subject"] != "Must not go in clear text"));
+    let got = subjects(&read_messages(out.path()));
+    assert!(
+        got.contains(&"Over STARTTLS".to_string()) && got.contains(&"Over implicit TLS".to_string()),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_untrusted_ca_is_refused_and_retried() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (_ca, cert, key) = make_certificates(certs.path());
+    let (cert, key) = (cert.to_string_lossy().to_string(), key.to_string_lossy().to_string());
+    let out = tempfile::tempdir().expect("tempdir");
+    let sink = SmtpSink::start(
+        free_port(),
+        out.path(),
+        &["--tls-mode", "implicit", "--tls-cert", &cert, "--tls-key", &key],
+    );
+    let s = mail_server(sink.port);
+    let t = s.setup_superuser().await;
+    s.call("PATCH", "/api/settings", Some(&t), Some(json!({"smtp": {"security": "tls"}}))).await;
+    let id = send(&s, &t, raw("x@example.com", "Untrusted")).await;
+    let row = wait_log(&s, &t, &id, Duration::from_secs(20), |r| r["state"] == "retrying").await;
+    assert!(row["lastReply"].as_str().unwrap_or_default().to_lowercase().contains("certificate"), "{row}");
+    assert!(sink.messages().is_empty());
+}

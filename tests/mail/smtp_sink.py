@@ -7,6 +7,9 @@ of the one that built it) and written to OUT as <n>.json (envelope, decoded head
 text and HTML parts, the raw message), via a temporary file and a rename, *before* the
 final 250 reply is sent. Without --out, messages are only counted (benchmark mode).
 
+TLS: --tls-cert CERT --tls-key KEY with --tls-mode starttls (STARTTLS offered and required
+before MAIL) or --tls-mode implicit (TLS from the first byte, like port 465).
+
 Failure modes:
   --fail-first N --fail-reply "451 4.3.0 Try again later"
         answer the first N DATA transactions (of this process) with that reply;
@@ -21,6 +24,7 @@ import email.policy
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 
@@ -80,11 +84,22 @@ def main():
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--fail-reply", default="451 4.3.0 Try again later")
     parser.add_argument("--reject-reply")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-mode", choices=["starttls", "implicit"])
     args = parser.parse_args()
     if args.out:
         os.makedirs(args.out, exist_ok=True)
     sink = Sink(args.out, args.fail_first, args.fail_reply, args.reject_reply)
-    controller = Controller(sink, hostname="127.0.0.1", port=args.port, decode_data=False)
+    tls = {}
+    if args.tls_mode:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_mode == "starttls":
+            tls = {"tls_context": context, "require_starttls": True}
+        else:
+            tls = {"ssl_context": context}
+    controller = Controller(sink, hostname="127.0.0.1", port=args.port, decode_data=False, **tls)
     controller.start()
     print("READY %d" % args.port, flush=True)
     stop = threading.Event()
