@@ -663,3 +663,28 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_and_retried() {
     assert!(row["lastReply"].as_str().unwrap_or_default().to_lowercase().contains("certificate"), "{row}");
     assert!(sink.messages().is_empty());
 }
+
+#[tokio::test]
+async fn email_queued_before_the_server_is_sigkilled_is_delivered_after_it_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut s = Server::start_in(dir.path(), StartOptions { env: mail_env(port), args: vec![] });
+    let t = s.setup_superuser().await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(send(&s, &t, raw(&format!("crash{i}@example.com"), &format!("Crash {i}"))).await);
+    }
+    // Every 202 means the email is on disk; the SMTP server is down, so none went out.
+    s.kill9();
+    let sink = SmtpSink::start(port, out.path(), &[]);
+    let s = Server::start_in(dir.path(), StartOptions { env: mail_env(port), args: vec![] });
+    let t = s.login().await;
+    for id in &ids {
+        wait_log(&s, &t, id, Duration::from_secs(30), state("sent")).await;
+    }
+    let mut got = subjects(&sink.messages());
+    got.sort();
+    let want: Vec<String> = (0..10).map(|i| format!("Crash {i}")).collect();
+    assert_eq!(got, want);
+}
