@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Query};
+use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -142,6 +142,21 @@ pub async fn log(
             "items": items,
         }),
     ))
+}
+
+#[handler]
+pub async fn log_view(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    let not_found = || ApiError::not_found("The requested email wasn't found.");
+    let id = id.parse::<u64>().map_err(|_| not_found())?;
+    match app.mail.log_entry(MailId(id)).await? {
+        Some(row) => Ok(json_response(StatusCode::OK, &row)),
+        None => Err(not_found()),
+    }
 }
 
 /// `backbone send-test-email` through the admin socket: `{email, template?}`.

@@ -62,6 +62,7 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/settings/test/email", post(mail::test_email))
         .at("/api/mail/send", post(mail::send))
         .at("/api/mail/log", get(mail::log))
+        .at("/api/mail/log/:id", get(mail::log_view))
         .data(app)
         .with(
             SetHeader::new()

@@ -682,6 +682,9 @@ pub fn static_spec() -> Value {
             query_param("to", "Recipient address (exact, case-insensitive).", json!({"type": "string"})),
         ], page_params()].concat(), None, (200, Some(r("MailLogList"))), &[400, 401, 403]),
     }));
+    paths.insert("/api/mail/log/{id}".into(), json!({
+        "get": op("mailLogEntry", "One email's delivery record (superusers); the id is its job id", "mail", vec![job_id()], None, (200, Some(r("MailLogEntry"))), &[401, 403, 404]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {

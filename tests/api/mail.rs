@@ -536,6 +536,11 @@ async fn the_log_pages_newest_first_and_filters_by_state_and_recipient() {
     assert_eq!(sent.body["totalItems"], 5);
     let dead = s.call("GET", "/api/mail/log?state=dead", Some(&t), None).await;
     assert_eq!(dead.body["totalItems"], 0);
+    let one = s.call("GET", &format!("/api/mail/log/{}", ids[1]), Some(&t), None).await;
+    assert_eq!((one.status, one.body["subject"].as_str()), (200, Some("Log 1")), "{}", one.text);
+    s.call("GET", "/api/mail/log/123", Some(&t), None).await.assert_problem(404);
+    s.call("GET", "/api/mail/log/abc", Some(&t), None).await.assert_problem(404);
+    s.call("GET", &format!("/api/mail/log/{}", ids[1]), None, None).await.assert_problem(401);
     s.call("GET", "/api/mail/log?state=lost", Some(&t), None).await.assert_problem(400);
     s.call("GET", "/api/mail/log?page=0", Some(&t), None).await.assert_problem(400);
 }
