@@ -70,6 +70,9 @@ pub struct MailSection {
     /// Delivery attempts of one email before it is dead (temporary failures only; a 5xx
     /// reply is final at once). Retries back off as `[jobs] backoff_*` says.
     pub max_attempts: u32,
+    /// Delivery log rows older than this many seconds are deleted (a few at a time, as
+    /// later emails finish).
+    pub keep_log_secs: u64,
 }
 
 impl Default for MailSection {
@@ -89,6 +92,7 @@ impl Default for MailSection {
             app_name: "Backbone".into(),
             app_url: String::new(),
             max_attempts: 20,
+            keep_log_secs: 2_592_000,
         }
     }
 }

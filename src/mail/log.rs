@@ -171,6 +171,27 @@ pub fn record(
     insert(tx, id, &row)
 }
 
+/// Deletes up to `max` of the oldest rows queued before `cutoff_ms` (row keys are job ids,
+/// which are creation ms << 10), never the row `keep`. Runs in a completing transaction, so
+/// retention costs a few deletes per email and no extra work when idle.
+pub fn prune(tx: &mut WriteTx<'_>, cutoff_ms: i64, keep: u64, max: usize) -> Result<usize, MailError> {
+    let cutoff_id = (cutoff_ms.max(0) as u64) << 10;
+    let mut old: Vec<u64> = Vec::new();
+    tx.scan_prefix(Table::MailLog, b"", None, |k, _| match <[u8; 8]>::try_from(k).map(u64::from_be_bytes) {
+        Ok(id) if id < cutoff_id && old.len() < max => {
+            if id != keep {
+                old.push(id);
+            }
+            ScanControl::Continue
+        }
+        _ => ScanControl::Stop,
+    })?;
+    for id in &old {
+        tx.delete(Table::MailLog, &job_key(*id));
+    }
+    Ok(old.len())
+}
+
 /// Filters of a log listing.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {

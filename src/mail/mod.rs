@@ -574,9 +574,13 @@ async fn deliver(core: Arc<Core>, ctx: JobContext) -> Result<Done, JobFailure> {
         }
     };
     let now = jobs.now_ms();
+    let cutoff = now
+        .saturating_sub(i64::try_from(core.defaults.keep_log_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     match outcome {
         Ok(reply) => Done::complete_with(move |tx| {
-            log::record(tx, id, DeliveryState::Sent, attempt, Some(reply), now).map_err(effect_error)
+            log::record(tx, id, DeliveryState::Sent, attempt, Some(reply), now).map_err(effect_error)?;
+            log::prune(tx, cutoff, id, 8).map_err(effect_error)?;
+            Ok(())
         }),
         Err(failure) => {
             let state =

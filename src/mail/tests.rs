@@ -119,3 +119,50 @@ async fn settings_updates_report_what_changed_without_secret_values_and_apply_to
         .expect("enqueue");
     assert_eq!(f.jobs.get(id.0).await.expect("job").payload["subject"], "Your Renamed sign-in code");
 }
+
+#[tokio::test]
+async fn log_retention_deletes_only_a_few_of_the_oldest_rows_and_never_the_current_one() {
+    let f = fixture().await;
+    let row = |created: i64| log::LogRow {
+        to: "a@example.com".into(),
+        to_name: None,
+        subject: "s".into(),
+        template: None,
+        locale: None,
+        state: DeliveryState::Sent,
+        attempts: 1,
+        last_reply: None,
+        created,
+        updated: created,
+        sent_at: None,
+    };
+    let ids: Vec<u64> = (1..=6u64).map(|ms| (1_000 * ms) << 10).collect();
+    let (ids2, keep) = (ids.clone(), ids[0]);
+    let pruned = f
+        .jobs
+        .store()
+        .write(move |tx: &mut WriteTx<'_>| {
+            for (i, id) in ids2.iter().enumerate() {
+                log::insert(tx, *id, &row(1_000 * (i as i64 + 1)))?;
+            }
+            // Cutoff 4.5 s: rows at 1..4 s are old; at most 2 go, and never `keep`.
+            log::prune(tx, 4_500, keep, 2)
+        })
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2);
+    let left = f
+        .jobs
+        .store()
+        .read(|tx| {
+            let mut left = Vec::new();
+            tx.scan_prefix(Table::MailLog, b"", false, None, |k, _| {
+                left.push(u64::from_be_bytes(<[u8; 8]>::try_from(k).unwrap_or_default()));
+                crate::store::ScanControl::Continue
+            })?;
+            Ok::<_, StoreError>(left)
+        })
+        .await
+        .expect("read");
+    assert_eq!(left, vec![ids[0], ids[3], ids[4], ids[5]]);
+}
