@@ -1,4 +1,4 @@
-//! `App`: the running backend's state (config, store, records, auth) and the server loop.
+//! `App`: the running backend's state (config, store, records, auth, jobs, mail) and the server loop.
 //!
 //! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
@@ -19,6 +19,7 @@ use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
+use crate::mail::{Mail, MailError};
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
@@ -50,6 +51,12 @@ impl From<JobsError> for AppError {
     }
 }
 
+impl From<MailError> for AppError {
+    fn from(err: MailError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -67,6 +74,8 @@ pub struct App {
     pub jobs: Jobs,
     /// Rate limits and the client-address rules.
     pub limiter: Limiter,
+    /// Outgoing email: templates, the outbox (`mail.send` jobs), settings and delivery log.
+    pub mail: Mail,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -86,9 +95,11 @@ impl App {
             .map_err(|e| AppError::Startup(e.to_string()))??;
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
-        let registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
+        let mail = Mail::new(mail, jobs.clone());
         Ok(Arc::new(App {
             limiter,
             config,
@@ -97,6 +108,7 @@ impl App {
             records,
             auth,
             jobs,
+            mail,
             bound: OnceLock::new(),
         }))
     }

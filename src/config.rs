@@ -33,6 +33,7 @@ pub struct Config {
     pub jobs: JobsSection,
     pub rate_limits: RateLimits,
     pub cors: CorsSection,
+    pub mail: MailSection,
 }
 
 /// Per-client request limits (token buckets). A limit is `"N/Ds"`: N requests, refilled
@@ -76,6 +77,69 @@ pub struct CorsSection {
     /// allows any origin (credentials are never allowed: clients send bearer tokens).
     /// Empty: same-origin only.
     pub allowed_origins: Vec<String>,
+}
+
+/// Outgoing email: the SMTP relay, the sender and the app identity used in templates. These
+/// are the defaults; `PATCH /api/settings` overrides any of them at run time (stored in the
+/// data file, see `mail::settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSection {
+    /// Deliver email over SMTP. While off, each attempt fails with "SMTP delivery is
+    /// disabled" and is retried with backoff (up to `max_attempts`, then dead and replayable).
+    pub enabled: bool,
+    /// SMTP relay host name or IP address.
+    pub host: String,
+    /// SMTP relay port (465 implicit TLS, 587 STARTTLS, 25 local relay).
+    pub port: u16,
+    /// `tls` (implicit TLS), `starttls` (upgrade required) or `none` (plain; local relays only).
+    pub security: String,
+    /// SMTP AUTH user name; empty = no authentication.
+    pub username: String,
+    /// SMTP AUTH password (never returned by the settings API).
+    pub password: String,
+    /// `PLAIN` or `LOGIN` (PocketBase's field; the strongest mechanism the server offers wins).
+    pub auth_method: String,
+    /// Name sent in EHLO; empty = this host's name.
+    pub local_name: String,
+    /// Seconds allowed for connecting (including TLS and AUTH) and for each SMTP command.
+    pub timeout_secs: u64,
+    /// Display name of the `From` header.
+    pub sender_name: String,
+    /// Address of the `From` header and the SMTP envelope sender.
+    pub sender_address: String,
+    /// `{{appName}}` in templates.
+    pub app_name: String,
+    /// `{{appURL}}` in templates; empty = `public_url`.
+    pub app_url: String,
+    /// Delivery attempts of one email before it is dead (temporary failures only; a 5xx
+    /// reply is final at once). Retries back off as `[jobs] backoff_*` says.
+    pub max_attempts: u32,
+    /// Delivery log rows older than this many seconds are deleted (a few at a time, as
+    /// later emails finish).
+    pub keep_log_secs: u64,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        MailSection {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            username: String::new(),
+            password: String::new(),
+            auth_method: "PLAIN".into(),
+            local_name: String::new(),
+            timeout_secs: 30,
+            sender_name: "Backbone".into(),
+            sender_address: "noreply@example.com".into(),
+            app_name: "Backbone".into(),
+            app_url: String::new(),
+            max_attempts: 20,
+            keep_log_secs: 2_592_000,
+        }
+    }
 }
 
 /// Request limits.
@@ -171,6 +235,7 @@ impl Default for Config {
             jobs: JobsSection::default(),
             rate_limits: RateLimits::default(),
             cors: CorsSection::default(),
+            mail: MailSection::default(),
         }
     }
 }
@@ -321,6 +386,18 @@ impl Config {
             return Err(ConfigError::Value {
                 name: "jobs".into(),
                 message: "claim_batch and default_max_attempts must be at least 1".into(),
+            });
+        }
+        if !matches!(self.mail.security.as_str(), "tls" | "starttls" | "none") {
+            return Err(ConfigError::Value {
+                name: "mail.security".into(),
+                message: "expected tls, starttls or none".into(),
+            });
+        }
+        if self.mail.max_attempts == 0 || self.mail.timeout_secs == 0 {
+            return Err(ConfigError::Value {
+                name: "mail".into(),
+                message: "max_attempts and timeout_secs must be at least 1".into(),
             });
         }
         for (name, limit) in [

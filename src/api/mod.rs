@@ -13,6 +13,7 @@ pub(crate) mod guard;
 mod health;
 pub(crate) mod jobs;
 mod keys;
+mod mail;
 pub mod openapi;
 mod records;
 
@@ -64,6 +65,11 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/crons/:id", get(jobs::cron_view).patch(jobs::cron_update).delete(jobs::cron_delete))
         .at("/api/crons/:id/run", post(jobs::cron_run))
         .at("/api/crons/:id/runs", get(jobs::cron_runs))
+        .at("/api/settings", get(mail::settings_view).patch(mail::settings_update))
+        .at("/api/settings/test/email", post(mail::test_email))
+        .at("/api/mail/send", post(mail::send))
+        .at("/api/mail/log", get(mail::log))
+        .at("/api/mail/log/:id", get(mail::log_view))
         .data(app.clone())
         .catch_all_error(|err| async move { error::into_problem(err) })
         .around(move |ep, req| guard::guard(ep, req, app.clone()))
@@ -76,6 +82,7 @@ pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
         .at("/superusers/upsert", post(auth::socket_superuser_upsert))
         .at("/jobs/list", post(jobs::socket_list))
         .at("/jobs/:action", post(jobs::socket_action))
+        .at("/mail/test", post(mail::socket_test_email))
         .data(app)
         .catch_all_error(|err| async move { error::into_problem(err) })
 }

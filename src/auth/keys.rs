@@ -22,6 +22,10 @@ use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
 pub const PREFIX: &str = "bbk_";
 /// How often a key's last-used time is written at most.
 const LAST_USED_EVERY: Duration = Duration::from_secs(60);
+/// The capability to send email through `POST /api/mail/send`.
+pub const MAIL_SEND: &str = "mail.send";
+/// Every capability a key can hold.
+pub const CAPABILITIES: [&str; 1] = [MAIL_SEND];
 /// Most keys a server holds.
 const MAX_KEYS: usize = 1000;
 
@@ -41,6 +45,9 @@ pub struct ApiKey {
     /// SHA-256 of the secret, hex.
     pub hash: String,
     pub scopes: Vec<Grant>,
+    /// Abilities beyond records ([`CAPABILITIES`]).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
     /// Expiry (record time format), "" for never.
     pub expires: String,
     pub created: String,
@@ -67,6 +74,7 @@ impl ApiKey {
             "id": self.id,
             "name": self.name,
             "scopes": scopes,
+            "capabilities": self.capabilities,
             "expires": self.expires,
             "created": self.created,
             "createdBy": self.created_by,
@@ -80,7 +88,10 @@ impl ApiKey {
             .iter()
             .map(|g| (g.collection.clone(), g.operations.iter().filter_map(|o| Op::parse(o)).collect()))
             .collect();
-        Principal::ApiKey { id: self.id.clone(), scopes: Arc::new(Scopes { grants }) }
+        Principal::ApiKey {
+            id: self.id.clone(),
+            scopes: Arc::new(Scopes { grants, capabilities: self.capabilities.clone() }),
+        }
     }
 
     fn expired(&self) -> bool {
@@ -166,8 +177,37 @@ impl Keys {
                 String::new()
             }
         };
+        let mut capabilities = Vec::new();
+        match body.get("capabilities") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for c in list {
+                    match c.as_str().filter(|c| CAPABILITIES.contains(c)) {
+                        Some(c) if !capabilities.iter().any(|k| k == c) => capabilities.push(c.to_string()),
+                        Some(_) => {}
+                        None => {
+                            errors.insert(
+                                "capabilities".into(),
+                                FieldError::new(
+                                    "validation_invalid_capability",
+                                    format!("Known capabilities: {}.", CAPABILITIES.join(", ")),
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                errors.insert(
+                    "capabilities".into(),
+                    FieldError::new("validation_invalid_type", "Must be a list of capability names."),
+                );
+            }
+        }
         let mut scopes = Vec::new();
         match body.get("scopes") {
+            None | Some(Value::Null) if !capabilities.is_empty() => {}
+            Some(Value::Object(map)) if map.is_empty() && !capabilities.is_empty() => {}
             Some(Value::Object(map)) if !map.is_empty() => {
                 for (collection, ops) in map {
                     let collection_id = if collection == "*" {
@@ -272,6 +312,7 @@ impl Keys {
             name,
             hash: sha256_hex(secret.as_bytes()),
             scopes,
+            capabilities,
             expires,
             created: time::now(),
             created_by: actor.id.clone(),
@@ -279,8 +320,12 @@ impl Keys {
         };
         let bytes =
             serde_json::to_vec(&key).map_err(|e| RecordsError::Store(StoreError::Internal(e.to_string())))?;
-        let event = Event::new("apikey.create", actor, ip, key_id.clone())
-            .detail(json!({"name": key.name, "scopes": key.scopes, "expires": key.expires}));
+        let event = Event::new("apikey.create", actor, ip, key_id.clone()).detail(json!({
+            "name": key.name,
+            "scopes": key.scopes,
+            "capabilities": key.capabilities,
+            "expires": key.expires,
+        }));
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
                 tx.put(Table::ApiKeys, key_id.as_bytes(), bytes);

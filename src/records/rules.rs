@@ -78,6 +78,8 @@ impl Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scopes {
     pub grants: Vec<(String, Vec<Op>)>,
+    /// Named abilities beyond records, such as `mail.send`.
+    pub capabilities: Vec<String>,
 }
 
 impl Scopes {

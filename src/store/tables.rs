@@ -53,11 +53,17 @@ pub enum Table {
     RevokedTokens,
     /// One-time password id → OTP (JSON, `auth::otp::Otp`: record, code hash, expiry, tries).
     AuthOtps,
+    /// Settings section name (`mail`) → the superuser's overrides of the config defaults
+    /// (JSON object, `mail::settings`). Written only through `Settings::update`.
+    Settings,
+    /// Mail job id (u64 BE) → delivery log row (JSON, `mail::log::LogRow`): recipient,
+    /// subject, template, state, attempts, last SMTP reply; changes with the job's outcome.
+    MailLog,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 22] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -78,6 +84,8 @@ impl Table {
         Table::AuditLog,
         Table::RevokedTokens,
         Table::AuthOtps,
+        Table::Settings,
+        Table::MailLog,
     ];
 
     /// The redb definition backing this table.
@@ -108,6 +116,8 @@ impl Table {
             Table::AuditLog => "audit_log",
             Table::RevokedTokens => "revoked_tokens",
             Table::AuthOtps => "auth_otps",
+            Table::Settings => "settings",
+            Table::MailLog => "mail_log",
         }
     }
 }

@@ -14,6 +14,7 @@ mod health;
 mod indexes;
 mod jobs;
 mod keys;
+mod mail;
 mod openapi;
 mod records;
 mod relations;
