@@ -196,3 +196,134 @@ pub async fn socket_superuser_upsert(
     let record = app.auth.upsert_superuser(&email, &password).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
+
+/// Reads a JSON body and the named required strings, or a 400 naming the missing ones.
+async fn strings<const N: usize>(
+    req: &Request,
+    body: Body,
+    app: &App,
+    names: [&str; N],
+    message: &str,
+) -> Result<[String; N], ApiError> {
+    let body = json_object(req, body, app.body_limits()).await?;
+    let mut errors = FieldErrors::new();
+    let values = names.map(|name| required_string(&body, name, &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::validation(message, &errors));
+    }
+    Ok(values)
+}
+
+fn no_content() -> Response {
+    Response::builder().status(StatusCode::NO_CONTENT).finish()
+}
+
+/// Emails a verification link (204 whether or not the account exists).
+#[handler]
+pub async fn request_verification(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request verification.").await?;
+    app.auth.request_verification(&app.mail, &collection, &email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_verification(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token] = strings(req, body, app, ["token"], "Failed to confirm verification.").await?;
+    app.auth.confirm_verification(&collection, &token).await?;
+    Ok(no_content())
+}
+
+/// Emails a password-reset link (204 whether or not the account exists).
+#[handler]
+pub async fn request_password_reset(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request a password reset.").await?;
+    app.auth.request_password_reset(&app.mail, &collection, &email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_password_reset(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token, password, confirm] =
+        strings(req, body, app, ["token", "password", "passwordConfirm"], "Failed to reset the password.")
+            .await?;
+    app.auth.confirm_password_reset(&collection, &token, &password, &confirm, &client_ip(req)).await?;
+    Ok(no_content())
+}
+
+/// Emails a confirmation link to a new address (the signed-in owner only).
+#[handler]
+pub async fn request_email_change(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    let [new_email] = strings(req, body, app, ["newEmail"], "Failed to request the email change.").await?;
+    app.auth.request_email_change(&app.mail, &who, &collection, &new_email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_email_change(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token, password] =
+        strings(req, body, app, ["token", "password"], "Failed to confirm the email change.").await?;
+    app.auth.confirm_email_change(&collection, &token, &password, &client_ip(req)).await?;
+    Ok(no_content())
+}
+
+/// Emails a one-time code; answers `{"otpId"}` whether or not the account exists.
+#[handler]
+pub async fn request_otp(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request a one-time password.").await?;
+    let otp_id = app.auth.request_otp(&app.mail, &collection, &email).await?;
+    Ok(json_response(StatusCode::OK, &json!({"otpId": otp_id})))
+}
+
+/// Signs in with the emailed code (`password`) for an `otpId`.
+#[handler]
+pub async fn auth_with_otp(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [otp_id, code] = strings(req, body, app, ["otpId", "password"], "Failed to authenticate.").await?;
+    let entry = app.records.collection(&collection)?;
+    if let Err(limited) = app.limiter.check_identity(&entry.collection.id, &format!("otp:{otp_id}")) {
+        return Err(too_many_requests(limited.retry_after_secs));
+    }
+    let (_, info) = caller(app, req).await;
+    let session = app.auth.auth_with_otp(&collection, &otp_id, &code, &info, &client_ip(req)).await?;
+    Ok(session_response(session))
+}

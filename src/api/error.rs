@@ -206,6 +206,7 @@ impl From<AuthError> for ApiError {
             AuthError::SetupRefused(m) => ApiError::forbidden(m),
             AuthError::Forbidden(m) => ApiError::forbidden(m),
             AuthError::Records(e) => ApiError::from(e),
+            AuthError::Mail(e) => ApiError::from(e),
         }
     }
 }

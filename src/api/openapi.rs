@@ -667,6 +667,80 @@ pub fn static_spec() -> Value {
     );
     impersonate["requestBody"]["required"] = json!(false);
     paths.insert("/api/collections/{collection}/impersonate/{id}".into(), json!({"post": impersonate}));
+    /// Path, operation id, summary, body schema, success, error statuses.
+    type Flow<'a> = (&'a str, &'a str, &'a str, Value, (u16, Option<Value>), &'a [u16]);
+    let flows: [Flow; 8] = [
+        (
+            "request-verification",
+            "requestVerification",
+            "Email a verification link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "confirm-verification",
+            "confirmVerification",
+            "Verify the account with the emailed token (works once)",
+            json!({"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-password-reset",
+            "requestPasswordReset",
+            "Email a password-reset link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "confirm-password-reset",
+            "confirmPasswordReset",
+            "Set a new password with the emailed token (works once; ends every session)",
+            json!({"type": "object", "required": ["token", "password", "passwordConfirm"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-email-change",
+            "requestEmailChange",
+            "Email a confirmation link to a new address (signed-in owner)",
+            json!({"type": "object", "required": ["newEmail"], "properties": {"newEmail": {"type": "string"}}}),
+            (204, None),
+            &[400, 401, 403, 404, 429],
+        ),
+        (
+            "confirm-email-change",
+            "confirmEmailChange",
+            "Move the account to the new address (token + account password; ends every session)",
+            json!({"type": "object", "required": ["token", "password"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-otp",
+            "requestOtp",
+            "Email a one-time code; answers an otpId whether or not the account exists",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (200, Some(json!({"type": "object", "properties": {"otpId": {"type": "string"}}}))),
+            &[400, 403, 404, 429],
+        ),
+        (
+            "auth-with-otp",
+            "authWithOtp",
+            "Sign in with an emailed one-time code (works once; 5 wrong tries burn it)",
+            json!({"type": "object", "required": ["otpId", "password"], "properties": {"otpId": {"type": "string"}, "password": {"type": "string", "description": "The code."}}}),
+            (200, Some(r("AuthResponse"))),
+            &[400, 404, 429],
+        ),
+    ];
+    for (path, op_id, summary, body, ok, errs) in flows {
+        paths.insert(
+            format!("/api/collections/{{collection}}/{path}"),
+            json!({"post": op(op_id, summary, "auth", vec![c()], Some(body), ok, errs)}),
+        );
+    }
     paths.insert("/api/collections/{collection}/records".into(), json!({
         "get": op("listRecords", "List records", "records", [vec![c()], list_params()].concat(), None, (200, Some(r("RecordList"))), &[400, 403, 404]),
         "post": op("createRecord", "Create a record", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),

@@ -4,6 +4,7 @@
 //! record (see `token.rs`). There is no default account: while no superuser exists, the
 //! server holds a one-time setup token (only its hash is stored) that creates the first one.
 
+pub mod flows;
 pub mod keys;
 pub mod limits;
 pub mod password;
@@ -44,6 +45,9 @@ pub enum AuthError {
     /// Anything from the records layer (validation, storage).
     #[error(transparent)]
     Records(RecordsError),
+    /// An email could not be queued.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
 }
 
 impl From<RecordsError> for AuthError {
@@ -221,6 +225,7 @@ impl Auth {
             refreshable,
             exp: now_unix() + i64::try_from(duration).unwrap_or(i64::MAX / 2),
             jti: crate::records::id::random_string(12),
+            email: String::new(),
         };
         let token = token::sign(&claims, &self.secret, token_key);
         let privileged = collection_id == SUPERUSERS_ID;

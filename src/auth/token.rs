@@ -25,6 +25,9 @@ pub struct Claims {
     /// signed out without the other).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub jti: String,
+    /// The address an email-change token moves the account to (other tokens: empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
 }
 
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -98,6 +101,7 @@ mod tests {
             refreshable: true,
             exp,
             jti: String::new(),
+            email: String::new(),
         }
     }
 

@@ -184,8 +184,8 @@ pub fn prepare_update(
             }
         }
     }
-    // A password change rotates the token key, which revokes every issued token.
-    if new_password.is_some() {
+    // A password or email change rotates the token key, which revokes every issued token.
+    if new_password.is_some() || (collection.is_auth() && identity_of(current) != identity_of(&stored)) {
         if let Some(f) =
             collection.fields.iter().find(|f| f.is_server_managed() && f.system && f.name == "tokenKey")
         {

@@ -643,6 +643,21 @@ impl Records {
         body: Map<String, Value>,
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
+        self.update_record_guarded(principal, collection, record_id, body, request, None).await
+    }
+
+    /// Like [`Records::update_record`], with `guard` checked against the record as it is
+    /// updated: the write commits only if the record is still exactly what the guard saw
+    /// (so a one-time token checked by the guard can be used once, even under races).
+    pub async fn update_record_guarded(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        body: Map<String, Value>,
+        request: &RequestInfo,
+        guard: Option<RecordGuard>,
+    ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Update, principal, &entry.collection, &self.catalog())?;
         let mut request = request.clone();
@@ -654,14 +669,17 @@ impl Records {
         let is_auth = entry.collection.is_auth();
         for _ in 0..UPDATE_RETRIES {
             let read_key = key.clone();
-            let (rule_for_read, request_for_read, entry_for_read, principal_for_read) =
-                (rule.clone(), request.clone(), entry.clone(), principal.clone());
+            let (rule_for_read, request_for_read, entry_for_read, principal_for_read, guard_for_read) =
+                (rule.clone(), request.clone(), entry.clone(), principal.clone(), guard.clone());
             let catalog = self.catalog();
             let current_bytes = self
                 .store
                 .read(move |tx| {
                     let bytes = tx.get(Table::Records, &read_key)?.ok_or_else(not_found)?;
                     let current = decode(&bytes)?;
+                    if let Some(guard) = &guard_for_read {
+                        guard(&current)?;
+                    }
                     let env = Env { catalog: &catalog, source: tx };
                     if let Some(rule) = &rule_for_read {
                         let now = Now::current();
@@ -837,6 +855,9 @@ impl Records {
         self.ids.clone()
     }
 }
+
+/// A check on the current state of a record, run where an update reads it.
+pub type RecordGuard = Arc<dyn Fn(&Stored) -> Result<(), RecordsError> + Send + Sync>;
 
 fn record_id_of(stored: &Stored) -> String {
     stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string()

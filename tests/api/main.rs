@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_email;
 mod auth;
 mod batch;
 mod cli;
