@@ -40,6 +40,11 @@ fn op(
     errs: &[u16],
 ) -> Value {
     let mut responses = errors(errs);
+    // The HTTP layer refuses an over-long request line before any handler runs.
+    responses.insert(
+        "414".into(),
+        json!({"description": "URI too long: the request line exceeds the server's limit (no body)"}),
+    );
     let ok_response = match ok.1 {
         Some(schema) => json!({"description": "Success", "content": json_content(schema)}),
         None => json!({"description": "Success, no content"}),
@@ -147,7 +152,7 @@ fn components() -> Value {
             },
             "Record": {
                 "type": "object",
-                "required": ["collectionId", "collectionName", "id"],
+                "description": "A record; with `fields`, only the selected properties are present.",
                 "properties": {
                     "collectionId": {"type": "string"},
                     "collectionName": {"type": "string"},
@@ -923,7 +928,18 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
             format!("{base}List"),
         );
         if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
-            schemas.insert(rec.clone(), record_schema(collection, Shape::Response));
+            // Answers carry every property unless `fields` picks a subset, so the API's
+            // record schema names none as required (the standalone JSON Schema at
+            // /api/collections/{c}/schema describes a whole record and does).
+            let mut response = record_schema(collection, Shape::Response);
+            if let Some(map) = response.as_object_mut() {
+                map.remove("required");
+                map.insert(
+                    "description".into(),
+                    json!("A record; with `fields`, only the selected properties are present."),
+                );
+            }
+            schemas.insert(rec.clone(), response);
             schemas.insert(create.clone(), record_schema(collection, Shape::Create));
             schemas.insert(update.clone(), record_schema(collection, Shape::Update));
             schemas.insert(list.clone(), list_envelope(r(&rec)));
@@ -932,8 +948,8 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
         let id = || path_param("id", "Record id (15 characters a-z0-9).");
         let name = &collection.name;
         let records_path = json!({
-            "get": op(&format!("list_{name}"), &format!("List {name} records"), &tag, list_params(), None, (200, Some(r(&list))), &[400, 403]),
-            "post": op(&format!("create_{name}"), &format!("Create a {name} record"), &tag, vec![], Some(r(&create)), (200, Some(r(&rec))), &[400, 403, 409, 413, 415, 503, 507]),
+            "get": op(&format!("list_{name}"), &format!("List {name} records"), &tag, list_params(), None, (200, Some(r(&list))), &[400, 403, 404]),
+            "post": op(&format!("create_{name}"), &format!("Create a {name} record"), &tag, vec![], Some(r(&create)), (200, Some(r(&rec))), &[400, 403, 404, 409, 413, 415, 503, 507]),
         });
         let record_path = json!({
             "get": op(&format!("get_{name}"), &format!("View a {name} record"), &tag, vec![id()], None, (200, Some(r(&rec))), &[403, 404]),

@@ -162,7 +162,7 @@ impl Query {
 
 /// A page of entries, newest first, and how many match in all.
 pub fn list(tx: &ReadTx, query: &Query) -> Result<(Vec<Entry>, usize), StoreError> {
-    let skip = query.page.saturating_sub(1) * query.per_page;
+    let skip = query.page.saturating_sub(1).saturating_mul(query.per_page);
     let mut items = Vec::new();
     let mut total = 0usize;
     let mut bad = None;
