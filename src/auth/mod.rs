@@ -228,8 +228,9 @@ impl Auth {
             email: String::new(),
         };
         let token = token::sign(&claims, &self.secret, token_key);
-        let privileged = collection_id == SUPERUSERS_ID;
-        let record = record::to_json(&entry.collection, stored, privileged, &FieldsFilter::default());
+        // The auth response shows the signed-in record its own email whatever its
+        // emailVisibility, as PocketBase does.
+        let record = record::to_json(&entry.collection, stored, true, &FieldsFilter::default());
         Ok(Session { token, record })
     }
 

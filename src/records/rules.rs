@@ -33,6 +33,20 @@ impl Principal {
     pub fn is_superuser(&self) -> bool {
         matches!(self, Principal::Superuser { .. })
     }
+
+    /// Whether this caller sees the `email` of `stored` (a record of `collection_id`) even when
+    /// its `emailVisibility` is off: superusers, and the signed-in user reading their own
+    /// record, as PocketBase does (the SDK's `authStore.record.email` relies on it).
+    pub fn sees_email_of(&self, collection_id: &str, stored: &super::record::Stored) -> bool {
+        match self {
+            Principal::Superuser { .. } => true,
+            Principal::Record { collection_id: own, id } => {
+                own == collection_id
+                    && stored.get("id").and_then(serde_json::Value::as_str) == Some(id.as_str())
+            }
+            Principal::Anonymous | Principal::ApiKey { .. } => false,
+        }
+    }
 }
 
 /// A record operation, each guarded by its own rule.

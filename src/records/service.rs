@@ -98,7 +98,8 @@ fn render(
     fields: &FieldsFilter,
     tree: &ExpandTree,
 ) -> Result<Value, RecordsError> {
-    let mut json = record::to_json(&entry.collection, stored, expander.principal.is_superuser(), fields);
+    let sees_email = expander.principal.sees_email_of(&entry.collection.id, stored);
+    let mut json = record::to_json(&entry.collection, stored, sees_email, fields);
     if !tree.is_empty() && fields.keeps("expand") {
         if let (Value::Object(map), Some(e)) = (&mut json, expander.expand(entry, stored, tree)?) {
             map.insert("expand".into(), Value::Object(e));
@@ -718,7 +719,7 @@ impl Records {
             let response = record::to_json(
                 &entry.collection,
                 &prepared.stored,
-                principal.is_superuser(),
+                principal.sees_email_of(&entry.collection.id, &prepared.stored),
                 &FieldsFilter::default(),
             );
             let bytes = encode(&prepared.stored)?;

@@ -13,6 +13,18 @@ fn decoded(bytes: Option<Vec<u8>>) -> Option<Map<String, Value>> {
     bytes.and_then(|b| decode(&b).ok())
 }
 
+/// The keys of the references to one record from one source collection: reference keys
+/// continue the record's prefix with the source collection id and a 0x00, so the scan skips
+/// the references from every other collection (a room referenced by thousands of messages,
+/// asked for its members).
+fn source_prefix(prefix: &[u8], source_collection: &str) -> Vec<u8> {
+    let mut narrow = Vec::with_capacity(prefix.len() + source_collection.len() + 1);
+    narrow.extend_from_slice(prefix);
+    narrow.extend_from_slice(source_collection.as_bytes());
+    narrow.push(0);
+    narrow
+}
+
 fn matching_refs(
     entries: impl Iterator<Item = Vec<u8>>,
     prefix_len: usize,
@@ -40,10 +52,16 @@ impl RecordSource for ReadTx {
     ) -> Vec<String> {
         let prefix = ref_prefix(collection_id, id);
         let mut keys = Vec::new();
-        let _ = self.scan_prefix(Table::RecordRefs, &prefix, false, None, |k, _| {
-            keys.push(k.to_vec());
-            ScanControl::Continue
-        });
+        let _ = self.scan_prefix(
+            Table::RecordRefs,
+            &source_prefix(&prefix, source_collection),
+            false,
+            None,
+            |k, _| {
+                keys.push(k.to_vec());
+                ScanControl::Continue
+            },
+        );
         matching_refs(keys.into_iter(), prefix.len(), source_collection, field_id)
     }
 
@@ -76,7 +94,9 @@ impl RecordSource for WriteTx<'_> {
         field_id: &str,
     ) -> Vec<String> {
         let prefix = ref_prefix(collection_id, id);
-        let keys = self.collect_prefix(Table::RecordRefs, &prefix).unwrap_or_default();
+        let keys = self
+            .collect_prefix(Table::RecordRefs, &source_prefix(&prefix, source_collection))
+            .unwrap_or_default();
         matching_refs(keys.into_iter().map(|(k, _)| k), prefix.len(), source_collection, field_id)
     }
 

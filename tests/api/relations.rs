@@ -387,3 +387,92 @@ async fn rules_can_follow_relations() {
         .await
         .assert_problem(400);
 }
+
+/// A chat: `messages` may be created only by a member of the message's room, as itself. The
+/// two `@collection.room_members` terms name the same joined row (being a member of some
+/// other room is not enough), whether the join is narrowed through the relation reverse
+/// index (`?=`/`=` terms on relation fields) or scanned (no such term).
+#[tokio::test]
+async fn a_membership_rule_joins_one_row_and_follows_membership_changes() {
+    use crate::users::{sign_in, signup, users_collection, PASSWORD};
+    let s = Server::start();
+    let su = s.setup_superuser().await;
+    let users = users_collection(&s, &su, json!({})).await;
+    let create = |body: Value| {
+        let s = &s;
+        let su = su.clone();
+        async move {
+            let r = s.call("POST", "/api/collections", Some(&su), Some(body)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body
+        }
+    };
+    let rooms = create(json!({"name": "rooms", "fields": [{"name": "name", "type": "text"}]})).await;
+    let rel = |name: &str, target: &Value| json!({"name": name, "type": "relation", "collectionId": target["id"], "maxSelect": 1, "required": true});
+    create(json!({"name": "room_members", "fields": [rel("room", &rooms), rel("user", &users), {"name": "muted", "type": "bool"}]}))
+        .await;
+    let member = "@collection.room_members.room ?= room && @collection.room_members.user ?= @request.auth.id";
+    create(json!({
+        "name": "messages",
+        "createRule": format!("@request.auth.id != '' && author = @request.auth.id && {member}"),
+        "fields": [rel("room", &rooms), rel("author", &users), {"name": "text", "type": "text"}]
+    }))
+    .await;
+    let record = |collection: &'static str, body: Value| {
+        let s = &s;
+        let su = su.clone();
+        async move {
+            let r = s
+                .call("POST", &format!("/api/collections/{collection}/records"), Some(&su), Some(body))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            id(&r.body)
+        }
+    };
+    let ann = id(&signup(&s, "ann@example.com").await);
+    let ben = id(&signup(&s, "ben@example.com").await);
+    let (r1, r2) =
+        (record("rooms", json!({"name": "one"})).await, record("rooms", json!({"name": "two"})).await);
+    let ann_in_r1 = record("room_members", json!({"room": r1, "user": ann})).await;
+    record("room_members", json!({"room": r2, "user": ben})).await;
+    let ann_token = sign_in(&s, "ann@example.com", PASSWORD).await;
+    let post = |room: &str, author: &str, token: Option<String>| {
+        let s = &s;
+        let body = json!({"room": room, "author": author, "text": "hi"});
+        async move {
+            s.call("POST", "/api/collections/messages/records", token.as_deref(), Some(body)).await.status
+        }
+    };
+    assert_eq!(post(&r1, &ann, Some(ann_token.clone())).await, 200, "a member posts into her room");
+    assert_eq!(post(&r2, &ann, Some(ann_token.clone())).await, 400, "not a member of r2 (ben is)");
+    assert_eq!(post(&r1, &ben, Some(ann_token.clone())).await, 400, "as someone else");
+    assert_eq!(post(&r1, &ann, None).await, 400, "anonymous");
+
+    // Membership changes take effect at once (the reverse index follows creates and deletes).
+    record("room_members", json!({"room": r2, "user": ann})).await;
+    assert_eq!(post(&r2, &ann, Some(ann_token.clone())).await, 200, "joined r2");
+    let del = s
+        .call("DELETE", &format!("/api/collections/room_members/records/{ann_in_r1}"), Some(&su), None)
+        .await;
+    assert_eq!(del.status, 204, "{}", del.text);
+    assert_eq!(post(&r1, &ann, Some(ann_token.clone())).await, 400, "left r1");
+
+    // An extra term on a non-relation field applies to the same row: ann is in r2 (unmuted)
+    // and ben's row in r1 is muted, but no row is both hers and muted.
+    let muted = format!("{member} && @collection.room_members.muted = true");
+    let r = s.call("PATCH", "/api/collections/messages", Some(&su), Some(json!({"createRule": muted}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    record("room_members", json!({"room": r1, "user": ben, "muted": true})).await;
+    assert_eq!(post(&r2, &ann, Some(ann_token.clone())).await, 400, "no row is hers and muted");
+    // No term on a relation field itself (a path through it is not one): the join is scanned.
+    let scanned = "@collection.room_members.room.name = 'one' && @collection.room_members.muted = true";
+    let r =
+        s.call("PATCH", "/api/collections/messages", Some(&su), Some(json!({"createRule": scanned}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(post(&r2, &ann, Some(ann_token.clone())).await, 200, "r1 has a muted member (ben)");
+    let scanned = "@collection.room_members.room.name = 'two' && @collection.room_members.muted = true";
+    let r =
+        s.call("PATCH", "/api/collections/messages", Some(&su), Some(json!({"createRule": scanned}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(post(&r2, &ann, Some(ann_token)).await, 400, "r2 has no muted member");
+}

@@ -408,3 +408,49 @@ async fn a_failed_sign_in_takes_as_long_for_unknown_accounts() {
     assert!(u * 2 > k && k * 2 > u, "median known {k:?} vs unknown {u:?}");
     assert!(u > Duration::from_millis(5), "unknown accounts must still hash: {u:?}");
 }
+
+#[tokio::test]
+async fn a_user_sees_their_own_email_whatever_its_visibility_and_others_do_not() {
+    let s = Server::start();
+    let su = s.setup_superuser().await;
+    users_collection(&s, &su, json!({"listRule": "", "viewRule": ""})).await;
+    let ann = signup(&s, "ann@example.com").await;
+    signup(&s, "ben@example.com").await;
+    assert_eq!(ann["emailVisibility"], false);
+    let path = format!("/api/collections/users/records/{}", ann["id"].as_str().expect("id"));
+
+    // The auth response carries the signed-in record's own email (the JS SDK shows it from
+    // authStore.record.email), and so does a refresh.
+    let login = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "ann@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.body["record"]["email"], "ann@example.com", "{}", login.text);
+    let token = login.body["token"].as_str().expect("token").to_string();
+    let refreshed = s.call("POST", "/api/collections/users/auth-refresh", Some(&token), None).await;
+    assert_eq!(refreshed.body["record"]["email"], "ann@example.com", "{}", refreshed.text);
+
+    // The owner reading or updating their own record sees it too.
+    let me = s.call("GET", &path, Some(&token), None).await;
+    assert_eq!(me.body["email"], "ann@example.com", "{}", me.text);
+    let renamed = s.call("PATCH", &path, Some(&token), Some(json!({"name": "Ann"}))).await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    assert_eq!(renamed.body["email"], "ann@example.com", "{}", renamed.text);
+
+    // Anyone else does not: another user, an anonymous caller, and in lists.
+    let ben = sign_in(&s, "ben@example.com", PASSWORD).await;
+    let seen_by_ben = s.call("GET", &path, Some(&ben), None).await;
+    assert_eq!(seen_by_ben.status, 200, "{}", seen_by_ben.text);
+    assert!(seen_by_ben.body.get("email").is_none(), "{}", seen_by_ben.text);
+    let anonymous = s.call("GET", &path, None, None).await;
+    assert!(anonymous.body.get("email").is_none(), "{}", anonymous.text);
+    let listed = s.call("GET", "/api/collections/users/records?sort=name", Some(&ben), None).await;
+    let emails: Vec<&Value> =
+        listed.body["items"].as_array().expect("items").iter().map(|u| &u["email"]).collect();
+    assert_eq!(emails, [&Value::Null, &json!("ben@example.com")], "{}", listed.text);
+}

@@ -7,7 +7,9 @@
 // SDK_COMPAT_PASSWORD. Exits 0 and prints `sdk compat: N checks passed` when everything
 // matches; otherwise exits 1 and lists every failing step with its failed check, what was
 // expected and what came back (a failing essential step, such as sign-in, stops the run).
-// It creates one uniquely named collection and deletes it at the end (also on failure).
+// It creates uniquely named collections (one base collection; then an auth collection of users
+// and a collection of their notes, protected by owner rules) and deletes them at the end (also
+// on failure).
 
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
@@ -428,11 +430,290 @@ async function run() {
     });
 }
 
+// ---- users: signup, sign-in, refresh, sign-out and rule-protected records -----------------
+//
+// Sign-in requests here (users and the superuser together): 1 superuser sign-in plus 1 wrong
+// superuser password above, then 2 user sign-ins, 1 wrong user password and 1 sign-in after
+// the sign-out below — well under the server's default per-IP (20/min) and per-identity
+// (10/min) sign-in limits, so the test runs with the rate limiter on, as shipped.
+
+const usersName = `sdk_users_${suffix}`;
+const notesName = `sdk_notes_${suffix}`;
+let usersCreated = false;
+let notesCreated = false;
+const USER_PASSWORD = 'user-password-123';
+
+/** Decodes the payload of a JWT (base64url JSON), or throws. */
+function jwtPayload(token) {
+    const parts = String(token).split('.');
+    assert.equal(parts.length, 3, `a JWT has 3 dot-separated parts (got ${parts.length})`);
+    return JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+}
+
+async function runUsers() {
+    let users;
+    let notes;
+    await step(
+        'collections.create: an auth collection and a base collection with an owner rule',
+        async () => {
+            users = await pb.collections.create({
+                name: usersName,
+                type: 'auth',
+                listRule: 'id = @request.auth.id',
+                viewRule: 'id = @request.auth.id',
+                createRule: '',
+                updateRule: 'id = @request.auth.id',
+                deleteRule: null,
+                fields: [{ name: 'name', type: 'text', max: 100 }],
+            });
+            usersCreated = true;
+            check(assert.equal, users.type, 'auth', 'type auth');
+            const names = users.fields.map((f) => f.name);
+            for (const name of ['id', 'email', 'emailVisibility', 'verified', 'password', 'tokenKey', 'name']) {
+                check(assert.ok, names.includes(name), `auth fields include ${name} (got ${names.join(',')})`);
+            }
+            check(assert.equal, users.passwordAuth?.enabled, true, 'passwordAuth.enabled');
+            notes = await pb.collections.create({
+                name: notesName,
+                type: 'base',
+                listRule: 'owner = @request.auth.id',
+                viewRule: 'owner = @request.auth.id',
+                createRule: "@request.auth.id != '' && owner = @request.auth.id",
+                updateRule: null,
+                deleteRule: null,
+                fields: [
+                    { name: 'text', type: 'text', required: true },
+                    { name: 'owner', type: 'relation', collectionId: users.id, maxSelect: 1, required: true },
+                ],
+            });
+            notesCreated = true;
+            const owner = notes.fields.find((f) => f.name === 'owner');
+            check(assert.equal, owner?.type, 'relation', 'owner is a relation');
+            check(assert.equal, owner?.collectionId, users.id, 'owner points at the users collection');
+        },
+        { essential: true },
+    );
+
+    const alice = new PocketBase(baseUrl);
+    alice.autoCancellation(false);
+    const bob = new PocketBase(baseUrl);
+    bob.autoCancellation(false);
+    const stranger = new PocketBase(baseUrl);
+    stranger.autoCancellation(false);
+    const aliceEmail = `alice_${suffix}@example.com`;
+    const bobEmail = `bob_${suffix}@example.com`;
+    let aliceRecord;
+    let bobRecord;
+
+    await step(
+        'collection(users).create: anonymous signup',
+        async () => {
+            aliceRecord = await alice.collection(usersName).create({
+                email: aliceEmail,
+                password: USER_PASSWORD,
+                passwordConfirm: USER_PASSWORD,
+                name: 'Alice',
+            });
+            check(assert.match, String(aliceRecord.id), RECORD_ID, 'the new user has a 15-char id');
+            check(assert.equal, aliceRecord.collectionName, usersName, 'collectionName');
+            check(assert.equal, aliceRecord.name, 'Alice', 'name');
+            check(assert.equal, aliceRecord.verified, false, 'a new user is not verified');
+            check(assert.equal, aliceRecord.password, undefined, 'no password in the response');
+            check(assert.equal, aliceRecord.tokenKey, undefined, 'no tokenKey in the response');
+            check(assert.equal, alice.authStore.isValid, false, 'signing up does not sign in');
+            bobRecord = await bob.collection(usersName).create({
+                email: bobEmail,
+                password: USER_PASSWORD,
+                passwordConfirm: USER_PASSWORD,
+                name: 'Bob',
+            });
+            check(assert.notEqual, bobRecord.id, aliceRecord.id, 'two users, two ids');
+            const err = await rejection(
+                stranger.collection(usersName).create({
+                    email: aliceEmail,
+                    password: USER_PASSWORD,
+                    passwordConfirm: USER_PASSWORD,
+                }),
+            );
+            check(assert.equal, err.status, 400, 'signing up with a taken email answers 400');
+            const err2 = await rejection(
+                stranger.collection(usersName).create({
+                    email: `carol_${suffix}@example.com`,
+                    password: USER_PASSWORD,
+                    passwordConfirm: 'something-else-123',
+                }),
+            );
+            check(assert.equal, err2.status, 400, 'a mismatched passwordConfirm answers 400');
+            check(assert.ok, err2.response?.data?.passwordConfirm, `data.passwordConfirm (got ${JSON.stringify(err2.response?.data)})`);
+        },
+        { essential: true },
+    );
+
+    await step("collection(users).listAuthMethods", async () => {
+        const methods = await stranger.collection(usersName).listAuthMethods();
+        check(assert.equal, methods.password?.enabled, true, 'password.enabled');
+        check(assert.ok, Array.isArray(methods.password?.identityFields), 'password.identityFields is an array');
+        check(assert.ok, methods.password.identityFields.includes('email'), 'email is an identity field');
+        check(assert.equal, typeof methods.oauth2?.enabled, 'boolean', 'oauth2.enabled is a boolean');
+        check(assert.ok, Array.isArray(methods.oauth2?.providers), 'oauth2.providers is an array');
+        check(assert.equal, typeof methods.otp?.enabled, 'boolean', 'otp.enabled is a boolean');
+        check(assert.equal, typeof methods.mfa?.enabled, 'boolean', 'mfa.enabled is a boolean');
+    });
+
+    let aliceAuth;
+    await step(
+        'collection(users).authWithPassword',
+        async () => {
+            aliceAuth = await alice.collection(usersName).authWithPassword(aliceEmail, USER_PASSWORD);
+            check(assert.equal, alice.authStore.isValid, true, 'authStore.isValid');
+            check(assert.equal, alice.authStore.isSuperuser, false, 'a user is not a superuser');
+            check(assert.equal, aliceAuth.record?.email, aliceEmail, 'record.email');
+            check(assert.equal, aliceAuth.record?.id, aliceRecord.id, 'record.id');
+            check(assert.equal, aliceAuth.record?.collectionName, usersName, 'record.collectionName');
+            check(assert.equal, aliceAuth.record?.password, undefined, 'no password hash');
+            check(assert.equal, alice.authStore.record?.id, aliceRecord.id, 'authStore.record.id');
+            check(assert.equal, alice.authStore.token, aliceAuth.token, 'authStore.token');
+            const payload = jwtPayload(aliceAuth.token);
+            check(assert.equal, typeof payload.exp, 'number', `the token payload has a numeric exp (${JSON.stringify(payload)})`);
+            check(assert.ok, payload.exp > Date.now() / 1000, 'exp is in the future');
+            check(assert.equal, payload.type, 'auth', 'payload.type is "auth"');
+            check(assert.equal, payload.id, aliceRecord.id, 'payload.id is the user id');
+            check(assert.equal, payload.collectionId, users.id, 'payload.collectionId');
+            await bob.collection(usersName).authWithPassword(bobEmail, USER_PASSWORD);
+            check(assert.equal, bob.authStore.record?.id, bobRecord.id, 'bob signed in too');
+        },
+        { essential: true },
+    );
+
+    await step('collection(users).authWithPassword with a wrong password', async () => {
+        const other = new PocketBase(baseUrl);
+        const err = await rejection(other.collection(usersName).authWithPassword(aliceEmail, 'wrong-password-123'));
+        check(assert.equal, err.status, 400, 'a wrong password answers 400');
+        check(assert.equal, other.authStore.isValid, false, 'the auth store stays empty');
+    });
+
+    await step('collection(users).authRefresh', async () => {
+        const before = alice.authStore.token;
+        // Tokens carry whole seconds; wait so the refreshed one is certainly a different string
+        // even on a server that derives it from the issue time alone.
+        await new Promise((r) => setTimeout(r, 1100));
+        const refreshed = await alice.collection(usersName).authRefresh();
+        check(assert.equal, typeof refreshed.token, 'string', 'a token comes back');
+        check(assert.notEqual, refreshed.token, before, 'a new token');
+        check(assert.equal, refreshed.record?.id, aliceRecord.id, 'the same user');
+        check(assert.equal, alice.authStore.token, refreshed.token, 'authStore holds the new token');
+        check(assert.ok, jwtPayload(refreshed.token).exp >= jwtPayload(before).exp, 'exp did not go back');
+        const me = await alice.collection(usersName).getOne(aliceRecord.id);
+        check(assert.equal, me.email, aliceEmail, 'the refreshed token works (getOne of self)');
+    });
+
+    const aliceNotes = [];
+    const bobNotes = [];
+    await step(
+        'users create notes they own',
+        async () => {
+            for (let i = 0; i < 3; i++) {
+                const n = await alice.collection(notesName).create({ text: `alice ${i}`, owner: aliceRecord.id });
+                check(assert.equal, n.owner, aliceRecord.id, 'owner is alice');
+                aliceNotes.push(n.id);
+            }
+            for (let i = 0; i < 2; i++) {
+                const n = await bob.collection(notesName).create({ text: `bob ${i}`, owner: bobRecord.id });
+                bobNotes.push(n.id);
+            }
+            const err = await rejection(bob.collection(notesName).create({ text: 'forged', owner: aliceRecord.id }));
+            check(assert.ok, [400, 403].includes(err.status), `a note for someone else is refused (got ${err.status})`);
+            const err2 = await rejection(stranger.collection(notesName).create({ text: 'anon', owner: aliceRecord.id }));
+            check(assert.ok, [400, 403].includes(err2.status), `an anonymous note is refused (got ${err2.status})`);
+        },
+        { essential: true },
+    );
+
+    await step('the list rule: each user sees only their own notes', async () => {
+        const a = await alice.collection(notesName).getList(1, 50, { sort: 'text' });
+        check(assert.equal, a.totalItems, aliceNotes.length, "alice's totalItems");
+        check(assert.deepEqual, a.items.map((n) => n.text), ['alice 0', 'alice 1', 'alice 2'], "alice's notes");
+        const b = await bob.collection(notesName).getFullList({ sort: 'text' });
+        check(assert.deepEqual, b.map((n) => n.id).sort(), [...bobNotes].sort(), "bob's getFullList");
+        const bPage = await bob.collection(notesName).getList(1, 1);
+        check(assert.equal, bPage.totalItems, bobNotes.length, "bob's totalItems");
+        check(assert.equal, bPage.totalPages, bobNotes.length, "bob's totalPages with perPage 1");
+        const filtered = await bob.collection(notesName).getList(1, 50, { filter: pb.filter('text ~ {:t}', { t: 'alice' }) });
+        check(assert.equal, filtered.totalItems, 0, "a filter does not reach alice's notes");
+        const anonList = await stranger.collection(notesName).getList(1, 50);
+        check(assert.equal, anonList.totalItems, 0, 'an anonymous list sees nothing');
+        check(assert.deepEqual, anonList.items, [], 'no items for anonymous');
+        const all = await pb.collection(notesName).getList(1, 50);
+        check(assert.equal, all.totalItems, aliceNotes.length + bobNotes.length, 'a superuser sees every note');
+    });
+
+    await step("getOne of someone else's note or user answers 404", async () => {
+        const own = await alice.collection(notesName).getOne(aliceNotes[0]);
+        check(assert.equal, own.text, 'alice 0', 'alice views her own note');
+        const err = await rejection(alice.collection(notesName).getOne(bobNotes[0]));
+        check(assert.equal, err.status, 404, "alice viewing bob's note answers 404");
+        const err2 = await rejection(stranger.collection(notesName).getOne(aliceNotes[0]));
+        check(assert.equal, err2.status, 404, 'an anonymous view answers 404');
+        const err3 = await rejection(alice.collection(usersName).getOne(bobRecord.id));
+        check(assert.equal, err3.status, 404, "alice viewing bob's user record answers 404");
+        const us = await alice.collection(usersName).getFullList();
+        check(assert.deepEqual, us.map((u) => u.id), [aliceRecord.id], 'the users list shows only oneself');
+    });
+
+    await step('a user cannot verify themselves', async () => {
+        const err = await rejection(alice.collection(usersName).update(aliceRecord.id, { verified: true }));
+        check(assert.equal, err.status, 400, 'update(self, {verified: true}) answers 400');
+        check(assert.ok, err.response?.data?.verified, `data.verified holds the error (got ${JSON.stringify(err.response?.data)})`);
+        const me = await alice.collection(usersName).getOne(aliceRecord.id);
+        check(assert.equal, me.verified, false, 'still unverified');
+        const renamed = await alice.collection(usersName).update(aliceRecord.id, { name: 'Alice A.' });
+        check(assert.equal, renamed.name, 'Alice A.', 'other fields of oneself can be updated');
+        check(assert.equal, alice.authStore.record?.name, 'Alice A.', 'the SDK syncs authStore.record');
+    });
+
+    await step('authStore.clear() makes the client anonymous', async () => {
+        bob.authStore.clear();
+        check(assert.equal, bob.authStore.isValid, false, 'isValid false after clear');
+        const list = await bob.collection(notesName).getList(1, 50);
+        check(assert.equal, list.totalItems, 0, 'a cleared client lists nothing');
+        const err = await rejection(bob.collection(notesName).getOne(bobNotes[0]));
+        check(assert.equal, err.status, 404, 'a cleared client cannot view its own note');
+    });
+
+    await step('auth-logout revokes the token', async () => {
+        const token = alice.authStore.token;
+        const res = await alice.send(`/api/collections/${usersName}/auth-logout`, { method: 'POST' });
+        check(assert.ok, res !== undefined, 'the sign-out call resolves');
+        check(assert.equal, alice.authStore.token, token, 'the SDK still holds the old token');
+        const err = await rejection(alice.collection(usersName).authRefresh());
+        check(assert.equal, err.status, 401, 'authRefresh with the revoked token answers 401');
+        const list = await alice.collection(notesName).getList(1, 50);
+        check(assert.equal, list.totalItems, 0, 'the revoked token lists nothing');
+        alice.authStore.clear();
+        const again = await alice.collection(usersName).authWithPassword(aliceEmail, USER_PASSWORD);
+        check(assert.notEqual, again.token, token, 'signing in again gives a new token');
+        const mine = await alice.collection(notesName).getList(1, 50);
+        check(assert.equal, mine.totalItems, aliceNotes.length, 'the new token sees her notes again');
+    });
+}
+
 try {
     await run();
+    await runUsers();
 } catch (err) {
     if (!failures.length) failures.push({ name: '(script)', message: describe(err) });
 } finally {
+    for (const [created, name] of [
+        [notesCreated, notesName],
+        [usersCreated, usersName],
+    ]) {
+        if (!created) continue;
+        try {
+            await pb.collections.delete(name);
+        } catch (err) {
+            console.error(`cleanup: could not delete collection ${name}: ${describe(err)}`);
+        }
+    }
     if (collectionCreated) {
         try {
             await pb.collections.delete(collectionName);

@@ -8,7 +8,7 @@ use super::{
     Resolved, MAX_JOIN_ROWS,
 };
 use crate::records::collection::Collection;
-use crate::records::field::relation_ids;
+use crate::records::field::{relation_ids, FieldKind};
 use crate::records::time;
 
 /// The clock used for `@now` and the other date macros (fixed per request).
@@ -506,10 +506,16 @@ pub(super) fn matches(
     };
     // `@collection` joins: the expression holds if it holds for some combination of rows
     // (an empty collection joins as one row of nulls), as SQL's LEFT JOIN would have it.
+    let plain = Ctx { collection, record, request, now, env: Some(env), bound: &[] };
     let tables: Vec<(String, Vec<Map<String, Value>>)> = joins
         .iter()
         .map(|id| {
-            let mut rows = env.source.all(id, MAX_JOIN_ROWS);
+            let mut rows = match join_candidates(expr, id, &plain, env) {
+                Some(ids) => {
+                    ids.iter().filter_map(|rid| env.source.record(id, rid)).take(MAX_JOIN_ROWS).collect()
+                }
+                None => env.source.all(id, MAX_JOIN_ROWS),
+            };
             if rows.is_empty() {
                 rows.push(Map::new());
             }
@@ -542,6 +548,69 @@ pub(super) fn matches(
             k += 1;
         }
     }
+}
+
+/// The ids of the only rows of the joined collection `join_id` that can satisfy `expr`, when
+/// its top-level `&&` chain holds `@collection.<join>.<relation> = v` (or `?=`) with `v` a
+/// non-empty id known without the join (a record field, `@request.*`, a literal): the rows
+/// whose relation points at `v`, read from the relation reverse index (the intersection
+/// when there are several such terms). `None`: no such term, scan the collection.
+///
+/// Every row that satisfies the term refers to `v`, so the candidates are a superset of the
+/// rows that can satisfy `expr`, which is still evaluated in full on each of them; and when
+/// none qualifies the answer is false with or without them (a row of nulls never equals a
+/// non-empty id).
+fn join_candidates(expr: &Expr, join_id: &str, plain: &Ctx<'_>, env: &Env<'_>) -> Option<Vec<String>> {
+    fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
+        match expr {
+            Expr::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut terms = Vec::new();
+    conjuncts(expr, &mut terms);
+    let joined = env.catalog.get(join_id)?;
+    let mut found: Option<Vec<String>> = None;
+    for term in terms {
+        let Expr::Compare { left, op: Op::Eq, right, .. } = term else {
+            continue;
+        };
+        let (field, other) = match (left, right) {
+            (Operand::Collection { name, path }, other) | (other, Operand::Collection { name, path })
+                if path.len() == 1 && !matches!(other, Operand::Collection { .. }) =>
+            {
+                match env.catalog.get(name) {
+                    Some(entry) if entry.collection.id == joined.collection.id => (&path[0], other),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        let Some(field) = joined.collection.field(field) else {
+            continue;
+        };
+        let FieldKind::Relation(options) = &field.kind else {
+            continue;
+        };
+        let Val::Text(target) = plain.value(other) else {
+            continue;
+        };
+        if target.is_empty() {
+            continue;
+        }
+        let ids = env.source.referrers(&options.collection_id, &target, &joined.collection.id, &field.id);
+        found = Some(match found {
+            None => ids,
+            Some(prev) => {
+                let ids: std::collections::HashSet<String> = ids.into_iter().collect();
+                prev.into_iter().filter(|id| ids.contains(id)).collect()
+            }
+        });
+    }
+    found
 }
 
 fn eval(expr: &Expr, ctx: &Ctx<'_>) -> bool {
