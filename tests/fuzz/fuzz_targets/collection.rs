@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
     let resolve = |name: &str| (name == "posts").then(|| existing.id.clone());
     for current in [None, Some(&existing)] {
         let Ok(input) = CollectionInput::parse(value.clone()) else { continue };
-        if let Ok(built) = build(input, current, "pbc_fuzz0000002".into(), "2026-01-01 00:00:00.000Z", &resolve) {
+        if let Ok(built) =
+            build(input, current, "pbc_fuzz0000002".into(), "2026-01-01 00:00:00.000Z", &resolve)
+        {
             let _ = rules::validate(&built, &catalog, "fuzz");
             let _ = index::parse_all(&built);
         }
