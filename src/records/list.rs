@@ -6,6 +6,7 @@
 //! path in the query engine.
 
 use std::cmp::Ordering;
+use std::ops::Bound;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,10 +16,9 @@ use serde_json::{json, Value};
 use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
-use super::field::FieldKind;
-use super::filter::Operand;
 use super::filter::{Env, Filter, Now, RequestInfo};
 use super::index::{self, IndexDef};
+use super::plan::{self, IndexPlan, Span};
 use super::record::{decode, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
@@ -255,9 +255,12 @@ pub fn run(
             && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
     };
 
-    let plan = query.filter.as_ref().and_then(|f| plan_index(collection, ctx.indexes, f));
+    let (terms, only_terms) = match &query.filter {
+        Some(f) => f.terms(&ctx.now),
+        None => (Vec::new(), true),
+    };
+    let plan = plan::choose(collection, ctx.indexes, &terms, only_terms, &query.sort);
     let key_order = match query.sort.as_slice() {
-        _ if plan.is_some() => None,
         [] => Some(false),
         [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
         [SortKey::Field { name, descending }] if name == "created" && stats.custom_ids == 0 => {
@@ -265,7 +268,9 @@ pub fn run(
         }
         _ => None,
     };
-    if let Some(reverse) = key_order {
+    // Walking an index only for its order is no better than walking the records in key order.
+    let plan = plan.filter(|p| p.narrows() || key_order.is_none());
+    if let (None, Some(reverse)) = (&plan, key_order) {
         let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
         let mut matched = 0usize;
         let mut failure = None;
@@ -311,33 +316,39 @@ pub fn run(
         let plan = json!({"strategy": "key-order scan", "reverse": reverse, "filtered": filtered});
         return Ok(Page { plan, items, total, next_cursor });
     }
+    if let Some(plan) = &plan {
+        if let Some(reverse) = plan.sort {
+            return stream_index(tx, collection, query, ctx, plan, reverse, &keep, filtered, stats.count);
+        }
+    }
 
     let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
     let mut failure = None;
     let plan_json = match &plan {
-        Some((def, values)) => {
-            // Candidates from the index, then the whole filter on each.
-            let refs: Vec<&Value> = values.iter().collect();
-            let index_prefix = index::prefix(&collection.id, &def.name, &refs);
+        Some(plan) => {
+            // Candidates from the index (in id order: the default order), then the whole
+            // filter on each.
             let mut ids = Vec::new();
-            tx.scan_prefix(Table::RecordIndex, &index_prefix, false, None, |key, _| {
-                if key.len() >= super::id::ID_LENGTH {
-                    ids.push(String::from_utf8_lossy(&key[key.len() - super::id::ID_LENGTH..]).to_string());
-                }
-                ScanControl::Continue
-            })?;
+            for span in &plan.spans {
+                scan_span(tx, span, false, |key| {
+                    if let Some(id) = index::entry_id(key) {
+                        ids.push(id.to_string());
+                    }
+                    ScanControl::Continue
+                })?;
+            }
+            ids.sort_unstable();
             let candidates = ids.len();
-            // Index order is value order; without a sort the list is in id order.
-            ids.sort();
-            for id in ids {
-                if let Some(bytes) = tx.get(Table::Records, &record_key(&collection.id, &id))? {
-                    let record = decode(&bytes)?;
+            for chunk in ids.chunks(FETCH_CHUNK) {
+                for record in fetch(tx, collection, chunk)? {
                     if keep(&record) {
                         all.push(record);
                     }
                 }
             }
-            json!({"strategy": "index", "index": def.name, "columns": def.columns[..values.len()], "candidates": candidates})
+            let mut described = plan.describe();
+            described["examined"] = json!(candidates);
+            described
         }
         None => {
             let mut examined = 0u64;
@@ -395,69 +406,186 @@ pub fn run(
     Ok(Page { plan: plan_json, items, total, next_cursor })
 }
 
-/// The stored form of a filter literal for an equality lookup on `field`, when the lookup
-/// is exactly as selective as the filter's comparison (otherwise the planner scans).
-fn index_value(collection: &Collection, field: &str, literal: &Operand) -> Option<Value> {
-    let field = collection.field(field)?;
-    match (&field.kind, literal) {
-        (
-            FieldKind::Text(_) | FieldKind::Email(_) | FieldKind::Url(_) | FieldKind::Editor(_),
-            Operand::Text(s),
-        ) if !s.is_empty() => Some(Value::String(s.clone())),
-        (FieldKind::Select(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
-            Some(Value::String(s.clone()))
-        }
-        (FieldKind::Relation(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
-            Some(Value::String(s.clone()))
-        }
-        (FieldKind::Number(_), Operand::Number(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Some(Value::from(*n as i64))
-            } else {
-                serde_json::Number::from_f64(*n).map(Value::Number)
-            }
-        }
-        (FieldKind::Bool(_), Operand::Bool(b)) => Some(Value::Bool(*b)),
-        _ => None,
+/// Records fetched per store call while walking index candidates.
+const FETCH_CHUNK: usize = 1024;
+
+/// The records with these ids (missing ones skipped), in the order given.
+fn fetch(tx: &ReadTx, collection: &Collection, ids: &[String]) -> Result<Vec<Stored>, RecordsError> {
+    let keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for bytes in tx.get_many(Table::Records, &keys)?.into_iter().flatten() {
+        out.push(decode(&bytes)?);
     }
+    Ok(out)
 }
 
-/// Picks the index whose leading columns the filter pins with equalities (the longest such
-/// prefix, unique indexes first), with the values to look up.
-fn plan_index(
+/// Visits the index keys of one span, in key order or reverse.
+fn scan_span(
+    tx: &ReadTx,
+    span: &Span,
+    reverse: bool,
+    mut visit: impl FnMut(&[u8]) -> ScanControl,
+) -> Result<(), RecordsError> {
+    let upper = match &span.upper {
+        Some(u) => Bound::Excluded(u.clone()),
+        None => Bound::Unbounded,
+    };
+    tx.scan_range(Table::RecordIndex, Bound::Included(span.lower.clone()), upper, reverse, |key, _| {
+        visit(key)
+    })?;
+    Ok(())
+}
+
+/// The index key a cursor position stands for (the record it names may be gone).
+fn cursor_key(
     collection: &Collection,
-    indexes: &[IndexDef],
-    filter: &Filter,
-) -> Option<(IndexDef, Vec<Value>)> {
-    let equalities = filter.required_equalities();
-    let mut best: Option<(IndexDef, Vec<Value>)> = None;
-    for def in indexes {
-        let mut values = Vec::new();
-        for column in &def.columns {
-            let found = equalities
-                .iter()
-                .filter(|(name, _)| name == column)
-                .find_map(|(_, literal)| index_value(collection, column, literal));
-            match found {
-                Some(v) => values.push(v),
-                None => break,
-            }
-        }
-        if values.is_empty() {
-            continue;
-        }
-        let better = match &best {
-            None => true,
-            Some((b, bv)) => values.len() > bv.len() || (values.len() == bv.len() && def.unique && !b.unique),
-        };
-        if better {
-            best = Some((def.clone(), values));
-        }
+    plan: &IndexPlan,
+    sort: &[SortKey],
+    pos: &CursorPosition,
+) -> Option<Vec<u8>> {
+    let names: Vec<&str> = sort
+        .iter()
+        .filter_map(|k| match k {
+            SortKey::Field { name, .. } => Some(name.as_str()),
+            SortKey::Random => None,
+        })
+        .collect();
+    let mut key = plan.base(&collection.id);
+    for column in &plan.def.columns[plan.pinned.len()..] {
+        let i = names.iter().position(|n| n == column)?;
+        index::encode_value(&mut key, pos.values.get(i)?);
     }
-    best
+    key.extend_from_slice(pos.id.as_bytes());
+    Some(key)
 }
 
-/// The order of two records under `keys`; ties break on id so pages never overlap or skip.
+/// A page from an index whose order is the requested order: streams candidates span by
+/// span, fetching records in growing chunks, and stops at the end of the page. Totals come
+/// from counting keys when the plan is exact (and no rule applies), from the counters when
+/// nothing filters, and otherwise from evaluating every candidate.
+#[allow(clippy::too_many_arguments)]
+fn stream_index(
+    tx: &ReadTx,
+    collection: &Collection,
+    query: &ListQuery,
+    ctx: &ListContext<'_>,
+    plan: &IndexPlan,
+    reverse: bool,
+    keep: &dyn Fn(&Stored) -> bool,
+    filtered: bool,
+    count: u64,
+) -> Result<Page, RecordsError> {
+    let after = query.cursor.clone().flatten();
+    let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
+    let mut spans = plan.spans.clone();
+    if let Some(pos) = &after {
+        let key = cursor_key(collection, plan, &query.sort, pos).ok_or_else(|| {
+            RecordsError::BadRequest(
+                "Invalid cursor: pass back the nextCursor of a previous page with the same sort.".into(),
+            )
+        })?;
+        for span in &mut spans {
+            if reverse {
+                span.upper = Some(span.upper.take().map_or(key.clone(), |u| u.min(key.clone())));
+            } else {
+                let mut successor = key.clone();
+                successor.push(0);
+                span.lower = span.lower.clone().max(successor);
+            }
+        }
+    }
+    if reverse {
+        spans.reverse();
+    }
+    let need = offset.saturating_add(query.per_page);
+    let mut items = Vec::with_capacity(query.per_page);
+    let (mut matched, mut examined) = (0usize, 0usize);
+    // Exact plans: (almost) every candidate matches, so read just what the page needs.
+    let mut chunk = if plan.exact { need } else { need.max(16) }.clamp(1, FETCH_CHUNK);
+    'spans: for span in spans {
+        let mut span = span;
+        loop {
+            if span.upper.as_ref().is_some_and(|u| *u <= span.lower) {
+                break;
+            }
+            let mut ids = Vec::with_capacity(chunk);
+            let mut last: Option<Vec<u8>> = None;
+            scan_span(tx, &span, reverse, |key| {
+                if let Some(id) = index::entry_id(key) {
+                    ids.push(id.to_string());
+                }
+                last = Some(key.to_vec());
+                if ids.len() >= chunk {
+                    ScanControl::Stop
+                } else {
+                    ScanControl::Continue
+                }
+            })?;
+            let Some(last) = last else { break };
+            examined += ids.len();
+            for record in fetch(tx, collection, &ids)? {
+                if keep(&record) {
+                    matched += 1;
+                    if matched > offset {
+                        items.push(record);
+                        if items.len() >= query.per_page {
+                            break 'spans;
+                        }
+                    }
+                }
+            }
+            if ids.len() < chunk {
+                break;
+            }
+            if reverse {
+                span.upper = Some(last);
+            } else {
+                span.lower = last;
+                span.lower.push(0);
+            }
+            chunk = (chunk * 2).min(FETCH_CHUNK);
+        }
+    }
+    let from_index = plan.exact && ctx.rule.is_none();
+    let total = if query.skip_total {
+        None
+    } else if !filtered {
+        Some(count)
+    } else if from_index {
+        let mut n = 0u64;
+        for span in &plan.spans {
+            scan_span(tx, span, false, |_| {
+                n += 1;
+                ScanControl::Continue
+            })?;
+        }
+        Some(n)
+    } else {
+        let mut ids = Vec::new();
+        for span in &plan.spans {
+            scan_span(tx, span, false, |key| {
+                if let Some(id) = index::entry_id(key) {
+                    ids.push(id.to_string());
+                }
+                ScanControl::Continue
+            })?;
+        }
+        let mut n = 0u64;
+        for chunk in ids.chunks(FETCH_CHUNK) {
+            n += fetch(tx, collection, chunk)?.iter().filter(|r| keep(r)).count() as u64;
+        }
+        Some(n)
+    };
+    let mut described = plan.describe();
+    described["examined"] = json!(examined);
+    described["totalFromIndex"] = json!(total.is_some() && filtered && from_index);
+    let next_cursor = next_cursor(query, &items);
+    Ok(Page { plan: described, items, total, next_cursor })
+}
+
+/// The order of two records under `keys`; ties break on id (in the direction of the last
+/// key, so that an index walked backwards gives the same order) so pages never overlap or
+/// skip.
 fn order(a: &Stored, b: &Stored, keys: &[(&str, bool)], zero: &[Value]) -> Ordering {
     for ((name, descending), zero) in keys.iter().zip(zero) {
         let av = a.get(*name).unwrap_or(zero);
@@ -467,7 +595,12 @@ fn order(a: &Stored, b: &Stored, keys: &[(&str, bool)], zero: &[Value]) -> Order
             return if *descending { ord.reverse() } else { ord };
         }
     }
-    compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null))
+    let ord = compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null));
+    if keys.last().is_some_and(|(_, descending)| *descending) {
+        ord.reverse()
+    } else {
+        ord
+    }
 }
 
 fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {

@@ -131,10 +131,11 @@ proptest! {
             expected.sort_by(|a, b| {
                 let ord = compare(a, b, key);
                 let ord = if descending { ord.reverse() } else { ord };
-                // Ties (and id/created/default order) follow id order, which is creation order.
+                // Ties (and id/created/default order) follow id order, which is creation
+                // order, in the direction of the sort key.
                 ord.then_with(|| {
                     let by_id = a.id.cmp(&b.id);
-                    if (key == "id" || key == "created") && descending { by_id.reverse() } else { by_id }
+                    if !key.is_empty() && descending { by_id.reverse() } else { by_id }
                 })
             });
             let sort_param = if key.is_empty() { None } else { Some(format!("{}{key}", if descending { "-" } else { "" })) };

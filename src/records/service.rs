@@ -89,6 +89,23 @@ fn rebuild_indexes(tx: &mut WriteTx<'_>, collection: &Collection) -> Result<(), 
     Ok(())
 }
 
+/// Rebuilds the index entries of every collection (after an upgrade changed their
+/// encoding). Stored records already satisfied their unique indexes, so nothing is refused.
+fn rebuild_all_indexes(tx: &mut WriteTx<'_>) -> Result<(), RecordsError> {
+    let mut rebuilt = 0usize;
+    for (_, bytes) in tx.collect_prefix(Table::Collections, b"")? {
+        let collection: Collection = serde_json::from_slice(&bytes).map_err(|e| {
+            RecordsError::Store(crate::store::StoreError::Internal(format!("unreadable collection: {e}")))
+        })?;
+        if !collection.indexes.is_empty() {
+            rebuild_indexes(tx, &collection)?;
+            rebuilt += 1;
+        }
+    }
+    tracing::info!(collections = rebuilt, "rebuilt index entries in the current key encoding");
+    Ok(())
+}
+
 /// Record JSON plus its `expand` object (when requested and kept by `fields`).
 fn render(
     expander: &Expander<'_>,
@@ -122,6 +139,10 @@ impl Records {
                         c.name.to_lowercase().as_bytes(),
                         c.id.as_bytes().to_vec(),
                     );
+                }
+                if tx.get(Table::Meta, index::REBUILD_FLAG)?.is_some() {
+                    rebuild_all_indexes(tx)?;
+                    tx.delete(Table::Meta, index::REBUILD_FLAG);
                 }
                 Ok(())
             })

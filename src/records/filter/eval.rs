@@ -101,6 +101,15 @@ fn macro_value(m: Macro, now: &Now) -> Val {
     }
 }
 
+/// A date macro's value as a planner literal.
+pub(super) fn macro_literal(m: Macro, now: &Now) -> Option<super::Literal> {
+    match macro_value(m, now) {
+        Val::Text(s) => Some(super::Literal::Text(s)),
+        Val::Num(n) => Some(super::Literal::Number(n)),
+        _ => None,
+    }
+}
+
 fn apply_modifier(v: Val, modifier: Option<Modifier>) -> Val {
     match modifier {
         None | Some(Modifier::Each) => v,

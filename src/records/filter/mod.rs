@@ -294,6 +294,22 @@ pub const MAX_HOPS: usize = 6;
 /// Most rows an `@collection` join reads.
 pub const MAX_JOIN_ROWS: usize = 10_000;
 
+/// A literal of a planner term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+/// One `field op literal` term (see [`Filter::terms`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub field: String,
+    pub op: Op,
+    pub literal: Literal,
+}
+
 /// An expression checked against a collection, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -303,34 +319,64 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// `field = literal` terms that every match must satisfy (the top-level `&&` chain), for
-    /// the index planner. Literals are returned as given.
-    pub fn required_equalities(&self) -> Vec<(String, Operand)> {
-        fn walk(expr: &Expr, out: &mut Vec<(String, Operand)>) {
+    /// The `field op literal` terms of the top-level `&&` chain (every match satisfies each
+    /// of them), with the field on the left and macros evaluated at `now`, for the planner;
+    /// and whether the filter is exactly that chain (nothing else to check).
+    pub fn terms(&self, now: &Now) -> (Vec<Term>, bool) {
+        fn literal(o: &Operand, now: &Now) -> Option<Literal> {
+            match o {
+                Operand::Text(s) => Some(Literal::Text(s.clone())),
+                Operand::Number(n) => Some(Literal::Number(*n)),
+                Operand::Bool(b) => Some(Literal::Bool(*b)),
+                Operand::Macro(m) => eval::macro_literal(*m, now),
+                _ => None,
+            }
+        }
+        fn flipped(op: Op) -> Option<Op> {
+            match op {
+                Op::Eq => Some(Op::Eq),
+                Op::Neq => Some(Op::Neq),
+                Op::Gt => Some(Op::Lt),
+                Op::Gte => Some(Op::Lte),
+                Op::Lt => Some(Op::Gt),
+                Op::Lte => Some(Op::Gte),
+                Op::Like | Op::NotLike => None,
+            }
+        }
+        fn walk(expr: &Expr, now: &Now, out: &mut Vec<Term>) -> bool {
             match expr {
                 Expr::And(a, b) => {
-                    walk(a, out);
-                    walk(b, out);
+                    let left = walk(a, now, out);
+                    walk(b, now, out) && left
                 }
-                Expr::Compare { left, op: Op::Eq, any: false, right, .. } => {
-                    let literal =
-                        |o: &Operand| matches!(o, Operand::Text(_) | Operand::Number(_) | Operand::Bool(_));
-                    match (left, right) {
-                        (Operand::Field { path, modifier: None }, lit)
-                        | (lit, Operand::Field { path, modifier: None })
-                            if path.len() == 1 && literal(lit) =>
-                        {
-                            out.push((path[0].clone(), lit.clone()));
+                Expr::Or(..) => false,
+                Expr::Compare { left, op, any: false, right, .. } => {
+                    let term = match (left, right) {
+                        (Operand::Field { path, modifier: None }, lit) if path.len() == 1 => {
+                            literal(lit, now).map(|l| Term { field: path[0].clone(), op: *op, literal: l })
                         }
-                        _ => {}
+                        (lit, Operand::Field { path, modifier: None }) if path.len() == 1 => {
+                            match (literal(lit, now), flipped(*op)) {
+                                (Some(l), Some(op)) => Some(Term { field: path[0].clone(), op, literal: l }),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    match term {
+                        Some(t) => {
+                            out.push(t);
+                            true
+                        }
+                        None => false,
                     }
                 }
-                _ => {}
+                Expr::Compare { .. } => false,
             }
         }
         let mut out = Vec::new();
-        walk(&self.expr, &mut out);
-        out
+        let only_terms = walk(&self.expr, now, &mut out) && self.joins.is_empty();
+        (out, only_terms)
     }
 
     /// Parses `src` and checks every field it names, following relations through `catalog`.
