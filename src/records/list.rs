@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
-use super::filter::{Env, Filter, Now, RequestInfo};
+use super::field::FieldKind;
+use super::filter::{resolve, Access, Env, Filter, Hop, Now, RequestInfo};
 use super::index::{self, IndexDef};
 use super::plan::{self, IndexPlan, Span};
 use super::record::{decode, FieldsFilter, Stored};
@@ -98,20 +99,6 @@ impl CursorPosition {
         }
         Ok(CursorPosition { values: parts, id })
     }
-
-    /// A stand-in record holding the cursor's sort values, for comparisons.
-    fn as_record(&self, sort: &[SortKey]) -> Stored {
-        let mut record = Stored::new();
-        let names = sort.iter().filter_map(|k| match k {
-            SortKey::Field { name, .. } => Some(name.clone()),
-            SortKey::Random => None,
-        });
-        for (name, value) in names.zip(self.values.iter()) {
-            record.insert(name, value.clone());
-        }
-        record.insert("id".into(), Value::String(self.id.clone()));
-        record
-    }
 }
 
 /// Raw query-string values as received.
@@ -163,7 +150,7 @@ impl ListQuery {
         let page = parse_positive("page", params.page.as_deref(), 1)?;
         let per_page =
             parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
-        let sort = parse_sort(collection, params.sort.as_deref().unwrap_or(""))?;
+        let sort = parse_sort(collection, catalog, params.sort.as_deref().unwrap_or(""), privileged)?;
         let cursor = match params.cursor.as_deref().map(str::trim) {
             None => None,
             Some(_) if sort.contains(&SortKey::Random) => {
@@ -185,8 +172,15 @@ impl ListQuery {
     }
 }
 
-/// Parses `-created,title,@random`. Unknown and hidden fields are refused.
-pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, RecordsError> {
+/// Parses `-created,title,author.name,@random`. Unknown and hidden fields are refused; a
+/// dotted path must lead through single relations to a plain field (PocketBase sorts by
+/// joined columns; a path that can reach several records has no one value to sort by).
+pub fn parse_sort(
+    collection: &Collection,
+    catalog: &Catalog,
+    raw: &str,
+    privileged: bool,
+) -> Result<Vec<SortKey>, RecordsError> {
     let mut keys = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if part == "@random" {
@@ -197,15 +191,33 @@ pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, Re
             Some(rest) => (true, rest),
             None => (false, part.strip_prefix('+').unwrap_or(part)),
         };
-        match collection.field(name) {
-            Some(f) if !f.is_never_returned() => {
-                keys.push(SortKey::Field { name: name.to_string(), descending })
-            }
-            _ => {
+        if name.contains('.') {
+            let path: Vec<String> = name.split('.').map(str::to_string).collect();
+            let resolved = resolve(catalog, collection, &path, privileged)
+                .map_err(|e| RecordsError::BadRequest(format!("Cannot sort by {name:?}: {e}.")))?;
+            let forward_only = resolved.hops.iter().all(|h| matches!(h, Hop::Forward { .. }));
+            let plain =
+                matches!(resolved.access, Access::Field { multi: false, json_unless_each: false, .. });
+            if resolved.many || !forward_only || !plain {
                 return Err(RecordsError::BadRequest(format!(
-                    "Cannot sort by {name:?}: no such field in {}.",
-                    collection.name
-                )))
+                    "Cannot sort by {name:?}: sort paths must lead through single relations to a single-valued field."
+                )));
+            }
+            keys.push(SortKey::Field { name: name.to_string(), descending });
+        } else {
+            match collection.field(name) {
+                Some(f)
+                    if !f.is_never_returned()
+                        || (privileged && !matches!(f.kind, FieldKind::Password(_))) =>
+                {
+                    keys.push(SortKey::Field { name: name.to_string(), descending })
+                }
+                _ => {
+                    return Err(RecordsError::BadRequest(format!(
+                        "Cannot sort by {name:?}: no such field in {}.",
+                        collection.name
+                    )))
+                }
             }
         }
         if keys.len() > 8 {
@@ -375,35 +387,77 @@ pub fn run(
     if query.sort.contains(&SortKey::Random) {
         all.shuffle(&mut rand::thread_rng());
     }
-    let keys: Vec<(&str, bool)> = query
+    let directions: Vec<bool> = query
         .sort
         .iter()
         .filter_map(|k| match k {
-            SortKey::Field { name, descending } => Some((name.as_str(), *descending)),
+            SortKey::Field { descending, .. } => Some(*descending),
             SortKey::Random => None,
         })
         .collect();
-    if !keys.is_empty() {
-        let zero: Vec<Value> = keys
-            .iter()
-            .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
-            .collect();
-        all.sort_by(|a, b| order(a, b, &keys, &zero));
+    // Sort values computed once per record (relation paths read the related record).
+    let mut decorated: Vec<(Vec<Value>, Stored)> = if directions.is_empty() {
+        all.into_iter().map(|r| (Vec::new(), r)).collect()
+    } else {
+        all.into_iter().map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r), r)).collect()
+    };
+    let id_of = |r: &Stored| r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !directions.is_empty() {
+        decorated.sort_by(|(av, a), (bv, b)| order(av, &id_of(a), bv, &id_of(b), &directions));
     }
     let start = match &after {
-        Some(position) => {
-            let zero: Vec<Value> = keys
-                .iter()
-                .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
-                .collect();
-            let pivot = position.as_record(&query.sort);
-            all.partition_point(|r| order(r, &pivot, &keys, &zero) != Ordering::Greater)
-        }
+        Some(position) => decorated.partition_point(|(values, r)| {
+            order(values, &id_of(r), &position.values, &position.id, &directions) != Ordering::Greater
+        }),
         None => offset,
     };
-    let items: Vec<Stored> = all.into_iter().skip(start).take(query.per_page).collect();
-    let next_cursor = next_cursor(query, &items);
+    let page: Vec<(Vec<Value>, Stored)> = decorated.into_iter().skip(start).take(query.per_page).collect();
+    let next_cursor = next_cursor_at(query, page.len(), page.last().map(|(v, r)| (v.clone(), id_of(r))));
+    let items = page.into_iter().map(|(_, r)| r).collect();
     Ok(Page { plan: plan_json, items, total, next_cursor })
+}
+
+/// The value `record` sorts by under `name`: a field (its zero value when absent) or a
+/// path through single relations (`author.name`; null when a relation is empty or dangles).
+pub fn sort_value(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    collection: &Collection,
+    record: &Stored,
+    name: &str,
+) -> Value {
+    let zero = |c: &Collection, field: &str| c.field(field).map(|f| f.zero_value()).unwrap_or(Value::Null);
+    let Some((first, rest)) = name.split_once('.') else {
+        return record.get(name).cloned().unwrap_or_else(|| zero(collection, name));
+    };
+    let Some(FieldKind::Relation(o)) = collection.field(first).map(|f| &f.kind) else {
+        return Value::Null;
+    };
+    let Some(id) = record.get(first).and_then(Value::as_str).filter(|id| !id.is_empty()) else {
+        return Value::Null;
+    };
+    let Some(target) = catalog.get(&o.collection_id) else {
+        return Value::Null;
+    };
+    match tx.get(Table::Records, &record_key(&target.collection.id, id)).ok().flatten().map(|b| decode(&b)) {
+        Some(Ok(related)) => sort_value(tx, catalog, &target.collection, &related, rest),
+        _ => Value::Null,
+    }
+}
+
+fn sort_values(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    collection: &Collection,
+    sort: &[SortKey],
+    record: &Stored,
+) -> Vec<Value> {
+    sort.iter()
+        .filter_map(|k| match k {
+            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name)),
+            SortKey::Random => None,
+        })
+        .collect()
 }
 
 /// Records fetched per store call while walking index candidates.
@@ -583,24 +637,35 @@ fn stream_index(
     Ok(Page { plan: described, items, total, next_cursor })
 }
 
-/// The order of two records under `keys`; ties break on id (in the direction of the last
-/// key, so that an index walked backwards gives the same order) so pages never overlap or
-/// skip.
-fn order(a: &Stored, b: &Stored, keys: &[(&str, bool)], zero: &[Value]) -> Ordering {
-    for ((name, descending), zero) in keys.iter().zip(zero) {
-        let av = a.get(*name).unwrap_or(zero);
-        let bv = b.get(*name).unwrap_or(zero);
+/// The order of two records by their sort values (one per field key, in `directions`);
+/// ties break on id (in the direction of the last key, so that an index walked backwards
+/// gives the same order) so pages never overlap or skip.
+fn order(a: &[Value], a_id: &str, b: &[Value], b_id: &str, directions: &[bool]) -> Ordering {
+    for ((av, bv), descending) in a.iter().zip(b).zip(directions) {
         let ord = compare_values(av, bv);
         if ord != Ordering::Equal {
             return if *descending { ord.reverse() } else { ord };
         }
     }
-    let ord = compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null));
-    if keys.last().is_some_and(|(_, descending)| *descending) {
+    let ord = a_id.cmp(b_id);
+    if directions.last().is_some_and(|d| *d) {
         ord.reverse()
     } else {
         ord
     }
+}
+
+/// The next-cursor token after a page of `len` items ending at `last` (sort values, id).
+fn next_cursor_at(
+    query: &ListQuery,
+    len: usize,
+    last: Option<(Vec<Value>, String)>,
+) -> Option<Option<String>> {
+    query.cursor.as_ref()?;
+    if len < query.per_page {
+        return Some(None);
+    }
+    Some(last.map(|(values, id)| CursorPosition { values, id }.encode()))
 }
 
 fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {

@@ -5,7 +5,7 @@
 //! token key). Response form: PocketBase's record JSON, `collectionId` and `collectionName`
 //! first, then the fields in schema order, never the hidden ones.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -214,12 +214,66 @@ fn check_confirmation(body: &Map<String, Value>, plain: &str, errors: &mut Field
     }
 }
 
-/// Which top-level keys a response keeps (`fields` query parameter), and which text fields
-/// are shortened to an excerpt (`body:excerpt(200,true)`). Default: everything, unchanged.
+/// What a response keeps (`fields` query parameter, PocketBase's picker): key paths with
+/// dots reaching into objects and lists of objects (`id,expand.author.name`), `*` for every
+/// key of a level not otherwise named, and `name:excerpt(max[,ellipsis])` shortening text to
+/// a plain-text excerpt at any depth. Default: everything, unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct FieldsFilter {
-    keep: Option<HashSet<String>>,
-    excerpts: Vec<(String, usize, bool)>,
+    /// `None`: no `fields` parameter.
+    root: Option<Pick>,
+}
+
+/// The keys one level keeps.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Pick {
+    /// `*`: keys not named below are kept whole.
+    all: bool,
+    keys: BTreeMap<String, Node>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    /// Kept whole, with an optional excerpt (max characters, ellipsis).
+    Whole(Option<(usize, bool)>),
+    /// Only the listed parts of the value are kept.
+    Part(Pick),
+}
+
+/// Most dots in one `fields` path.
+const MAX_FIELDS_DEPTH: usize = 8;
+
+impl Pick {
+    fn keeps(&self, key: &str) -> bool {
+        self.all || self.keys.contains_key(key)
+    }
+
+    /// Applies this level to `value`: objects keep only the picked keys, lists of objects
+    /// are picked item by item, anything else stays as it is.
+    fn apply(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                map.retain(|k, _| self.keeps(k));
+                for (k, v) in map.iter_mut() {
+                    match self.keys.get(k) {
+                        Some(Node::Whole(Some((max, ellipsis)))) => {
+                            if let Value::String(s) = v {
+                                *s = excerpt(s, *max, *ellipsis);
+                            }
+                        }
+                        Some(Node::Part(p)) => p.apply(v),
+                        _ => {}
+                    }
+                }
+            }
+            Value::Array(items) if items.first().is_some_and(Value::is_object) => {
+                for item in items {
+                    self.apply(item);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Splits on commas outside parentheses.
@@ -242,65 +296,100 @@ fn split_top_level(raw: &str) -> Vec<&str> {
 }
 
 impl FieldsFilter {
-    /// Parses `id,title,*` and `name:excerpt(max[,ellipsis])`.
+    /// Parses `id,title,*`, `expand.author.name`, `expand.author.*` and
+    /// `body:excerpt(max[,ellipsis])` (also on nested paths).
     pub fn parse(raw: Option<&str>) -> Result<FieldsFilter, RecordsError> {
         let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
             return Ok(FieldsFilter::default());
         };
         let unsupported = |part: &str| {
             RecordsError::BadRequest(format!(
-                "Unsupported fields entry {part:?}: list top-level field names, * or name:excerpt(max[,ellipsis])."
+                "Unsupported fields entry {part:?}: list field names or dotted paths (expand.author.name), * for the rest of a level, or name:excerpt(max[,ellipsis])."
             ))
         };
-        let mut keep = HashSet::new();
-        let mut all = false;
-        let mut excerpts = Vec::new();
+        let mut root = Pick::default();
         for part in split_top_level(raw).into_iter().map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, modifier) = match part.split_once(':') {
-                Some((n, m)) => (n, Some(m)),
+            let (path, modifier) = match part.split_once(':') {
+                Some((n, m)) => (n.trim(), Some(m.trim())),
                 None => (part, None),
             };
-            if name.contains('.') || name.is_empty() {
+            let segments: Vec<&str> = path.split('.').map(str::trim).collect();
+            if segments.len() > MAX_FIELDS_DEPTH
+                || segments.iter().any(|s| s.is_empty())
+                || segments[..segments.len() - 1].contains(&"*")
+            {
                 return Err(unsupported(part));
             }
-            if let Some(m) = modifier {
-                let args = m
-                    .strip_prefix("excerpt(")
-                    .and_then(|r| r.strip_suffix(')'))
-                    .ok_or_else(|| unsupported(part))?;
-                let mut args = args.split(',').map(str::trim);
-                let max: usize = args
-                    .next()
-                    .and_then(|a| a.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| unsupported(part))?;
-                let ellipsis = match args.next() {
-                    None => false,
-                    Some(a) => a.parse::<bool>().map_err(|_| unsupported(part))?,
-                };
-                if args.next().is_some() || name == "*" {
-                    return Err(unsupported(part));
+            let excerpt = match modifier {
+                None => None,
+                Some(m) => {
+                    let args = m
+                        .strip_prefix("excerpt(")
+                        .and_then(|r| r.strip_suffix(')'))
+                        .ok_or_else(|| unsupported(part))?;
+                    let mut args = args.split(',').map(str::trim);
+                    let max: usize = args
+                        .next()
+                        .and_then(|a| a.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| unsupported(part))?;
+                    let ellipsis = match args.next() {
+                        None => false,
+                        Some(a) => a.parse::<bool>().map_err(|_| unsupported(part))?,
+                    };
+                    if args.next().is_some() || segments.last() == Some(&"*") {
+                        return Err(unsupported(part));
+                    }
+                    Some((max, ellipsis))
                 }
-                excerpts.push((name.to_string(), max, ellipsis));
-            }
-            if name == "*" {
-                all = true;
-            } else {
-                keep.insert(name.to_string());
+            };
+            let mut level = &mut root;
+            for (i, segment) in segments.iter().enumerate() {
+                if *segment == "*" {
+                    level.all = true;
+                    break;
+                }
+                if i + 1 == segments.len() {
+                    // A whole key wins over parts of it (as PocketBase's picker does).
+                    level.keys.insert(segment.to_string(), Node::Whole(excerpt));
+                    break;
+                }
+                let node =
+                    level.keys.entry(segment.to_string()).or_insert_with(|| Node::Part(Pick::default()));
+                match node {
+                    Node::Part(p) => level = p,
+                    Node::Whole(_) => break,
+                }
             }
         }
-        Ok(FieldsFilter { keep: if all { None } else { Some(keep) }, excerpts })
+        Ok(FieldsFilter { root: Some(root) })
     }
 
+    /// True when the top-level `key` appears in the response.
     pub fn keeps(&self, key: &str) -> bool {
-        self.keep.as_ref().is_none_or(|k| k.contains(key))
+        self.root.as_ref().is_none_or(|r| r.keeps(key))
     }
 
-    fn excerpt_of(&self, key: &str, value: Value) -> Value {
-        match (self.excerpts.iter().find(|(n, _, _)| n == key), value) {
-            (Some((_, max, ellipsis)), Value::String(s)) => Value::String(excerpt(&s, *max, *ellipsis)),
-            (_, other) => other,
+    /// The top-level value for `key` as the response shows it (excerpt or nested picks).
+    fn shape(&self, key: &str, mut value: Value) -> Value {
+        match self.root.as_ref().and_then(|r| r.keys.get(key)) {
+            Some(Node::Whole(Some((max, ellipsis)))) => {
+                if let Value::String(s) = &value {
+                    value = Value::String(excerpt(s, *max, *ellipsis));
+                }
+                value
+            }
+            Some(Node::Part(p)) => {
+                p.apply(&mut value);
+                value
+            }
+            _ => value,
         }
+    }
+
+    /// Applies the picks under `key` (e.g. `expand`) to a value built separately.
+    pub fn shape_nested(&self, key: &str, value: Value) -> Value {
+        self.shape(key, value)
     }
 }
 
@@ -361,7 +450,7 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
             continue;
         }
         let value = stored.get(&field.name).cloned().unwrap_or_else(|| field.zero_value());
-        out.insert(field.name.clone(), filter.excerpt_of(&field.name, value));
+        out.insert(field.name.clone(), filter.shape(&field.name, value));
     }
     Value::Object(out)
 }

@@ -117,7 +117,7 @@ fn render(
     let mut json = record::to_json(&entry.collection, stored, expander.principal.is_superuser(), fields);
     if !tree.is_empty() && fields.keeps("expand") {
         if let (Value::Object(map), Some(e)) = (&mut json, expander.expand(entry, stored, tree)?) {
-            map.insert("expand".into(), Value::Object(e));
+            map.insert("expand".into(), fields.shape_nested("expand", Value::Object(e)));
         }
     }
     Ok(json)
