@@ -20,7 +20,7 @@ use super::field::FieldKind;
 use super::filter::{resolve, Access, Env, Filter, Hop, Now, RequestInfo};
 use super::index::{self, IndexDef};
 use super::plan::{self, IndexPlan, Span};
-use super::record::{decode, FieldsFilter, Stored};
+use super::record::{decode, decode_keys, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
 use crate::store::{ReadTx, ScanControl, Table};
@@ -266,6 +266,20 @@ pub fn run(
         query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
             && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
     };
+    // The keys filters, rules and sorts read: records are probed with only these decoded,
+    // and fully decoded only when they make the page.
+    let mut probe_keys: Vec<String> = vec!["id".into()];
+    for f in query.filter.iter().chain(ctx.rule) {
+        probe_keys.extend(f.record_keys());
+    }
+    for key in &query.sort {
+        if let SortKey::Field { name, .. } = key {
+            probe_keys.push(name.split('.').next().unwrap_or_default().to_string());
+        }
+    }
+    probe_keys.sort();
+    probe_keys.dedup();
+    let probe_keys = probe_keys;
 
     let (terms, only_terms) = match &query.filter {
         Some(f) => f.terms(&ctx.now),
@@ -293,19 +307,25 @@ pub fn run(
                 matched += 1;
                 return ScanControl::Continue;
             }
-            let record = match decode(value) {
-                Ok(record) => record,
-                Err(err) => {
-                    failure = Some(err);
-                    return ScanControl::Stop;
+            if filtered {
+                match decode_keys(value, &probe_keys) {
+                    Ok(probe) if keep(&probe) => {}
+                    Ok(_) => return ScanControl::Continue,
+                    Err(err) => {
+                        failure = Some(err);
+                        return ScanControl::Stop;
+                    }
                 }
-            };
-            if filtered && !keep(&record) {
-                return ScanControl::Continue;
             }
             matched += 1;
             if matched > offset && items.len() < query.per_page {
-                items.push(record);
+                match decode(value) {
+                    Ok(record) => items.push(record),
+                    Err(err) => {
+                        failure = Some(err);
+                        return ScanControl::Stop;
+                    }
+                }
             }
             // Unfiltered totals come from the counters; filtered ones need the full scan.
             if items.len() >= query.per_page && (!filtered || query.skip_total) {
@@ -321,7 +341,7 @@ pub fn run(
             (true, _, _) => None,
             (false, false, _) => Some(stats.count),
             // A continued cursor scan saw only the records after the cursor.
-            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &keep)?),
+            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &probe_keys, &keep)?),
             (false, true, _) => Some(matched as u64),
         };
         let next_cursor = next_cursor(query, &items);
@@ -330,7 +350,8 @@ pub fn run(
     }
     if let Some(plan) = &plan {
         if let Some(reverse) = plan.sort {
-            return stream_index(tx, collection, query, ctx, plan, reverse, &keep, filtered, stats.count);
+            let probe = Probe { keys: &probe_keys, keep: &keep };
+            return stream_index(tx, collection, query, ctx, plan, reverse, &probe, filtered, stats.count);
         }
     }
 
@@ -352,7 +373,7 @@ pub fn run(
             ids.sort_unstable();
             let candidates = ids.len();
             for chunk in ids.chunks(FETCH_CHUNK) {
-                for record in fetch(tx, collection, chunk)? {
+                for record in fetch_keys(tx, collection, chunk, &probe_keys)? {
                     if keep(&record) {
                         all.push(record);
                     }
@@ -364,17 +385,19 @@ pub fn run(
         }
         None => {
             let mut examined = 0u64;
-            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
-                Ok(record) => {
-                    examined += 1;
-                    if !filtered || keep(&record) {
-                        all.push(record);
+            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| {
+                match decode_keys(value, &probe_keys) {
+                    Ok(record) => {
+                        examined += 1;
+                        if !filtered || keep(&record) {
+                            all.push(record);
+                        }
+                        ScanControl::Continue
                     }
-                    ScanControl::Continue
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    ScanControl::Stop
+                    Err(err) => {
+                        failure = Some(err);
+                        ScanControl::Stop
+                    }
                 }
             })?;
             json!({"strategy": "full scan", "examined": examined})
@@ -413,7 +436,9 @@ pub fn run(
     };
     let page: Vec<(Vec<Value>, Stored)> = decorated.into_iter().skip(start).take(query.per_page).collect();
     let next_cursor = next_cursor_at(query, page.len(), page.last().map(|(v, r)| (v.clone(), id_of(r))));
-    let items = page.into_iter().map(|(_, r)| r).collect();
+    // The page's records in full (the candidates were decoded with the probe keys only).
+    let page_ids: Vec<String> = page.iter().map(|(_, r)| id_of(r)).collect();
+    let items = fetch(tx, collection, &page_ids)?;
     Ok(Page { plan: plan_json, items, total, next_cursor })
 }
 
@@ -473,6 +498,27 @@ fn fetch(tx: &ReadTx, collection: &Collection, ids: &[String]) -> Result<Vec<Sto
     Ok(out)
 }
 
+/// The records with these ids, decoded with only `keys` (see `decode_keys`).
+fn fetch_keys(
+    tx: &ReadTx,
+    collection: &Collection,
+    ids: &[String],
+    keys: &[String],
+) -> Result<Vec<Stored>, RecordsError> {
+    let record_keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for bytes in tx.get_many(Table::Records, &record_keys)?.into_iter().flatten() {
+        out.push(decode_keys(&bytes, keys)?);
+    }
+    Ok(out)
+}
+
+/// How candidates are tested: decoded with `keys` only, then `keep`.
+struct Probe<'a> {
+    keys: &'a [String],
+    keep: &'a dyn Fn(&Stored) -> bool,
+}
+
 /// Visits the index keys of one span, in key order or reverse.
 fn scan_span(
     tx: &ReadTx,
@@ -525,10 +571,11 @@ fn stream_index(
     ctx: &ListContext<'_>,
     plan: &IndexPlan,
     reverse: bool,
-    keep: &dyn Fn(&Stored) -> bool,
+    probe: &Probe<'_>,
     filtered: bool,
     count: u64,
 ) -> Result<Page, RecordsError> {
+    let keep = probe.keep;
     let after = query.cursor.clone().flatten();
     let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
     let mut spans = plan.spans.clone();
@@ -577,11 +624,12 @@ fn stream_index(
             })?;
             let Some(last) = last else { break };
             examined += ids.len();
-            for record in fetch(tx, collection, &ids)? {
-                if keep(&record) {
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+            for bytes in tx.get_many(Table::Records, &keys)?.into_iter().flatten() {
+                if keep(&decode_keys(&bytes, probe.keys)?) {
                     matched += 1;
                     if matched > offset {
-                        items.push(record);
+                        items.push(decode(&bytes)?);
                         if items.len() >= query.per_page {
                             break 'spans;
                         }
@@ -626,7 +674,7 @@ fn stream_index(
         }
         let mut n = 0u64;
         for chunk in ids.chunks(FETCH_CHUNK) {
-            n += fetch(tx, collection, chunk)?.iter().filter(|r| keep(r)).count() as u64;
+            n += fetch_keys(tx, collection, chunk, probe.keys)?.iter().filter(|r| keep(r)).count() as u64;
         }
         Some(n)
     };
@@ -676,10 +724,15 @@ fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {
     Some(items.last().map(|last| CursorPosition::of(last, &query.sort).encode()))
 }
 
-fn count_matches(tx: &ReadTx, prefix: &[u8], keep: &dyn Fn(&Stored) -> bool) -> Result<u64, RecordsError> {
+fn count_matches(
+    tx: &ReadTx,
+    prefix: &[u8],
+    keys: &[String],
+    keep: &dyn Fn(&Stored) -> bool,
+) -> Result<u64, RecordsError> {
     let mut count = 0u64;
     let mut failure = None;
-    tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode(value) {
+    tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode_keys(value, keys) {
         Ok(record) => {
             if keep(&record) {
                 count += 1;

@@ -455,6 +455,55 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
     Value::Object(out)
 }
 
+/// Decodes only the top-level keys named in `keys` (the rest is parsed but not built),
+/// for evaluating filters over many records.
+pub fn decode_keys(bytes: &[u8], keys: &[String]) -> Result<Stored, RecordsError> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+    /// A map key: the index of the wanted key it equals, if any.
+    struct Key<'a>(&'a [String]);
+    impl<'de> DeserializeSeed<'de> for Key<'_> {
+        type Value = Option<usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Key<'_> {
+        type Value = Option<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a field name")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+            Ok(self.0.iter().position(|k| k == v))
+        }
+    }
+    struct Record<'a>(&'a [String]);
+    impl<'de> Visitor<'de> for Record<'_> {
+        type Value = Stored;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a record object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Stored, A::Error> {
+            let mut out = Stored::new();
+            while let Some(wanted) = map.next_key_seed(Key(self.0))? {
+                match wanted {
+                    Some(i) => {
+                        out.insert(self.0[i].clone(), map.next_value::<Value>()?);
+                    }
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.deserialize_map(Record(keys)).map_err(|err| {
+        RecordsError::Store(crate::store::StoreError::Internal(format!("record is unreadable: {err}")))
+    })
+}
+
 /// Decodes stored bytes. Corrupt entries are reported, not skipped silently.
 pub fn decode(bytes: &[u8]) -> Result<Stored, RecordsError> {
     serde_json::from_slice(bytes).map_err(|err| {

@@ -379,6 +379,41 @@ impl Filter {
         (out, only_terms)
     }
 
+    /// The top-level record keys evaluation reads (`id` always included): a record decoded
+    /// with only these keys matches exactly when the whole record does.
+    pub fn record_keys(&self) -> Vec<String> {
+        fn operand(o: &Operand, out: &mut Vec<String>) {
+            let first = match o {
+                Operand::Field { path, .. } => path.first(),
+                // `:changed` compares the body value with the record's.
+                Operand::Request { source: RequestSource::Body, path, modifier: Some(Modifier::Changed) } => {
+                    path.first()
+                }
+                _ => None,
+            };
+            if let Some(name) = first {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        fn walk(expr: &Expr, out: &mut Vec<String>) {
+            match expr {
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Compare { left, right, .. } => {
+                    operand(left, out);
+                    operand(right, out);
+                }
+            }
+        }
+        let mut out = vec!["id".to_string()];
+        walk(&self.expr, &mut out);
+        out
+    }
+
     /// Parses `src` and checks every field it names, following relations through `catalog`.
     /// `privileged` callers (superusers) may name hidden fields.
     pub fn compile(
