@@ -626,10 +626,13 @@ fn stream_index(
             examined += ids.len();
             let keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
             for bytes in tx.get_many(Table::Records, &keys)?.into_iter().flatten() {
-                if keep(&decode_keys(&bytes, probe.keys)?) {
+                // Exact plans: (almost) every candidate matches, so decode it whole at once;
+                // otherwise probe first.
+                let record = if plan.exact { decode(&bytes)? } else { decode_keys(&bytes, probe.keys)? };
+                if keep(&record) {
                     matched += 1;
                     if matched > offset {
-                        items.push(decode(&bytes)?);
+                        items.push(if plan.exact { record } else { decode(&bytes)? });
                         if items.len() >= query.per_page {
                             break 'spans;
                         }
