@@ -455,9 +455,117 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
     Value::Object(out)
 }
 
-/// Decodes only the top-level keys named in `keys` (the rest is parsed but not built),
-/// for evaluating filters over many records.
+/// Decodes only the top-level keys named in `keys`, for evaluating filters over many
+/// records: a byte-level walk over the stored object skips the other values without
+/// building (or UTF-8 checking) them and stops once every key was found; the wanted values
+/// are parsed with serde. Anything unexpected (escaped keys, malformed bytes) takes the
+/// general serde path, which reports real corruption.
 pub fn decode_keys(bytes: &[u8], keys: &[String]) -> Result<Stored, RecordsError> {
+    match scan_keys(bytes, keys) {
+        Some(found) => Ok(found),
+        None => decode_keys_serde(bytes, keys),
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string starting at `i` (a `"`).
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'"' => return Some(j + 1),
+            b'\\' => j += 2,
+            _ => j += 1,
+        }
+    }
+}
+
+/// The index after the JSON value starting at `i`.
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let (mut j, mut depth) = (i, 0usize);
+            loop {
+                match b.get(j)? {
+                    b'"' => j = skip_string(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let mut j = i;
+            while b.get(j).is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace()) {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+fn scan_keys(b: &[u8], keys: &[String]) -> Option<Stored> {
+    let mut out = Stored::new();
+    let mut i = skip_ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return Some(out);
+    }
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let start = i + 1;
+        let end = start + b.get(start..)?.iter().position(|c| *c == b'"' || *c == b'\\')?;
+        if b[end] == b'\\' {
+            return None;
+        }
+        let key = &b[start..end];
+        i = skip_ws(b, end + 1);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        let value_start = skip_ws(b, i + 1);
+        i = skip_value(b, value_start)?;
+        if let Some(k) = keys.iter().find(|k| k.as_bytes() == key) {
+            if !out.contains_key(k) {
+                let value: Value = serde_json::from_slice(&b[value_start..i]).ok()?;
+                out.insert(k.clone(), value);
+                if out.len() == keys.len() {
+                    return Some(out);
+                }
+            }
+        }
+        i = skip_ws(b, i);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// [`decode_keys`] through serde (every byte checked).
+fn decode_keys_serde(bytes: &[u8], keys: &[String]) -> Result<Stored, RecordsError> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
     /// A map key: the index of the wanted key it equals, if any.
@@ -509,4 +617,72 @@ pub fn decode(bytes: &[u8]) -> Result<Stored, RecordsError> {
     serde_json::from_slice(bytes).map_err(|err| {
         RecordsError::Store(crate::store::StoreError::Internal(format!("record is unreadable: {err}")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::{decode_keys, decode_keys_serde};
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            // Binary fractions: serde's float parsing is not round-trip exact in general.
+            (-1_000_000i64..1_000_000).prop_map(|n| Value::from(n as f64 / 8.0)),
+            "[a\"\\\\/{}\\[\\],: \\x00\\n\u{e9}\u{1F600}]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[ab\"]{1,2}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_walk_equals_serde(
+            record in prop::collection::vec(("[a-c]{1,2}|id|k\"q|k\\\\", json()), 0..8),
+            wanted in prop::collection::vec("[a-c]{1,2}|id|k\"q|zz", 0..4),
+            pretty in any::<bool>(),
+        ) {
+            let map: Map<String, Value> = record.into_iter().collect();
+            let bytes = if pretty {
+                serde_json::to_vec_pretty(&map).unwrap_or_default()
+            } else {
+                serde_json::to_vec(&map).unwrap_or_default()
+            };
+            let mut wanted = wanted;
+            wanted.sort();
+            wanted.dedup();
+            let fast = decode_keys(&bytes, &wanted).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let slow = decode_keys_serde(&bytes, &wanted).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let expected: Map<String, Value> =
+                map.iter().filter(|(k, _)| wanted.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let sorted = |m: &Map<String, Value>| {
+                let mut v: Vec<(String, Value)> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            };
+            prop_assert_eq!(sorted(&fast), sorted(&expected));
+            prop_assert_eq!(sorted(&slow), sorted(&expected));
+        }
+    }
+
+    #[test]
+    fn malformed_bytes_are_errors_not_panics() {
+        for bad in [&b""[..], b"{", b"{\"a\"", b"{\"a\":", b"{\"a\":1,", b"[1]", b"{\"a\":[1,}", b"{\"a\" 1}"]
+        {
+            assert!(
+                decode_keys(bad, &["a".to_string(), "b".to_string()]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }

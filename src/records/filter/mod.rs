@@ -316,6 +316,9 @@ pub struct Filter {
     expr: Expr,
     /// Collection ids named by `@collection.*`, in first-use order.
     joins: Vec<String>,
+    /// Every field path of the expression resolved once (collection id, path, resolution),
+    /// so evaluation does not resolve per record.
+    resolved: Vec<(String, Vec<String>, Resolved)>,
 }
 
 impl Filter {
@@ -425,7 +428,9 @@ impl Filter {
         let expr = parse::parse(src)?;
         let mut joins = Vec::new();
         check(&expr, collection, catalog, privileged, &mut joins)?;
-        Ok(Filter { expr, joins })
+        let mut resolved = Vec::new();
+        cache_paths(&expr, collection, catalog, &mut resolved);
+        Ok(Filter { expr, joins, resolved })
     }
 
     /// True when `record` matches, given the request, the clock and (for relation paths and
@@ -438,7 +443,7 @@ impl Filter {
         now: &Now,
         env: Option<&Env<'_>>,
     ) -> bool {
-        eval::matches(&self.expr, &self.joins, collection, record, request, now, env)
+        eval::matches(&self.expr, &self.joins, &self.resolved, collection, record, request, now, env)
     }
 }
 
@@ -567,6 +572,46 @@ fn check_operand(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Resolves every field path once (with full access: access was checked by `check`), for
+/// paths starting at `collection` and at each `@collection` join.
+fn cache_paths(
+    expr: &Expr,
+    collection: &Collection,
+    catalog: &Catalog,
+    out: &mut Vec<(String, Vec<String>, Resolved)>,
+) {
+    let mut add = |c: &Collection, path: &[String]| {
+        if out.iter().any(|(id, p, _)| *id == c.id && p == path) {
+            return;
+        }
+        if let Ok(r) = resolve(catalog, c, path, true) {
+            out.push((c.id.clone(), path.to_vec(), r));
+        }
+    };
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                stack.push(a);
+                stack.push(b);
+            }
+            Expr::Compare { left, right, .. } => {
+                for op in [left, right] {
+                    match op {
+                        Operand::Field { path, .. } => add(collection, path),
+                        Operand::Collection { name, path } => {
+                            if let Some(target) = catalog.get(name) {
+                                add(&target.collection, path);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }
 
