@@ -521,7 +521,9 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
 }
 
 fn scan_keys(b: &[u8], keys: &[String]) -> Option<Stored> {
-    let mut out = Stored::new();
+    let mut out = Stored::with_capacity(keys.len());
+    let mut found = vec![false; keys.len()];
+    let mut missing = keys.len();
     let mut i = skip_ws(b, 0);
     if *b.get(i)? != b'{' {
         return None;
@@ -546,11 +548,13 @@ fn scan_keys(b: &[u8], keys: &[String]) -> Option<Stored> {
         }
         let value_start = skip_ws(b, i + 1);
         i = skip_value(b, value_start)?;
-        if let Some(k) = keys.iter().find(|k| k.as_bytes() == key) {
-            if !out.contains_key(k) {
+        if let Some(n) = keys.iter().position(|k| k.len() == key.len() && k.as_bytes() == key) {
+            if !found[n] {
+                found[n] = true;
+                missing -= 1;
                 let value: Value = serde_json::from_slice(&b[value_start..i]).ok()?;
-                out.insert(k.clone(), value);
-                if out.len() == keys.len() {
+                out.insert(keys[n].clone(), value);
+                if missing == 0 {
                     return Some(out);
                 }
             }
