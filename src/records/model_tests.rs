@@ -334,6 +334,10 @@ mod random_schemas {
             }
             (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
             (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+            // An empty relation sorts as null: before any value.
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => Ordering::Less,
+            (_, Value::Null) => Ordering::Greater,
             _ => Ordering::Equal,
         }
     }
@@ -425,6 +429,17 @@ mod random_schemas {
                     Kind::Select => json!({"name": format!("f{i}"), "type": "select", "values": ["x", "y", "z"], "maxSelect": 1}),
                     Kind::Date => json!({"name": format!("f{i}"), "type": "date"}),
                 }).collect();
+                // A relation to a small collection, for sorts by `rel.name`.
+                records.create_collection(&su, json!({"name": "t", "fields": [{"name": "name", "type": "text"}]})).await.expect("t");
+                let mut targets: Vec<(String, Value)> = Vec::new();
+                for name in ["m", "a", "m"] {
+                    let mut body = Map::new();
+                    body.insert("name".into(), json!(name));
+                    let t = records.create_record(&su, "t", body, &RequestInfo::default()).await.expect("target");
+                    targets.push((t["id"].as_str().unwrap_or_default().to_string(), json!(name)));
+                }
+                let mut fields = fields;
+                fields.push(json!({"name": "rel", "type": "relation", "collectionId": "t", "maxSelect": 1}));
                 let index_sql: Vec<String> = indexes.iter().enumerate().map(|(n, cols)| {
                     let mut names: Vec<String> = Vec::new();
                     for c in cols {
@@ -443,9 +458,15 @@ mod random_schemas {
                         let p = pool(*kind);
                         body.insert(format!("f{i}"), p[picks[i] % p.len()].clone());
                     }
+                    let rel = picks.iter().sum::<usize>() % (targets.len() + 1);
+                    body.insert("rel".into(), json!(targets.get(rel).map(|(id, _)| id.as_str()).unwrap_or("")));
                     let created = records.create_record(&su, "r", body, &RequestInfo::default()).await.expect("create");
                     // The model keeps what the engine stored (normalized), as it returned it.
-                    model.push(created.as_object().cloned().expect("object"));
+                    let mut row = created.as_object().cloned().expect("object");
+                    // What `rel.name` sorts by: the target's name, null without a target.
+                    let rel_name = targets.iter().find(|(id, _)| Some(id.as_str()) == row["rel"].as_str()).map(|(_, n)| n.clone()).unwrap_or(Value::Null);
+                    row.insert("rel.name".into(), rel_name);
+                    model.push(row);
                 }
                 let index_columns: Vec<Vec<String>> = index_sql.iter().map(|sql| {
                     let inner = sql.split('(').nth(1).unwrap_or_default().trim_end_matches(')');
@@ -456,9 +477,10 @@ mod random_schemas {
                         index_columns[k % index_columns.len()].iter().map(|c| (c.clone(), *d)).collect()
                     }
                     _ => sort.iter().map(|(k, d)| {
-                        let name = match k % (schema.len() + 2) {
+                        let name = match k % (schema.len() + 3) {
                             i if i < schema.len() => format!("f{i}"),
                             i if i == schema.len() => "id".to_string(),
+                            i if i == schema.len() + 1 => "rel.name".to_string(),
                             _ => "created".to_string(),
                         };
                         (name, *d)
