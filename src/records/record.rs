@@ -455,6 +455,37 @@ pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filte
     Value::Object(out)
 }
 
+/// [`to_json`] for a record the caller no longer needs: its values (and key strings) move
+/// into the response instead of being copied.
+pub fn into_json(
+    collection: &Collection,
+    mut stored: Stored,
+    privileged: bool,
+    filter: &FieldsFilter,
+) -> Value {
+    let mut out = Map::with_capacity(collection.fields.len() + 2);
+    if filter.keeps("collectionId") {
+        out.insert("collectionId".into(), Value::String(collection.id.clone()));
+    }
+    if filter.keeps("collectionName") {
+        out.insert("collectionName".into(), Value::String(collection.name.clone()));
+    }
+    let email_visible = privileged || stored.get("emailVisibility").and_then(Value::as_bool).unwrap_or(false);
+    for field in &collection.fields {
+        if field.is_never_returned() || !filter.keeps(&field.name) {
+            continue;
+        }
+        if collection.is_auth() && field.name == "email" && !email_visible {
+            continue;
+        }
+        let (key, value) =
+            stored.remove_entry(&field.name).unwrap_or_else(|| (field.name.clone(), field.zero_value()));
+        let value = filter.shape(&field.name, value);
+        out.insert(key, value);
+    }
+    Value::Object(out)
+}
+
 /// Decodes only the top-level keys named in `keys`, for evaluating filters over many
 /// records: a byte-level walk over the stored object skips the other values without
 /// building (or UTF-8 checking) them and stops once every key was found; the wanted values

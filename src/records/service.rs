@@ -110,15 +110,19 @@ fn rebuild_all_indexes(tx: &mut WriteTx<'_>) -> Result<(), RecordsError> {
 fn render(
     expander: &Expander<'_>,
     entry: &CatalogEntry,
-    stored: &Stored,
+    stored: Stored,
     fields: &FieldsFilter,
     tree: &ExpandTree,
 ) -> Result<Value, RecordsError> {
-    let mut json = record::to_json(&entry.collection, stored, expander.principal.is_superuser(), fields);
-    if !tree.is_empty() && fields.keeps("expand") {
-        if let (Value::Object(map), Some(e)) = (&mut json, expander.expand(entry, stored, tree)?) {
-            map.insert("expand".into(), fields.shape_nested("expand", Value::Object(e)));
-        }
+    let expanded = if !tree.is_empty() && fields.keeps("expand") {
+        expander.expand(entry, &stored, tree)?
+    } else {
+        None
+    };
+    // The stored values move into the response (no copies).
+    let mut json = record::into_json(&entry.collection, stored, expander.principal.is_superuser(), fields);
+    if let (Value::Object(map), Some(e)) = (&mut json, expanded) {
+        map.insert("expand".into(), fields.shape_nested("expand", Value::Object(e)));
     }
     Ok(json)
 }
@@ -454,7 +458,7 @@ impl Records {
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
                 let expander = Expander::new(tx, &catalog, &principal, &request);
                 let mut items = Vec::with_capacity(result.items.len());
-                for stored in &result.items {
+                for stored in result.items {
                     items.push(render(&expander, &entry, stored, &query.fields, &query.expand)?);
                 }
                 Ok(RecordPage {
@@ -554,7 +558,7 @@ impl Records {
                     }
                 }
                 let expander = Expander::new(tx, &catalog, &principal, &request);
-                render(&expander, &entry, &stored, &filter, &tree)
+                render(&expander, &entry, stored, &filter, &tree)
             })
             .await
     }
