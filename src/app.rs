@@ -1,4 +1,4 @@
-//! `App`: the running backend's state (config, store, records, auth) and the server loop.
+//! `App`: the running backend's state (config, store, records, auth, jobs, mail) and the server loop.
 //!
 //! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
@@ -13,11 +13,13 @@ use std::time::Duration;
 use poem::listener::{TcpAcceptor, UnixAcceptor};
 use poem::Server;
 
+use crate::auth::limits::Limiter;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
+use crate::mail::{Mail, MailError};
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
@@ -49,6 +51,12 @@ impl From<JobsError> for AppError {
     }
 }
 
+impl From<MailError> for AppError {
+    fn from(err: MailError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -64,6 +72,10 @@ pub struct App {
     pub auth: Auth,
     /// The job queue; workers run only inside [`App::run`] (CLI commands never run jobs).
     pub jobs: Jobs,
+    /// Rate limits and the client-address rules.
+    pub limiter: Limiter,
+    /// Outgoing email: templates, the outbox (`mail.send` jobs), settings and delivery log.
+    pub mail: Mail,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -83,15 +95,20 @@ impl App {
             .map_err(|e| AppError::Startup(e.to_string()))??;
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
-        let registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
+        let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
+        let mail = Mail::new(mail, jobs.clone());
         Ok(Arc::new(App {
+            limiter,
             config,
             dir: dir.to_path_buf(),
             store,
             records,
             auth,
             jobs,
+            mail,
             bound: OnceLock::new(),
         }))
     }
@@ -172,6 +189,18 @@ impl App {
             }
         });
 
+        let sweeper_app = self.clone();
+        let mut sweeper_stop = stop_rx.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweeper_app.limiter.forget_idle(),
+                    _ = sweeper_stop.changed() => break,
+                }
+            }
+        });
+
         let mut http_stop = stop_rx;
         let http =
             Server::new_with_acceptor(acceptor).name("http").idle_timeout(idle).run_with_graceful_shutdown(
@@ -188,6 +217,7 @@ impl App {
         };
         let (result, ()) = tokio::join!(http, trigger);
         let _ = admin.await;
+        let _ = sweeper.await;
         self.jobs.shutdown(grace).await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

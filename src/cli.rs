@@ -1,5 +1,5 @@
-//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `check`, `export-openapi`,
-//! `version`.
+//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `send-test-email`,
+//! `check`, `export-openapi`, `version`.
 //!
 //! Commands that change data work whether or not `serve` is running: when the data file
 //! is held by a running server, they go through its admin socket (`<dir>/backbone.sock`,
@@ -45,6 +45,16 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         action: JobsAction,
+    },
+    /// Queue a test email (through the outbox, like every email) to TO with the current
+    /// mail settings. With the server running it goes through its admin socket and is sent
+    /// at once; otherwise it is stored and sent when `serve` next starts.
+    SendTestEmail {
+        /// Recipient address.
+        to: String,
+        /// Template: verification, password-reset, email-change, otp, export-ready or alert.
+        #[arg(long, default_value = "verification")]
+        template: String,
     },
     /// Print the OpenAPI spec of the static API (the committed openapi/openapi.json).
     ExportOpenapi,
@@ -119,6 +129,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             superuser_upsert(&cli, email, password).await
         }
         Command::Jobs { action } => jobs_command(&cli, action).await,
+        Command::SendTestEmail { to, template } => send_test_email(&cli, to, template).await,
     }
 }
 
@@ -322,6 +333,36 @@ async fn jobs_command(cli: &Cli, action: &JobsAction) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `backbone send-test-email TO`: through the running server's socket, or stored directly
+/// in the data file for the next `serve`.
+async fn send_test_email(cli: &Cli, to: &str, template: &str) -> Result<(), String> {
+    let socket = cli.dir.join(SOCKET_NAME);
+    let body = serde_json::json!({"email": to, "template": template});
+    match socket_request(&socket, "/mail/test", &body).await {
+        Ok((202, text)) => {
+            let job: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            println!(
+                "test email to {to} queued as job {} (see GET /api/mail/log or `backbone jobs list --kind mail.send`)",
+                job["id"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Ok((_, text)) => Err(problem_message(&text)),
+        Err(_) => {
+            let app = open_offline(cli).await?;
+            let result = app.mail.send_test(to, Some(template)).await;
+            let store = app.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            let id = result.map_err(|e| match e {
+                crate::mail::MailError::Invalid { field, message, .. } => format!("{field}: {message}"),
+                other => other.to_string(),
+            })?;
+            println!("test email to {to} stored as job {}; it is sent when `backbone serve` starts", id.0);
+            Ok(())
+        }
+    }
 }
 
 fn describe_validation(err: &crate::auth::AuthError) -> String {

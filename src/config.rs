@@ -31,6 +31,115 @@ pub struct Config {
     pub store: StoreSection,
     pub auth: AuthSection,
     pub jobs: JobsSection,
+    pub rate_limits: RateLimits,
+    pub cors: CorsSection,
+    pub mail: MailSection,
+}
+
+/// Per-client request limits (token buckets). A limit is `"N/Ds"`: N requests, refilled
+/// evenly over D seconds (bursts up to N).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Off only for benchmarks or behind a proxy that limits already.
+    pub enabled: bool,
+    /// Every request of one client IP.
+    pub global: String,
+    /// Sign-in, OTP, password-reset and verification requests of one client IP.
+    pub auth_per_ip: String,
+    /// Sign-in attempts for one identity (collection + email), from any IP.
+    pub auth_per_identity: String,
+    /// Extra limits per client IP by path prefix, e.g. `"/api/batch" = "20/1s"`.
+    pub rules: BTreeMap<String, String>,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    /// Empty: the connection's peer address is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            enabled: true,
+            global: "1000/1s".into(),
+            auth_per_ip: "20/60s".into(),
+            auth_per_identity: "10/60s".into(),
+            rules: BTreeMap::from([("/api/batch".to_string(), "50/1s".to_string())]),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Cross-origin access for browser clients on other origins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsSection {
+    /// Origins (`https://app.example.com`) allowed to call the API from a browser; `"*"`
+    /// allows any origin (credentials are never allowed: clients send bearer tokens).
+    /// Empty: same-origin only.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Outgoing email: the SMTP relay, the sender and the app identity used in templates. These
+/// are the defaults; `PATCH /api/settings` overrides any of them at run time (stored in the
+/// data file, see `mail::settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSection {
+    /// Deliver email over SMTP. While off, each attempt fails with "SMTP delivery is
+    /// disabled" and is retried with backoff (up to `max_attempts`, then dead and replayable).
+    pub enabled: bool,
+    /// SMTP relay host name or IP address.
+    pub host: String,
+    /// SMTP relay port (465 implicit TLS, 587 STARTTLS, 25 local relay).
+    pub port: u16,
+    /// `tls` (implicit TLS), `starttls` (upgrade required) or `none` (plain; local relays only).
+    pub security: String,
+    /// SMTP AUTH user name; empty = no authentication.
+    pub username: String,
+    /// SMTP AUTH password (never returned by the settings API).
+    pub password: String,
+    /// `PLAIN` or `LOGIN` (PocketBase's field; the strongest mechanism the server offers wins).
+    pub auth_method: String,
+    /// Name sent in EHLO; empty = this host's name.
+    pub local_name: String,
+    /// Seconds allowed for connecting (including TLS and AUTH) and for each SMTP command.
+    pub timeout_secs: u64,
+    /// Display name of the `From` header.
+    pub sender_name: String,
+    /// Address of the `From` header and the SMTP envelope sender.
+    pub sender_address: String,
+    /// `{{appName}}` in templates.
+    pub app_name: String,
+    /// `{{appURL}}` in templates; empty = `public_url`.
+    pub app_url: String,
+    /// Delivery attempts of one email before it is dead (temporary failures only; a 5xx
+    /// reply is final at once). Retries back off as `[jobs] backoff_*` says.
+    pub max_attempts: u32,
+    /// Delivery log rows older than this many seconds are deleted (a few at a time, as
+    /// later emails finish).
+    pub keep_log_secs: u64,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        MailSection {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            username: String::new(),
+            password: String::new(),
+            auth_method: "PLAIN".into(),
+            local_name: String::new(),
+            timeout_secs: 30,
+            sender_name: "Backbone".into(),
+            sender_address: "noreply@example.com".into(),
+            app_name: "Backbone".into(),
+            app_url: String::new(),
+            max_attempts: 20,
+            keep_log_secs: 2_592_000,
+        }
+    }
 }
 
 /// Request limits.
@@ -124,6 +233,9 @@ impl Default for Config {
             store: StoreSection::default(),
             auth: AuthSection::default(),
             jobs: JobsSection::default(),
+            rate_limits: RateLimits::default(),
+            cors: CorsSection::default(),
+            mail: MailSection::default(),
         }
     }
 }
@@ -235,6 +347,14 @@ impl Config {
                         message: format!("expected true or false, got {raw:?}"),
                     })?)
                 }
+                // Lists are comma-separated: BACKBONE_CORS_ALLOWED_ORIGINS=https://a,https://b
+                toml::Value::Array(_) => toml::Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.to_string()))
+                        .collect(),
+                ),
                 _ => toml::Value::String(raw.clone()),
             };
         }
@@ -268,6 +388,50 @@ impl Config {
                 message: "claim_batch and default_max_attempts must be at least 1".into(),
             });
         }
+        if !matches!(self.mail.security.as_str(), "tls" | "starttls" | "none") {
+            return Err(ConfigError::Value {
+                name: "mail.security".into(),
+                message: "expected tls, starttls or none".into(),
+            });
+        }
+        if self.mail.max_attempts == 0 || self.mail.timeout_secs == 0 {
+            return Err(ConfigError::Value {
+                name: "mail".into(),
+                message: "max_attempts and timeout_secs must be at least 1".into(),
+            });
+        }
+        for (name, limit) in [
+            ("rate_limits.global", &self.rate_limits.global),
+            ("rate_limits.auth_per_ip", &self.rate_limits.auth_per_ip),
+            ("rate_limits.auth_per_identity", &self.rate_limits.auth_per_identity),
+        ]
+        .into_iter()
+        .chain(self.rate_limits.rules.values().map(|v| ("rate_limits.rules", v)))
+        {
+            parse_limit(limit).map_err(|message| ConfigError::Value { name: name.into(), message })?;
+        }
+        for proxy in &self.rate_limits.trusted_proxies {
+            parse_net(proxy).map_err(|message| ConfigError::Value {
+                name: "rate_limits.trusted_proxies".into(),
+                message,
+            })?;
+        }
+        for origin in &self.cors.allowed_origins {
+            let ok = origin == "*"
+                || url::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && !origin.ends_with('/')
+                });
+            if !ok {
+                return Err(ConfigError::Value {
+                    name: "cors.allowed_origins".into(),
+                    message: format!("{origin:?} is not an origin such as https://app.example.com or *"),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -293,6 +457,34 @@ fn find_slot<'a>(tree: &'a mut toml::Value, upper: &str) -> Option<&'a mut toml:
         .map(|(k, _)| k.clone())?;
     let rest = &upper[section.len() + 1..];
     find_slot(table.get_mut(&section)?, rest)
+}
+
+/// Parses a rate limit `"N/Ds"` into (N, D seconds).
+pub fn parse_limit(raw: &str) -> Result<(u32, u64), String> {
+    let bad = || format!("{raw:?} is not a limit such as \"100/10s\"");
+    let (n, d) = raw.trim().split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let d: u64 = d.trim().strip_suffix('s').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+    if n == 0 || d == 0 {
+        return Err(bad());
+    }
+    Ok((n, d))
+}
+
+/// Parses an IP address or CIDR range into (network address, prefix length).
+pub fn parse_net(raw: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let bad = || format!("{raw:?} is not an IP address or CIDR range");
+    let (addr, bits) = match raw.trim().split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (raw.trim(), None),
+    };
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let bits = match bits {
+        Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
+        None => max,
+    };
+    Ok((ip, bits))
 }
 
 #[cfg(test)]

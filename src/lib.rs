@@ -8,5 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod mail;
+pub mod observe;
 pub mod records;
 pub mod store;

@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::body::json_object;
 use super::error::ApiError;
-use super::{json_response, principal};
+use super::guard::{client_ip, too_many_requests};
+use super::{caller, json_response, principal};
 use crate::app::App;
 use crate::auth::Session;
 use crate::records::{FieldError, FieldErrors};
@@ -48,7 +49,101 @@ pub async fn auth_with_password(
     if !errors.is_empty() {
         return Err(ApiError::validation("Failed to authenticate.", &errors));
     }
-    let session = app.auth.login(&collection, &identity, &password).await?;
+    let entry = app.records.collection(&collection)?;
+    if let Err(limited) = app.limiter.check_identity(&entry.collection.id, &identity) {
+        return Err(too_many_requests(limited.retry_after_secs));
+    }
+    let (_, mut info) = caller(app, req).await;
+    info.body = body.clone();
+    info.body.remove("password");
+    let session = app.auth.login(&collection, &identity, &password, &info, &client_ip(req)).await?;
+    Ok(session_response(session))
+}
+
+/// Which sign-in methods an auth collection offers (PocketBase's shape).
+#[handler]
+pub async fn auth_methods(
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let entry = app.records.collection(&collection)?;
+    let Some(settings) = entry.collection.auth.as_ref() else {
+        return Err(ApiError::bad_request(format!("{} is not an auth collection.", entry.collection.name)));
+    };
+    let otp_enabled = settings.otp.enabled;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "password": {
+                "enabled": settings.password_auth.enabled,
+                "identityFields": settings.password_auth.identity_fields,
+            },
+            "oauth2": {"enabled": false, "providers": []},
+            "mfa": {"enabled": false, "duration": 0},
+            "otp": {"enabled": otp_enabled, "duration": if otp_enabled { settings.otp.duration } else { 0 }},
+        }),
+    ))
+}
+
+/// Signs out: the presented token stops working (`{"all": true}`: every token of the account).
+#[handler]
+pub async fn auth_logout(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    app.records.collection(&collection)?;
+    let all = if body.is_empty() {
+        false
+    } else {
+        let body = json_object(req, body, app.body_limits()).await?;
+        match body.get("all") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                let mut errors = FieldErrors::new();
+                errors.insert("all".into(), FieldError::new("validation_invalid_type", "Must be a boolean."));
+                return Err(ApiError::validation("Failed to sign out.", &errors));
+            }
+        }
+    };
+    app.auth.logout(req.header("Authorization"), all, &client_ip(req)).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
+}
+
+/// A superuser gets a non-refreshable token of another account.
+#[handler]
+pub async fn impersonate(
+    req: &Request,
+    Path((collection, id)): Path<(String, String)>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    if matches!(who, crate::records::rules::Principal::Anonymous) {
+        return Err(ApiError::unauthenticated("Sign in as a superuser to impersonate."));
+    }
+    let duration = if body.is_empty() {
+        None
+    } else {
+        let body = json_object(req, body, app.body_limits()).await?;
+        match body.get("duration") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(d) => Some(d),
+                None => {
+                    let mut errors = FieldErrors::new();
+                    errors.insert(
+                        "duration".into(),
+                        FieldError::new("validation_invalid_type", "Must be a whole number of seconds."),
+                    );
+                    return Err(ApiError::validation("Failed to impersonate.", &errors));
+                }
+            },
+        }
+    };
+    let session = app.auth.impersonate(&who, &collection, &id, duration, &client_ip(req)).await?;
     Ok(session_response(session))
 }
 
@@ -58,8 +153,7 @@ pub async fn auth_refresh(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
-    let session = app.auth.refresh(&who, &collection).await?;
+    let session = app.auth.refresh(req.header("Authorization"), &collection).await?;
     Ok(session_response(session))
 }
 
@@ -101,4 +195,135 @@ pub async fn socket_superuser_upsert(
     }
     let record = app.auth.upsert_superuser(&email, &password).await?;
     Ok(json_response(StatusCode::OK, &record))
+}
+
+/// Reads a JSON body and the named required strings, or a 400 naming the missing ones.
+async fn strings<const N: usize>(
+    req: &Request,
+    body: Body,
+    app: &App,
+    names: [&str; N],
+    message: &str,
+) -> Result<[String; N], ApiError> {
+    let body = json_object(req, body, app.body_limits()).await?;
+    let mut errors = FieldErrors::new();
+    let values = names.map(|name| required_string(&body, name, &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::validation(message, &errors));
+    }
+    Ok(values)
+}
+
+fn no_content() -> Response {
+    Response::builder().status(StatusCode::NO_CONTENT).finish()
+}
+
+/// Emails a verification link (204 whether or not the account exists).
+#[handler]
+pub async fn request_verification(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request verification.").await?;
+    app.auth.request_verification(&app.mail, &collection, &email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_verification(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token] = strings(req, body, app, ["token"], "Failed to confirm verification.").await?;
+    app.auth.confirm_verification(&collection, &token).await?;
+    Ok(no_content())
+}
+
+/// Emails a password-reset link (204 whether or not the account exists).
+#[handler]
+pub async fn request_password_reset(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request a password reset.").await?;
+    app.auth.request_password_reset(&app.mail, &collection, &email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_password_reset(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token, password, confirm] =
+        strings(req, body, app, ["token", "password", "passwordConfirm"], "Failed to reset the password.")
+            .await?;
+    app.auth.confirm_password_reset(&collection, &token, &password, &confirm, &client_ip(req)).await?;
+    Ok(no_content())
+}
+
+/// Emails a confirmation link to a new address (the signed-in owner only).
+#[handler]
+pub async fn request_email_change(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = principal(app, req).await;
+    let [new_email] = strings(req, body, app, ["newEmail"], "Failed to request the email change.").await?;
+    app.auth.request_email_change(&app.mail, &who, &collection, &new_email).await?;
+    Ok(no_content())
+}
+
+#[handler]
+pub async fn confirm_email_change(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [token, password] =
+        strings(req, body, app, ["token", "password"], "Failed to confirm the email change.").await?;
+    app.auth.confirm_email_change(&collection, &token, &password, &client_ip(req)).await?;
+    Ok(no_content())
+}
+
+/// Emails a one-time code; answers `{"otpId"}` whether or not the account exists.
+#[handler]
+pub async fn request_otp(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [email] = strings(req, body, app, ["email"], "Failed to request a one-time password.").await?;
+    let otp_id = app.auth.request_otp(&app.mail, &collection, &email).await?;
+    Ok(json_response(StatusCode::OK, &json!({"otpId": otp_id})))
+}
+
+/// Signs in with the emailed code (`password`) for an `otpId`.
+#[handler]
+pub async fn auth_with_otp(
+    req: &Request,
+    Path(collection): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let [otp_id, code] = strings(req, body, app, ["otpId", "password"], "Failed to authenticate.").await?;
+    let entry = app.records.collection(&collection)?;
+    if let Err(limited) = app.limiter.check_identity(&entry.collection.id, &format!("otp:{otp_id}")) {
+        return Err(too_many_requests(limited.retry_after_secs));
+    }
+    let (_, info) = caller(app, req).await;
+    let session = app.auth.auth_with_otp(&collection, &otp_id, &code, &info, &client_ip(req)).await?;
+    Ok(session_response(session))
 }

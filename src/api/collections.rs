@@ -10,8 +10,10 @@ use serde_json::json;
 
 use super::body::json_value;
 use super::error::ApiError;
+use super::guard::client_ip;
 use super::{json_response, principal};
 use crate::app::App;
+use crate::records::rules::Op;
 use crate::records::schema;
 
 #[derive(Debug, Deserialize)]
@@ -21,7 +23,7 @@ pub struct PageParams {
     per_page: Option<String>,
 }
 
-fn page_number(raw: Option<&str>, default: usize, name: &str) -> Result<usize, ApiError> {
+pub(crate) fn page_number(raw: Option<&str>, default: usize, name: &str) -> Result<usize, ApiError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(default),
         Some(s) => s
@@ -62,7 +64,7 @@ pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Re
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }
     let input = json_value(req, body, app.body_limits()).await?;
-    let created = app.records.create_collection(&who, input).await?;
+    let created = app.records.create_collection(&who, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(created)))
 }
 
@@ -89,7 +91,7 @@ pub async fn update(
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }
     let input = json_value(req, body, app.body_limits()).await?;
-    let updated = app.records.update_collection(&who, &collection, input).await?;
+    let updated = app.records.update_collection(&who, &collection, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(updated)))
 }
 
@@ -100,7 +102,7 @@ pub async fn delete(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
-    app.records.delete_collection(&who, &collection).await?;
+    app.records.delete_collection(&who, &collection, &client_ip(req)).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
@@ -115,8 +117,8 @@ pub async fn json_schema(
     let who = principal(app, req).await;
     let entry = app.records.collection(&collection)?;
     let c = &entry.collection;
-    let visible = crate::records::rules::allows(&c.list_rule, &who)
-        || crate::records::rules::allows(&c.view_rule, &who);
+    let visible =
+        crate::records::rules::allows(Op::List, &who, c) || crate::records::rules::allows(Op::View, &who, c);
     if !visible {
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
 use crate::jobs::JobsError;
+use crate::mail::MailError;
 use crate::records::{FieldErrors, RecordsError};
 use crate::store::StoreError;
 
@@ -203,7 +204,9 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Unauthenticated => ApiError::unauthenticated(err.to_string()),
             AuthError::SetupRefused(m) => ApiError::forbidden(m),
+            AuthError::Forbidden(m) => ApiError::forbidden(m),
             AuthError::Records(e) => ApiError::from(e),
+            AuthError::Mail(e) => ApiError::from(e),
         }
     }
 }
@@ -230,6 +233,28 @@ impl From<JobsError> for ApiError {
                 ApiError::internal()
             }
             JobsError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl From<MailError> for ApiError {
+    fn from(err: MailError) -> ApiError {
+        match err {
+            MailError::Invalid { field, code, message } => {
+                let mut fields = FieldErrors::new();
+                fields.insert(field, crate::records::FieldError::new(code, message.clone()));
+                ApiError::validation(message, &fields)
+            }
+            MailError::BadRequest(m) => ApiError::bad_request(m),
+            MailError::Disabled(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "mail-disabled", "Email disabled", m)
+            }
+            MailError::Jobs(e) => ApiError::from(e),
+            MailError::Store(e) => ApiError::from(e),
+            MailError::Internal(m) => {
+                tracing::error!(error = %m, "mail failure");
+                ApiError::internal()
+            }
         }
     }
 }

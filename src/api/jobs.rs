@@ -36,11 +36,13 @@ pub struct PageParams {
     per_page: Option<String>,
 }
 
-async fn require_superuser(app: &App, req: &Request) -> Result<(), ApiError> {
+pub(crate) async fn require_superuser(app: &App, req: &Request) -> Result<(), ApiError> {
     match principal(app, req).await {
         Principal::Superuser { .. } => Ok(()),
-        Principal::Anonymous => Err(ApiError::unauthenticated("Sign in as a superuser to manage jobs.")),
-        Principal::Record { .. } => Err(ApiError::forbidden("Only superusers can perform this action.")),
+        Principal::Anonymous => Err(ApiError::unauthenticated("Sign in as a superuser.")),
+        Principal::Record { .. } | Principal::ApiKey { .. } => {
+            Err(ApiError::forbidden("Only superusers can perform this action."))
+        }
     }
 }
 
@@ -60,7 +62,7 @@ pub(crate) fn accepted(job: &Job, status: StatusCode) -> Response {
     response
 }
 
-fn envelope(page: usize, per_page: usize, total: usize, items: Vec<Value>) -> Value {
+pub(crate) fn envelope(page: usize, per_page: usize, total: usize, items: Vec<Value>) -> Value {
     json!({
         "page": page,
         "perPage": per_page,

@@ -6,18 +6,20 @@
 mod auth;
 mod batch;
 pub mod body;
-mod collections;
+pub(crate) mod collections;
 mod docs;
 pub mod error;
+pub(crate) mod guard;
 mod health;
 pub(crate) mod jobs;
+mod keys;
+mod mail;
 pub mod openapi;
 mod records;
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::middleware::SetHeader;
 use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
 use serde_json::{Map, Value};
 
@@ -43,6 +45,17 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/collections/:collection/schema", get(collections::json_schema))
         .at("/api/collections/:collection/auth-with-password", post(auth::auth_with_password))
         .at("/api/collections/:collection/auth-refresh", post(auth::auth_refresh))
+        .at("/api/collections/:collection/auth-methods", get(auth::auth_methods))
+        .at("/api/collections/:collection/auth-logout", post(auth::auth_logout))
+        .at("/api/collections/:collection/request-verification", post(auth::request_verification))
+        .at("/api/collections/:collection/confirm-verification", post(auth::confirm_verification))
+        .at("/api/collections/:collection/request-password-reset", post(auth::request_password_reset))
+        .at("/api/collections/:collection/confirm-password-reset", post(auth::confirm_password_reset))
+        .at("/api/collections/:collection/request-email-change", post(auth::request_email_change))
+        .at("/api/collections/:collection/confirm-email-change", post(auth::confirm_email_change))
+        .at("/api/collections/:collection/request-otp", post(auth::request_otp))
+        .at("/api/collections/:collection/auth-with-otp", post(auth::auth_with_otp))
+        .at("/api/collections/:collection/impersonate/:id", post(auth::impersonate))
         .at("/api/collections/:collection/records", get(records::list).post(records::create))
         .at(
             "/api/collections/:collection/records/:id",
@@ -53,18 +66,21 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))
         .at("/api/jobs/:id/retry", post(jobs::retry))
         .at("/api/jobs/:id/cancel", post(jobs::cancel))
+        .at("/api/keys", get(keys::list).post(keys::create))
+        .at("/api/keys/:id", get(keys::view).delete(keys::revoke))
+        .at("/api/audit", get(keys::audit_log))
         .at("/api/crons", get(jobs::cron_list).post(jobs::cron_create))
         .at("/api/crons/:id", get(jobs::cron_view).patch(jobs::cron_update).delete(jobs::cron_delete))
         .at("/api/crons/:id/run", post(jobs::cron_run))
         .at("/api/crons/:id/runs", get(jobs::cron_runs))
-        .data(app)
-        .with(
-            SetHeader::new()
-                .overriding("X-Content-Type-Options", "nosniff")
-                .overriding("X-Frame-Options", "DENY")
-                .overriding("Referrer-Policy", "no-referrer"),
-        )
+        .at("/api/settings", get(mail::settings_view).patch(mail::settings_update))
+        .at("/api/settings/test/email", post(mail::test_email))
+        .at("/api/mail/send", post(mail::send))
+        .at("/api/mail/log", get(mail::log))
+        .at("/api/mail/log/:id", get(mail::log_view))
+        .data(app.clone())
         .catch_all_error(|err| async move { error::into_problem(err) })
+        .around(move |ep, req| guard::guard(ep, req, app.clone()))
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration
@@ -74,6 +90,7 @@ pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
         .at("/superusers/upsert", post(auth::socket_superuser_upsert))
         .at("/jobs/list", post(jobs::socket_list))
         .at("/jobs/:action", post(jobs::socket_action))
+        .at("/mail/test", post(mail::socket_test_email))
         .data(app)
         .catch_all_error(|err| async move { error::into_problem(err) })
 }

@@ -40,6 +40,11 @@ fn op(
     errs: &[u16],
 ) -> Value {
     let mut responses = errors(errs);
+    // The HTTP layer refuses an over-long request line before any handler runs.
+    responses.insert(
+        "414".into(),
+        json!({"description": "URI too long: the request line exceeds the server's limit (no body)"}),
+    );
     let ok_response = match ok.1 {
         Some(schema) => json!({"description": "Success", "content": json_content(schema)}),
         None => json!({"description": "Success, no content"}),
@@ -147,7 +152,7 @@ fn components() -> Value {
             },
             "Record": {
                 "type": "object",
-                "required": ["collectionId", "collectionName", "id"],
+                "description": "A record; with `fields`, only the selected properties are present.",
                 "properties": {
                     "collectionId": {"type": "string"},
                     "collectionName": {"type": "string"},
@@ -266,14 +271,89 @@ fn components() -> Value {
                 "type": "apiKey",
                 "in": "header",
                 "name": "Authorization",
-                "description": "An auth token from auth-with-password, optionally prefixed with `Bearer `."
+                "description": "An auth token from auth-with-password, or an API key (`bbk_…`), optionally prefixed with `Bearer `."
             }
         }
     });
     if let (Some(schemas), Value::Object(jobs)) = (components["schemas"].as_object_mut(), job_schemas()) {
         schemas.extend(jobs);
     }
+    if let (Some(schemas), Value::Object(mail)) = (components["schemas"].as_object_mut(), mail_schemas()) {
+        schemas.extend(mail);
+    }
+    if let (Some(schemas), Value::Object(more)) = (components["schemas"].as_object_mut(), access_schemas()) {
+        schemas.extend(more);
+    }
     components
+}
+
+/// Schemas of sign-in methods, API keys and the audit log.
+fn access_schemas() -> Value {
+    let key_props = json!({
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {
+            "type": "object",
+            "properties": {
+                "collection": {"type": "string", "description": "Collection id, or * for every collection."},
+                "collectionName": {"type": "string"},
+                "operations": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}
+            }
+        }},
+        "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+        "expires": {"type": "string", "description": "Expiry; empty = never."},
+        "created": {"type": "string"},
+        "createdBy": {"type": "string"},
+        "lastUsed": {"type": "string", "description": "Last use (recorded at most once a minute); empty = never."}
+    });
+    let mut created_props = key_props.clone();
+    created_props["key"] = json!({"type": "string", "description": "The secret key, `bbk_<id>_<secret>`: shown only in this answer."});
+    json!({
+        "AuthMethods": {
+            "type": "object",
+            "properties": {
+                "password": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "identityFields": {"type": "array", "items": {"type": "string"}}}},
+                "oauth2": {"type": "object"},
+                "mfa": {"type": "object"},
+                "otp": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "duration": {"type": "integer"}}}
+            }
+        },
+        "LogoutInput": {
+            "type": "object",
+            "properties": {"all": {"type": "boolean", "description": "Revoke every token of the account, not only this one."}}
+        },
+        "ImpersonateInput": {
+            "type": "object",
+            "properties": {"duration": {"type": "integer", "minimum": 0, "description": "Token lifetime in seconds; 0 = the collection's."}}
+        },
+        "ApiKeyInput": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "maxLength": 200},
+                "scopes": {"type": "object", "additionalProperties": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}, "description": "Collection name or id (or *) → operations."},
+                "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+                "expires": {"type": "string", "description": "A future date; absent = never."}
+            }
+        },
+        "ApiKey": {"type": "object", "properties": key_props},
+        "ApiKeyCreated": {"type": "object", "properties": created_props},
+        "ApiKeyList": list_envelope(r("ApiKey")),
+        "AuditEntry": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "time": {"type": "string"},
+                "action": {"type": "string", "examples": ["auth.login", "auth.logout", "auth.impersonate", "collection.update", "settings.update", "apikey.create"]},
+                "outcome": {"enum": ["success", "failure"]},
+                "actor": {"type": "object", "properties": {"type": {"type": "string"}, "id": {"type": "string"}, "collectionId": {"type": "string"}}},
+                "ip": {"type": "string"},
+                "target": {"type": "string"},
+                "detail": {}
+            }
+        },
+        "AuditList": list_envelope(r("AuditEntry")),
+    })
 }
 
 /// Schemas of `/api/jobs` and `/api/crons`.
@@ -383,6 +463,133 @@ fn job_schemas() -> Value {
     })
 }
 
+/// Schemas of `/api/settings` and `/api/mail`.
+fn mail_schemas() -> Value {
+    let template_names =
+        json!(["verification", "password-reset", "email-change", "otp", "export-ready", "alert"]);
+    let variant = json!({
+        "type": "object",
+        "required": ["subject", "text"],
+        "properties": {
+            "subject": {"type": "string", "description": "No line breaks."},
+            "text": {"type": "string"},
+            "html": {"type": "string"}
+        },
+        "additionalProperties": false
+    });
+    let meta = |required: bool| {
+        let mut m = json!({
+            "type": "object",
+            "properties": {
+                "appName": {"type": "string"},
+                "appURL": {"type": "string"},
+                "senderName": {"type": "string"},
+                "senderAddress": {"type": "string", "format": "email"}
+            },
+            "additionalProperties": false
+        });
+        if required {
+            m["required"] = json!(["appName", "appURL", "senderName", "senderAddress"]);
+        }
+        m
+    };
+    let smtp_properties = json!({
+        "enabled": {"type": "boolean"},
+        "host": {"type": "string"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "username": {"type": "string"},
+        "authMethod": {"type": "string", "enum": ["PLAIN", "LOGIN"]},
+        "tls": {"type": "boolean", "description": "PocketBase's flag: implicit TLS (same as security = tls)."},
+        "security": {"type": "string", "enum": ["tls", "starttls", "none"]},
+        "localName": {"type": "string"},
+        "timeoutSecs": {"type": "integer", "minimum": 1, "maximum": 600}
+    });
+    let mut smtp_input = smtp_properties.clone();
+    smtp_input["password"] =
+        json!({"type": "string", "writeOnly": true, "description": "Write-only: never returned."});
+    json!({
+        "Settings": {
+            "type": "object",
+            "required": ["meta", "smtp", "templates"],
+            "properties": {
+                "meta": meta(true),
+                "smtp": {
+                    "type": "object",
+                    "required": ["enabled", "host", "port", "username", "authMethod", "tls", "security", "localName", "timeoutSecs"],
+                    "properties": smtp_properties,
+                    "description": "The password is never returned."
+                },
+                "templates": {
+                    "type": "object",
+                    "description": "Overrides: template name → locale (lower case, or default) → variant.",
+                    "propertyNames": {"enum": template_names},
+                    "additionalProperties": {"type": "object", "additionalProperties": variant}
+                }
+            }
+        },
+        "SettingsInput": {
+            "type": "object",
+            "description": "Only the given keys change. templates.<name> = null removes all its variants; templates.<name>.<locale> = null removes one.",
+            "properties": {
+                "meta": meta(false),
+                "smtp": {"type": "object", "properties": smtp_input, "additionalProperties": false},
+                "templates": {
+                    "type": "object",
+                    "propertyNames": {"enum": template_names},
+                    "additionalProperties": {"type": ["object", "null"], "additionalProperties": {"oneOf": [variant, {"type": "null"}]}}
+                }
+            },
+            "additionalProperties": false
+        },
+        "TestEmailInput": {
+            "type": "object",
+            "required": ["email"],
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "template": {"type": "string", "enum": ["verification", "password-reset", "email-change", "otp", "export-ready", "alert", "login-alert"]},
+                "collection": {"type": "string", "description": "Accepted for PocketBase compatibility; ignored."}
+            },
+            "additionalProperties": false
+        },
+        "MailSendInput": {
+            "type": "object",
+            "required": ["to"],
+            "description": "Either template (+ vars) or subject + text (+ html). Line breaks in header values (to, toName, subject) are refused.",
+            "properties": {
+                "to": {"type": "string", "format": "email"},
+                "toName": {"type": "string"},
+                "locale": {"type": "string", "description": "Picks the template variant: exact, then language, then default."},
+                "template": {"type": "string", "enum": template_names},
+                "vars": {"type": "object", "description": "Template variables, e.g. token, otp, actionURL, record (object)."},
+                "subject": {"type": "string"},
+                "text": {"type": "string"},
+                "html": {"type": "string"}
+            },
+            "additionalProperties": false
+        },
+        "MailLogEntry": {
+            "type": "object",
+            "required": ["id", "jobId", "to", "subject", "state", "attempts", "created", "updated"],
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "jobId": {"type": "string", "pattern": "^[0-9]+$"},
+                "to": {"type": "string"},
+                "toName": {"type": ["string", "null"]},
+                "subject": {"type": "string"},
+                "template": {"type": ["string", "null"]},
+                "locale": {"type": ["string", "null"]},
+                "state": {"type": "string", "enum": ["queued", "sending", "sent", "retrying", "dead", "cancelled"]},
+                "attempts": {"type": "integer"},
+                "lastReply": {"type": ["string", "null"], "description": "The SMTP server's last reply, or why the attempt failed."},
+                "created": {"type": "string"},
+                "updated": {"type": "string"},
+                "sentAt": {"type": ["string", "null"]}
+            }
+        },
+        "MailLogList": list_envelope(r("MailLogEntry"))
+    })
+}
+
 /// The spec of the static API (no user collections).
 pub fn static_spec() -> Value {
     let c = || path_param("collection", "Collection id or name.");
@@ -441,6 +648,105 @@ pub fn static_spec() -> Value {
     paths.insert("/api/collections/{collection}/auth-refresh".into(), json!({
         "post": op("authRefresh", "A fresh token for the signed-in record", "auth", vec![c()], None, (200, Some(r("AuthResponse"))), &[401, 404]),
     }));
+    paths.insert("/api/collections/{collection}/auth-methods".into(), json!({
+        "get": op("authMethods", "Sign-in methods of an auth collection", "auth", vec![c()], None, (200, Some(r("AuthMethods"))), &[400, 404]),
+    }));
+    let mut logout = op(
+        "authLogout",
+        "Sign out: revoke this token (or, with all, every token of the account)",
+        "auth",
+        vec![c()],
+        Some(r("LogoutInput")),
+        (204, None),
+        &[400, 401, 404],
+    );
+    logout["requestBody"]["required"] = json!(false);
+    paths.insert("/api/collections/{collection}/auth-logout".into(), json!({"post": logout}));
+    let mut impersonate = op(
+        "impersonate",
+        "A non-refreshable token of another account (superusers)",
+        "auth",
+        vec![c(), id()],
+        Some(r("ImpersonateInput")),
+        (200, Some(r("AuthResponse"))),
+        &[400, 401, 403, 404],
+    );
+    impersonate["requestBody"]["required"] = json!(false);
+    paths.insert("/api/collections/{collection}/impersonate/{id}".into(), json!({"post": impersonate}));
+    /// Path, operation id, summary, body schema, success, error statuses.
+    type Flow<'a> = (&'a str, &'a str, &'a str, Value, (u16, Option<Value>), &'a [u16]);
+    let flows: [Flow; 8] = [
+        (
+            "request-verification",
+            "requestVerification",
+            "Email a verification link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "confirm-verification",
+            "confirmVerification",
+            "Verify the account with the emailed token (works once)",
+            json!({"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-password-reset",
+            "requestPasswordReset",
+            "Email a password-reset link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "confirm-password-reset",
+            "confirmPasswordReset",
+            "Set a new password with the emailed token (works once; ends every session)",
+            json!({"type": "object", "required": ["token", "password", "passwordConfirm"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-email-change",
+            "requestEmailChange",
+            "Email a confirmation link to a new address (signed-in owner)",
+            json!({"type": "object", "required": ["newEmail"], "properties": {"newEmail": {"type": "string"}}}),
+            (204, None),
+            &[400, 401, 403, 404, 429],
+        ),
+        (
+            "confirm-email-change",
+            "confirmEmailChange",
+            "Move the account to the new address (token + account password; ends every session)",
+            json!({"type": "object", "required": ["token", "password"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "request-otp",
+            "requestOtp",
+            "Email a one-time code; answers an otpId whether or not the account exists",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (200, Some(json!({"type": "object", "properties": {"otpId": {"type": "string"}}}))),
+            &[400, 403, 404, 429],
+        ),
+        (
+            "auth-with-otp",
+            "authWithOtp",
+            "Sign in with an emailed one-time code (works once; 5 wrong tries burn it)",
+            json!({"type": "object", "required": ["otpId", "password"], "properties": {"otpId": {"type": "string"}, "password": {"type": "string", "description": "The code."}}}),
+            (200, Some(r("AuthResponse"))),
+            &[400, 404, 429],
+        ),
+    ];
+    for (path, op_id, summary, body, ok, errs) in flows {
+        paths.insert(
+            format!("/api/collections/{{collection}}/{path}"),
+            json!({"post": op(op_id, summary, "auth", vec![c()], Some(body), ok, errs)}),
+        );
+    }
     paths.insert("/api/collections/{collection}/records".into(), json!({
         "get": op("listRecords", "List records", "records", [vec![c()], list_params()].concat(), None, (200, Some(r("RecordList"))), &[400, 403, 404]),
         "post": op("createRecord", "Create a record", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
@@ -521,6 +827,57 @@ pub fn static_spec() -> Value {
     paths.insert("/api/crons/{id}/runs".into(), json!({
         "get": op("listCronRuns", "A schedule's runs, newest first (superusers)", "crons", [vec![cron_id()], page_params()].concat(), None, (200, Some(r("CronRunList"))), &[400, 401, 403, 404]),
     }));
+    paths.insert("/api/settings".into(), json!({
+        "get": op("getSettings", "Mail settings: meta, smtp (no password) and template overrides (superusers)", "settings", vec![], None, (200, Some(r("Settings"))), &[401, 403]),
+        "patch": op("updateSettings", "Change mail settings; only the given keys change (superusers)", "settings", vec![], Some(r("SettingsInput")), (200, Some(r("Settings"))), &[400, 401, 403, 413, 415, 503, 507]),
+    }));
+    let mut test_email = op(
+        "testEmail",
+        "Queue a test email with the current settings (superusers); 400 while SMTP is disabled",
+        "settings",
+        vec![],
+        Some(r("TestEmailInput")),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 413, 415, 503, 507],
+    );
+    accepted(&mut test_email);
+    paths.insert("/api/settings/test/email".into(), json!({"post": test_email}));
+    let mut send_mail = op(
+        "sendMail",
+        "Queue a templated or raw email through the outbox (superusers)",
+        "mail",
+        vec![],
+        Some(r("MailSendInput")),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 413, 415, 503, 507],
+    );
+    accepted(&mut send_mail);
+    paths.insert("/api/mail/send".into(), json!({"post": send_mail}));
+    paths.insert("/api/mail/log".into(), json!({
+        "get": op("mailLog", "Delivery log, newest first (superusers)", "mail", [vec![
+            query_param("state", "queued, sending, sent, retrying, dead or cancelled.", json!({"type": "string"})),
+            query_param("to", "Recipient address (exact, case-insensitive).", json!({"type": "string"})),
+        ], page_params()].concat(), None, (200, Some(r("MailLogList"))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/mail/log/{id}".into(), json!({
+        "get": op("mailLogEntry", "One email's delivery record (superusers); the id is its job id", "mail", vec![job_id()], None, (200, Some(r("MailLogEntry"))), &[401, 403, 404]),
+    }));
+    paths.insert("/api/keys".into(), json!({
+        "get": op("listApiKeys", "API keys, without their secrets (superusers)", "keys", vec![], None, (200, Some(r("ApiKeyList"))), &[401, 403]),
+        "post": op("createApiKey", "Create an API key; the answer holds its secret once (superusers)", "keys", vec![], Some(r("ApiKeyInput")), (201, Some(r("ApiKeyCreated"))), &[400, 401, 403, 413, 415, 503, 507]),
+    }));
+    paths.insert("/api/keys/{id}".into(), json!({
+        "get": op("getApiKey", "One API key (superusers)", "keys", vec![path_param("id", "Key id.")], None, (200, Some(r("ApiKey"))), &[401, 403, 404]),
+        "delete": op("revokeApiKey", "Revoke an API key at once (superusers)", "keys", vec![path_param("id", "Key id.")], None, (204, None), &[401, 403, 404, 503, 507]),
+    }));
+    paths.insert("/api/audit".into(), json!({
+        "get": op("auditLog", "Audit log, newest first: sign-ins, sign-outs, impersonations, key, schema and settings changes (superusers)", "audit", [vec![
+            query_param("action", "Action or its dotted prefix (auth matches auth.login).", json!({"type": "string"})),
+            query_param("outcome", "success or failure.", json!({"type": "string"})),
+            query_param("actor", "Actor id.", json!({"type": "string"})),
+            query_param("target", "Target (record id, collection id, identity).", json!({"type": "string"})),
+        ], page_params()].concat(), None, (200, Some(r("AuditList"))), &[400, 401, 403]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -532,7 +889,8 @@ pub fn static_spec() -> Value {
         "security": [{}, {"token": []}],
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
-            {"name": "jobs"}, {"name": "crons"}
+            {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
+            {"name": "keys"}, {"name": "audit"}
         ],
         "paths": paths,
         "components": components(),
@@ -571,7 +929,18 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
             format!("{base}List"),
         );
         if let Some(schemas) = spec.pointer_mut("/components/schemas").and_then(Value::as_object_mut) {
-            schemas.insert(rec.clone(), record_schema(collection, Shape::Response));
+            // Answers carry every property unless `fields` picks a subset, so the API's
+            // record schema names none as required (the standalone JSON Schema at
+            // /api/collections/{c}/schema describes a whole record and does).
+            let mut response = record_schema(collection, Shape::Response);
+            if let Some(map) = response.as_object_mut() {
+                map.remove("required");
+                map.insert(
+                    "description".into(),
+                    json!("A record; with `fields`, only the selected properties are present."),
+                );
+            }
+            schemas.insert(rec.clone(), response);
             schemas.insert(create.clone(), record_schema(collection, Shape::Create));
             schemas.insert(update.clone(), record_schema(collection, Shape::Update));
             schemas.insert(list.clone(), list_envelope(r(&rec)));
@@ -580,8 +949,8 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
         let id = || path_param("id", "Record id (15 characters a-z0-9).");
         let name = &collection.name;
         let records_path = json!({
-            "get": op(&format!("list_{name}"), &format!("List {name} records"), &tag, list_params(), None, (200, Some(r(&list))), &[400, 403]),
-            "post": op(&format!("create_{name}"), &format!("Create a {name} record"), &tag, vec![], Some(r(&create)), (200, Some(r(&rec))), &[400, 403, 409, 413, 415, 503, 507]),
+            "get": op(&format!("list_{name}"), &format!("List {name} records"), &tag, list_params(), None, (200, Some(r(&list))), &[400, 403, 404]),
+            "post": op(&format!("create_{name}"), &format!("Create a {name} record"), &tag, vec![], Some(r(&create)), (200, Some(r(&rec))), &[400, 403, 404, 409, 413, 415, 503, 507]),
         });
         let record_path = json!({
             "get": op(&format!("get_{name}"), &format!("View a {name} record"), &tag, vec![id()], None, (200, Some(r(&rec))), &[403, 404]),

@@ -4,6 +4,9 @@
 //! record (see `token.rs`). There is no default account: while no superuser exists, the
 //! server holds a one-time setup token (only its hash is stored) that creates the first one.
 
+pub mod flows;
+pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod token;
 
@@ -13,12 +16,13 @@ use rand::RngCore;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::observe::audit::{self, Actor, Event};
 use crate::records::collection::SUPERUSERS_ID;
-use crate::records::filter::RequestInfo;
+use crate::records::filter::{Env, Filter, Now, RequestInfo};
 use crate::records::record::{self, FieldsFilter, Stored};
 use crate::records::rules::Principal;
 use crate::records::{FieldError, Records, RecordsError};
-use crate::store::{Table, WriteTx};
+use crate::store::{ScanControl, Table, WriteTx};
 
 const META_SERVER_SECRET: &[u8] = b"server_secret";
 const META_SETUP_TOKEN_HASH: &[u8] = b"setup_token_hash";
@@ -35,9 +39,15 @@ pub enum AuthError {
     /// Setup token missing, wrong, or already used.
     #[error("{0}")]
     SetupRefused(String),
+    /// Signed in, but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Anything from the records layer (validation, storage).
     #[error(transparent)]
     Records(RecordsError),
+    /// An email could not be queued.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
 }
 
 impl From<RecordsError> for AuthError {
@@ -82,6 +92,8 @@ pub struct Auth {
     records: Records,
     secret: Arc<Vec<u8>>,
     setup_lock: Arc<tokio::sync::Mutex<()>>,
+    /// API keys (server-to-server callers).
+    pub keys: keys::Keys,
     verified: Arc<std::sync::Mutex<std::collections::HashMap<String, Verified>>>,
 }
 
@@ -108,7 +120,9 @@ impl Auth {
                 Ok(secret)
             })
             .await?;
+        let keys = keys::Keys::open(records.store().clone()).await?;
         Ok(Auth {
+            keys,
             records,
             secret: Arc::new(secret),
             setup_lock: Arc::new(tokio::sync::Mutex::new(())),
@@ -129,10 +143,19 @@ impl Auth {
         let Some(raw) = header.map(str::trim).filter(|h| !h.is_empty()) else {
             return anonymous;
         };
-        let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
+        let token = bare_token(raw);
+        if token.starts_with(keys::PREFIX) {
+            return match self.keys.authenticate(token) {
+                Some(principal) => (principal, None),
+                None => anonymous,
+            };
+        }
         let Some(claims) = token::peek(token) else {
             return anonymous;
         };
+        if claims.kind != "auth" {
+            return anonymous;
+        }
         // The generation is read before the record, so a write racing this lookup makes the
         // cached entry stale rather than letting an old record outlive it.
         let generation = self.records.auth_generation();
@@ -142,6 +165,9 @@ impl Auth {
                     return (hit.principal.clone(), Some(hit.record.clone()));
                 }
             }
+        }
+        if self.is_revoked(token, claims.exp).await {
+            return anonymous;
         }
         let Ok(Some(mut stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
             return anonymous;
@@ -179,14 +205,27 @@ impl Auth {
     fn session(&self, collection_id: &str, stored: &Stored) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection_id)?;
         let duration = entry.collection.auth.as_ref().map(|a| a.auth_token.duration).unwrap_or(86_400);
+        self.session_for(collection_id, stored, duration, true)
+    }
+
+    fn session_for(
+        &self,
+        collection_id: &str,
+        stored: &Stored,
+        duration: u64,
+        refreshable: bool,
+    ) -> Result<Session, AuthError> {
+        let entry = self.records.collection(collection_id)?;
         let id = stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
         let claims = token::Claims {
             id,
             collection_id: entry.collection.id.clone(),
             kind: "auth".into(),
-            refreshable: true,
-            exp: now_unix() + duration as i64,
+            refreshable,
+            exp: now_unix() + i64::try_from(duration).unwrap_or(i64::MAX / 2),
+            jti: crate::records::id::random_string(12),
+            email: String::new(),
         };
         let token = token::sign(&claims, &self.secret, token_key);
         let privileged = collection_id == SUPERUSERS_ID;
@@ -194,49 +233,207 @@ impl Auth {
         Ok(Session { token, record })
     }
 
-    /// Password sign-in to an auth collection.
+    /// Appends an audit entry in its own small write; a failure is logged, not returned (the
+    /// caller's answer does not depend on it).
+    async fn audit(&self, event: Event) {
+        let result = self
+            .records
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), crate::store::StoreError> {
+                audit::append(tx, event)
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not write an audit entry");
+        }
+    }
+
+    /// Whether the record may sign in under its collection's auth rule.
+    async fn passes_auth_rule(&self, collection_id: &str, stored: &Stored, request: &RequestInfo) -> bool {
+        let Ok(entry) = self.records.collection(collection_id) else {
+            return false;
+        };
+        let rule = entry.collection.auth.as_ref().and_then(|a| a.auth_rule.clone());
+        let Some(rule) = rule else {
+            return collection_id == SUPERUSERS_ID;
+        };
+        if rule.trim().is_empty() {
+            return true;
+        }
+        let catalog = self.records.catalog();
+        let Ok(filter) = Filter::compile(&rule, &entry.collection, &catalog, true) else {
+            return false;
+        };
+        let (stored, request) = (stored.clone(), request.clone());
+        self.records
+            .store()
+            .read(move |tx| -> Result<bool, AuthError> {
+                let env = Env { catalog: &catalog, source: tx };
+                Ok(filter.matches(&entry.collection, &stored, &request, &Now::current(), Some(&env)))
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Password sign-in to an auth collection. Success and failure go to the audit log.
     pub async fn login(
         &self,
         collection: &str,
         identity: &str,
         password: &str,
+        request: &RequestInfo,
+        ip: &str,
     ) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection)?;
-        if !entry.collection.is_auth() {
+        let Some(settings) = entry.collection.auth.as_ref() else {
             return Err(AuthError::Records(RecordsError::BadRequest(format!(
                 "{} is not an auth collection.",
                 entry.collection.name
             ))));
+        };
+        if !settings.password_auth.enabled {
+            return Err(AuthError::Forbidden("Password sign-in is disabled for this collection.".into()));
         }
-        let stored = self.records.find_auth_record(&entry.collection.id, identity).await?;
+        let collection_id = entry.collection.id.clone();
+        let stored = self.records.find_auth_record(&collection_id, identity).await?;
         let hash = stored.as_ref().and_then(|s| s.get("password")).and_then(Value::as_str).map(String::from);
         let ok = self.records.hasher().verify(password.to_string(), hash).await;
+        let target = identity.trim().to_lowercase();
         match stored {
             Some(stored) if ok => {
+                let id = stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                let actor = actor_for(&collection_id, &id);
+                if !self.passes_auth_rule(&collection_id, &stored, request).await {
+                    self.audit(
+                        Event::new("auth.login", actor, ip, target)
+                            .failed()
+                            .detail(json!({"collectionId": collection_id, "reason": "authRule"})),
+                    )
+                    .await;
+                    return Err(AuthError::InvalidCredentials);
+                }
+                self.audit(
+                    Event::new("auth.login", actor, ip, target)
+                        .detail(json!({"collectionId": collection_id})),
+                )
+                .await;
                 tracing::info!(collection = %entry.collection.name, "sign-in succeeded");
-                self.session(&entry.collection.id, &stored)
+                self.session(&collection_id, &stored)
             }
             _ => {
+                self.audit(
+                    Event::new(
+                        "auth.login",
+                        Actor { kind: "anonymous".into(), ..Actor::default() },
+                        ip,
+                        target,
+                    )
+                    .failed()
+                    .detail(json!({"collectionId": collection_id, "reason": "credentials"})),
+                )
+                .await;
                 tracing::info!(collection = %entry.collection.name, "sign-in failed");
                 Err(AuthError::InvalidCredentials)
             }
         }
     }
 
-    /// A fresh token for the caller's own record.
-    pub async fn refresh(&self, principal: &Principal, collection: &str) -> Result<Session, AuthError> {
+    /// A fresh token for the caller's own record. Impersonation tokens are not refreshable.
+    pub async fn refresh(&self, header: Option<&str>, collection: &str) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection)?;
-        let (collection_id, id) = match principal {
+        let (principal, _) = self.identify(header).await;
+        let (collection_id, id) = match &principal {
             Principal::Superuser { id } => (SUPERUSERS_ID.to_string(), id.clone()),
             Principal::Record { collection_id, id } => (collection_id.clone(), id.clone()),
-            Principal::Anonymous => return Err(AuthError::Unauthenticated),
+            Principal::Anonymous | Principal::ApiKey { .. } => return Err(AuthError::Unauthenticated),
         };
         if collection_id != entry.collection.id {
             return Err(AuthError::Unauthenticated);
         }
+        if header.map(bare_token).and_then(token::peek).is_some_and(|c| !c.refreshable) {
+            return Err(AuthError::Forbidden("This token cannot be refreshed.".into()));
+        }
         let stored =
             self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
         self.session(&collection_id, &stored)
+    }
+
+    /// Signs out: revokes the presented token until it would have expired, or with `all`,
+    /// every token of the record (its token key is rotated).
+    pub async fn logout(&self, header: Option<&str>, all: bool, ip: &str) -> Result<(), AuthError> {
+        let (principal, _) = self.identify(header).await;
+        let (collection_id, id) = match &principal {
+            Principal::Superuser { id } => (SUPERUSERS_ID.to_string(), id.clone()),
+            Principal::Record { collection_id, id } => (collection_id.clone(), id.clone()),
+            Principal::Anonymous | Principal::ApiKey { .. } => return Err(AuthError::Unauthenticated),
+        };
+        let token = header.map(bare_token).unwrap_or_default().to_string();
+        let claims = token::peek(&token).ok_or(AuthError::Unauthenticated)?;
+        let event = Event::new("auth.logout", actor_for(&collection_id, &id), ip, id.clone())
+            .detail(json!({"collectionId": collection_id, "all": all}));
+        if all {
+            self.records.rotate_token_key(&collection_id, &id, Some(event)).await?;
+            return Ok(());
+        }
+        let key = revoked_key(&token, claims.exp);
+        self.records
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), AuthError> {
+                tx.put(Table::RevokedTokens, &key, Vec::new());
+                prune_revoked(tx)?;
+                audit::append(tx, event)?;
+                Ok(())
+            })
+            .await?;
+        // Forget every remembered verification, so the revoked token fails at once.
+        if let Ok(mut cache) = self.verified.lock() {
+            cache.remove(&token);
+        }
+        Ok(())
+    }
+
+    async fn is_revoked(&self, token: &str, exp: i64) -> bool {
+        let key = revoked_key(token, exp);
+        self.records
+            .store()
+            .read(move |tx| tx.get(Table::RevokedTokens, &key).map_err(AuthError::from))
+            .await
+            .map(|v| v.is_some())
+            .unwrap_or(true)
+    }
+
+    /// A superuser signs in as another account: a non-refreshable token for `duration`
+    /// seconds (default: the collection's token duration).
+    pub async fn impersonate(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        duration: Option<u64>,
+        ip: &str,
+    ) -> Result<Session, AuthError> {
+        if !principal.is_superuser() {
+            return Err(AuthError::Forbidden("Only superusers can impersonate.".into()));
+        }
+        let entry = self.records.collection(collection)?;
+        let Some(settings) = entry.collection.auth.as_ref() else {
+            return Err(AuthError::Records(RecordsError::BadRequest(format!(
+                "{} is not an auth collection.",
+                entry.collection.name
+            ))));
+        };
+        let duration = duration.filter(|d| *d > 0).unwrap_or(settings.auth_token.duration).min(31_536_000);
+        let stored = self
+            .records
+            .load_stored(&entry.collection.id, record_id)
+            .await?
+            .ok_or_else(|| RecordsError::NotFound("The requested resource wasn't found.".into()))?;
+        self.audit(
+            Event::new("auth.impersonate", Actor::of(principal), ip, record_id.to_string())
+                .detail(json!({"collectionId": entry.collection.id, "duration": duration})),
+        )
+        .await;
+        self.session_for(&entry.collection.id, &stored, duration, false)
     }
 
     /// Creates the superuser, or sets the password of the existing one with that email.
@@ -328,8 +525,46 @@ impl Auth {
             )));
         }
         self.upsert_superuser(email.trim(), password).await?;
-        self.login(SUPERUSERS_ID, email.trim(), password).await
+        self.login(SUPERUSERS_ID, email.trim(), password, &RequestInfo::default(), "").await
     }
+}
+
+/// The token in an `Authorization` value (`<token>` or `Bearer <token>`).
+fn bare_token(raw: &str) -> &str {
+    let raw = raw.trim();
+    raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim()
+}
+
+fn actor_for(collection_id: &str, id: &str) -> Actor {
+    if collection_id == SUPERUSERS_ID {
+        Actor { kind: "superuser".into(), id: id.to_string(), ..Actor::default() }
+    } else {
+        Actor { kind: "record".into(), id: id.to_string(), collection_id: collection_id.to_string() }
+    }
+}
+
+/// `RevokedTokens` key: expiry (i64 BE, so expired entries come first) + SHA-256 of the token.
+fn revoked_key(token: &str, exp: i64) -> Vec<u8> {
+    let mut key = exp.to_be_bytes().to_vec();
+    key.extend_from_slice(&Sha256::digest(token.as_bytes()));
+    key
+}
+
+/// Deletes a few revoked-token entries whose tokens have expired anyway.
+fn prune_revoked(tx: &mut WriteTx<'_>) -> Result<(), AuthError> {
+    let now = now_unix().to_be_bytes();
+    let mut expired = Vec::new();
+    tx.scan_prefix(Table::RevokedTokens, b"", None, |k, _| {
+        if k.len() < 8 || k[..8] >= now[..] || expired.len() >= 64 {
+            return ScanControl::Stop;
+        }
+        expired.push(k.to_vec());
+        ScanControl::Continue
+    })?;
+    for k in expired {
+        tx.delete(Table::RevokedTokens, &k);
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -21,6 +21,13 @@ pub struct Claims {
     pub kind: String,
     pub refreshable: bool,
     pub exp: i64,
+    /// A random token id, so two tokens issued in the same second differ (one can be
+    /// signed out without the other).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jti: String,
+    /// The address an email-change token moves the account to (other tokens: empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
 }
 
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -60,15 +67,26 @@ pub fn peek(token: &str) -> Option<Claims> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
-/// Checks signature and expiry; returns the claims when valid.
+/// Checks signature and expiry of an auth (session) token; returns the claims when valid.
 pub fn verify(token: &str, server_secret: &[u8], token_key: &str, now_unix: i64) -> Option<Claims> {
+    verify_kind(token, server_secret, token_key, now_unix, "auth")
+}
+
+/// Checks signature, expiry and type (`auth`, `verification`, `passwordReset`, ...).
+pub fn verify_kind(
+    token: &str,
+    server_secret: &[u8],
+    token_key: &str,
+    now_unix: i64,
+    kind: &str,
+) -> Option<Claims> {
     let claims = peek(token)?;
     let (signing_input, signature) = token.rsplit_once('.')?;
     let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
     let mut mac = mac_for(&signing_key(server_secret, token_key));
     mac.update(signing_input.as_bytes());
     mac.verify_slice(&signature).ok()?;
-    (claims.exp > now_unix && claims.kind == "auth").then_some(claims)
+    (claims.exp > now_unix && claims.kind == kind).then_some(claims)
 }
 
 #[cfg(test)]
@@ -76,7 +94,15 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> Claims {
-        Claims { id: "abc".into(), collection_id: "c".into(), kind: "auth".into(), refreshable: true, exp }
+        Claims {
+            id: "abc".into(),
+            collection_id: "c".into(),
+            kind: "auth".into(),
+            refreshable: true,
+            exp,
+            jti: String::new(),
+            email: String::new(),
+        }
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum Done {
     /// Not now: run again after this delay. The attempt counts, and `max_attempts` grows by
     /// one so a snooze never uses up the job's retries.
     Snooze(Duration),
+    /// The attempt failed (retried or dead exactly as for `Err(failure)`), with writes
+    /// committed together with the failed attempt (e.g. a delivery log row that records the
+    /// reply). If the effect itself fails, a plain retryable failure is recorded instead.
+    FailWith(JobFailure, Effect),
 }
 
 impl Done {
@@ -37,6 +41,14 @@ impl Done {
         effect: impl for<'a, 'b> FnOnce(&'a mut WriteTx<'b>) -> Result<(), JobsError> + Send + 'static,
     ) -> Result<Done, JobFailure> {
         Ok(Done::Complete(Some(Box::new(effect))))
+    }
+
+    /// Fails the attempt with `effect` applied in the transaction that records the failure.
+    pub fn fail_with(
+        failure: JobFailure,
+        effect: impl for<'a, 'b> FnOnce(&'a mut WriteTx<'b>) -> Result<(), JobsError> + Send + 'static,
+    ) -> Result<Done, JobFailure> {
+        Ok(Done::FailWith(failure, Box::new(effect)))
     }
 }
 

@@ -304,7 +304,7 @@ async fn failures_retry_with_exponential_backoff_on_the_clock_then_die_and_repla
     let f = fixture().await;
     let id = f.jobs.enqueue(JobSpec::new("fail", json!({})).max_attempts(3)).await.expect("e").job.id;
     let (claimed, _) = f.claim("default", 1).await;
-    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 1")))).await.expect("fail 1");
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 1"), None))).await.expect("fail 1");
     let job = f.jobs.get(id).await.expect("job");
     assert_eq!((job.state, job.attempt), (JobState::Retrying, 1));
     assert!(
@@ -318,7 +318,7 @@ async fn failures_retry_with_exponential_backoff_on_the_clock_then_die_and_repla
     let (claimed, _) = f.claim("default", 1).await;
     assert_eq!(claimed[0].attempt, 2);
     let failed_at = f.clock.now_ms();
-    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 2")))).await.expect("fail 2");
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 2"), None))).await.expect("fail 2");
     let job = f.jobs.get(id).await.expect("job");
     assert!(
         (failed_at + 2000..=failed_at + 2200).contains(&job.run_at),
@@ -327,7 +327,7 @@ async fn failures_retry_with_exponential_backoff_on_the_clock_then_die_and_repla
     );
     f.clock.set(job.run_at);
     let (claimed, _) = f.claim("default", 1).await;
-    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 3")))).await.expect("fail 3");
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("boom 3"), None))).await.expect("fail 3");
     let job = f.jobs.get(id).await.expect("job");
     assert_eq!((job.state, job.attempt), (JobState::Dead, 3));
     assert_eq!(
@@ -346,7 +346,9 @@ async fn discarded_failures_die_at_once_and_snoozes_do_not_use_up_attempts() {
     let f = fixture().await;
     let a = f.jobs.enqueue(JobSpec::new("fail", json!({})).max_attempts(5)).await.expect("e").job.id;
     let (claimed, _) = f.claim("default", 1).await;
-    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::discard("bad input")))).await.expect("discard");
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::discard("bad input"), None)))
+        .await
+        .expect("discard");
     assert_eq!(f.jobs.get(a).await.expect("job").state, JobState::Dead);
 
     let b = f.jobs.enqueue(JobSpec::new("noop", json!({})).max_attempts(1)).await.expect("e").job.id;
@@ -401,4 +403,44 @@ async fn completion_is_fenced_by_attempt_and_commits_its_effect_atomically() {
     assert_eq!((a, b), (None, Some(b"y".to_vec())));
     // Completing again (a duplicate delivery) is refused.
     assert!(matches!(f.finish(finish(&job, Outcome::Complete(None))).await, Err(JobsError::Stale)));
+}
+
+#[tokio::test]
+async fn a_failure_with_an_effect_commits_the_effect_with_the_retry_or_the_death() {
+    let f = fixture().await;
+    let id = f.jobs.enqueue(JobSpec::new("fail", json!({})).max_attempts(2)).await.expect("e").job.id;
+    let (claimed, _) = f.claim("default", 1).await;
+    let effect: registry::Effect = Box::new(|tx: &mut WriteTx<'_>| {
+        tx.put(Table::JobEffects, b"failed-1", b"retrying".to_vec());
+        Ok(())
+    });
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("421 try later"), Some(effect))))
+        .await
+        .expect("fail 1");
+    let job = f.jobs.get(id).await.expect("job");
+    assert_eq!((job.state, job.attempt), (JobState::Retrying, 1));
+    f.clock.set(job.run_at);
+    let (claimed, _) = f.claim("default", 1).await;
+    let effect: registry::Effect = Box::new(|tx: &mut WriteTx<'_>| {
+        tx.put(Table::JobEffects, b"failed-2", b"dead".to_vec());
+        Ok(())
+    });
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::discard("550 no such user"), Some(effect))))
+        .await
+        .expect("fail 2");
+    let job = f.jobs.get(id).await.expect("job");
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.errors.last().map(|e| e.error.as_str()), Some("550 no such user"));
+    let (a, b) = f
+        .jobs
+        .store()
+        .read(|tx| {
+            Ok::<_, StoreError>((
+                tx.get(Table::JobEffects, b"failed-1")?,
+                tx.get(Table::JobEffects, b"failed-2")?,
+            ))
+        })
+        .await
+        .expect("read");
+    assert_eq!((a, b), (Some(b"retrying".to_vec()), Some(b"dead".to_vec())));
 }

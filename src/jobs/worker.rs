@@ -60,7 +60,8 @@ struct QueueRt {
 pub(super) enum Outcome {
     Complete(Option<Effect>),
     Snooze(Duration),
-    Failed(JobFailure),
+    /// A failed attempt, with the handler's effect when it gave one ([`Done::FailWith`]).
+    Failed(JobFailure, Option<Effect>),
     Cancelled(String),
     /// Shutdown: back to `available`, the attempt not counted.
     Requeue,
@@ -335,10 +336,10 @@ async fn claim_round(jobs: &Jobs, queue: &str, want: usize) -> Result<Claimed, J
 
 async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>) {
     let outcome = match jobs.inner.registry.get(&job.kind) {
-        None => Outcome::Failed(JobFailure::discard(format!(
-            "no handler for job kind {:?} in this build",
-            job.kind
-        ))),
+        None => Outcome::Failed(
+            JobFailure::discard(format!("no handler for job kind {:?} in this build", job.kind)),
+            None,
+        ),
         Some(kind) => {
             let ctx = JobContext::new(&job, entry.token.clone(), entry.progress.clone(), jobs.clone());
             let handler = AssertUnwindSafe((kind.handler)(ctx)).catch_unwind();
@@ -361,19 +362,23 @@ async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>
             let stopped = |message: String| match reason {
                 REASON_USER => Outcome::Cancelled(format!("cancelled: {message}")),
                 REASON_SHUTDOWN => Outcome::Requeue,
-                REASON_TIMEOUT => Outcome::Failed(JobFailure::retry(format!(
-                    "timed out after {} ms ({message})",
-                    job.timeout_ms
-                ))),
-                _ => Outcome::Failed(JobFailure::retry(message)),
+                REASON_TIMEOUT => Outcome::Failed(
+                    JobFailure::retry(format!("timed out after {} ms ({message})", job.timeout_ms)),
+                    None,
+                ),
+                _ => Outcome::Failed(JobFailure::retry(message), None),
             };
             match result {
                 Some(Ok(Ok(Done::Complete(effect)))) => Outcome::Complete(effect),
                 Some(Ok(Ok(Done::Snooze(delay)))) => Outcome::Snooze(delay),
-                Some(Ok(Err(failure))) if reason == REASON_NONE => Outcome::Failed(failure),
+                Some(Ok(Ok(Done::FailWith(failure, effect)))) if reason == REASON_NONE => {
+                    Outcome::Failed(failure, Some(effect))
+                }
+                Some(Ok(Ok(Done::FailWith(failure, _)))) => stopped(failure.message),
+                Some(Ok(Err(failure))) if reason == REASON_NONE => Outcome::Failed(failure, None),
                 Some(Ok(Err(failure))) => stopped(failure.message),
                 Some(Err(_panic)) if reason == REASON_NONE => {
-                    Outcome::Failed(JobFailure::retry("the handler panicked"))
+                    Outcome::Failed(JobFailure::retry("the handler panicked"), None)
                 }
                 Some(Err(_panic)) => stopped("the handler panicked".into()),
                 None => stopped("the handler did not stop within the grace period".into()),
@@ -485,7 +490,8 @@ fn next_state(
             job.run_at = now.saturating_add(delay.as_millis() as i64);
             job.max_attempts = job.max_attempts.saturating_add(1);
         }
-        Outcome::Failed(failure) => {
+        Outcome::Failed(failure, effect) => {
+            effect_out = effect;
             job.push_error(now, &failure.message);
             if old.cancel_requested {
                 job.state = JobState::Cancelled;
@@ -539,7 +545,8 @@ fn plain_copy(outcome: &Outcome) -> Option<Outcome> {
         Outcome::Complete(None) => Outcome::Complete(None),
         Outcome::Complete(Some(_)) => return None,
         Outcome::Snooze(d) => Outcome::Snooze(*d),
-        Outcome::Failed(f) => Outcome::Failed(f.clone()),
+        Outcome::Failed(_, Some(_)) => return None,
+        Outcome::Failed(f, None) => Outcome::Failed(f.clone(), None),
         Outcome::Cancelled(m) => Outcome::Cancelled(m.clone()),
         Outcome::Requeue => Outcome::Requeue,
     })
@@ -611,7 +618,7 @@ async fn complete_loop(
             }
         }
         for f in items {
-            if matches!(f.outcome, Outcome::Complete(Some(_))) {
+            if matches!(f.outcome, Outcome::Complete(Some(_)) | Outcome::Failed(_, Some(_))) {
                 effects.push(f);
             } else {
                 plain.push(f);
@@ -638,7 +645,7 @@ async fn complete_loop(
                     }
                     Err(err) => {
                         // The effect failed: its writes were discarded; record a failed attempt.
-                        let failure = Finish { id, attempt, queue, progress, outcome: Outcome::Failed(JobFailure::retry(err.to_string())), claimed: None };
+                        let failure = Finish { id, attempt, queue, progress, outcome: Outcome::Failed(JobFailure::retry(err.to_string()), None), claimed: None };
                         match retry_as_failure {
                             Some(sender) => {
                                 let _ = sender.send(failure);

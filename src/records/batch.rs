@@ -13,7 +13,7 @@ use super::catalog::{Catalog, CatalogEntry};
 use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::record::{self, decode, FieldsFilter, Prepared};
-use super::rules::{self, Access, Principal};
+use super::rules::{self, Access, Op, Principal};
 use super::service::Records;
 use super::write::{self, not_found};
 use super::{record_key, time, FieldError, RecordsError};
@@ -116,13 +116,13 @@ impl Records {
                 }
             };
             // Rules that deny outright (null rules for non-superusers) fail before the transaction.
-            let slots: Vec<&Option<String>> = match &action {
-                Action::Create => vec![&entry.collection.create_rule],
-                Action::Upsert => vec![&entry.collection.create_rule, &entry.collection.update_rule],
-                Action::Update(_) => vec![&entry.collection.update_rule],
-                Action::Delete(_) => vec![&entry.collection.delete_rule],
+            let slots: &[Op] = match &action {
+                Action::Create => &[Op::Create],
+                Action::Upsert => &[Op::Create, Op::Update],
+                Action::Update(_) => &[Op::Update],
+                Action::Delete(_) => &[Op::Delete],
             };
-            for slot in slots {
+            for &slot in slots {
                 if matches!(rules::access(slot, principal, &entry.collection, &self.catalog()), Access::Deny)
                 {
                     return Err(failed(
@@ -219,7 +219,7 @@ fn run_one(
             if !id::is_valid_record_id(id) {
                 return Err(not_found());
             }
-            let rule = rules::required(&collection.delete_rule, principal, collection, catalog)?;
+            let rule = rules::required(Op::Delete, principal, collection, catalog)?;
             write::apply_delete(tx, catalog, entry, id, rule.as_ref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
@@ -227,7 +227,7 @@ fn run_one(
             if !id::is_valid_record_id(&id) {
                 return Err(not_found());
             }
-            let rule = rules::required(&collection.update_rule, principal, collection, catalog)?;
+            let rule = rules::required(Op::Update, principal, collection, catalog)?;
             let bytes = tx.get(Table::Records, &record_key(&collection.id, &id))?.ok_or_else(not_found)?;
             let current = decode(&bytes)?;
             if let Some(rule) = &rule {
@@ -236,6 +236,19 @@ fn run_one(
                 }
             }
             let prepared = record::prepare_update(collection, &current, &op.body, &time::now())?;
+            let env = Env { catalog, source: &*tx };
+            let manager = rules::can_manage(principal, collection, catalog, &current, &request, Some(&env));
+            record::check_protected(collection, Some(&current), &prepared.stored, manager)?;
+            if collection.is_auth() && !manager && prepared.new_password.is_some() {
+                return Err(RecordsError::field(
+                    "Failed to update record.",
+                    "password",
+                    FieldError::new(
+                        "validation_manager_only",
+                        "Change a password with a single update request that gives oldPassword.",
+                    ),
+                ));
+            }
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;
@@ -244,7 +257,7 @@ fn run_one(
         }
         (Action::Update(_), None) => Err(not_found()),
         (Action::Create | Action::Upsert, _) => {
-            let rule = rules::required(&collection.create_rule, principal, collection, catalog)?;
+            let rule = rules::required(Op::Create, principal, collection, catalog)?;
             let prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
             if let Some(rule) = &rule {
                 if !rule.matches(
@@ -257,6 +270,10 @@ fn run_one(
                     return Err(RecordsError::BadRequest("Failed to create record.".into()));
                 }
             }
+            let env = Env { catalog, source: &*tx };
+            let manager =
+                rules::can_manage(principal, collection, catalog, &prepared.stored, &request, Some(&env));
+            record::check_protected(collection, None, &prepared.stored, manager)?;
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;

@@ -28,18 +28,79 @@ pub enum CollectionKind {
 }
 
 /// Token settings of an auth collection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenSettings {
     pub duration: u64,
 }
 
+/// Password sign-in settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordAuth {
+    pub enabled: bool,
+    /// Fields a sign-in identity is matched against (Backbone supports `email`).
+    pub identity_fields: Vec<String>,
+}
+
+/// One-time password (emailed code) sign-in settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OtpSettings {
+    pub enabled: bool,
+    /// Seconds a code stays valid.
+    pub duration: u64,
+    /// Digits in a code.
+    pub length: u32,
+}
+
+fn default_password_auth() -> PasswordAuth {
+    PasswordAuth { enabled: true, identity_fields: vec!["email".into()] }
+}
+fn default_otp() -> OtpSettings {
+    OtpSettings { enabled: false, duration: 180, length: 8 }
+}
+fn default_verification_token() -> TokenSettings {
+    TokenSettings { duration: 259_200 }
+}
+fn default_short_token() -> TokenSettings {
+    TokenSettings { duration: 1800 }
+}
+
 /// Settings only auth collections have.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSettings {
+    /// Extra condition a record must meet to sign in (`null`: nobody signs in, `""`: anyone).
     pub auth_rule: Option<String>,
+    /// Who may manage these accounts like a superuser (set email, `verified`, passwords
+    /// without the old one). `null`: superusers only.
     pub manage_rule: Option<String>,
     pub auth_token: TokenSettings,
+    #[serde(default = "default_password_auth")]
+    pub password_auth: PasswordAuth,
+    #[serde(default = "default_otp")]
+    pub otp: OtpSettings,
+    #[serde(default = "default_verification_token")]
+    pub verification_token: TokenSettings,
+    #[serde(default = "default_short_token")]
+    pub password_reset_token: TokenSettings,
+    #[serde(default = "default_short_token")]
+    pub email_change_token: TokenSettings,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            auth_rule: Some(String::new()),
+            manage_rule: None,
+            auth_token: TokenSettings { duration: DEFAULT_TOKEN_SECONDS },
+            password_auth: default_password_auth(),
+            otp: default_otp(),
+            verification_token: default_verification_token(),
+            password_reset_token: default_short_token(),
+            email_change_token: default_short_token(),
+        }
+    }
 }
 
 /// A stored collection definition.
@@ -77,54 +138,7 @@ impl Collection {
 
     /// The built-in `_superusers` collection.
     pub fn superusers(now: &str) -> Collection {
-        let mut fields = vec![id_field()];
-        fields.push(Field {
-            id: "email3885137012".into(),
-            name: "email".into(),
-            system: true,
-            hidden: false,
-            presentable: false,
-            required: true,
-            kind: FieldKind::Email(DomainOptions::default()),
-        });
-        fields.push(Field {
-            id: "bool1547992806".into(),
-            name: "emailVisibility".into(),
-            system: true,
-            hidden: false,
-            presentable: false,
-            required: false,
-            kind: FieldKind::Bool(BoolOptions {}),
-        });
-        fields.push(Field {
-            id: "bool256245529".into(),
-            name: "verified".into(),
-            system: true,
-            hidden: false,
-            presentable: false,
-            required: false,
-            kind: FieldKind::Bool(BoolOptions {}),
-        });
-        fields.push(Field {
-            id: "password901924565".into(),
-            name: "password".into(),
-            system: true,
-            hidden: true,
-            presentable: false,
-            required: true,
-            kind: FieldKind::Password(PasswordOptions { min: 8, max: 0 }),
-        });
-        fields.push(Field {
-            id: "text2504183744".into(),
-            name: "tokenKey".into(),
-            system: true,
-            hidden: true,
-            presentable: false,
-            required: true,
-            kind: FieldKind::Text(TextOptions::new(30, 60, "")),
-        });
-        fields.push(autodate_field("created", false));
-        fields.push(autodate_field("updated", true));
+        let fields = auth_system_fields();
         Collection {
             id: SUPERUSERS_ID.into(),
             name: SUPERUSERS_NAME.into(),
@@ -137,15 +151,40 @@ impl Collection {
             create_rule: None,
             update_rule: None,
             delete_rule: None,
-            auth: Some(AuthSettings {
-                auth_rule: Some(String::new()),
-                manage_rule: None,
-                auth_token: TokenSettings { duration: DEFAULT_TOKEN_SECONDS },
-            }),
+            auth: Some(AuthSettings::default()),
             created: now.into(),
             updated: now.into(),
         }
     }
+}
+
+/// The system fields of every auth collection, in PocketBase's order and with its ids.
+pub fn auth_system_fields() -> Vec<Field> {
+    let system = |id: &str, name: &str, hidden: bool, required: bool, kind: FieldKind| Field {
+        id: id.into(),
+        name: name.into(),
+        system: true,
+        hidden,
+        presentable: false,
+        required,
+        kind,
+    };
+    vec![
+        id_field(),
+        system("email3885137012", "email", false, true, FieldKind::Email(DomainOptions::default())),
+        system("bool1547992806", "emailVisibility", false, false, FieldKind::Bool(BoolOptions {})),
+        system("bool256245529", "verified", false, false, FieldKind::Bool(BoolOptions {})),
+        system(
+            "password901924565",
+            "password",
+            true,
+            true,
+            FieldKind::Password(PasswordOptions { min: 8, max: 0 }),
+        ),
+        system("text2504183744", "tokenKey", true, true, FieldKind::Text(TextOptions::new(30, 60, ""))),
+        autodate_field("created", false),
+        autodate_field("updated", true),
+    ]
 }
 
 /// The `id` system field every collection has.
@@ -210,6 +249,22 @@ pub struct CollectionInput {
     pub update_rule: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub delete_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub auth_rule: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub manage_rule: Option<Option<String>>,
+    #[serde(default)]
+    pub auth_token: Option<TokenSettings>,
+    #[serde(default)]
+    pub password_auth: Option<PasswordAuth>,
+    #[serde(default)]
+    pub otp: Option<OtpSettings>,
+    #[serde(default)]
+    pub verification_token: Option<TokenSettings>,
+    #[serde(default)]
+    pub password_reset_token: Option<TokenSettings>,
+    #[serde(default)]
+    pub email_change_token: Option<TokenSettings>,
 }
 
 impl CollectionInput {
@@ -282,13 +337,13 @@ pub fn build(
     let kind = match (input.kind.as_deref(), existing) {
         (None, Some(e)) => e.kind,
         (None, None) | (Some("base"), _) => CollectionKind::Base,
-        (Some("auth"), Some(e)) if e.kind == CollectionKind::Auth => CollectionKind::Auth,
+        (Some("auth"), _) => CollectionKind::Auth,
         (Some(other), _) => {
             errors.insert(
                 "type".into(),
                 FieldError::new(
                     "validation_invalid_type",
-                    format!("Unsupported collection type {other:?}; only \"base\" can be created."),
+                    format!("Unsupported collection type {other:?}; use \"base\" or \"auth\"."),
                 ),
             );
             CollectionKind::Base
@@ -313,10 +368,13 @@ pub fn build(
                     resolve_collection(wanted)
                 }
             };
-            build_fields(raw, existing, &mut errors, &target)
+            build_fields(raw, existing, kind, &mut errors, &target)
         }
-        None => existing.map(|e| e.fields.clone()).unwrap_or_else(|| {
-            vec![id_field(), autodate_field("created", false), autodate_field("updated", true)]
+        None => existing.map(|e| e.fields.clone()).unwrap_or_else(|| match kind {
+            CollectionKind::Auth => auth_system_fields(),
+            CollectionKind::Base => {
+                vec![id_field(), autodate_field("created", false), autodate_field("updated", true)]
+            }
         }),
     };
 
@@ -342,6 +400,56 @@ pub fn build(
     let create_rule = rule("createRule", input.create_rule, existing.map(|e| &e.create_rule));
     let update_rule = rule("updateRule", input.update_rule, existing.map(|e| &e.update_rule));
     let delete_rule = rule("deleteRule", input.delete_rule, existing.map(|e| &e.delete_rule));
+    let auth = match kind {
+        CollectionKind::Base => None,
+        CollectionKind::Auth => {
+            let old = existing.and_then(|e| e.auth.clone()).unwrap_or_default();
+            let auth_rule = rule("authRule", input.auth_rule, Some(&old.auth_rule));
+            let manage_rule = rule("manageRule", input.manage_rule, Some(&old.manage_rule));
+            let mut settings = AuthSettings {
+                auth_rule,
+                manage_rule,
+                auth_token: input.auth_token.unwrap_or(old.auth_token),
+                password_auth: input.password_auth.unwrap_or(old.password_auth),
+                otp: input.otp.unwrap_or(old.otp),
+                verification_token: input.verification_token.unwrap_or(old.verification_token),
+                password_reset_token: input.password_reset_token.unwrap_or(old.password_reset_token),
+                email_change_token: input.email_change_token.unwrap_or(old.email_change_token),
+            };
+            settings.password_auth.identity_fields.retain(|f| !f.is_empty());
+            if settings.password_auth.identity_fields.is_empty() {
+                settings.password_auth.identity_fields = vec!["email".into()];
+            }
+            if settings.password_auth.identity_fields.iter().any(|f| f != "email") {
+                errors.insert(
+                    "passwordAuth".into(),
+                    FieldError::new("validation_invalid_identity", "Backbone signs in by email only."),
+                );
+            }
+            let durations = [
+                ("authToken", settings.auth_token.duration),
+                ("verificationToken", settings.verification_token.duration),
+                ("passwordResetToken", settings.password_reset_token.duration),
+                ("emailChangeToken", settings.email_change_token.duration),
+                ("otp", settings.otp.duration),
+            ];
+            for (slot, seconds) in durations {
+                if !(10..=31_536_000).contains(&seconds) {
+                    errors.insert(
+                        slot.into(),
+                        FieldError::new("validation_out_of_range", "The duration must be 10 s to 1 year."),
+                    );
+                }
+            }
+            if !(4..=12).contains(&settings.otp.length) {
+                errors.insert(
+                    "otp".into(),
+                    FieldError::new("validation_out_of_range", "Codes have 4-12 digits."),
+                );
+            }
+            Some(settings)
+        }
+    };
 
     if !errors.is_empty() {
         return Err(RecordsError::Validation { message: message.into(), fields: errors });
@@ -358,7 +466,7 @@ pub fn build(
         create_rule,
         update_rule,
         delete_rule,
-        auth: existing.and_then(|e| e.auth.clone()),
+        auth,
         created: existing.map(|e| e.created.clone()).unwrap_or_else(|| now.to_string()),
         updated: now.to_string(),
     };
@@ -381,6 +489,7 @@ const RESERVED_FIELD_NAMES: [&str; 5] =
 fn build_fields(
     raw: Vec<Value>,
     existing: Option<&Collection>,
+    kind: CollectionKind,
     errors: &mut FieldErrors,
     resolve_collection: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<Field> {
@@ -423,7 +532,12 @@ fn build_fields(
             field = old.clone();
             field.presentable = presentable;
         }
-        if matches!(field.name.as_str(), "id" | "created" | "updated") && old.is_none() {
+        let auth_system = kind == CollectionKind::Auth
+            && matches!(
+                field.name.as_str(),
+                "email" | "emailVisibility" | "verified" | "password" | "tokenKey"
+            );
+        if (matches!(field.name.as_str(), "id" | "created" | "updated") || auth_system) && old.is_none() {
             // The canonical system field is added below.
             continue;
         }
@@ -479,9 +593,12 @@ fn build_fields(
         fields.push(field);
     }
     // Every collection keeps its system fields; omitted ones are put back.
-    let system_fields: Vec<Field> = match existing {
-        Some(e) => e.fields.iter().filter(|f| f.system).cloned().collect(),
-        None => vec![id_field(), autodate_field("created", false), autodate_field("updated", true)],
+    let system_fields: Vec<Field> = match (existing, kind) {
+        (Some(e), _) => e.fields.iter().filter(|f| f.system).cloned().collect(),
+        (None, CollectionKind::Auth) => auth_system_fields(),
+        (None, CollectionKind::Base) => {
+            vec![id_field(), autodate_field("created", false), autodate_field("updated", true)]
+        }
     };
     for (position, sys) in system_fields.into_iter().enumerate() {
         if fields.iter().any(|f| f.id == sys.id) {

@@ -14,7 +14,7 @@ use super::catalog::{Catalog, CatalogEntry};
 use super::field::{relation_ids, FieldKind};
 use super::filter::{Env, Now, RequestInfo};
 use super::record::{decode, to_json, FieldsFilter, Stored};
-use super::rules::{self, Access, Principal};
+use super::rules::{self, Access, Op, Principal};
 use super::write::{parse_ref, ref_prefix};
 use super::{record_key, RecordsError};
 use crate::store::{ReadTx, ScanControl, Table};
@@ -146,7 +146,7 @@ impl<'a> Expander<'a> {
     }
 
     fn visible(&self, entry: &CatalogEntry, stored: &Stored) -> bool {
-        match rules::access(&entry.collection.view_rule, self.principal, &entry.collection, self.catalog) {
+        match rules::access(Op::View, self.principal, &entry.collection, self.catalog) {
             Access::Allow => true,
             Access::Deny => false,
             Access::Filter(f) => {

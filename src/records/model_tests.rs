@@ -114,7 +114,7 @@ proptest! {
                 {"name": "n", "type": "number"},
                 {"name": "t", "type": "text"},
                 {"name": "tags", "type": "select", "values": ["x", "y", "z"], "maxSelect": 3}
-            ]})).await.expect("collection");
+            ]}), "").await.expect("collection");
             let mut model: Vec<Row> = Vec::new();
             for (n, t, tags) in rows {
                 let mut body = Map::new();
@@ -430,7 +430,7 @@ mod random_schemas {
                     Kind::Date => json!({"name": format!("f{i}"), "type": "date"}),
                 }).collect();
                 // A relation to a small collection, for sorts by `rel.name`.
-                records.create_collection(&su, json!({"name": "t", "fields": [{"name": "name", "type": "text"}]})).await.expect("t");
+                records.create_collection(&su, json!({"name": "t", "fields": [{"name": "name", "type": "text"}]}), "").await.expect("t");
                 let mut targets: Vec<(String, Value)> = Vec::new();
                 for name in ["m", "a", "m"] {
                     let mut body = Map::new();
@@ -450,7 +450,7 @@ mod random_schemas {
                     }
                     format!("CREATE INDEX i{n} ON r ({})", names.join(", "))
                 }).collect();
-                records.create_collection(&su, json!({"name": "r", "fields": fields, "indexes": index_sql})).await.expect("collection");
+                records.create_collection(&su, json!({"name": "r", "fields": fields, "indexes": index_sql}), "").await.expect("collection");
                 let mut model: Vec<Map<String, Value>> = Vec::new();
                 for picks in &rows {
                     let mut body = Map::new();

@@ -184,8 +184,8 @@ pub fn prepare_update(
             }
         }
     }
-    // A password change rotates the token key, which revokes every issued token.
-    if new_password.is_some() {
+    // A password or email change rotates the token key, which revokes every issued token.
+    if new_password.is_some() || (collection.is_auth() && identity_of(current) != identity_of(&stored)) {
         if let Some(f) =
             collection.fields.iter().find(|f| f.is_server_managed() && f.system && f.name == "tokenKey")
         {
@@ -196,6 +196,49 @@ pub fn prepare_update(
         return Err(RecordsError::Validation { message: "Failed to update record.".into(), fields: errors });
     }
     Ok(Prepared { id: record_id, stored, custom_id: false, new_password })
+}
+
+/// Fields of auth records only managers (superusers, or callers the manage rule admits)
+/// may set: `verified` (on create and update) and `email` (on update; others change it
+/// through the confirmed email-change flow). A password change by a non-manager needs the
+/// old password, which the caller checks (it needs the hasher).
+pub fn check_protected(
+    collection: &Collection,
+    current: Option<&Stored>,
+    new: &Stored,
+    manager: bool,
+) -> Result<(), RecordsError> {
+    if !collection.is_auth() || manager {
+        return Ok(());
+    }
+    let mut errors = FieldErrors::new();
+    let was_verified = current.and_then(|c| c.get("verified")).and_then(Value::as_bool).unwrap_or(false);
+    if new.get("verified").and_then(Value::as_bool).unwrap_or(false) != was_verified {
+        errors.insert(
+            "verified".into(),
+            FieldError::new(
+                "validation_values_mismatch",
+                "Only superusers and managers can change this field.",
+            ),
+        );
+    }
+    if let Some(current) = current {
+        if identity_of(current) != identity_of(new) {
+            errors.insert(
+                "email".into(),
+                FieldError::new(
+                    "validation_values_mismatch",
+                    "Change the email with request-email-change (or as a manager).",
+                ),
+            );
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        let message = if current.is_some() { "Failed to update record." } else { "Failed to create record." };
+        Err(RecordsError::Validation { message: message.into(), fields: errors })
+    }
 }
 
 fn check_confirmation(body: &Map<String, Value>, plain: &str, errors: &mut FieldErrors) {

@@ -74,6 +74,21 @@ pub fn field_schema(field: &Field, shape: Shape) -> Value {
     if let (Value::Object(map), true) = (&mut schema, matches!(field.kind, FieldKind::Autodate(_))) {
         map.insert("readOnly".into(), json!(true));
     }
+    // An optional field's "no value" is its zero value ("" or 0), which the constraints
+    // above (pattern, format, minimum, minLength) do not apply to.
+    if !field.required {
+        let zero = match &field.kind {
+            FieldKind::Text(o) if !o.primary_key && (!o.pattern.is_empty() || o.min > 0) => Some(json!("")),
+            FieldKind::Email(_) | FieldKind::Url(_) => Some(json!("")),
+            FieldKind::Number(o) if o.min.is_some_and(|m| m > 0.0) || o.max.is_some_and(|m| m < 0.0) => {
+                Some(json!(0))
+            }
+            _ => None,
+        };
+        if let Some(zero) = zero {
+            schema = json!({"anyOf": [schema, {"const": zero}]});
+        }
+    }
     schema
 }
 

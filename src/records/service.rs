@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
@@ -19,11 +19,12 @@ use super::index;
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
 use super::record::{self, decode, FieldsFilter, Prepared, Stored};
-use super::rules::{self, Principal};
+use super::rules::{self, Op, Principal};
 use super::stats::CollectionStats;
 use super::write::{self, identity_key, not_found};
 use super::{collection_prefix, record_key, time, FieldError, RecordsError};
 use crate::auth::password::PasswordHasher;
+use crate::observe::audit::{self, Actor, Event};
 use crate::store::{Store, Table, WriteTx};
 
 /// How often an update retries when the record changed between its read and its write.
@@ -239,6 +240,7 @@ impl Records {
         &self,
         principal: &Principal,
         body: Value,
+        ip: &str,
     ) -> Result<Collection, RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
@@ -261,8 +263,11 @@ impl Records {
         rules::validate(&built, &catalog, "Failed to create the collection.")?;
         let _guard = self.schema_lock.lock().await;
         let to_store = built.clone();
+        let event = Event::new("collection.create", Actor::of(principal), ip, built.id.clone())
+            .detail(json!({"name": built.name, "type": built.kind}));
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                audit::append(tx, event)?;
                 let name_key = to_store.name.to_lowercase();
                 if tx.get(Table::CollectionNames, name_key.as_bytes())?.is_some() {
                     return Err(RecordsError::field(
@@ -299,6 +304,7 @@ impl Records {
         principal: &Principal,
         id_or_name: &str,
         body: Value,
+        ip: &str,
     ) -> Result<Collection, RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
@@ -320,8 +326,11 @@ impl Records {
         let built = collection::build(input, Some(&current), current.id.clone(), &time::now(), &resolve)?;
         rules::validate(&built, &catalog, "Failed to update the collection.")?;
         let to_store = built.clone();
+        let event = Event::new("collection.update", Actor::of(principal), ip, built.id.clone())
+            .detail(json!({"name": built.name, "before": current, "after": built}));
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                audit::append(tx, event)?;
                 let old_key = current.name.to_lowercase();
                 let new_key = to_store.name.to_lowercase();
                 if old_key != new_key {
@@ -362,6 +371,7 @@ impl Records {
         &self,
         principal: &Principal,
         id_or_name: &str,
+        ip: &str,
     ) -> Result<(), RecordsError> {
         if !principal.is_superuser() {
             return Err(superusers_only());
@@ -384,8 +394,11 @@ impl Records {
                 }
             }
         }
+        let event = Event::new("collection.delete", Actor::of(principal), ip, current.id.clone())
+            .detail(json!({"name": current.name}));
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                audit::append(tx, event)?;
                 let prefix = collection_prefix(&current.id);
                 for (key, bytes) in tx.collect_prefix(Table::Records, &prefix)? {
                     // Its records' references (all within this collection or to others).
@@ -433,8 +446,7 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<RecordPage, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule =
-            rules::required(&entry.collection.list_rule, principal, &entry.collection, &self.catalog())?;
+        let rule = rules::required(Op::List, principal, &entry.collection, &self.catalog())?;
         let privileged = principal.is_superuser();
         let explain = matches!(params.explain.as_deref().map(str::trim), Some("1" | "true"));
         if explain && !privileged {
@@ -535,8 +547,7 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule =
-            rules::required(&entry.collection.view_rule, principal, &entry.collection, &self.catalog())?;
+        let rule = rules::required(Op::View, principal, &entry.collection, &self.catalog())?;
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
@@ -563,6 +574,24 @@ impl Records {
             .await
     }
 
+    /// A non-manager changing their password must give the current one as `oldPassword`.
+    async fn check_old_password(
+        &self,
+        current: &Stored,
+        body: &Map<String, Value>,
+    ) -> Result<(), RecordsError> {
+        let given = body.get("oldPassword").and_then(Value::as_str).unwrap_or_default().to_string();
+        let hash = current.get("password").and_then(Value::as_str).map(String::from);
+        if given.is_empty() || !self.hasher.verify(given, hash).await {
+            return Err(RecordsError::field(
+                "Failed to update record.",
+                "oldPassword",
+                FieldError::new("validation_invalid_old_password", "Missing or invalid old password."),
+            ));
+        }
+        Ok(())
+    }
+
     async fn hash_new_password(&self, prepared: &mut Prepared) -> Result<(), RecordsError> {
         if let Some(plain) = prepared.new_password.take() {
             let hash = self
@@ -584,9 +613,9 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule =
-            rules::required(&entry.collection.create_rule, principal, &entry.collection, &self.catalog())?;
+        let rule = rules::required(Op::Create, principal, &entry.collection, &self.catalog())?;
         let is_auth = entry.collection.is_auth();
+        let principal = principal.clone();
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
         let mut request = request.clone();
         request.body = body;
@@ -609,6 +638,18 @@ impl Records {
                         return Err(RecordsError::BadRequest("Failed to create record.".into()));
                     }
                 }
+                if is_auth {
+                    let env = Env { catalog: &catalog, source: &*tx };
+                    let manager = rules::can_manage(
+                        &principal,
+                        &entry.collection,
+                        &catalog,
+                        &rule_view,
+                        &request,
+                        Some(&env),
+                    );
+                    record::check_protected(&entry.collection, None, &rule_view, manager)?;
+                }
                 write::apply_create(tx, &entry, &prepared, bytes)
             })
             .await?;
@@ -627,9 +668,23 @@ impl Records {
         body: Map<String, Value>,
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
+        self.update_record_guarded(principal, collection, record_id, body, request, None).await
+    }
+
+    /// Like [`Records::update_record`], with `guard` checked against the record as it is
+    /// updated: the write commits only if the record is still exactly what the guard saw
+    /// (so a one-time token checked by the guard can be used once, even under races).
+    pub async fn update_record_guarded(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        body: Map<String, Value>,
+        request: &RequestInfo,
+        guard: Option<RecordGuard>,
+    ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
-        let rule =
-            rules::required(&entry.collection.update_rule, principal, &entry.collection, &self.catalog())?;
+        let rule = rules::required(Op::Update, principal, &entry.collection, &self.catalog())?;
         let mut request = request.clone();
         request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
@@ -639,16 +694,19 @@ impl Records {
         let is_auth = entry.collection.is_auth();
         for _ in 0..UPDATE_RETRIES {
             let read_key = key.clone();
-            let (rule_for_read, request_for_read, entry_for_read) =
-                (rule.clone(), request.clone(), entry.clone());
+            let (rule_for_read, request_for_read, entry_for_read, principal_for_read, guard_for_read) =
+                (rule.clone(), request.clone(), entry.clone(), principal.clone(), guard.clone());
             let catalog = self.catalog();
             let current_bytes = self
                 .store
                 .read(move |tx| {
                     let bytes = tx.get(Table::Records, &read_key)?.ok_or_else(not_found)?;
+                    let current = decode(&bytes)?;
+                    if let Some(guard) = &guard_for_read {
+                        guard(&current)?;
+                    }
+                    let env = Env { catalog: &catalog, source: tx };
                     if let Some(rule) = &rule_for_read {
-                        let current = decode(&bytes)?;
-                        let env = Env { catalog: &catalog, source: tx };
                         let now = Now::current();
                         if !rule.matches(
                             &entry_for_read.collection,
@@ -660,11 +718,27 @@ impl Records {
                             return Err(not_found());
                         }
                     }
-                    Ok(bytes)
+                    let manager = entry_for_read.collection.is_auth()
+                        && rules::can_manage(
+                            &principal_for_read,
+                            &entry_for_read.collection,
+                            &catalog,
+                            &current,
+                            &request_for_read,
+                            Some(&env),
+                        );
+                    Ok((bytes, manager))
                 })
                 .await?;
+            let (current_bytes, manager) = current_bytes;
             let current = decode(&current_bytes)?;
             let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
+            if is_auth {
+                record::check_protected(&entry.collection, Some(&current), &prepared.stored, manager)?;
+                if !manager && prepared.new_password.is_some() {
+                    self.check_old_password(&current, &body).await?;
+                }
+            }
             self.hash_new_password(&mut prepared).await?;
             let response = record::to_json(
                 &entry.collection,
@@ -707,8 +781,7 @@ impl Records {
         request: &RequestInfo,
     ) -> Result<(), RecordsError> {
         let entry = self.collection(collection)?;
-        let rule =
-            rules::required(&entry.collection.delete_rule, principal, &entry.collection, &self.catalog())?;
+        let rule = rules::required(Op::Delete, principal, &entry.collection, &self.catalog())?;
         let request = request.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
@@ -718,6 +791,38 @@ impl Records {
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 write::apply_delete(tx, &catalog, &entry, &record_id, rule.as_ref(), &request)
+            })
+            .await?;
+        self.bump_auth_generation();
+        Ok(())
+    }
+
+    /// Gives an auth record a new token key, which revokes every token issued to it; the
+    /// audit `event` (if any) commits with it.
+    pub async fn rotate_token_key(
+        &self,
+        collection_id: &str,
+        record_id: &str,
+        event: Option<crate::observe::audit::Event>,
+    ) -> Result<(), RecordsError> {
+        let entry = self.collection(collection_id)?;
+        if !id::is_valid_record_id(record_id) {
+            return Err(not_found());
+        }
+        let key = record_key(&entry.collection.id, record_id);
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
+                let current = decode(&tx.get(Table::Records, &key)?.ok_or_else(not_found)?)?;
+                let mut stored = current.clone();
+                stored.insert("tokenKey".into(), Value::String(id::random_string(50)));
+                let prepared =
+                    Prepared { id: record_id_of(&current), stored, custom_id: false, new_password: None };
+                let bytes = encode(&prepared.stored)?;
+                write::apply_update(tx, &entry, &current, &prepared, bytes)?;
+                if let Some(event) = event {
+                    crate::observe::audit::append(tx, event)?;
+                }
+                Ok(())
             })
             .await?;
         self.bump_auth_generation();
@@ -774,4 +879,11 @@ impl Records {
     pub fn id_generator(&self) -> Arc<IdGenerator> {
         self.ids.clone()
     }
+}
+
+/// A check on the current state of a record, run where an update reads it.
+pub type RecordGuard = Arc<dyn Fn(&Stored) -> Result<(), RecordsError> + Send + Sync>;
+
+fn record_id_of(stored: &Stored) -> String {
+    stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
 }

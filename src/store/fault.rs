@@ -128,3 +128,136 @@ pub(super) fn open(
     let inner = FileBackend::new(file)?;
     builder.create_with_backend(FaultyBackend { inner, faults })
 }
+
+/// A simulated disk for power-loss tests: writes land in a volatile image, `sync_data` makes
+/// the volatile image durable, and after `fail_after` mutating operations (writes, length
+/// changes, syncs) every I/O call fails, as if the power were cut there. What survives the
+/// "crash" is [`PowerLossDisk::durable`]: exactly what was synced, nothing written after.
+#[derive(Debug)]
+pub struct PowerLossDisk {
+    state: std::sync::Mutex<DiskState>,
+}
+
+#[derive(Debug)]
+struct DiskState {
+    volatile: Vec<u8>,
+    durable: Vec<u8>,
+    ops: u64,
+    fail_after: Option<u64>,
+}
+
+impl PowerLossDisk {
+    /// A disk holding `image` (durable already), failing after `fail_after` mutations.
+    pub fn new(image: Vec<u8>, fail_after: Option<u64>) -> Arc<PowerLossDisk> {
+        Arc::new(PowerLossDisk {
+            state: std::sync::Mutex::new(DiskState {
+                volatile: image.clone(),
+                durable: image,
+                ops: 0,
+                fail_after,
+            }),
+        })
+    }
+
+    /// What a power cut leaves: the image as of the last successful sync.
+    pub fn durable(&self) -> Vec<u8> {
+        self.state.lock().map(|s| s.durable.clone()).unwrap_or_default()
+    }
+
+    /// What the disk held at the cut if every unsynced write had reached the platter anyway.
+    pub fn volatile(&self) -> Vec<u8> {
+        self.state.lock().map(|s| s.volatile.clone()).unwrap_or_default()
+    }
+
+    /// Mutating operations so far.
+    pub fn ops(&self) -> u64 {
+        self.state.lock().map(|s| s.ops).unwrap_or(0)
+    }
+
+    fn with<T>(&self, mutate: bool, f: impl FnOnce(&mut DiskState) -> T) -> Result<T, std::io::Error> {
+        let mut s = self.state.lock().map_err(|_| injected(5))?;
+        if s.fail_after.is_some_and(|n| s.ops >= n) {
+            return Err(injected(5));
+        }
+        if mutate {
+            s.ops += 1;
+        }
+        Ok(f(&mut s))
+    }
+}
+
+#[derive(Debug)]
+struct PowerLossBackend {
+    disk: Arc<PowerLossDisk>,
+}
+
+impl StorageBackend for PowerLossBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.disk.with(false, |s| s.volatile.len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.disk.with(false, |s| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(s.volatile.len());
+            let end = start.saturating_add(out.len()).min(s.volatile.len());
+            out.fill(0);
+            out[..end - start].copy_from_slice(&s.volatile[start..end]);
+        })
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let len = usize::try_from(len).map_err(|_| injected(27))?;
+        self.disk.with(true, |s| s.volatile.resize(len, 0))
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.disk.with(true, |s| s.durable = s.volatile.clone())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let start = usize::try_from(offset).map_err(|_| injected(27))?;
+        self.disk.with(true, |s| {
+            let end = start + data.len();
+            if s.volatile.len() < end {
+                s.volatile.resize(end, 0);
+            }
+            s.volatile[start..end].copy_from_slice(data);
+        })
+    }
+
+    fn close(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn try_lock_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    fn try_lock_shared_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(true)
+    }
+
+    fn lock_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn lock_shared_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn unlock_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn query_lock_range(&self, _start: Bound<u64>, _end: Bound<u64>) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+}
+
+/// Opens a database on a simulated disk.
+pub(super) fn open_on_disk(
+    builder: &redb::Builder,
+    disk: Arc<PowerLossDisk>,
+) -> Result<redb::Database, redb::DatabaseError> {
+    builder.create_with_backend(PowerLossBackend { disk })
+}

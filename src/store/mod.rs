@@ -73,11 +73,20 @@ pub struct StoreOptions {
     pub queue_capacity: usize,
     /// Test hook: inject I/O failures into the data file (never set in production).
     pub faults: Option<Arc<fault::FaultInjector>>,
+    /// Test hook: keep the data in a simulated disk that loses unsynced writes (never set in
+    /// production; the path is then unused).
+    pub disk: Option<Arc<fault::PowerLossDisk>>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { cache_bytes: 64 << 20, max_batch: 1024, queue_capacity: 8192, faults: None }
+        StoreOptions {
+            cache_bytes: 64 << 20,
+            max_batch: 1024,
+            queue_capacity: 8192,
+            faults: None,
+            disk: None,
+        }
     }
 }
 
@@ -219,12 +228,13 @@ pub fn stored_schema_version(tx: &ReadTx) -> Result<Option<u32>, StoreError> {
 pub const INDEX_REBUILD_FLAG: &[u8] = b"record_index_rebuild";
 
 /// Opens the file, creates every table and verifies or writes the schema version.
-fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {
+pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {
     let mut builder = redb::Builder::new();
     builder.set_cache_size(options.cache_bytes);
-    let db = match &options.faults {
-        Some(faults) => fault::open(&builder, path, faults.clone()),
-        None => builder.create(path),
+    let db = match (&options.faults, &options.disk) {
+        (_, Some(disk)) => fault::open_on_disk(&builder, disk.clone()),
+        (Some(faults), None) => fault::open(&builder, path, faults.clone()),
+        (None, None) => builder.create(path),
     }
     .map_err(StoreError::from_redb)?;
     let mut txn = db.begin_write().map_err(StoreError::from_redb)?;

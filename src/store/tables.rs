@@ -45,11 +45,25 @@ pub enum Table {
     /// Job id (u64 BE) attempt (u32 BE) → pid (u32 BE): effects of the `test.effect` kind,
     /// written in the completing transaction (empty unless `jobs.test_kinds` is on).
     JobEffects,
+    /// API key id → key (JSON, `auth::keys::ApiKey`: name, scopes, SHA-256 of the secret).
+    ApiKeys,
+    /// Audit entry id (16 hex digits of µs since 1970 + 8 random) → entry (JSON, `observe::audit::Entry`).
+    AuditLog,
+    /// SHA-256 of a signed-out token → its expiry (i64 BE, Unix seconds); pruned after expiry.
+    RevokedTokens,
+    /// One-time password id → OTP (JSON, `auth::otp::Otp`: record, code hash, expiry, tries).
+    AuthOtps,
+    /// Settings section name (`mail`) → the superuser's overrides of the config defaults
+    /// (JSON object, `mail::settings`). Written only through `Settings::update`.
+    Settings,
+    /// Mail job id (u64 BE) → delivery log row (JSON, `mail::log::LogRow`): recipient,
+    /// subject, template, state, attempts, last SMTP reply; changes with the job's outcome.
+    MailLog,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 22] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -66,6 +80,12 @@ impl Table {
         Table::Crons,
         Table::CronRuns,
         Table::JobEffects,
+        Table::ApiKeys,
+        Table::AuditLog,
+        Table::RevokedTokens,
+        Table::AuthOtps,
+        Table::Settings,
+        Table::MailLog,
     ];
 
     /// The redb definition backing this table.
@@ -92,6 +112,12 @@ impl Table {
             Table::Crons => "crons",
             Table::CronRuns => "cron_runs",
             Table::JobEffects => "job_effects",
+            Table::ApiKeys => "api_keys",
+            Table::AuditLog => "audit_log",
+            Table::RevokedTokens => "revoked_tokens",
+            Table::AuthOtps => "auth_otps",
+            Table::Settings => "settings",
+            Table::MailLog => "mail_log",
         }
     }
 }

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod account_email;
 mod auth;
 mod batch;
 mod cli;
@@ -13,6 +14,11 @@ mod filter;
 mod health;
 mod indexes;
 mod jobs;
+mod keys;
+mod mail;
 mod openapi;
 mod records;
 mod relations;
+mod rule_matrix;
+mod security;
+mod users;

@@ -2,6 +2,8 @@
 //! port 0 with a temporary data directory, sign in, and make requests.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,133 @@
+//! What wraps every HTTP request: the client address, rate limits, CORS, and the security
+//! and caching headers of every response.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use super::error::ApiError;
+use crate::app::App;
+
+/// The client's IP address as the rate limiter and the audit log see it (after trusted
+/// proxies), stored in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// The client address of a request, as text for logs ("" when unknown).
+pub(crate) fn client_ip(req: &Request) -> String {
+    match req.extensions().get::<ClientIp>() {
+        Some(ClientIp(Some(ip))) => ip.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A 429 problem with `Retry-After`.
+pub(crate) fn too_many_requests(retry_after_secs: u64) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many requests",
+        "Too many requests; retry after the time in Retry-After.",
+    );
+    err.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
+    err
+}
+
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PATCH, PUT, DELETE";
+
+/// The `Access-Control-Allow-Origin` value for `origin`, if the allowlist admits it.
+fn allowed_origin(app: &App, origin: &str) -> Option<HeaderValue> {
+    let origins = &app.config.cors.allowed_origins;
+    if origins.iter().any(|o| o == "*") {
+        return Some(HeaderValue::from_static("*"));
+    }
+    origins.iter().find(|o| o.eq_ignore_ascii_case(origin)).and_then(|o| HeaderValue::from_str(o).ok())
+}
+
+fn preflight(app: &App, req: &Request, origin: &str) -> Response {
+    let Some(allow) = allowed_origin(app, origin) else {
+        return ApiError::forbidden(
+            "This origin is not allowed to call the API (see [cors] allowed_origins).",
+        )
+        .into_response();
+    };
+    let mut resp = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow)
+        .header(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS)
+        .header(header::ACCESS_CONTROL_MAX_AGE, "600")
+        .header(header::VARY, "Origin")
+        .finish();
+    if let Some(requested) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+    resp
+}
+
+/// Headers every response carries. API answers are never cached by shared caches, and
+/// answers to authenticated requests are never stored anywhere.
+fn secure(app: &App, path: &str, authenticated: bool, origin: Option<&str>, resp: &mut Response) {
+    let docs = path == "/api/docs" || path.starts_with("/api/docs/");
+    let headers = resp.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert("Cross-Origin-Opener-Policy", HeaderValue::from_static("same-origin"));
+    headers
+        .insert("Permissions-Policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
+    let csp = if docs {
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'"
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    if app.public_url().starts_with("https://") {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
+    if authenticated || (!docs && !headers.contains_key(header::CACHE_CONTROL)) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(allow) = origin.and_then(|o| allowed_origin(app, o)) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+        headers
+            .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Location, Retry-After"));
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// Runs `ep` for `req` inside the guard.
+pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> poem::Result<Response> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = app.limiter.client_ip(peer, forwarded);
+    req.extensions_mut().insert(ClientIp(ip));
+    let path = req.uri().path().to_string();
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+
+    let mut resp = if req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && origin.is_some()
+    {
+        preflight(&app, &req, origin.as_deref().unwrap_or_default())
+    } else {
+        let limited = match ip {
+            Some(ip) => app.limiter.check_request(ip, &path).err(),
+            None => None,
+        };
+        match limited {
+            Some(limited) => {
+                tracing::info!(client = ?ip, path = %path, "rate limited");
+                too_many_requests(limited.retry_after_secs).into_response()
+            }
+            None => match ep.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(err) => super::error::into_problem(err),
+            },
+        }
+    };
+    secure(&app, &path, authenticated, origin.as_deref(), &mut resp);
+    Ok(resp)
+}
