@@ -408,6 +408,9 @@ fn check(cli: &Cli, repair: bool) -> Result<(), String> {
         Err(err) => return Err(err.to_string()),
     };
     let report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
+    for note in &report.notes {
+        println!("note: {note}");
+    }
     if report.problems.is_empty() {
         println!("ok: {} collections, {} records, all tables consistent", report.collections, report.records);
         Ok(())

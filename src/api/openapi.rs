@@ -81,7 +81,7 @@ fn list_params() -> Vec<Value> {
         ),
         query_param(
             "sort",
-            "Comma-separated fields; `-` for descending; `@random`.",
+            "Comma-separated fields; `-` for descending; `@random`; relation paths through single relations (`author.name`). Ties break on id in the direction of the last key. An index whose columns are the sort keys (after columns the filter pins with `=`) serves the order without sorting.",
             json!({"type": "string"}),
         ),
         query_param(
@@ -89,7 +89,7 @@ fn list_params() -> Vec<Value> {
             "Filter expression in PocketBase's language, e.g. `views > 10 && title ~ 'rust'`.",
             json!({"type": "string", "maxLength": 8192}),
         ),
-        query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"})),
+        query_param("fields", "Comma-separated fields to return: names, dotted paths into expand and JSON values (`expand.author.name`), `*` for the rest of a level, `name:excerpt(max[,ellipsis])` at any depth.", json!({"type": "string"})),
         expand_param(),
         query_param("skipTotal", "Skip counting; totals are -1.", json!({"type": "boolean"})),
         query_param(
@@ -97,7 +97,7 @@ fn list_params() -> Vec<Value> {
             "Cursor paging (Backbone): empty to start, then the previous page's `nextCursor`; `page` is ignored.",
             json!({"type": "string"}),
         ),
-        query_param("explain", "Superusers: add the chosen query plan as `explain`.", json!({"type": "boolean"})),
+        query_param("explain", "Superusers: add the chosen query plan as `explain` (strategy, index, pinned columns, range terms, whether the index serves the sort, records examined).", json!({"type": "boolean"})),
     ]
 }
 
@@ -594,8 +594,9 @@ fn mail_schemas() -> Value {
 pub fn static_spec() -> Value {
     let c = || path_param("collection", "Collection id or name.");
     let id = || path_param("id", "Record id (15 characters a-z0-9).");
-    let fields_param =
-        || query_param("fields", "Comma-separated top-level fields to return.", json!({"type": "string"}));
+    let fields_param = || {
+        query_param("fields", "Comma-separated fields to return: names, dotted paths into expand and JSON values (`expand.author.name`), `*` for the rest of a level, `name:excerpt(max[,ellipsis])` at any depth.", json!({"type": "string"}))
+    };
     let mut paths = Map::new();
     paths.insert("/api/health".into(), json!({
         "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),

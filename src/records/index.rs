@@ -1,11 +1,18 @@
 //! Secondary indexes: PocketBase's `indexes` (`CREATE [UNIQUE] INDEX name ON coll (a, b)`),
 //! kept in `Table::RecordIndex` in the same transaction as the records.
 //!
-//! An entry's key is `collection id` 0x00 `index name` 0x00 then, per column, the canonical
-//! JSON of the value followed by 0x00, then the record id. Canonical JSON never contains a
-//! 0x00 byte, so a prefix made of the first columns' values finds exactly the records with
-//! those values. Entries serve uniqueness and equality lookups; range predicates and sort
-//! order still scan (values are not order-encoded yet).
+//! An entry's key is `collection id` 0x00 `index name` 0x00, then each column's value in an
+//! order-preserving encoding ([`encode_value`]), then the record id (15 bytes). Byte order
+//! of keys is the order of the values (null < false < true < numbers < strings < arrays <
+//! objects; numbers by value, strings by their UTF-8 bytes), which is the order
+//! `list::compare_values` sorts by. Every encoded value is self-delimiting, so the encoded
+//! values of the first columns are a key prefix finding exactly the records with those
+//! values, and a range of encoded values is a range of keys. The planner in `records::plan`
+//! uses that for equality, range and prefix predicates and for sort order.
+//!
+//! Files written before this encoding (schema version 1, canonical JSON values separated by
+//! 0x00) are upgraded at open: the store drops the old entries and `Records::open` rebuilds
+//! them (see [`REBUILD_FLAG`]).
 
 use std::sync::OnceLock;
 
@@ -98,33 +105,139 @@ pub fn parse_all(collection: &Collection) -> Result<Vec<IndexDef>, Vec<(String, 
     }
 }
 
-/// The key prefix of an index, followed by the encoded values of `values`.
-pub fn prefix(collection_id: &str, index: &str, values: &[&Value]) -> Vec<u8> {
+/// Type tags of the key encoding, in sort order.
+const TAG_NULL: u8 = 0x01;
+const TAG_FALSE: u8 = 0x02;
+const TAG_TRUE: u8 = 0x03;
+const TAG_NUMBER: u8 = 0x04;
+const TAG_STRING: u8 = 0x05;
+const TAG_ARRAY: u8 = 0x06;
+const TAG_OBJECT: u8 = 0x07;
+
+/// The `Meta` key set while index entries must be rebuilt from the records (after an upgrade
+/// from an older key encoding). `Records::open` rebuilds them and removes it.
+pub const REBUILD_FLAG: &[u8] = crate::store::INDEX_REBUILD_FLAG;
+
+/// Appends the bytes of `s` with 0x00 escaped as 0x00 0xFF, without a terminator, so that
+/// the result is a byte prefix of the encoding of every string starting with `s`.
+fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+    for &b in s {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+}
+
+/// The 8 bytes of `n` that sort like the number (negative zero is zero).
+fn number_bytes(n: f64) -> [u8; 8] {
+    let n = if n == 0.0 { 0.0 } else { n };
+    let bits = n.to_bits();
+    let ordered = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
+    ordered.to_be_bytes()
+}
+
+/// Appends the order-preserving, self-delimiting encoding of `value`.
+pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.push(TAG_NULL),
+        Value::Bool(false) => out.push(TAG_FALSE),
+        Value::Bool(true) => out.push(TAG_TRUE),
+        Value::Number(n) => {
+            out.push(TAG_NUMBER);
+            out.extend_from_slice(&number_bytes(n.as_f64().unwrap_or(0.0)));
+        }
+        Value::String(s) => {
+            out.push(TAG_STRING);
+            escape_into(out, s.as_bytes());
+            out.extend_from_slice(&[0x00, 0x01]);
+        }
+        Value::Array(items) => {
+            out.push(TAG_ARRAY);
+            for item in items {
+                encode_value(out, item);
+            }
+            out.push(0x00);
+        }
+        Value::Object(_) => {
+            // Not ordered like `compare_values` (objects are never range- or sort-planned);
+            // equal objects get equal bytes.
+            out.push(TAG_OBJECT);
+            escape_into(out, value.to_string().as_bytes());
+            out.extend_from_slice(&[0x00, 0x01]);
+        }
+    }
+}
+
+/// The first key byte strings of a type (`number`/`string`) take, for ranges bounded only
+/// on one side: `[start, end)` covers every value of that type and nothing else.
+pub fn type_span(number: bool) -> (u8, u8) {
+    if number {
+        (TAG_NUMBER, TAG_STRING)
+    } else {
+        (TAG_STRING, TAG_ARRAY)
+    }
+}
+
+/// The encoding of a string prefix: a byte prefix of the key of every string starting with
+/// `prefix`.
+pub fn encode_string_prefix(out: &mut Vec<u8>, prefix: &str) {
+    out.push(TAG_STRING);
+    escape_into(out, prefix.as_bytes());
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, if any.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// `collection id` 0x00 `index name` 0x00: the prefix of every entry of one index.
+pub fn index_prefix(collection_id: &str, index: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(64);
     key.extend_from_slice(collection_id.as_bytes());
     key.push(0);
     key.extend_from_slice(index.as_bytes());
     key.push(0);
+    key
+}
+
+/// The key prefix of an index, followed by the encoded values of `values`.
+pub fn prefix(collection_id: &str, index: &str, values: &[&Value]) -> Vec<u8> {
+    let mut key = index_prefix(collection_id, index);
     for value in values {
-        key.extend_from_slice(serde_json::to_string(value).unwrap_or_default().as_bytes());
-        key.push(0);
+        encode_value(&mut key, value);
     }
     key
 }
 
-fn entry_key(collection: &Collection, def: &IndexDef, record: &Stored, id: &str) -> Vec<u8> {
-    let values: Vec<Value> = def
-        .columns
-        .iter()
-        .map(|c| {
-            record
-                .get(c)
-                .cloned()
-                .unwrap_or_else(|| collection.field(c).map(|f| f.zero_value()).unwrap_or(Value::Null))
-        })
-        .collect();
-    let refs: Vec<&Value> = values.iter().collect();
-    let mut key = prefix(&collection.id, &def.name, &refs);
+/// The value a record has in an index column (the field's zero value when absent, as the
+/// in-memory sort sees it).
+pub fn column_value(collection: &Collection, record: &Stored, column: &str) -> Value {
+    record
+        .get(column)
+        .cloned()
+        .unwrap_or_else(|| collection.field(column).map(|f| f.zero_value()).unwrap_or(Value::Null))
+}
+
+/// The record id at the end of an entry key.
+pub fn entry_id(key: &[u8]) -> Option<&str> {
+    let start = key.len().checked_sub(super::id::ID_LENGTH)?;
+    std::str::from_utf8(&key[start..]).ok()
+}
+
+/// The entry key of one record in one index.
+pub fn entry_key(collection: &Collection, def: &IndexDef, record: &Stored, id: &str) -> Vec<u8> {
+    let mut key = index_prefix(&collection.id, &def.name);
+    for column in &def.columns {
+        encode_value(&mut key, &column_value(collection, record, column));
+    }
     key.extend_from_slice(id.as_bytes());
     key
 }
@@ -178,4 +291,65 @@ pub fn clear(tx: &mut WriteTx<'_>, collection_id: &str) -> Result<(), RecordsErr
         tx.delete(Table::RecordIndex, &key);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::records::list::compare_values;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            (-1.0e6f64..1.0e6).prop_map(|n| json!(n)),
+            prop::sample::select(vec![0.0f64, -0.0, 1.0, -1.0, 1.5]).prop_map(|n| json!(n)),
+            "[a\\x00\\xffé\\u{1F600}]{0,4}".prop_map(Value::String),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![scalar(), prop::collection::vec(scalar(), 0..3).prop_map(Value::Array)]
+    }
+
+    fn enc(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value(&mut out, v);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn byte_order_is_value_order(a in value(), b in value()) {
+            prop_assert_eq!(enc(&a).cmp(&enc(&b)), compare_values(&a, &b), "{} vs {}", a, b);
+        }
+
+        #[test]
+        fn encodings_are_prefix_free(a in value(), b in value()) {
+            // Self-delimiting: one value's encoding never extends another's.
+            let (ea, eb) = (enc(&a), enc(&b));
+            prop_assert!(ea == eb || !(eb.starts_with(&ea) || ea.starts_with(&eb)), "{} vs {}", a, b);
+        }
+
+        #[test]
+        fn string_prefixes_are_key_prefixes(s in "[ab\\x00]{0,4}", rest in "[ab\\x00]{0,3}") {
+            let mut p = Vec::new();
+            encode_string_prefix(&mut p, &s);
+            let whole = Value::String(format!("{s}{rest}"));
+            prop_assert!(enc(&whole).starts_with(&p));
+        }
+    }
+
+    #[test]
+    fn integers_and_floats_of_the_same_value_encode_alike() {
+        assert_eq!(enc(&json!(1)), enc(&json!(1.0)));
+        assert_eq!(enc(&json!(0)), enc(&json!(-0.0)));
+        assert!(enc(&json!(-2)) < enc(&json!(-1.5)));
+        assert!(enc(&json!(true)) < enc(&json!(-1e300)));
+        assert!(enc(&json!(1e300)) < enc(&json!("")));
+    }
 }

@@ -6,6 +6,7 @@
 //! path in the query engine.
 
 use std::cmp::Ordering;
+use std::ops::Bound;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -16,10 +17,10 @@ use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
 use super::field::FieldKind;
-use super::filter::Operand;
-use super::filter::{Env, Filter, Now, RequestInfo};
+use super::filter::{resolve, Access, Env, Filter, Hop, Now, RequestInfo};
 use super::index::{self, IndexDef};
-use super::record::{decode, FieldsFilter, Stored};
+use super::plan::{self, IndexPlan, Span};
+use super::record::{decode, decode_keys, FieldsFilter, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
 use crate::store::{ReadTx, ScanControl, Table};
@@ -98,20 +99,6 @@ impl CursorPosition {
         }
         Ok(CursorPosition { values: parts, id })
     }
-
-    /// A stand-in record holding the cursor's sort values, for comparisons.
-    fn as_record(&self, sort: &[SortKey]) -> Stored {
-        let mut record = Stored::new();
-        let names = sort.iter().filter_map(|k| match k {
-            SortKey::Field { name, .. } => Some(name.clone()),
-            SortKey::Random => None,
-        });
-        for (name, value) in names.zip(self.values.iter()) {
-            record.insert(name, value.clone());
-        }
-        record.insert("id".into(), Value::String(self.id.clone()));
-        record
-    }
 }
 
 /// Raw query-string values as received.
@@ -163,7 +150,7 @@ impl ListQuery {
         let page = parse_positive("page", params.page.as_deref(), 1)?;
         let per_page =
             parse_positive("perPage", params.per_page.as_deref(), DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE);
-        let sort = parse_sort(collection, params.sort.as_deref().unwrap_or(""))?;
+        let sort = parse_sort(collection, catalog, params.sort.as_deref().unwrap_or(""), privileged)?;
         let cursor = match params.cursor.as_deref().map(str::trim) {
             None => None,
             Some(_) if sort.contains(&SortKey::Random) => {
@@ -185,8 +172,15 @@ impl ListQuery {
     }
 }
 
-/// Parses `-created,title,@random`. Unknown and hidden fields are refused.
-pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, RecordsError> {
+/// Parses `-created,title,author.name,@random`. Unknown and hidden fields are refused; a
+/// dotted path must lead through single relations to a plain field (PocketBase sorts by
+/// joined columns; a path that can reach several records has no one value to sort by).
+pub fn parse_sort(
+    collection: &Collection,
+    catalog: &Catalog,
+    raw: &str,
+    privileged: bool,
+) -> Result<Vec<SortKey>, RecordsError> {
     let mut keys = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if part == "@random" {
@@ -197,15 +191,33 @@ pub fn parse_sort(collection: &Collection, raw: &str) -> Result<Vec<SortKey>, Re
             Some(rest) => (true, rest),
             None => (false, part.strip_prefix('+').unwrap_or(part)),
         };
-        match collection.field(name) {
-            Some(f) if !f.is_never_returned() => {
-                keys.push(SortKey::Field { name: name.to_string(), descending })
-            }
-            _ => {
+        if name.contains('.') {
+            let path: Vec<String> = name.split('.').map(str::to_string).collect();
+            let resolved = resolve(catalog, collection, &path, privileged)
+                .map_err(|e| RecordsError::BadRequest(format!("Cannot sort by {name:?}: {e}.")))?;
+            let forward_only = resolved.hops.iter().all(|h| matches!(h, Hop::Forward { .. }));
+            let plain =
+                matches!(resolved.access, Access::Field { multi: false, json_unless_each: false, .. });
+            if resolved.many || !forward_only || !plain {
                 return Err(RecordsError::BadRequest(format!(
-                    "Cannot sort by {name:?}: no such field in {}.",
-                    collection.name
-                )))
+                    "Cannot sort by {name:?}: sort paths must lead through single relations to a single-valued field."
+                )));
+            }
+            keys.push(SortKey::Field { name: name.to_string(), descending });
+        } else {
+            match collection.field(name) {
+                Some(f)
+                    if !f.is_never_returned()
+                        || (privileged && !matches!(f.kind, FieldKind::Password(_))) =>
+                {
+                    keys.push(SortKey::Field { name: name.to_string(), descending })
+                }
+                _ => {
+                    return Err(RecordsError::BadRequest(format!(
+                        "Cannot sort by {name:?}: no such field in {}.",
+                        collection.name
+                    )))
+                }
             }
         }
         if keys.len() > 8 {
@@ -254,10 +266,27 @@ pub fn run(
         query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
             && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
     };
+    // The keys filters, rules and sorts read: records are probed with only these decoded,
+    // and fully decoded only when they make the page.
+    let mut probe_keys: Vec<String> = vec!["id".into()];
+    for f in query.filter.iter().chain(ctx.rule) {
+        probe_keys.extend(f.record_keys());
+    }
+    for key in &query.sort {
+        if let SortKey::Field { name, .. } = key {
+            probe_keys.push(name.split('.').next().unwrap_or_default().to_string());
+        }
+    }
+    probe_keys.sort();
+    probe_keys.dedup();
+    let probe_keys = probe_keys;
 
-    let plan = query.filter.as_ref().and_then(|f| plan_index(collection, ctx.indexes, f));
+    let (terms, only_terms) = match &query.filter {
+        Some(f) => f.terms(&ctx.now),
+        None => (Vec::new(), true),
+    };
+    let plan = plan::choose(collection, ctx.indexes, &terms, only_terms, &query.sort);
     let key_order = match query.sort.as_slice() {
-        _ if plan.is_some() => None,
         [] => Some(false),
         [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
         [SortKey::Field { name, descending }] if name == "created" && stats.custom_ids == 0 => {
@@ -265,7 +294,9 @@ pub fn run(
         }
         _ => None,
     };
-    if let Some(reverse) = key_order {
+    // Walking an index only for its order is no better than walking the records in key order.
+    let plan = plan.filter(|p| p.narrows() || key_order.is_none());
+    if let (None, Some(reverse)) = (&plan, key_order) {
         let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
         let mut matched = 0usize;
         let mut failure = None;
@@ -276,19 +307,25 @@ pub fn run(
                 matched += 1;
                 return ScanControl::Continue;
             }
-            let record = match decode(value) {
-                Ok(record) => record,
-                Err(err) => {
-                    failure = Some(err);
-                    return ScanControl::Stop;
+            if filtered {
+                match decode_keys(value, &probe_keys) {
+                    Ok(probe) if keep(&probe) => {}
+                    Ok(_) => return ScanControl::Continue,
+                    Err(err) => {
+                        failure = Some(err);
+                        return ScanControl::Stop;
+                    }
                 }
-            };
-            if filtered && !keep(&record) {
-                return ScanControl::Continue;
             }
             matched += 1;
             if matched > offset && items.len() < query.per_page {
-                items.push(record);
+                match decode(value) {
+                    Ok(record) => items.push(record),
+                    Err(err) => {
+                        failure = Some(err);
+                        return ScanControl::Stop;
+                    }
+                }
             }
             // Unfiltered totals come from the counters; filtered ones need the full scan.
             if items.len() >= query.per_page && (!filtered || query.skip_total) {
@@ -304,54 +341,63 @@ pub fn run(
             (true, _, _) => None,
             (false, false, _) => Some(stats.count),
             // A continued cursor scan saw only the records after the cursor.
-            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &keep)?),
+            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &probe_keys, &keep)?),
             (false, true, _) => Some(matched as u64),
         };
         let next_cursor = next_cursor(query, &items);
         let plan = json!({"strategy": "key-order scan", "reverse": reverse, "filtered": filtered});
         return Ok(Page { plan, items, total, next_cursor });
     }
+    if let Some(plan) = &plan {
+        if let Some(reverse) = plan.sort {
+            let probe = Probe { keys: &probe_keys, keep: &keep };
+            return stream_index(tx, collection, query, ctx, plan, reverse, &probe, filtered, stats.count);
+        }
+    }
 
     let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
     let mut failure = None;
     let plan_json = match &plan {
-        Some((def, values)) => {
-            // Candidates from the index, then the whole filter on each.
-            let refs: Vec<&Value> = values.iter().collect();
-            let index_prefix = index::prefix(&collection.id, &def.name, &refs);
+        Some(plan) => {
+            // Candidates from the index (in id order: the default order), then the whole
+            // filter on each.
             let mut ids = Vec::new();
-            tx.scan_prefix(Table::RecordIndex, &index_prefix, false, None, |key, _| {
-                if key.len() >= super::id::ID_LENGTH {
-                    ids.push(String::from_utf8_lossy(&key[key.len() - super::id::ID_LENGTH..]).to_string());
-                }
-                ScanControl::Continue
-            })?;
+            for span in &plan.spans {
+                scan_span(tx, span, false, |key| {
+                    if let Some(id) = index::entry_id(key) {
+                        ids.push(id.to_string());
+                    }
+                    ScanControl::Continue
+                })?;
+            }
+            ids.sort_unstable();
             let candidates = ids.len();
-            // Index order is value order; without a sort the list is in id order.
-            ids.sort();
-            for id in ids {
-                if let Some(bytes) = tx.get(Table::Records, &record_key(&collection.id, &id))? {
-                    let record = decode(&bytes)?;
+            for chunk in ids.chunks(FETCH_CHUNK) {
+                for record in fetch_keys(tx, collection, chunk, &probe_keys)? {
                     if keep(&record) {
                         all.push(record);
                     }
                 }
             }
-            json!({"strategy": "index", "index": def.name, "columns": def.columns[..values.len()], "candidates": candidates})
+            let mut described = plan.describe();
+            described["examined"] = json!(candidates);
+            described
         }
         None => {
             let mut examined = 0u64;
-            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| match decode(value) {
-                Ok(record) => {
-                    examined += 1;
-                    if !filtered || keep(&record) {
-                        all.push(record);
+            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| {
+                match decode_keys(value, &probe_keys) {
+                    Ok(record) => {
+                        examined += 1;
+                        if !filtered || keep(&record) {
+                            all.push(record);
+                        }
+                        ScanControl::Continue
                     }
-                    ScanControl::Continue
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    ScanControl::Stop
+                    Err(err) => {
+                        failure = Some(err);
+                        ScanControl::Stop
+                    }
                 }
             })?;
             json!({"strategy": "full scan", "examined": examined})
@@ -364,110 +410,313 @@ pub fn run(
     if query.sort.contains(&SortKey::Random) {
         all.shuffle(&mut rand::thread_rng());
     }
-    let keys: Vec<(&str, bool)> = query
+    let directions: Vec<bool> = query
         .sort
         .iter()
         .filter_map(|k| match k {
-            SortKey::Field { name, descending } => Some((name.as_str(), *descending)),
+            SortKey::Field { descending, .. } => Some(*descending),
             SortKey::Random => None,
         })
         .collect();
-    if !keys.is_empty() {
-        let zero: Vec<Value> = keys
-            .iter()
-            .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
-            .collect();
-        all.sort_by(|a, b| order(a, b, &keys, &zero));
+    // Sort values computed once per record (relation paths read the related record).
+    let mut decorated: Vec<(Vec<Value>, Stored)> = if directions.is_empty() {
+        all.into_iter().map(|r| (Vec::new(), r)).collect()
+    } else {
+        all.into_iter().map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r), r)).collect()
+    };
+    let id_of = |r: &Stored| r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !directions.is_empty() {
+        decorated.sort_by(|(av, a), (bv, b)| order(av, &id_of(a), bv, &id_of(b), &directions));
     }
     let start = match &after {
-        Some(position) => {
-            let zero: Vec<Value> = keys
-                .iter()
-                .map(|(name, _)| collection.field(name).map(|f| f.zero_value()).unwrap_or(Value::Null))
-                .collect();
-            let pivot = position.as_record(&query.sort);
-            all.partition_point(|r| order(r, &pivot, &keys, &zero) != Ordering::Greater)
-        }
+        Some(position) => decorated.partition_point(|(values, r)| {
+            order(values, &id_of(r), &position.values, &position.id, &directions) != Ordering::Greater
+        }),
         None => offset,
     };
-    let items: Vec<Stored> = all.into_iter().skip(start).take(query.per_page).collect();
-    let next_cursor = next_cursor(query, &items);
+    let page: Vec<(Vec<Value>, Stored)> = decorated.into_iter().skip(start).take(query.per_page).collect();
+    let next_cursor = next_cursor_at(query, page.len(), page.last().map(|(v, r)| (v.clone(), id_of(r))));
+    // The page's records in full (the candidates were decoded with the probe keys only).
+    let page_ids: Vec<String> = page.iter().map(|(_, r)| id_of(r)).collect();
+    let items = fetch(tx, collection, &page_ids)?;
     Ok(Page { plan: plan_json, items, total, next_cursor })
 }
 
-/// The stored form of a filter literal for an equality lookup on `field`, when the lookup
-/// is exactly as selective as the filter's comparison (otherwise the planner scans).
-fn index_value(collection: &Collection, field: &str, literal: &Operand) -> Option<Value> {
-    let field = collection.field(field)?;
-    match (&field.kind, literal) {
-        (
-            FieldKind::Text(_) | FieldKind::Email(_) | FieldKind::Url(_) | FieldKind::Editor(_),
-            Operand::Text(s),
-        ) if !s.is_empty() => Some(Value::String(s.clone())),
-        (FieldKind::Select(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
-            Some(Value::String(s.clone()))
-        }
-        (FieldKind::Relation(o), Operand::Text(s)) if !o.is_multiple() && !s.is_empty() => {
-            Some(Value::String(s.clone()))
-        }
-        (FieldKind::Number(_), Operand::Number(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Some(Value::from(*n as i64))
-            } else {
-                serde_json::Number::from_f64(*n).map(Value::Number)
-            }
-        }
-        (FieldKind::Bool(_), Operand::Bool(b)) => Some(Value::Bool(*b)),
-        _ => None,
-    }
-}
-
-/// Picks the index whose leading columns the filter pins with equalities (the longest such
-/// prefix, unique indexes first), with the values to look up.
-fn plan_index(
+/// The value `record` sorts by under `name`: a field (its zero value when absent) or a
+/// path through single relations (`author.name`; null when a relation is empty or dangles).
+pub fn sort_value(
+    tx: &ReadTx,
+    catalog: &Catalog,
     collection: &Collection,
-    indexes: &[IndexDef],
-    filter: &Filter,
-) -> Option<(IndexDef, Vec<Value>)> {
-    let equalities = filter.required_equalities();
-    let mut best: Option<(IndexDef, Vec<Value>)> = None;
-    for def in indexes {
-        let mut values = Vec::new();
-        for column in &def.columns {
-            let found = equalities
-                .iter()
-                .filter(|(name, _)| name == column)
-                .find_map(|(_, literal)| index_value(collection, column, literal));
-            match found {
-                Some(v) => values.push(v),
-                None => break,
-            }
-        }
-        if values.is_empty() {
-            continue;
-        }
-        let better = match &best {
-            None => true,
-            Some((b, bv)) => values.len() > bv.len() || (values.len() == bv.len() && def.unique && !b.unique),
-        };
-        if better {
-            best = Some((def.clone(), values));
-        }
+    record: &Stored,
+    name: &str,
+) -> Value {
+    let zero = |c: &Collection, field: &str| c.field(field).map(|f| f.zero_value()).unwrap_or(Value::Null);
+    let Some((first, rest)) = name.split_once('.') else {
+        return record.get(name).cloned().unwrap_or_else(|| zero(collection, name));
+    };
+    let Some(FieldKind::Relation(o)) = collection.field(first).map(|f| &f.kind) else {
+        return Value::Null;
+    };
+    let Some(id) = record.get(first).and_then(Value::as_str).filter(|id| !id.is_empty()) else {
+        return Value::Null;
+    };
+    let Some(target) = catalog.get(&o.collection_id) else {
+        return Value::Null;
+    };
+    match tx.get(Table::Records, &record_key(&target.collection.id, id)).ok().flatten().map(|b| decode(&b)) {
+        Some(Ok(related)) => sort_value(tx, catalog, &target.collection, &related, rest),
+        _ => Value::Null,
     }
-    best
 }
 
-/// The order of two records under `keys`; ties break on id so pages never overlap or skip.
-fn order(a: &Stored, b: &Stored, keys: &[(&str, bool)], zero: &[Value]) -> Ordering {
-    for ((name, descending), zero) in keys.iter().zip(zero) {
-        let av = a.get(*name).unwrap_or(zero);
-        let bv = b.get(*name).unwrap_or(zero);
+fn sort_values(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    collection: &Collection,
+    sort: &[SortKey],
+    record: &Stored,
+) -> Vec<Value> {
+    sort.iter()
+        .filter_map(|k| match k {
+            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name)),
+            SortKey::Random => None,
+        })
+        .collect()
+}
+
+/// Records fetched per store call while walking index candidates.
+const FETCH_CHUNK: usize = 1024;
+
+/// The records with these ids (missing ones skipped), in the order given.
+fn fetch(tx: &ReadTx, collection: &Collection, ids: &[String]) -> Result<Vec<Stored>, RecordsError> {
+    let keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for bytes in tx.get_many(Table::Records, &keys)?.into_iter().flatten() {
+        out.push(decode(&bytes)?);
+    }
+    Ok(out)
+}
+
+/// The records with these ids, decoded with only `keys` (see `decode_keys`).
+fn fetch_keys(
+    tx: &ReadTx,
+    collection: &Collection,
+    ids: &[String],
+    keys: &[String],
+) -> Result<Vec<Stored>, RecordsError> {
+    let record_keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+    let mut out = Vec::with_capacity(ids.len());
+    for bytes in tx.get_many(Table::Records, &record_keys)?.into_iter().flatten() {
+        out.push(decode_keys(&bytes, keys)?);
+    }
+    Ok(out)
+}
+
+/// How candidates are tested: decoded with `keys` only, then `keep`.
+struct Probe<'a> {
+    keys: &'a [String],
+    keep: &'a dyn Fn(&Stored) -> bool,
+}
+
+/// Visits the index keys of one span, in key order or reverse.
+fn scan_span(
+    tx: &ReadTx,
+    span: &Span,
+    reverse: bool,
+    mut visit: impl FnMut(&[u8]) -> ScanControl,
+) -> Result<(), RecordsError> {
+    let upper = match &span.upper {
+        Some(u) => Bound::Excluded(u.clone()),
+        None => Bound::Unbounded,
+    };
+    tx.scan_range(Table::RecordIndex, Bound::Included(span.lower.clone()), upper, reverse, |key, _| {
+        visit(key)
+    })?;
+    Ok(())
+}
+
+/// The index key a cursor position stands for (the record it names may be gone).
+fn cursor_key(
+    collection: &Collection,
+    plan: &IndexPlan,
+    sort: &[SortKey],
+    pos: &CursorPosition,
+) -> Option<Vec<u8>> {
+    let names: Vec<&str> = sort
+        .iter()
+        .filter_map(|k| match k {
+            SortKey::Field { name, .. } => Some(name.as_str()),
+            SortKey::Random => None,
+        })
+        .collect();
+    let mut key = plan.base(&collection.id);
+    for column in &plan.def.columns[plan.pinned.len()..] {
+        let i = names.iter().position(|n| n == column)?;
+        index::encode_value(&mut key, pos.values.get(i)?);
+    }
+    key.extend_from_slice(pos.id.as_bytes());
+    Some(key)
+}
+
+/// A page from an index whose order is the requested order: streams candidates span by
+/// span, fetching records in growing chunks, and stops at the end of the page. Totals come
+/// from counting keys when the plan is exact (and no rule applies), from the counters when
+/// nothing filters, and otherwise from evaluating every candidate.
+#[allow(clippy::too_many_arguments)]
+fn stream_index(
+    tx: &ReadTx,
+    collection: &Collection,
+    query: &ListQuery,
+    ctx: &ListContext<'_>,
+    plan: &IndexPlan,
+    reverse: bool,
+    probe: &Probe<'_>,
+    filtered: bool,
+    count: u64,
+) -> Result<Page, RecordsError> {
+    let keep = probe.keep;
+    let after = query.cursor.clone().flatten();
+    let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
+    let mut spans = plan.spans.clone();
+    if let Some(pos) = &after {
+        let key = cursor_key(collection, plan, &query.sort, pos).ok_or_else(|| {
+            RecordsError::BadRequest(
+                "Invalid cursor: pass back the nextCursor of a previous page with the same sort.".into(),
+            )
+        })?;
+        for span in &mut spans {
+            if reverse {
+                span.upper = Some(span.upper.take().map_or(key.clone(), |u| u.min(key.clone())));
+            } else {
+                let mut successor = key.clone();
+                successor.push(0);
+                span.lower = span.lower.clone().max(successor);
+            }
+        }
+    }
+    if reverse {
+        spans.reverse();
+    }
+    let need = offset.saturating_add(query.per_page);
+    let mut items = Vec::with_capacity(query.per_page);
+    let (mut matched, mut examined) = (0usize, 0usize);
+    // Exact plans: (almost) every candidate matches, so read just what the page needs.
+    let mut chunk = if plan.exact { need } else { need.max(16) }.clamp(1, FETCH_CHUNK);
+    'spans: for span in spans {
+        let mut span = span;
+        loop {
+            if span.upper.as_ref().is_some_and(|u| *u <= span.lower) {
+                break;
+            }
+            let mut ids = Vec::with_capacity(chunk);
+            let mut last: Option<Vec<u8>> = None;
+            scan_span(tx, &span, reverse, |key| {
+                if let Some(id) = index::entry_id(key) {
+                    ids.push(id.to_string());
+                }
+                last = Some(key.to_vec());
+                if ids.len() >= chunk {
+                    ScanControl::Stop
+                } else {
+                    ScanControl::Continue
+                }
+            })?;
+            let Some(last) = last else { break };
+            examined += ids.len();
+            let keys: Vec<Vec<u8>> = ids.iter().map(|id| record_key(&collection.id, id)).collect();
+            for bytes in tx.get_many(Table::Records, &keys)?.into_iter().flatten() {
+                // Exact plans: (almost) every candidate matches, so decode it whole at once;
+                // otherwise probe first.
+                let record = if plan.exact { decode(&bytes)? } else { decode_keys(&bytes, probe.keys)? };
+                if keep(&record) {
+                    matched += 1;
+                    if matched > offset {
+                        items.push(if plan.exact { record } else { decode(&bytes)? });
+                        if items.len() >= query.per_page {
+                            break 'spans;
+                        }
+                    }
+                }
+            }
+            if ids.len() < chunk {
+                break;
+            }
+            if reverse {
+                span.upper = Some(last);
+            } else {
+                span.lower = last;
+                span.lower.push(0);
+            }
+            chunk = (chunk * 2).min(FETCH_CHUNK);
+        }
+    }
+    let from_index = plan.exact && ctx.rule.is_none();
+    let total = if query.skip_total {
+        None
+    } else if !filtered {
+        Some(count)
+    } else if from_index {
+        let mut n = 0u64;
+        for span in &plan.spans {
+            scan_span(tx, span, false, |_| {
+                n += 1;
+                ScanControl::Continue
+            })?;
+        }
+        Some(n)
+    } else {
+        let mut ids = Vec::new();
+        for span in &plan.spans {
+            scan_span(tx, span, false, |key| {
+                if let Some(id) = index::entry_id(key) {
+                    ids.push(id.to_string());
+                }
+                ScanControl::Continue
+            })?;
+        }
+        let mut n = 0u64;
+        for chunk in ids.chunks(FETCH_CHUNK) {
+            n += fetch_keys(tx, collection, chunk, probe.keys)?.iter().filter(|r| keep(r)).count() as u64;
+        }
+        Some(n)
+    };
+    let mut described = plan.describe();
+    described["examined"] = json!(examined);
+    described["totalFromIndex"] = json!(total.is_some() && filtered && from_index);
+    let next_cursor = next_cursor(query, &items);
+    Ok(Page { plan: described, items, total, next_cursor })
+}
+
+/// The order of two records by their sort values (one per field key, in `directions`);
+/// ties break on id (in the direction of the last key, so that an index walked backwards
+/// gives the same order) so pages never overlap or skip.
+fn order(a: &[Value], a_id: &str, b: &[Value], b_id: &str, directions: &[bool]) -> Ordering {
+    for ((av, bv), descending) in a.iter().zip(b).zip(directions) {
         let ord = compare_values(av, bv);
         if ord != Ordering::Equal {
             return if *descending { ord.reverse() } else { ord };
         }
     }
-    compare_values(a.get("id").unwrap_or(&Value::Null), b.get("id").unwrap_or(&Value::Null))
+    let ord = a_id.cmp(b_id);
+    if directions.last().is_some_and(|d| *d) {
+        ord.reverse()
+    } else {
+        ord
+    }
+}
+
+/// The next-cursor token after a page of `len` items ending at `last` (sort values, id).
+fn next_cursor_at(
+    query: &ListQuery,
+    len: usize,
+    last: Option<(Vec<Value>, String)>,
+) -> Option<Option<String>> {
+    query.cursor.as_ref()?;
+    if len < query.per_page {
+        return Some(None);
+    }
+    Some(last.map(|(values, id)| CursorPosition { values, id }.encode()))
 }
 
 fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {
@@ -478,10 +727,15 @@ fn next_cursor(query: &ListQuery, items: &[Stored]) -> Option<Option<String>> {
     Some(items.last().map(|last| CursorPosition::of(last, &query.sort).encode()))
 }
 
-fn count_matches(tx: &ReadTx, prefix: &[u8], keep: &dyn Fn(&Stored) -> bool) -> Result<u64, RecordsError> {
+fn count_matches(
+    tx: &ReadTx,
+    prefix: &[u8],
+    keys: &[String],
+    keep: &dyn Fn(&Stored) -> bool,
+) -> Result<u64, RecordsError> {
     let mut count = 0u64;
     let mut failure = None;
-    tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode(value) {
+    tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode_keys(value, keys) {
         Ok(record) => {
             if keep(&record) {
                 count += 1;

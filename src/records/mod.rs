@@ -14,6 +14,7 @@ pub mod id;
 pub mod index;
 pub mod list;
 pub mod migrate;
+pub mod plan;
 pub mod record;
 pub mod rules;
 pub mod schema;

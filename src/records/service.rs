@@ -90,20 +90,41 @@ fn rebuild_indexes(tx: &mut WriteTx<'_>, collection: &Collection) -> Result<(), 
     Ok(())
 }
 
+/// Rebuilds the index entries of every collection (after an upgrade changed their
+/// encoding). Stored records already satisfied their unique indexes, so nothing is refused.
+fn rebuild_all_indexes(tx: &mut WriteTx<'_>) -> Result<(), RecordsError> {
+    let mut rebuilt = 0usize;
+    for (_, bytes) in tx.collect_prefix(Table::Collections, b"")? {
+        let collection: Collection = serde_json::from_slice(&bytes).map_err(|e| {
+            RecordsError::Store(crate::store::StoreError::Internal(format!("unreadable collection: {e}")))
+        })?;
+        if !collection.indexes.is_empty() {
+            rebuild_indexes(tx, &collection)?;
+            rebuilt += 1;
+        }
+    }
+    tracing::info!(collections = rebuilt, "rebuilt index entries in the current key encoding");
+    Ok(())
+}
+
 /// Record JSON plus its `expand` object (when requested and kept by `fields`).
 fn render(
     expander: &Expander<'_>,
     entry: &CatalogEntry,
-    stored: &Stored,
+    stored: Stored,
     fields: &FieldsFilter,
     tree: &ExpandTree,
 ) -> Result<Value, RecordsError> {
-    let sees_email = expander.principal.sees_email_of(&entry.collection.id, stored);
-    let mut json = record::to_json(&entry.collection, stored, sees_email, fields);
-    if !tree.is_empty() && fields.keeps("expand") {
-        if let (Value::Object(map), Some(e)) = (&mut json, expander.expand(entry, stored, tree)?) {
-            map.insert("expand".into(), Value::Object(e));
-        }
+    let sees_email = expander.principal.sees_email_of(&entry.collection.id, &stored);
+    let expanded = if !tree.is_empty() && fields.keeps("expand") {
+        expander.expand(entry, &stored, tree)?
+    } else {
+        None
+    };
+    // The stored values move into the response (no copies).
+    let mut json = record::into_json(&entry.collection, stored, sees_email, fields);
+    if let (Value::Object(map), Some(e)) = (&mut json, expanded) {
+        map.insert("expand".into(), fields.shape_nested("expand", Value::Object(e)));
     }
     Ok(json)
 }
@@ -124,6 +145,10 @@ impl Records {
                         c.name.to_lowercase().as_bytes(),
                         c.id.as_bytes().to_vec(),
                     );
+                }
+                if tx.get(Table::Meta, index::REBUILD_FLAG)?.is_some() {
+                    rebuild_all_indexes(tx)?;
+                    tx.delete(Table::Meta, index::REBUILD_FLAG);
                 }
                 Ok(())
             })
@@ -446,7 +471,7 @@ impl Records {
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
                 let expander = Expander::new(tx, &catalog, &principal, &request);
                 let mut items = Vec::with_capacity(result.items.len());
-                for stored in &result.items {
+                for stored in result.items {
                     items.push(render(&expander, &entry, stored, &query.fields, &query.expand)?);
                 }
                 Ok(RecordPage {
@@ -545,7 +570,7 @@ impl Records {
                     }
                 }
                 let expander = Expander::new(tx, &catalog, &principal, &request);
-                render(&expander, &entry, &stored, &filter, &tree)
+                render(&expander, &entry, stored, &filter, &tree)
             })
             .await
     }

@@ -215,6 +215,18 @@ impl ReadOnlyStore {
     }
 }
 
+/// The schema version recorded in the file (`None` before the first open wrote it).
+pub fn stored_schema_version(tx: &ReadTx) -> Result<Option<u32>, StoreError> {
+    Ok(tx
+        .get(Table::Meta, META_SCHEMA_VERSION)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+        .map(u32::from_le_bytes))
+}
+
+/// The `Meta` key the version 1 → 2 upgrade sets: index entries must be rebuilt by the
+/// records module (which owns their encoding) before the first read (see `records::index`).
+pub const INDEX_REBUILD_FLAG: &[u8] = b"record_index_rebuild";
+
 /// Opens the file, creates every table and verifies or writes the schema version.
 pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {
     let mut builder = redb::Builder::new();
@@ -241,8 +253,18 @@ pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb:
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::TooNew { found: v, supported: SCHEMA_VERSION })
             }
-            // Version 1 is the first layout: nothing to upgrade yet. Upgrade steps from
-            // `v` to `v + 1` go here, inside this same transaction.
+            Some(v) if v < SCHEMA_VERSION => {
+                // 1 → 2: index entry keys changed from canonical JSON to an order-preserving
+                // encoding. Entries are derived data: drop them all here and flag the
+                // rebuild, which `Records::open` runs (it owns the encoding) before serving.
+                let mut index =
+                    txn.open_table(Table::RecordIndex.definition()).map_err(StoreError::from_redb)?;
+                index.retain(|_, _| false).map_err(StoreError::from_redb)?;
+                drop(index);
+                meta.insert(INDEX_REBUILD_FLAG, [1u8].as_slice()).map_err(StoreError::from_redb)?;
+                meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())
+                    .map_err(StoreError::from_redb)?;
+            }
             Some(_) => {}
             None => {
                 meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())

@@ -25,8 +25,8 @@ pub enum Table {
     /// id 0x00 source record id 0x00 source field id → empty. Finds who points at a record
     /// (referential integrity, cascades, back-relations).
     RecordRefs,
-    /// Secondary index entries: collection id 0x00 index name 0x00 (canonical JSON value
-    /// 0x00)+ record id → empty (see `records::index`).
+    /// Secondary index entries: collection id 0x00 index name 0x00 (order-preserving encoded
+    /// value)+ record id → empty (see `records::index`).
     RecordIndex,
     /// Job id (u64 BE) → job (JSON, `jobs::model::Job`).
     Jobs,
@@ -124,7 +124,11 @@ impl Table {
 
 /// The version of the table layout this build writes. Bump it and add an upgrade step in
 /// `store::upgrade` when an encoding changes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// - 1: the first layout.
+/// - 2: `record_index` keys use the order-preserving value encoding of `records::index`
+///   (upgrade: entries dropped, rebuilt by `Records::open`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The `Meta` key holding [`SCHEMA_VERSION`].
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";

@@ -84,6 +84,60 @@ impl ReadTx {
     }
 }
 
+impl ReadTx {
+    /// Visits the entries with `lower <= key < upper` (either bound may be open), in key
+    /// order or reverse.
+    pub fn scan_range(
+        &self,
+        table: Table,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> ScanControl,
+    ) -> Result<(), StoreError> {
+        let empty = match (&lower, &upper) {
+            (Bound::Included(l), Bound::Included(u)) => l > u,
+            (Bound::Included(l) | Bound::Excluded(l), Bound::Included(u) | Bound::Excluded(u)) => l >= u,
+            _ => false,
+        };
+        if empty {
+            return Ok(());
+        }
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        let range =
+            t.range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper))).map_err(StoreError::from_redb)?;
+        let mut step = |entry: RangeItem<'_>| -> Result<ScanControl, StoreError> {
+            let (k, v) = entry.map_err(StoreError::from_redb)?;
+            Ok(visit(k.value(), v.value()))
+        };
+        if reverse {
+            for entry in range.rev() {
+                if step(entry)? == ScanControl::Stop {
+                    break;
+                }
+            }
+        } else {
+            for entry in range {
+                if step(entry)? == ScanControl::Stop {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The values stored under `keys` (in order), opening the table once.
+    pub fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+        keys.iter()
+            .map(|key| {
+                let value = t.get(key.as_slice()).map_err(StoreError::from_redb)?;
+                Ok(value.map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+}
+
 fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(v) => Bound::Included(v.as_slice()),

@@ -131,6 +131,10 @@ async fn hidden_fields_cannot_be_filtered_by_non_superusers() {
     s.call("GET", &path, None, None).await.assert_problem(400);
     let r = s.call("GET", &path, Some(&t), None).await;
     assert_eq!(r.body["totalItems"], 1, "superusers may: {}", r.text);
+    // The same holds for sort.
+    let path = "/api/collections/items/records?sort=-secret";
+    s.call("GET", path, None, None).await.assert_problem(400);
+    assert_eq!(s.call("GET", path, Some(&t), None).await.status, 200);
 }
 
 #[tokio::test]

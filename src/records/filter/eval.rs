@@ -101,6 +101,15 @@ fn macro_value(m: Macro, now: &Now) -> Val {
     }
 }
 
+/// A date macro's value as a planner literal.
+pub(super) fn macro_literal(m: Macro, now: &Now) -> Option<super::Literal> {
+    match macro_value(m, now) {
+        Val::Text(s) => Some(super::Literal::Text(s)),
+        Val::Num(n) => Some(super::Literal::Number(n)),
+        _ => None,
+    }
+}
+
 fn apply_modifier(v: Val, modifier: Option<Modifier>) -> Val {
     match modifier {
         None | Some(Modifier::Each) => v,
@@ -123,6 +132,8 @@ fn apply_modifier(v: Val, modifier: Option<Modifier>) -> Val {
 }
 
 struct Ctx<'a> {
+    /// Field paths resolved at compile time (collection id, path, resolution).
+    resolved: &'a [(String, Vec<String>, Resolved)],
     collection: &'a Collection,
     record: &'a Map<String, Value>,
     request: &'a RequestInfo,
@@ -171,16 +182,31 @@ impl Ctx<'_> {
         path: &[String],
         modifier: Option<Modifier>,
     ) -> Val {
-        let resolved = match self.env {
-            Some(env) => resolve(env.catalog, collection, path, true),
-            None => {
-                access(collection, path, true).map(|access| Resolved { hops: vec![], access, many: false })
+        let cached =
+            self.resolved.iter().find(|(id, p, _)| *id == collection.id && p == path).map(|(_, _, r)| r);
+        let computed;
+        let resolved = match (cached, self.env) {
+            (Some(r), _) if self.env.is_some() || r.hops.is_empty() => r,
+            (_, Some(env)) => {
+                computed = resolve(env.catalog, collection, path, true);
+                match &computed {
+                    Ok(r) => r,
+                    Err(_) => return Val::Null,
+                }
+            }
+            (_, None) => {
+                computed = access(collection, path, true).map(|access| Resolved {
+                    hops: vec![],
+                    access,
+                    many: false,
+                });
+                match &computed {
+                    Ok(r) => r,
+                    Err(_) => return Val::Null,
+                }
             }
         };
         // Paths were checked at compile time (privileged access was decided there).
-        let Ok(resolved) = resolved else {
-            return Val::Null;
-        };
         if resolved.hops.is_empty() {
             return apply_modifier(read_access(record, &resolved.access, modifier), modifier);
         }
@@ -488,9 +514,11 @@ fn compare(op: Op, any: bool, a: &Val, b: &Val) -> bool {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn matches(
     expr: &Expr,
     joins: &[String],
+    resolved: &[(String, Vec<String>, Resolved)],
     collection: &Collection,
     record: &Map<String, Value>,
     request: &RequestInfo,
@@ -498,7 +526,7 @@ pub(super) fn matches(
     env: Option<&Env<'_>>,
 ) -> bool {
     let run = |bound: &[(String, Map<String, Value>)]| {
-        let ctx = Ctx { collection, record, request, now, env, bound };
+        let ctx = Ctx { resolved, collection, record, request, now, env, bound };
         eval(expr, &ctx)
     };
     let Some(env) = env.filter(|_| !joins.is_empty()) else {
@@ -506,7 +534,7 @@ pub(super) fn matches(
     };
     // `@collection` joins: the expression holds if it holds for some combination of rows
     // (an empty collection joins as one row of nulls), as SQL's LEFT JOIN would have it.
-    let plain = Ctx { collection, record, request, now, env: Some(env), bound: &[] };
+    let plain = Ctx { resolved, collection, record, request, now, env: Some(env), bound: &[] };
     let tables: Vec<(String, Vec<Map<String, Value>>)> = joins
         .iter()
         .map(|id| {

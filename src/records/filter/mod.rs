@@ -294,41 +294,125 @@ pub const MAX_HOPS: usize = 6;
 /// Most rows an `@collection` join reads.
 pub const MAX_JOIN_ROWS: usize = 10_000;
 
+/// A literal of a planner term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+/// One `field op literal` term (see [`Filter::terms`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    pub field: String,
+    pub op: Op,
+    pub literal: Literal,
+}
+
 /// An expression checked against a collection, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct Filter {
     expr: Expr,
     /// Collection ids named by `@collection.*`, in first-use order.
     joins: Vec<String>,
+    /// Every field path of the expression resolved once (collection id, path, resolution),
+    /// so evaluation does not resolve per record.
+    resolved: Vec<(String, Vec<String>, Resolved)>,
 }
 
 impl Filter {
-    /// `field = literal` terms that every match must satisfy (the top-level `&&` chain), for
-    /// the index planner. Literals are returned as given.
-    pub fn required_equalities(&self) -> Vec<(String, Operand)> {
-        fn walk(expr: &Expr, out: &mut Vec<(String, Operand)>) {
+    /// The `field op literal` terms of the top-level `&&` chain (every match satisfies each
+    /// of them), with the field on the left and macros evaluated at `now`, for the planner;
+    /// and whether the filter is exactly that chain (nothing else to check).
+    pub fn terms(&self, now: &Now) -> (Vec<Term>, bool) {
+        fn literal(o: &Operand, now: &Now) -> Option<Literal> {
+            match o {
+                Operand::Text(s) => Some(Literal::Text(s.clone())),
+                Operand::Number(n) => Some(Literal::Number(*n)),
+                Operand::Bool(b) => Some(Literal::Bool(*b)),
+                Operand::Macro(m) => eval::macro_literal(*m, now),
+                _ => None,
+            }
+        }
+        fn flipped(op: Op) -> Option<Op> {
+            match op {
+                Op::Eq => Some(Op::Eq),
+                Op::Neq => Some(Op::Neq),
+                Op::Gt => Some(Op::Lt),
+                Op::Gte => Some(Op::Lte),
+                Op::Lt => Some(Op::Gt),
+                Op::Lte => Some(Op::Gte),
+                Op::Like | Op::NotLike => None,
+            }
+        }
+        fn walk(expr: &Expr, now: &Now, out: &mut Vec<Term>) -> bool {
             match expr {
                 Expr::And(a, b) => {
-                    walk(a, out);
-                    walk(b, out);
+                    let left = walk(a, now, out);
+                    walk(b, now, out) && left
                 }
-                Expr::Compare { left, op: Op::Eq, any: false, right, .. } => {
-                    let literal =
-                        |o: &Operand| matches!(o, Operand::Text(_) | Operand::Number(_) | Operand::Bool(_));
-                    match (left, right) {
-                        (Operand::Field { path, modifier: None }, lit)
-                        | (lit, Operand::Field { path, modifier: None })
-                            if path.len() == 1 && literal(lit) =>
-                        {
-                            out.push((path[0].clone(), lit.clone()));
+                Expr::Or(..) => false,
+                Expr::Compare { left, op, any: false, right, .. } => {
+                    let term = match (left, right) {
+                        (Operand::Field { path, modifier: None }, lit) if path.len() == 1 => {
+                            literal(lit, now).map(|l| Term { field: path[0].clone(), op: *op, literal: l })
                         }
-                        _ => {}
+                        (lit, Operand::Field { path, modifier: None }) if path.len() == 1 => {
+                            match (literal(lit, now), flipped(*op)) {
+                                (Some(l), Some(op)) => Some(Term { field: path[0].clone(), op, literal: l }),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    };
+                    match term {
+                        Some(t) => {
+                            out.push(t);
+                            true
+                        }
+                        None => false,
                     }
                 }
-                _ => {}
+                Expr::Compare { .. } => false,
             }
         }
         let mut out = Vec::new();
+        let only_terms = walk(&self.expr, now, &mut out) && self.joins.is_empty();
+        (out, only_terms)
+    }
+
+    /// The top-level record keys evaluation reads (`id` always included): a record decoded
+    /// with only these keys matches exactly when the whole record does.
+    pub fn record_keys(&self) -> Vec<String> {
+        fn operand(o: &Operand, out: &mut Vec<String>) {
+            let first = match o {
+                Operand::Field { path, .. } => path.first(),
+                // `:changed` compares the body value with the record's.
+                Operand::Request { source: RequestSource::Body, path, modifier: Some(Modifier::Changed) } => {
+                    path.first()
+                }
+                _ => None,
+            };
+            if let Some(name) = first {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        fn walk(expr: &Expr, out: &mut Vec<String>) {
+            match expr {
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Compare { left, right, .. } => {
+                    operand(left, out);
+                    operand(right, out);
+                }
+            }
+        }
+        let mut out = vec!["id".to_string()];
         walk(&self.expr, &mut out);
         out
     }
@@ -344,7 +428,9 @@ impl Filter {
         let expr = parse::parse(src)?;
         let mut joins = Vec::new();
         check(&expr, collection, catalog, privileged, &mut joins)?;
-        Ok(Filter { expr, joins })
+        let mut resolved = Vec::new();
+        cache_paths(&expr, collection, catalog, &mut resolved);
+        Ok(Filter { expr, joins, resolved })
     }
 
     /// True when `record` matches, given the request, the clock and (for relation paths and
@@ -357,7 +443,7 @@ impl Filter {
         now: &Now,
         env: Option<&Env<'_>>,
     ) -> bool {
-        eval::matches(&self.expr, &self.joins, collection, record, request, now, env)
+        eval::matches(&self.expr, &self.joins, &self.resolved, collection, record, request, now, env)
     }
 }
 
@@ -486,6 +572,46 @@ fn check_operand(
             Ok(())
         }
         _ => Ok(()),
+    }
+}
+
+/// Resolves every field path once (with full access: access was checked by `check`), for
+/// paths starting at `collection` and at each `@collection` join.
+fn cache_paths(
+    expr: &Expr,
+    collection: &Collection,
+    catalog: &Catalog,
+    out: &mut Vec<(String, Vec<String>, Resolved)>,
+) {
+    let mut add = |c: &Collection, path: &[String]| {
+        if out.iter().any(|(id, p, _)| *id == c.id && p == path) {
+            return;
+        }
+        if let Ok(r) = resolve(catalog, c, path, true) {
+            out.push((c.id.clone(), path.to_vec(), r));
+        }
+    };
+    let mut stack = vec![expr];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                stack.push(a);
+                stack.push(b);
+            }
+            Expr::Compare { left, right, .. } => {
+                for op in [left, right] {
+                    match op {
+                        Operand::Field { path, .. } => add(collection, path),
+                        Operand::Collection { name, path } => {
+                            if let Some(target) = catalog.get(name) {
+                                add(&target.collection, path);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }
 
