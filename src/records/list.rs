@@ -21,6 +21,8 @@ use super::filter::{resolve, Access, Env, Filter, Hop, Now, RequestInfo};
 use super::index::{self, IndexDef};
 use super::plan::{self, IndexPlan, Span};
 use super::record::{decode, decode_keys, FieldsFilter, Stored};
+use super::rules::{Op, Principal};
+use super::source::VisibleSource;
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
 use crate::store::{ReadTx, ScanControl, Table};
@@ -241,6 +243,9 @@ pub struct Page {
 /// request it is evaluated with, and the clock.
 pub struct ListContext<'a> {
     pub catalog: &'a Catalog,
+    /// The caller: the query's own filter and sort see related records only through its
+    /// eyes (see [`super::source::VisibleSource`]).
+    pub principal: &'a Principal,
     /// The collection's secondary indexes (for the planner).
     pub indexes: &'a [IndexDef],
     pub rule: Option<&'a Filter>,
@@ -262,9 +267,28 @@ pub fn run(
     let prefix = collection_prefix(&collection.id);
     let filtered = query.filter.is_some() || ctx.rule.is_some();
     let env = Env { catalog: ctx.catalog, source: tx };
+    let visible_source = VisibleSource {
+        inner: tx,
+        catalog: ctx.catalog,
+        principal: ctx.principal,
+        request: ctx.request,
+        now: ctx.now,
+    };
+    // Superusers see everything; everyone else filters through what they may see.
+    let client_env = if ctx.principal.is_superuser() {
+        Env { catalog: ctx.catalog, source: tx }
+    } else {
+        Env { catalog: ctx.catalog, source: &visible_source }
+    };
     let keep = |record: &Stored| -> bool {
-        query.filter.as_ref().is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
+        query
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&client_env)))
             && ctx.rule.is_none_or(|f| f.matches(collection, record, ctx.request, &ctx.now, Some(&env)))
+    };
+    let sees = |collection_id: &str, related: &Stored| -> bool {
+        ctx.principal.is_superuser() || visible_source.visible(Op::View, collection_id, related)
     };
     // The keys filters, rules and sorts read: records are probed with only these decoded,
     // and fully decoded only when they make the page.
@@ -422,7 +446,9 @@ pub fn run(
     let mut decorated: Vec<(Vec<Value>, Stored)> = if directions.is_empty() {
         all.into_iter().map(|r| (Vec::new(), r)).collect()
     } else {
-        all.into_iter().map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r), r)).collect()
+        all.into_iter()
+            .map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r, &sees), r))
+            .collect()
     };
     let id_of = |r: &Stored| r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if !directions.is_empty() {
@@ -443,13 +469,15 @@ pub fn run(
 }
 
 /// The value `record` sorts by under `name`: a field (its zero value when absent) or a
-/// path through single relations (`author.name`; null when a relation is empty or dangles).
+/// path through single relations (`author.name`; null when a relation is empty, dangles or
+/// points at a record the caller may not see — `sees` decides).
 pub fn sort_value(
     tx: &ReadTx,
     catalog: &Catalog,
     collection: &Collection,
     record: &Stored,
     name: &str,
+    sees: &dyn Fn(&str, &Stored) -> bool,
 ) -> Value {
     let zero = |c: &Collection, field: &str| c.field(field).map(|f| f.zero_value()).unwrap_or(Value::Null);
     let Some((first, rest)) = name.split_once('.') else {
@@ -465,7 +493,9 @@ pub fn sort_value(
         return Value::Null;
     };
     match tx.get(Table::Records, &record_key(&target.collection.id, id)).ok().flatten().map(|b| decode(&b)) {
-        Some(Ok(related)) => sort_value(tx, catalog, &target.collection, &related, rest),
+        Some(Ok(related)) if sees(&target.collection.id, &related) => {
+            sort_value(tx, catalog, &target.collection, &related, rest, sees)
+        }
         _ => Value::Null,
     }
 }
@@ -476,10 +506,11 @@ fn sort_values(
     collection: &Collection,
     sort: &[SortKey],
     record: &Stored,
+    sees: &dyn Fn(&str, &Stored) -> bool,
 ) -> Vec<Value> {
     sort.iter()
         .filter_map(|k| match k {
-            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name)),
+            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name, sees)),
             SortKey::Random => None,
         })
         .collect()

@@ -463,6 +463,7 @@ impl Records {
             .read(move |tx| {
                 let ctx = ListContext {
                     catalog: &catalog,
+                    principal: &principal,
                     indexes: &entry.indexes,
                     rule: rule.as_ref(),
                     request: &request,

@@ -109,3 +109,63 @@ impl RecordSource for WriteTx<'_> {
             .collect()
     }
 }
+
+/// A record source that shows a caller only the records it may see: a related record (or a
+/// back-relation's source) only if the caller passes its collection's view rule, a joined
+/// `@collection` row only if it passes the list rule. Client filters and sorts resolve
+/// relation paths, back-relations and joins through it, so they cannot be used to learn
+/// about records the caller cannot see. (Access rules themselves resolve against the raw
+/// source: they are written by superusers and see everything.)
+pub struct VisibleSource<'a> {
+    pub inner: &'a dyn RecordSource,
+    pub catalog: &'a super::catalog::Catalog,
+    pub principal: &'a super::rules::Principal,
+    pub request: &'a super::filter::RequestInfo,
+    pub now: super::filter::Now,
+}
+
+impl VisibleSource<'_> {
+    /// Whether the caller may see `record` of `collection_id` under the rule of `op`.
+    pub fn visible(&self, op: super::rules::Op, collection_id: &str, record: &Map<String, Value>) -> bool {
+        let Some(entry) = self.catalog.get(collection_id) else {
+            return false;
+        };
+        match super::rules::access(op, self.principal, &entry.collection, self.catalog) {
+            super::rules::Access::Allow => true,
+            super::rules::Access::Deny => false,
+            super::rules::Access::Filter(rule) => {
+                let env = super::filter::Env { catalog: self.catalog, source: self.inner };
+                rule.matches(&entry.collection, record, self.request, &self.now, Some(&env))
+            }
+        }
+    }
+}
+
+impl RecordSource for VisibleSource<'_> {
+    fn record(&self, collection_id: &str, id: &str) -> Option<Map<String, Value>> {
+        let record = self.inner.record(collection_id, id)?;
+        self.visible(super::rules::Op::View, collection_id, &record).then_some(record)
+    }
+
+    fn referrers(
+        &self,
+        collection_id: &str,
+        id: &str,
+        source_collection: &str,
+        field_id: &str,
+    ) -> Vec<String> {
+        self.inner
+            .referrers(collection_id, id, source_collection, field_id)
+            .into_iter()
+            .filter(|source_id| self.record(source_collection, source_id).is_some())
+            .collect()
+    }
+
+    fn all(&self, collection_id: &str, limit: usize) -> Vec<Map<String, Value>> {
+        self.inner
+            .all(collection_id, limit)
+            .into_iter()
+            .filter(|r| self.visible(super::rules::Op::List, collection_id, r))
+            .collect()
+    }
+}

@@ -291,3 +291,81 @@ async fn counts_filters_sorts_and_expands_reveal_nothing_hidden() {
     assert_eq!(expanded.body["expand"]["owner"]["id"], w.a_id.as_str(), "{}", expanded.text);
     assert!(expanded.body["expand"]["owner"].get("tokenKey").is_none());
 }
+
+#[tokio::test]
+async fn relations_back_relations_joins_and_sorts_do_not_leak_hidden_records() {
+    let w = world().await;
+    let a = w.token(Who::A);
+    // Public posts pointing at notes: A can list every post, but only see her own notes.
+    let c =
+        w.s.call(
+            "POST",
+            "/api/collections",
+            w.token(Who::Su),
+            Some(json!({
+                "name": "pins", "listRule": "", "viewRule": "",
+                "fields": [{"name": "label", "type": "text"},
+                           {"name": "note", "type": "relation", "collectionId": "notes", "maxSelect": 1}]
+            })),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    let a_note = seed(&w, "notes", &w.a_id, "alpha").await;
+    let b_note = seed(&w, "notes", &w.b_id, "zulu").await;
+    for (label, note) in [("to-a", &a_note), ("to-b", &b_note)] {
+        let r =
+            w.s.call(
+                "POST",
+                "/api/collections/pins/records",
+                w.token(Who::Su),
+                Some(json!({"label": label, "note": note})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let list = |who: Who, query: &'static str| {
+        let w = &w;
+        async move {
+            let r =
+                w.s.call("GET", &format!("/api/collections/pins/records?{query}"), w.token(who), None).await;
+            assert_eq!(r.status, 200, "{query}: {}", r.text);
+            r.body["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter().map(|i| i["label"].as_str().unwrap_or_default().to_string()).collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    // Probing B's note title through the relation finds nothing for A (the superuser finds it).
+    assert_eq!(list(Who::A, "filter=(note.title='zulu')").await, Vec::<String>::new());
+    assert_eq!(list(Who::Su, "filter=(note.title='zulu')").await, vec!["to-b"]);
+    assert_eq!(list(Who::A, "filter=(note.title='alpha')").await, vec!["to-a"]);
+    // A negated probe cannot tell a hidden value from a missing one either.
+    assert_eq!(list(Who::A, "filter=(note.title!='zulu')&sort=label").await, vec!["to-a", "to-b"]);
+    // Back-relations from users to notes: A sees only her own notes behind each user.
+    let users =
+        w.s.call(
+            "GET",
+            "/api/collections/users/records?filter=(notes_via_owner.title?='zulu')",
+            w.token(Who::B),
+            None,
+        )
+        .await;
+    assert_eq!(users.body["totalItems"], 1, "B sees herself with her note: {}", users.text);
+    let users =
+        w.s.call("GET", "/api/collections/users/records?filter=(notes_via_owner.title?='zulu')", a, None)
+            .await;
+    assert_eq!(users.body["totalItems"], 0, "{}", users.text);
+    // @collection joins in a client filter only join rows the caller may list.
+    assert_eq!(list(Who::A, "filter=(@collection.notes.title?='zulu')").await, Vec::<String>::new());
+    assert_eq!(
+        list(Who::Su, "filter=(@collection.notes.title?='zulu')&sort=label").await,
+        vec!["to-a", "to-b"]
+    );
+    // Sorting by a hidden record's field treats it as empty: the order reveals nothing.
+    let asc = list(Who::A, "sort=note.title,label").await;
+    let desc = list(Who::A, "sort=-note.title,label").await;
+    assert_eq!(asc, vec!["to-b", "to-a"], "B's title sorts as null (first ascending)");
+    assert_eq!(desc, vec!["to-a", "to-b"]);
+}
