@@ -14,7 +14,7 @@ Options (defaults in brackets):
     --json FILE           also write the measurements as JSON
     --keep                keep the work directory (data dirs, logs, wrk outputs)
 
-What it does: starts Backbone (`serve`, own temp dir) and PocketBase
+What it does: starts Backbone (`serve`, own temp dir, rate limits off) and PocketBase
 (`/work/shared/peers/pocketbase.sh start`), both on 127.0.0.1; creates the same three
 collections in both: `orgs` (name), `authors` (name, relation `org`), `items` (title,
 category, price, rating, relation `author`) with `CREATE INDEX idx_items_cat_price ON items
@@ -276,6 +276,9 @@ def main():
     if base.stale_binary(args.binary):
         log("WARNING: a source file is newer than the binary (not rebuilt?)")
     base.ensure_wrk()
+    # Backbone's per-IP rate limits would throttle a load generator on the same address;
+    # PocketBase's limiter is off by default.
+    os.environ["BACKBONE_RATE_LIMITS_ENABLED"] = "false"
     workdir = tempfile.mkdtemp(prefix="bb-query-bench-")
     binary = os.path.join(workdir, "backbone")
     shutil.copy2(args.binary, binary)
