@@ -312,8 +312,11 @@ class Backbone(Server):
                                       check=True).stdout.strip()
         self.port = free_port()
         self.logf = open(self.log_path, "wb")
+        # Rate limits off: the load comes from one address far above the per-IP defaults
+        # (PocketBase's limiter is off by default too).
+        env = dict(os.environ, BACKBONE_RATE_LIMITS_ENABLED="false")
         self.proc = subprocess.Popen([self.binary, "serve", "--http", f"127.0.0.1:{self.port}", "--dir", self.dir],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.pid = self.proc.pid
         wait_healthy(self.port, self.proc)
         self.token = login(self.port)
