@@ -844,7 +844,7 @@ pub fn static_spec() -> Value {
     paths.insert("/api/settings/test/email".into(), json!({"post": test_email}));
     let mut send_mail = op(
         "sendMail",
-        "Queue a templated or raw email through the outbox (superusers)",
+        "Queue a templated or raw email through the outbox (superusers, or API keys with the mail.send capability)",
         "mail",
         vec![],
         Some(r("MailSendInput")),

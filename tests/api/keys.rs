@@ -158,3 +158,38 @@ async fn an_expired_key_is_refused_and_keys_survive_a_restart() {
     let s = Server::start_in(dir.path(), Default::default());
     assert_eq!(s.call("GET", "/api/collections/posts/records", Some(&long_auth), None).await.status, 200);
 }
+
+#[tokio::test]
+async fn sending_email_takes_a_superuser_or_a_key_with_the_mail_send_capability() {
+    let s = Server::start();
+    let su = s.setup_superuser().await;
+    super::users::users_collection(&s, &su, json!({})).await;
+    super::users::signup(&s, "mailer@example.com").await;
+    let user = super::users::sign_in(&s, "mailer@example.com", super::users::PASSWORD).await;
+    let mail = json!({"to": "ann@example.com", "subject": "Hi", "text": "Hello"});
+    // Signed-in non-superusers are refused (403), anonymous callers are asked to sign in (401).
+    s.call("POST", "/api/mail/send", Some(&user), Some(mail.clone())).await.assert_problem(403);
+    s.call("GET", "/api/mail/log", Some(&user), None).await.assert_problem(403);
+    s.call("GET", "/api/settings", Some(&user), None).await.assert_problem(403);
+    s.call("POST", "/api/mail/send", None, Some(mail.clone())).await.assert_problem(401);
+    // A key without the capability is refused; with it, the email is queued (202 + job).
+    let plain =
+        s.call("POST", "/api/keys", Some(&su), Some(json!({"name": "p", "scopes": {"*": ["list"]}}))).await;
+    let plain = format!("Bearer {}", plain.body["key"].as_str().expect("key"));
+    s.call("POST", "/api/mail/send", Some(&plain), Some(mail.clone())).await.assert_problem(403);
+    s.call("POST", "/api/keys", Some(&su), Some(json!({"name": "x", "capabilities": ["mail.nope"]})))
+        .await
+        .assert_problem(400)
+        .assert_field_error("capabilities", "validation_invalid_capability");
+    let mailer = s
+        .call("POST", "/api/keys", Some(&su), Some(json!({"name": "m", "capabilities": ["mail.send"]})))
+        .await;
+    assert_eq!(mailer.status, 201, "{}", mailer.text);
+    let mailer = format!("Bearer {}", mailer.body["key"].as_str().expect("key"));
+    let sent = s.call("POST", "/api/mail/send", Some(&mailer), Some(mail)).await;
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    assert_eq!(sent.body["kind"], "mail.send");
+    // The capability reaches nothing else.
+    s.call("GET", "/api/mail/log", Some(&mailer), None).await.assert_problem(403);
+    s.call("GET", "/api/collections/users/records", Some(&mailer), None).await.assert_problem(403);
+}
