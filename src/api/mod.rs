@@ -14,22 +14,42 @@ mod health;
 pub(crate) mod jobs;
 mod keys;
 mod mail;
+mod observe;
 pub mod openapi;
 mod records;
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
+use poem::{get, post, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
 use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::records::filter::RequestInfo;
 use crate::records::rules::Principal;
 
+/// A route table that remembers its templates (the label values of the request metrics).
+#[derive(Default)]
+struct Routes {
+    route: Route,
+    templates: Vec<&'static str>,
+}
+
+impl Routes {
+    fn at<E>(mut self, template: &'static str, ep: E) -> Routes
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        self.templates.push(template);
+        self.route = self.route.at(template, ep);
+        self
+    }
+}
+
 /// The public HTTP API.
 pub fn routes(app: Arc<App>) -> impl Endpoint {
-    Route::new()
+    let table = Routes::default()
         .at("/api/health", get(health::health).head(health::health))
         .at("/api/ready", get(health::ready))
         .at("/api/setup", get(auth::setup_status).post(auth::setup))
@@ -78,6 +98,13 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/mail/send", post(mail::send))
         .at("/api/mail/log", get(mail::log))
         .at("/api/mail/log/:id", get(mail::log_view))
+        .at("/metrics", get(observe::prometheus))
+        .at("/api/metrics", get(observe::history))
+        .at("/api/logs", get(observe::logs))
+        .at("/api/logs/stats", get(observe::log_stats));
+    app.observe.set_routes(&table.templates);
+    table
+        .route
         .data(app.clone())
         .catch_all_error(|err| async move { error::into_problem(err) })
         .around(move |ep, req| guard::guard(ep, req, app.clone()))

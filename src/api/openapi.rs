@@ -295,7 +295,7 @@ fn access_schemas() -> Value {
                 "operations": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}
             }
         }},
-        "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+        "capabilities": {"type": "array", "items": {"enum": ["mail.send", "metrics.read"]}},
         "expires": {"type": "string", "description": "Expiry; empty = never."},
         "created": {"type": "string"},
         "createdBy": {"type": "string"},
@@ -327,7 +327,7 @@ fn access_schemas() -> Value {
             "properties": {
                 "name": {"type": "string", "maxLength": 200},
                 "scopes": {"type": "object", "additionalProperties": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}, "description": "Collection name or id (or *) → operations."},
-                "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+                "capabilities": {"type": "array", "items": {"enum": ["mail.send", "metrics.read"]}},
                 "expires": {"type": "string", "description": "A future date; absent = never."}
             }
         },
@@ -596,7 +596,7 @@ pub fn static_spec() -> Value {
         "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
     }));
     paths.insert("/api/ready".into(), json!({
-        "get": op("ready", "Readiness: storage open and writable", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}}}))), &[503]),
+        "get": op("ready", "Readiness: storage writable, job workers running, free disk above [observe] ready_min_disk_free_mb; superusers also get each check's detail", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}}))), &[503]),
     }));
     paths.insert("/api/setup".into(), json!({
         "get": op("setupStatus", "Whether the first superuser must still be created", "auth", vec![], None, (200, Some(json!({"type": "object", "properties": {"setupRequired": {"type": "boolean"}}}))), &[]),
@@ -872,6 +872,51 @@ pub fn static_spec() -> Value {
             query_param("target", "Target (record id, collection id, identity).", json!({"type": "string"})),
         ], page_params()].concat(), None, (200, Some(r("AuditList"))), &[400, 401, 403]),
     }));
+    let time_param = |name: &str| {
+        query_param(name, "Unix seconds or a date (2026-01-02 03:04:05.000Z).", json!({"type": "string"}))
+    };
+    let log_filters = || {
+        vec![
+            time_param("from"),
+            time_param("to"),
+            query_param("method", "HTTP method.", json!({"type": "string"})),
+            query_param(
+                "route",
+                "Route template, e.g. /api/collections/{collection}/records/{id}.",
+                json!({"type": "string"}),
+            ),
+            query_param("status", "Status code (404) or class (4xx).", json!({"type": "string"})),
+            query_param("ip", "Client IP address.", json!({"type": "string"})),
+            query_param("auth", "none, token or apiKey.", json!({"type": "string"})),
+            query_param(
+                "minDurationMs",
+                "Only requests that took at least this long.",
+                json!({"type": "number", "minimum": 0}),
+            ),
+        ]
+    };
+    paths.insert("/metrics".into(), json!({
+        "get": {"operationId": "prometheusMetrics", "summary": "Every metric in the Prometheus text format (superusers, API keys with metrics.read, or [observe] metrics_allowed_ips)", "tags": ["observe"], "responses": {"200": {"description": "Prometheus text exposition 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem_ref(), "403": problem_ref(), "404": problem_ref()}},
+    }));
+    paths.insert("/api/metrics".into(), json!({
+        "get": op("metricHistory", "Stored metric history: without series, the list of series; with series, [unixSeconds, value] points averaged per step (superusers, API keys with metrics.read)", "observe", vec![
+            query_param("series", "Comma-separated series names.", json!({"type": "string"})),
+            time_param("from"),
+            time_param("to"),
+            query_param("step", "Seconds between points (chosen when absent).", json!({"type": "integer", "minimum": 1})),
+        ], None, (200, Some(json!({"type": "object"}))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/logs".into(), json!({
+        "get": op("requestLog", "Request log, newest first: time, method, route template, status, duration, client IP, auth kind (superusers, API keys with metrics.read)", "observe", [log_filters(), page_params()].concat(), None, (200, Some(list_envelope(json!({"type": "object", "properties": {
+            "id": {"type": "string"}, "time": {"type": "string"}, "method": {"type": "string"}, "route": {"type": "string"},
+            "status": {"type": "integer"}, "durationMs": {"type": "number"}, "ip": {"type": "string"}, "auth": {"type": "string"}
+        }})))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/logs/stats".into(), json!({
+        "get": op("requestLogStats", "Request counts per status class per step (default: the last 24 hours by hour)", "observe", [log_filters(), vec![
+            query_param("step", "Seconds per bucket (default 3600).", json!({"type": "integer", "minimum": 1})),
+        ]].concat(), None, (200, Some(json!({"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}))), &[400, 401, 403]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -884,7 +929,7 @@ pub fn static_spec() -> Value {
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
             {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
-            {"name": "keys"}, {"name": "audit"}
+            {"name": "keys"}, {"name": "audit"}, {"name": "observe"}
         ],
         "paths": paths,
         "components": components(),

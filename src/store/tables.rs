@@ -59,11 +59,18 @@ pub enum Table {
     /// Mail job id (u64 BE) → delivery log row (JSON, `mail::log::LogRow`): recipient,
     /// subject, template, state, attempts, last SMTP reply; changes with the job's outcome.
     MailLog,
+    /// Time (µs since 1970, u64 BE) sequence (u32 BE) → request log row (JSON,
+    /// `observe::requests`: method, route template, status, duration, client IP, auth kind).
+    /// The `Meta` key `request_log_bytes` holds the table's total size for the byte budget.
+    RequestLog,
+    /// Resolution (u8: 0 = 10 s, 1 = 5 min) time (ms since 1970, u64 BE) → one sample of
+    /// every history series (JSON object series name → number, `observe::history`).
+    MetricHistory,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 24] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -86,6 +93,8 @@ impl Table {
         Table::AuthOtps,
         Table::Settings,
         Table::MailLog,
+        Table::RequestLog,
+        Table::MetricHistory,
     ];
 
     /// The redb definition backing this table.
@@ -118,6 +127,8 @@ impl Table {
             Table::AuthOtps => "auth_otps",
             Table::Settings => "settings",
             Table::MailLog => "mail_log",
+            Table::RequestLog => "request_log",
+            Table::MetricHistory => "metric_history",
         }
     }
 }
