@@ -99,12 +99,14 @@ impl App {
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
+        crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
         let observe = Observe::new(store.clone(), dir, &config.observe).map_err(AppError::Startup)?;
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             observe,
             limiter,
             config,
@@ -115,7 +117,9 @@ impl App {
             jobs,
             mail,
             bound: OnceLock::new(),
-        }))
+        });
+        let _ = alert_app.set(Arc::downgrade(&app));
+        Ok(app)
     }
 
     /// Request body limits from the config.
@@ -164,6 +168,9 @@ impl App {
         let _ = self.bound.set(local);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
+        if let Err(err) = crate::observe::alerts::seed_defaults(&self).await {
+            tracing::warn!(error = %err, "default alert rules not stored");
+        }
         if self.config.jobs.workers {
             let orphans = self.jobs.start().await.map_err(|e| std::io::Error::other(e.to_string()))?;
             if orphans > 0 {

@@ -55,6 +55,7 @@ pub struct ObserveSection {
     /// `/api/ready` fails while the data directory's disk has less free space (MiB).
     pub ready_min_disk_free_mb: u64,
     /// Seconds between metric history samples (kept 24 h; 5-minute averages kept 30 days).
+    /// The alert rules are evaluated after every sample.
     pub history_sample_secs: u64,
     /// Dead-man's-switch: a URL fetched (GET) every `heartbeat_secs` while the server is
     /// healthy, so an external monitor notices when it stops. Empty: off.

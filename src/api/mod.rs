@@ -101,7 +101,13 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/metrics", get(observe::prometheus))
         .at("/api/metrics", get(observe::history))
         .at("/api/logs", get(observe::logs))
-        .at("/api/logs/stats", get(observe::log_stats));
+        .at("/api/logs/stats", get(observe::log_stats))
+        .at("/api/alerts", get(observe::alert_list).post(observe::alert_create))
+        .at("/api/alerts/history", get(observe::alert_history))
+        .at(
+            "/api/alerts/:id",
+            get(observe::alert_view).patch(observe::alert_update).delete(observe::alert_delete),
+        );
     app.observe.set_routes(&table.templates);
     table
         .route

@@ -1,25 +1,27 @@
 //! `/metrics` (Prometheus text), `/api/metrics` (stored history), `/api/logs` and
 //! `/api/logs/stats` (the request log). Superusers and API keys holding `metrics.read` may
 //! read all of them; `/metrics` also answers allowlisted scraper addresses without
-//! credentials (`[observe] metrics_allowed_ips`).
+//! credentials (`[observe] metrics_allowed_ips`). `/api/alerts` (rules, history) is for
+//! superusers.
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Query};
-use poem::{handler, Request, Response};
+use poem::web::{Data, Path, Query};
+use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 
+use super::body::json_object;
 use super::error::ApiError;
 use super::guard::ClientIp;
-use super::jobs::envelope;
+use super::jobs::{envelope, require_superuser};
 use super::{json_response, principal};
 use crate::app::App;
 use crate::auth::keys::METRICS_READ;
 use crate::jobs::paging;
-use crate::observe::exposition;
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
+use crate::observe::{alerts, exposition};
 use crate::records::rules::Principal;
 
 /// Superusers, or API keys holding `metrics.read`.
@@ -183,4 +185,86 @@ pub async fn log_stats(
     let step = parse_step(q.step.as_deref())?.unwrap_or(3600);
     let value = app.observe.requests.stats(filter, step * 1_000_000).await?;
     Ok(json_response(StatusCode::OK, &value))
+}
+
+/// `GET /api/alerts`: every alert rule with its state (superusers).
+#[handler]
+pub async fn alert_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    let rules = alerts::list(app).await?;
+    let total = rules.len();
+    let items = rules.iter().map(alerts::Rule::to_json).collect();
+    Ok(json_response(StatusCode::OK, &envelope(1, total.max(1), total, items)))
+}
+
+/// `POST /api/alerts`.
+#[handler]
+pub async fn alert_create(
+    req: &Request,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
+    let rule = alerts::create(app, body).await?;
+    Ok(json_response(StatusCode::OK, &rule.to_json()))
+}
+
+/// `GET /api/alerts/{id}`.
+#[handler]
+pub async fn alert_view(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    Ok(json_response(StatusCode::OK, &alerts::get(app, &id).await?.to_json()))
+}
+
+/// `PATCH /api/alerts/{id}`: a changed rule starts over in the `ok` state.
+#[handler]
+pub async fn alert_update(
+    req: &Request,
+    Path(id): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    let body = json_object(req, body, app.body_limits()).await?;
+    Ok(json_response(StatusCode::OK, &alerts::update(app, &id, body).await?.to_json()))
+}
+
+/// `DELETE /api/alerts/{id}`.
+#[handler]
+pub async fn alert_delete(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    alerts::delete(app, &id).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
+}
+
+/// Query parameters of `GET /api/alerts/history`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AlertHistoryParams {
+    rule: Option<String>,
+    #[serde(rename = "perPage")]
+    per_page: Option<String>,
+}
+
+/// `GET /api/alerts/history`: firing and resolving transitions, newest first.
+#[handler]
+pub async fn alert_history(
+    req: &Request,
+    Query(q): Query<AlertHistoryParams>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    require_superuser(app, req).await?;
+    let (_, per_page) = paging(None, q.per_page.as_deref())?;
+    let rule = q.rule.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    let items = alerts::history_rows(app, rule, per_page).await?;
+    let total = items.len();
+    Ok(json_response(StatusCode::OK, &envelope(1, per_page, total, items)))
 }

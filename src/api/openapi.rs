@@ -917,6 +917,35 @@ pub fn static_spec() -> Value {
             query_param("step", "Seconds per bucket (default 3600).", json!({"type": "integer", "minimum": 1})),
         ]].concat(), None, (200, Some(json!({"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}))), &[400, 401, 403]),
     }));
+    let alert_rule = json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "series": {"type": "string"},
+        "op": {"enum": [">", ">=", "<", "<="]}, "threshold": {"type": "number"},
+        "forSecs": {"type": "integer"}, "cooldownSecs": {"type": "integer"}, "enabled": {"type": "boolean"},
+        "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "state": {"enum": ["ok", "pending", "firing"]}, "since": {"type": ["integer", "null"]},
+        "lastNotified": {"type": ["integer", "null"]}, "notified": {"type": "boolean"}, "value": {"type": ["number", "null"]}
+    }});
+    let alert_input = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": {"type": "string"}, "series": {"type": "string"}, "op": {"enum": [">", ">=", "<", "<="]},
+        "threshold": {"type": "number"}, "forSecs": {"type": "integer", "minimum": 0}, "cooldownSecs": {"type": "integer", "minimum": 0},
+        "enabled": {"type": "boolean"}, "emails": {"type": "array", "items": {"type": "string", "format": "email"}}
+    }});
+    let rule_id = || path_param("id", "Alert rule id.");
+    paths.insert("/api/alerts".into(), json!({
+        "get": op("listAlertRules", "Alert rules with their state (superusers)", "observe", vec![], None, (200, Some(list_envelope(alert_rule.clone()))), &[401, 403]),
+        "post": op("createAlertRule", "Create an alert rule over a history series (superusers)", "observe", vec![], Some(alert_input.clone()), (200, Some(alert_rule.clone())), &[400, 401, 403, 413, 415, 503, 507]),
+    }));
+    paths.insert("/api/alerts/history".into(), json!({
+        "get": op("alertHistory", "Firing and resolving transitions, newest first (superusers)", "observe", vec![
+            query_param("rule", "Only this rule's transitions.", json!({"type": "string"})),
+            query_param("perPage", "Most rows (default 30, at most 1000).", json!({"type": "integer", "minimum": 1})),
+        ], None, (200, Some(list_envelope(json!({"type": "object"})))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/alerts/{id}".into(), json!({
+        "get": op("getAlertRule", "One alert rule (superusers)", "observe", vec![rule_id()], None, (200, Some(alert_rule.clone())), &[401, 403, 404]),
+        "patch": op("updateAlertRule", "Change an alert rule; it starts over in the ok state (superusers)", "observe", vec![rule_id()], Some(alert_input), (200, Some(alert_rule)), &[400, 401, 403, 404, 413, 415, 503, 507]),
+        "delete": op("deleteAlertRule", "Delete an alert rule (superusers)", "observe", vec![rule_id()], None, (204, None), &[401, 403, 404, 503, 507]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -238,6 +238,10 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
         window.add(&s);
         if let Err(err) = store_sample(&app, now_ms, s, finished).await {
             tracing::warn!(error = %err, "metric history sample not stored");
+            continue;
+        }
+        if let Err(err) = super::alerts::evaluate(&app).await {
+            tracing::warn!(error = %err, "alert rules not evaluated");
         }
     }
 }

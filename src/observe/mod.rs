@@ -6,6 +6,7 @@
 //! rate-limit refusals) live in that domain as plain atomics built from [`metrics`]; this
 //! module reads them when it renders or samples.
 
+pub mod alerts;
 pub mod audit;
 pub mod exposition;
 pub mod health;
@@ -28,6 +29,11 @@ pub enum ObserveError {
     /// A malformed query (bad time, unknown series, too many points).
     #[error("{0}")]
     BadRequest(String),
+    /// Invalid input, per field.
+    #[error("invalid input")]
+    Invalid(crate::records::FieldErrors),
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Store(StoreError),
 }

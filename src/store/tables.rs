@@ -66,11 +66,16 @@ pub enum Table {
     /// Resolution (u8: 0 = 10 s, 1 = 5 min) time (ms since 1970, u64 BE) → one sample of
     /// every history series (JSON object series name → number, `observe::history`).
     MetricHistory,
+    /// Alert rule id → rule with its evaluation state (JSON, `observe::alerts::Rule`).
+    AlertRules,
+    /// Time (ms since 1970, u64 BE) sequence (u32 BE) → alert transition (JSON: rule,
+    /// `firing`/`resolved`, value, whether it was notified); the newest 5000 are kept.
+    AlertHistory,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 26] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -95,6 +100,8 @@ impl Table {
         Table::MailLog,
         Table::RequestLog,
         Table::MetricHistory,
+        Table::AlertRules,
+        Table::AlertHistory,
     ];
 
     /// The redb definition backing this table.
@@ -129,6 +136,8 @@ impl Table {
             Table::MailLog => "mail_log",
             Table::RequestLog => "request_log",
             Table::MetricHistory => "metric_history",
+            Table::AlertRules => "alert_rules",
+            Table::AlertHistory => "alert_history",
         }
     }
 }

@@ -398,3 +398,144 @@ async fn metric_history_is_sampled_and_survives_a_restart() {
         s.call("GET", &format!("/api/metrics?{bad}"), Some(&su), None).await.assert_problem(400);
     }
 }
+
+/// Polls the alert history until `n` rows exist; returns them (newest first).
+async fn wait_alert_history(s: &Server, su: &str, rule: &str, n: usize, within: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let r = s.call("GET", &format!("/api/alerts/history?rule={rule}"), Some(su), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= n {
+            return items;
+        }
+        assert!(started.elapsed() < within, "fewer than {n} alert transitions: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn dead_job(s: &Server, su: &str) -> String {
+    let r = s
+        .call("POST", "/api/jobs", Some(su), Some(json!({"kind": "fail", "payload": {"discard": true}})))
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{}", r.text);
+    r.body["id"].as_str().map(str::to_string).unwrap_or_else(|| r.body["id"].to_string())
+}
+
+#[tokio::test]
+async fn an_alert_fires_after_its_duration_emails_once_resolves_and_respects_its_cooldown() {
+    use crate::common::smtp::{free_port, read_messages, SmtpSink};
+    let port = free_port();
+    let out = tempfile::tempdir().expect("tempdir");
+    let _sink = SmtpSink::start(port, out.path(), &[]);
+    let env = [
+        ("BACKBONE_MAIL_ENABLED", "true".to_string()),
+        ("BACKBONE_MAIL_HOST", "127.0.0.1".to_string()),
+        ("BACKBONE_MAIL_PORT", port.to_string()),
+        ("BACKBONE_MAIL_SECURITY", "none".to_string()),
+        ("BACKBONE_JOBS_TEST_KINDS", "true".to_string()),
+        ("BACKBONE_OBSERVE_HISTORY_SAMPLE_SECS", "1".to_string()),
+    ];
+    let s = Server::start_with(StartOptions {
+        env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        args: vec![],
+    });
+    let su = s.setup_superuser().await;
+
+    // The defaults exist, without recipients.
+    let list = s.call("GET", "/api/alerts", Some(&su), None).await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let defaults = list.body["items"].as_array().cloned().unwrap_or_default();
+    for series in [
+        "http_error_ratio",
+        "http_p99_ms",
+        "jobs_dead",
+        "jobs_oldest_waiting_secs",
+        "disk_free_bytes",
+        "host_memory_available_bytes",
+    ] {
+        assert!(defaults.iter().any(|r| r["series"] == series), "default rule on {series}: {}", list.text);
+    }
+    // Bad input is a 400 with field errors; unknown ids are 404.
+    s.call("POST", "/api/alerts", Some(&su), Some(json!({"name": "x", "series": "nope", "threshold": 1})))
+        .await
+        .assert_problem(400)
+        .assert_field_error("series", "validation_unknown_series");
+    s.call("PATCH", "/api/alerts/nosuchrule", Some(&su), Some(json!({"enabled": false})))
+        .await
+        .assert_problem(404);
+    s.call("GET", "/api/alerts", None, None).await.assert_problem(401);
+
+    let created = s
+        .call(
+            "POST",
+            "/api/alerts",
+            Some(&su),
+            Some(json!({"name": "Dead jobs (test)", "series": "jobs_dead", "op": ">", "threshold": 0,
+                        "forSecs": 2, "cooldownSecs": 3600, "emails": ["ops@example.com"]})),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let rule = created.body["id"].as_str().expect("rule id").to_string();
+    assert_eq!(created.body["state"], "ok");
+
+    // The condition starts holding: pending first, firing once it held for 2 s.
+    let first = dead_job(&s, &su).await;
+    let dead_at = Instant::now();
+    let pending = Instant::now();
+    loop {
+        let r = s.call("GET", &format!("/api/alerts/{rule}"), Some(&su), None).await;
+        if r.body["state"] == "pending" {
+            break;
+        }
+        assert!(pending.elapsed() < Duration::from_secs(10), "never pending: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fired = wait_alert_history(&s, &su, &rule, 1, Duration::from_secs(15)).await;
+    assert!(dead_at.elapsed() >= Duration::from_secs(2), "fired before the condition held for 2 s");
+    assert_eq!(fired[0]["event"], "firing");
+    assert_eq!(fired[0]["notified"], true);
+    assert_eq!(fired[0]["value"], 1.0);
+
+    // One email, to the rule's recipient.
+    let started = Instant::now();
+    while read_messages(out.path()).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(15), "no alert email arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let messages = read_messages(out.path());
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let text = messages[0].to_string();
+    assert!(text.contains("ops@example.com") && text.contains("[FIRING] Dead jobs (test)"), "{text}");
+
+    // The condition stops holding: resolved, with its own email.
+    let r = s.call("DELETE", &format!("/api/jobs/{first}"), Some(&su), None).await;
+    assert!(r.status < 300, "{}", r.text);
+    let resolved = wait_alert_history(&s, &su, &rule, 2, Duration::from_secs(15)).await;
+    assert_eq!(resolved[0]["event"], "resolved");
+    let started = Instant::now();
+    while read_messages(out.path()).len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(15), "no resolve email arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(read_messages(out.path())[1].to_string().contains("[RESOLVED] Dead jobs (test)"));
+
+    // Within the cooldown it fires again (recorded) without another email.
+    dead_job(&s, &su).await;
+    let again = wait_alert_history(&s, &su, &rule, 3, Duration::from_secs(15)).await;
+    assert_eq!(again[0]["event"], "firing");
+    assert_eq!(again[0]["notified"], false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(read_messages(out.path()).len(), 2, "the cooldown holds back the second firing email");
+
+    // Rules can be switched off and deleted.
+    let r = s.call("PATCH", &format!("/api/alerts/{rule}"), Some(&su), Some(json!({"enabled": false}))).await;
+    assert_eq!(
+        (r.status, r.body["enabled"].clone(), r.body["state"].clone()),
+        (200, json!(false), json!("ok")),
+        "{}",
+        r.text
+    );
+    assert_eq!(s.call("DELETE", &format!("/api/alerts/{rule}"), Some(&su), None).await.status, 204);
+    s.call("GET", &format!("/api/alerts/{rule}"), Some(&su), None).await.assert_problem(404);
+}
