@@ -326,6 +326,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub http: Option<String>,
+    pub log_format: Option<String>,
 }
 
 impl Config {
@@ -350,6 +351,9 @@ impl Config {
         config.apply_env(env)?;
         if let Some(http) = &overrides.http {
             config.http = http.clone();
+        }
+        if let Some(format) = &overrides.log_format {
+            config.log_format = format.clone();
         }
         config.check()?;
         Ok(config)
@@ -585,7 +589,7 @@ mod tests {
             dir.path(),
             None,
             &env(&[("BACKBONE_HTTP", "127.0.0.1:9001")]),
-            &Overrides { http: Some("127.0.0.1:9002".into()) },
+            &Overrides { http: Some("127.0.0.1:9002".into()), log_format: None },
         )
         .expect("load");
         assert_eq!(c.http, "127.0.0.1:9002");

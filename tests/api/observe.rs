@@ -539,3 +539,59 @@ async fn an_alert_fires_after_its_duration_emails_once_resolves_and_respects_its
     assert_eq!(s.call("DELETE", &format!("/api/alerts/{rule}"), Some(&su), None).await.status, 204);
     s.call("GET", &format!("/api/alerts/{rule}"), Some(&su), None).await.assert_problem(404);
 }
+
+#[tokio::test]
+async fn systemd_gets_ready_and_watchdog_notifications() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let _s = Server::start_with(StartOptions {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), path.display().to_string()),
+            // 400 ms: keep-alives every 200 ms.
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+        args: vec![],
+    });
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let started = Instant::now();
+    while seen.iter().filter(|m: &&String| m.contains("WATCHDOG=1")).count() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "notifications so far: {seen:?}");
+        let n = socket.recv(&mut buf).expect("a notification");
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    assert!(seen[0].contains("READY=1"), "READY comes first: {seen:?}");
+}
+
+#[tokio::test]
+async fn the_heartbeat_url_is_pinged_while_the_server_runs() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _s = Server::start_with(StartOptions {
+        env: vec![
+            (
+                "BACKBONE_OBSERVE_HEARTBEAT_URL".into(),
+                format!("http://127.0.0.1:{port}/ping/abc?from=backbone"),
+            ),
+            ("BACKBONE_OBSERVE_HEARTBEAT_SECS".into(), "1".into()),
+        ],
+        args: vec![],
+    });
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("a heartbeat within 10 s")
+            .expect("accept");
+        let mut buf = vec![0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await.expect("read");
+        let request = String::from_utf8_lossy(&buf[..n]).to_string();
+        lines.push(request.lines().next().unwrap_or_default().to_string());
+        tokio::io::AsyncWriteExt::write_all(&mut conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .expect("answer");
+    }
+    assert!(lines.iter().all(|l| l == "GET /ping/abc?from=backbone HTTP/1.1"), "{lines:?}");
+}
