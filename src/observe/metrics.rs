@@ -172,6 +172,9 @@ impl Segment {
     }
 }
 
+/// Path segments compared one by one; deeper paths match only wildcard templates.
+const MAX_DEPTH: usize = 12;
+
 /// Label used for requests that match no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
@@ -229,26 +232,29 @@ impl RouteTable {
         self.labels.is_empty()
     }
 
-    /// The slot of `path`'s template (the last slot when nothing matches).
+    /// The slot of `path`'s template (the last slot when nothing matches). The path is
+    /// split once, on the stack; paths deeper than [`MAX_DEPTH`] segments match only
+    /// wildcard templates.
     pub fn slot(&self, path: &str) -> usize {
+        let mut parts = [""; MAX_DEPTH];
+        let mut depth = 0usize;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if let Some(slot) = parts.get_mut(depth) {
+                *slot = part;
+            }
+            depth += 1;
+        }
         'entries: for (segments, index) in &self.entries {
-            let mut parts = path.split('/').filter(|p| !p.is_empty());
-            for segment in segments {
+            for (i, segment) in segments.iter().enumerate() {
+                let part = if i < depth { parts.get(i).copied() } else { None };
                 match segment {
                     Segment::Wildcard => return *index,
-                    Segment::Param => {
-                        if parts.next().is_none() {
-                            continue 'entries;
-                        }
-                    }
-                    Segment::Literal(lit) => {
-                        if parts.next() != Some(lit.as_str()) {
-                            continue 'entries;
-                        }
-                    }
+                    Segment::Param if i < depth => {}
+                    Segment::Literal(lit) if i < depth && i < MAX_DEPTH && part == Some(lit.as_str()) => {}
+                    _ => continue 'entries,
                 }
             }
-            if parts.next().is_none() {
+            if segments.len() == depth {
                 return *index;
             }
         }

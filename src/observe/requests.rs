@@ -189,16 +189,23 @@ impl RequestLog {
         }
     }
 
+    /// The stored JSON of a row, written directly (this runs for every request).
     fn encode(&self, row: &Row) -> Vec<u8> {
-        let value = json!({
-            "method": row.method,
-            "route": &*row.route,
-            "status": row.status,
-            "durationMs": (row.duration_us as f64) / 1000.0,
-            "ip": row.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            "auth": row.auth,
-        });
-        serde_json::to_vec(&value).unwrap_or_default()
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(128);
+        let route = serde_json::to_string(&*row.route).unwrap_or_else(|_| "\"\"".into());
+        let ip = row.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let _ = write!(
+            out,
+            r#"{{"method":"{}","route":{},"status":{},"durationMs":{},"ip":"{}","auth":"{}"}}"#,
+            row.method,
+            route,
+            row.status,
+            row.duration_us as f64 / 1000.0,
+            ip,
+            row.auth
+        );
+        out
     }
 
     /// Writes `rows` and prunes by age (before `now_us - keep`) and by size, in one write.
@@ -421,6 +428,73 @@ mod tests {
         assert!(!f("5xx").matches(&row));
         assert!(!LogFilter { min_duration_ms: Some(5.0), ..LogFilter::default() }.matches(&row));
         assert!(LogFilter { method: Some("get".into()), ..LogFilter::default() }.matches(&row));
+    }
+
+    #[test]
+    fn rows_encode_as_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("d.redb"), &Default::default()).expect("open");
+        let log = RequestLog::new(store.clone(), true, 100, 1 << 20);
+        let row = Row { ip: "::1".parse().ok(), route: Arc::from("/a/{id}"), ..row(5) };
+        let value: Value = serde_json::from_slice(&log.encode(&row)).expect("json");
+        assert_eq!(
+            value,
+            json!({"method": "GET", "route": "/a/{id}", "status": 200, "durationMs": 1.5, "ip": "::1", "auth": "none"})
+        );
+        store.shutdown();
+    }
+
+    /// Cost of the per-request observability work and of storing rows (run with
+    /// `cargo test --release --lib observe_cost -- --ignored --nocapture`).
+    #[tokio::test]
+    #[ignore]
+    async fn observe_cost() {
+        use crate::observe::metrics::{HttpMetrics, RouteTable};
+        let templates = [
+            "/api/health",
+            "/api/collections/:collection",
+            "/api/collections/:collection/records",
+            "/api/collections/:collection/records/:id",
+            "/api/jobs/:id",
+            "/api/docs/*path",
+        ];
+        let http = HttpMetrics::new(RouteTable::new(&templates));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("d.redb"), &Default::default()).expect("open");
+        let log = RequestLog::new(store.clone(), true, 3600, 1 << 30);
+        let n = 200_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let flight = http.start("GET", "/api/collections/bench/records/abcdefghijklmno");
+            let route = flight.route();
+            let elapsed = flight.finish(200);
+            log.record(Row {
+                time_us: chrono::Utc::now().timestamp_micros(),
+                method: "GET",
+                route: http.routes.shared_label(route),
+                status: 200,
+                duration_us: elapsed.as_micros() as u64,
+                ip: "127.0.0.1".parse().ok(),
+                auth: "token",
+            });
+            if log.sender.capacity() == 0 {
+                break;
+            }
+        }
+        let per_request = started.elapsed() / n;
+        let mut receiver = log.receiver.lock().ok().and_then(|mut r| r.take()).expect("receiver");
+        let mut rows = Vec::new();
+        while let Ok(row) = receiver.try_recv() {
+            rows.push(row);
+        }
+        let count = rows.len() as u32;
+        let started = std::time::Instant::now();
+        log.write(rows, chrono::Utc::now().timestamp_micros()).await.expect("write");
+        let per_row = started.elapsed() / count.max(1);
+        println!(
+            "hot path per request: {per_request:?}; storing: {per_row:?} per row ({count} rows in one write)"
+        );
+        store.shutdown();
     }
 
     fn row(time_us: i64) -> Row {
