@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
+use crate::observe::Observe;
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
@@ -76,6 +77,8 @@ pub struct App {
     pub limiter: Limiter,
     /// Outgoing email: templates, the outbox (`mail.send` jobs), settings and delivery log.
     pub mail: Mail,
+    /// Metrics, the request log, readiness checks, host figures.
+    pub observe: Observe,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -96,11 +99,15 @@ impl App {
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
+        crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
-        Ok(Arc::new(App {
+        let observe = Observe::new(store.clone(), dir, &config.observe).map_err(AppError::Startup)?;
+        let app = Arc::new(App {
+            observe,
             limiter,
             config,
             dir: dir.to_path_buf(),
@@ -110,7 +117,9 @@ impl App {
             jobs,
             mail,
             bound: OnceLock::new(),
-        }))
+        });
+        let _ = alert_app.set(Arc::downgrade(&app));
+        Ok(app)
     }
 
     /// Request body limits from the config.
@@ -159,6 +168,9 @@ impl App {
         let _ = self.bound.set(local);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
+        if let Err(err) = crate::observe::alerts::seed_defaults(&self).await {
+            tracing::warn!(error = %err, "default alert rules not stored");
+        }
         if self.config.jobs.workers {
             let orphans = self.jobs.start().await.map_err(|e| std::io::Error::other(e.to_string()))?;
             if orphans > 0 {
@@ -201,6 +213,10 @@ impl App {
             }
         });
 
+        let log_task = tokio::spawn(self.observe.requests.clone().run(stop_rx.clone()));
+        let history_task = tokio::spawn(crate::observe::history::run(self.clone(), stop_rx.clone()));
+        let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(self.clone(), stop_rx.clone()));
+
         let mut http_stop = stop_rx;
         let http =
             Server::new_with_acceptor(acceptor).name("http").idle_timeout(idle).run_with_graceful_shutdown(
@@ -218,6 +234,10 @@ impl App {
         let (result, ()) = tokio::join!(http, trigger);
         let _ = admin.await;
         let _ = sweeper.await;
+        let _ = history_task.await;
+        let _ = heartbeat_task.await;
+        // After the HTTP server stopped: the last rows are flushed.
+        let _ = log_task.await;
         self.jobs.shutdown(grace).await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

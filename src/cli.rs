@@ -24,6 +24,10 @@ pub struct Cli {
     /// Config file (default: <dir>/backbone.toml when it exists).
     #[arg(long, global = true, env = "BACKBONE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Log format on stderr: `text` (for a terminal) or `json` (one object per line, for
+    /// journald and log shippers). Overrides `log_format` / `BACKBONE_LOG_FORMAT`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,8 +110,13 @@ fn backbone_env() -> BTreeMap<String, String> {
 
 /// Loads the layered config for this invocation.
 pub fn load_config(cli: &Cli, http: Option<String>) -> Result<Config, String> {
-    Config::load(&cli.dir, cli.config.as_deref(), &backbone_env(), &Overrides { http })
-        .map_err(|e| e.to_string())
+    Config::load(
+        &cli.dir,
+        cli.config.as_deref(),
+        &backbone_env(),
+        &Overrides { http, log_format: cli.log_format.clone() },
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Runs a parsed command; the error is printed by `main`.

@@ -34,6 +34,50 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub cors: CorsSection,
     pub mail: MailSection,
+    pub observe: ObserveSection,
+}
+
+/// Metrics, the request log, readiness, history and the heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObserveSection {
+    /// Count request metrics and serve `GET /metrics` (Prometheus text).
+    pub metrics: bool,
+    /// Addresses (IPs or CIDR ranges) that may read `/metrics` without credentials
+    /// (a Prometheus scraper). Superusers and API keys with `metrics.read` always may.
+    pub metrics_allowed_ips: Vec<String>,
+    /// Store one request log row per answered request (`GET /api/logs`).
+    pub request_log: bool,
+    /// Request log rows older than this many seconds are deleted.
+    pub request_log_keep_secs: u64,
+    /// The request log is kept below this many MiB (oldest rows go first).
+    pub request_log_max_mb: u64,
+    /// `/api/ready` fails while the data directory's disk has less free space (MiB).
+    pub ready_min_disk_free_mb: u64,
+    /// Seconds between metric history samples (kept 24 h; 5-minute averages kept 30 days).
+    /// The alert rules are evaluated after every sample.
+    pub history_sample_secs: u64,
+    /// Dead-man's-switch: a URL fetched (GET) every `heartbeat_secs` while the server is
+    /// healthy, so an external monitor notices when it stops. Empty: off.
+    pub heartbeat_url: String,
+    /// Seconds between heartbeat pings.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for ObserveSection {
+    fn default() -> Self {
+        ObserveSection {
+            metrics: true,
+            metrics_allowed_ips: Vec::new(),
+            request_log: true,
+            request_log_keep_secs: 604_800,
+            request_log_max_mb: 256,
+            ready_min_disk_free_mb: 100,
+            history_sample_secs: 10,
+            heartbeat_url: String::new(),
+            heartbeat_secs: 60,
+        }
+    }
 }
 
 /// Per-client request limits (token buckets). A limit is `"N/Ds"`: N requests, refilled
@@ -236,6 +280,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             cors: CorsSection::default(),
             mail: MailSection::default(),
+            observe: ObserveSection::default(),
         }
     }
 }
@@ -281,6 +326,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub http: Option<String>,
+    pub log_format: Option<String>,
 }
 
 impl Config {
@@ -305,6 +351,9 @@ impl Config {
         config.apply_env(env)?;
         if let Some(http) = &overrides.http {
             config.http = http.clone();
+        }
+        if let Some(format) = &overrides.log_format {
+            config.log_format = format.clone();
         }
         config.check()?;
         Ok(config)
@@ -416,6 +465,27 @@ impl Config {
                 message,
             })?;
         }
+        for ip in &self.observe.metrics_allowed_ips {
+            parse_net(ip).map_err(|message| ConfigError::Value {
+                name: "observe.metrics_allowed_ips".into(),
+                message,
+            })?;
+        }
+        if self.observe.history_sample_secs == 0 || self.observe.heartbeat_secs == 0 {
+            return Err(ConfigError::Value {
+                name: "observe".into(),
+                message: "history_sample_secs and heartbeat_secs must be at least 1".into(),
+            });
+        }
+        let heartbeat = &self.observe.heartbeat_url;
+        if !heartbeat.is_empty()
+            && !url::Url::parse(heartbeat).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::Value {
+                name: "observe.heartbeat_url".into(),
+                message: format!("{heartbeat:?} is not an http(s) URL"),
+            });
+        }
         for origin in &self.cors.allowed_origins {
             let ok = origin == "*"
                 || url::Url::parse(origin).is_ok_and(|u| {
@@ -519,7 +589,7 @@ mod tests {
             dir.path(),
             None,
             &env(&[("BACKBONE_HTTP", "127.0.0.1:9001")]),
-            &Overrides { http: Some("127.0.0.1:9002".into()) },
+            &Overrides { http: Some("127.0.0.1:9002".into()), log_format: None },
         )
         .expect("load");
         assert_eq!(c.http, "127.0.0.1:9002");

@@ -259,6 +259,19 @@ impl From<MailError> for ApiError {
     }
 }
 
+impl From<crate::observe::ObserveError> for ApiError {
+    fn from(err: crate::observe::ObserveError) -> ApiError {
+        match err {
+            crate::observe::ObserveError::BadRequest(m) => ApiError::bad_request(m),
+            crate::observe::ObserveError::Invalid(fields) => {
+                ApiError::validation("Invalid alert rule.", &fields)
+            }
+            crate::observe::ObserveError::NotFound(m) => ApiError::not_found(m),
+            crate::observe::ObserveError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
 /// Rewrites any error poem produced into the problem shape.
 pub fn into_problem(err: poem::Error) -> Response {
     if let Some(api) = err.downcast_ref::<ApiError>() {

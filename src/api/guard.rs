@@ -1,5 +1,5 @@
-//! What wraps every HTTP request: the client address, rate limits, CORS, and the security
-//! and caching headers of every response.
+//! What wraps every HTTP request: the client address, rate limits, CORS, the security and
+//! caching headers of every response, and the request metrics and request log row.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::error::ApiError;
 use crate::app::App;
+use crate::observe::requests::Row;
 
 /// The client's IP address as the rate limiter and the audit log see it (after trusted
 /// proxies), stored in the request's extensions.
@@ -97,8 +98,26 @@ fn secure(app: &App, path: &str, authenticated: bool, origin: Option<&str>, resp
     }
 }
 
-/// Runs `ep` for `req` inside the guard.
+/// What kind of credentials a request carried, for the request log (never the secret).
+fn auth_kind(req: &Request) -> &'static str {
+    match req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        None => "none",
+        Some(v) => {
+            let v = v.trim();
+            let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+            if token.trim_start().starts_with(crate::auth::keys::PREFIX) {
+                "apiKey"
+            } else {
+                "token"
+            }
+        }
+    }
+}
+
+/// Runs `ep` for `req` inside the guard, counting it in the request metrics and the
+/// request log.
 pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let ip = app.limiter.client_ip(peer, forwarded);
@@ -106,6 +125,10 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
     let path = req.uri().path().to_string();
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let authenticated = req.headers().contains_key(header::AUTHORIZATION);
+    let method = crate::observe::metrics::method_label(req.method().as_str());
+    let http = app.observe.http();
+    let flight = http.filter(|_| app.config.observe.metrics).map(|h| h.start(method, &path));
+    let log = app.observe.requests.is_enabled().then(|| auth_kind(&req));
 
     let mut resp = if req.method() == Method::OPTIONS
         && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -129,5 +152,21 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
         }
     };
     secure(&app, &path, authenticated, origin.as_deref(), &mut resp);
+    let status = resp.status().as_u16();
+    let (route, elapsed) = match flight {
+        Some(flight) => (flight.route(), flight.finish(status)),
+        None => (http.map_or(usize::MAX, |h| h.routes.slot(&path)), started.elapsed()),
+    };
+    if let (Some(auth), Some(http)) = (log, http) {
+        app.observe.requests.record(Row {
+            time_us: chrono::Utc::now().timestamp_micros(),
+            method,
+            route: http.routes.shared_label(route),
+            status,
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            ip,
+            auth,
+        });
+    }
     Ok(resp)
 }

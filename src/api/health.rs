@@ -1,11 +1,10 @@
 //! Liveness and readiness.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{handler, IntoResponse, Response};
+use poem::{handler, IntoResponse, Request, Response};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -18,23 +17,31 @@ pub async fn health() -> Response {
     json_response(StatusCode::OK, &json!({"code": 200, "message": "API is healthy.", "data": {}}))
 }
 
-/// Readiness: the data file is open and a durable write goes through within 2 s.
+/// Readiness: storage writable, job workers running, enough free disk. Superusers see
+/// each check's detail; everyone else sees only the verdict.
 #[handler]
-pub async fn ready(Data(app): Data<&Arc<App>>) -> Response {
-    let probe = tokio::time::timeout(Duration::from_secs(2), app.probe_write()).await;
-    match probe {
-        Ok(Ok(())) => json_response(StatusCode::OK, &json!({"ready": true, "storage": "writable"})),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "readiness probe failed");
-            not_ready("Storage is not writable.")
+pub async fn ready(req: &Request, Data(app): Data<&Arc<App>>) -> Response {
+    let checks = crate::observe::health::checks(app).await;
+    let ready = checks.iter().all(|c| c.ok);
+    let detailed = app.auth.principal(req.header("Authorization")).await.is_superuser();
+    if ready {
+        let mut body = json!({"ready": true, "storage": "writable"});
+        if detailed {
+            body["checks"] = crate::observe::health::to_json(&checks);
         }
-        Err(_) => not_ready("Storage did not answer within 2 seconds."),
+        return json_response(StatusCode::OK, &body);
     }
-}
-
-fn not_ready(detail: &str) -> Response {
-    let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Not ready", detail);
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "Not ready",
+        format!("Failing checks: {}.", failed.join(", ")),
+    );
     err.data.insert("ready".into(), json!(false));
+    if detailed {
+        err.data.insert("checks".into(), crate::observe::health::to_json(&checks));
+    }
     err.retry_after = Some(1);
     err.into_response()
 }

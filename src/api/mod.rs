@@ -14,22 +14,53 @@ mod health;
 pub(crate) mod jobs;
 mod keys;
 mod mail;
+mod observe;
 pub mod openapi;
 mod records;
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::{get, post, Endpoint, EndpointExt, Request, Response, Route};
+use poem::{get, post, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
 use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::records::filter::RequestInfo;
 use crate::records::rules::Principal;
 
+/// A route table that remembers its templates (the label values of the request metrics).
+#[derive(Default)]
+struct Routes {
+    route: Route,
+    templates: Vec<&'static str>,
+}
+
+impl Routes {
+    fn at<E>(mut self, template: &'static str, ep: E) -> Routes
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        self.templates.push(template);
+        self.route = self.route.at(template, ep);
+        self
+    }
+}
+
 /// The public HTTP API.
 pub fn routes(app: Arc<App>) -> impl Endpoint {
-    Route::new()
+    let table = route_table();
+    app.observe.set_routes(&table.templates);
+    table
+        .route
+        .data(app.clone())
+        .catch_all_error(|err| async move { error::into_problem(err) })
+        .around(move |ep, req| guard::guard(ep, req, app.clone()))
+}
+
+/// Every route of the public API with its template.
+fn route_table() -> Routes {
+    Routes::default()
         .at("/api/health", get(health::health).head(health::health))
         .at("/api/ready", get(health::ready))
         .at("/api/setup", get(auth::setup_status).post(auth::setup))
@@ -78,9 +109,16 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .at("/api/mail/send", post(mail::send))
         .at("/api/mail/log", get(mail::log))
         .at("/api/mail/log/:id", get(mail::log_view))
-        .data(app.clone())
-        .catch_all_error(|err| async move { error::into_problem(err) })
-        .around(move |ep, req| guard::guard(ep, req, app.clone()))
+        .at("/metrics", get(observe::prometheus))
+        .at("/api/metrics", get(observe::history))
+        .at("/api/logs", get(observe::logs))
+        .at("/api/logs/stats", get(observe::log_stats))
+        .at("/api/alerts", get(observe::alert_list).post(observe::alert_create))
+        .at("/api/alerts/history", get(observe::alert_history))
+        .at(
+            "/api/alerts/:id",
+            get(observe::alert_view).patch(observe::alert_update).delete(observe::alert_delete),
+        )
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration
@@ -127,4 +165,51 @@ pub(crate) async fn caller(app: &App, req: &Request) -> (Principal, RequestInfo)
     let info =
         RequestInfo { auth, method: req.method().as_str().to_string(), query, headers, body: Map::new() };
     (who, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::observe::metrics::RouteTable;
+
+    /// `/a/:b/*c` → (`/a/x1/c1/c2`, `/a/{b}/{c}`).
+    fn instantiate(template: &str) -> (String, String) {
+        let mut path = String::new();
+        let mut label = String::new();
+        for (i, part) in template.split('/').filter(|p| !p.is_empty()).enumerate() {
+            if let Some(name) = part.strip_prefix(':') {
+                path.push_str(&format!("/x{i}"));
+                label.push_str(&format!("/{{{name}}}"));
+            } else if let Some(name) = part.strip_prefix('*') {
+                path.push_str("/c1/c2");
+                label.push_str(&format!("/{{{name}}}"));
+            } else {
+                path.push_str(&format!("/{part}"));
+                label.push_str(&format!("/{part}"));
+            }
+        }
+        (path, label)
+    }
+
+    #[test]
+    fn every_route_maps_to_its_own_template_label() {
+        let templates = super::route_table().templates;
+        let table = RouteTable::new(&templates);
+        for template in &templates {
+            let (path, label) = instantiate(template);
+            assert_eq!(table.template(&path), label, "{path}");
+        }
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_spec() {
+        let spec = super::openapi::static_spec();
+        let paths = spec["paths"].as_object().cloned().unwrap_or_default();
+        for template in super::route_table().templates {
+            let (_, label) = instantiate(template);
+            if label.starts_with("/api/docs/") {
+                continue; // the reference's static assets
+            }
+            assert!(paths.contains_key(&label), "{label} is routed but missing from the spec");
+        }
+    }
 }

@@ -300,7 +300,7 @@ fn access_schemas() -> Value {
                 "operations": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}
             }
         }},
-        "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+        "capabilities": {"type": "array", "items": {"enum": ["mail.send", "metrics.read"]}},
         "expires": {"type": "string", "description": "Expiry; empty = never."},
         "created": {"type": "string"},
         "createdBy": {"type": "string"},
@@ -332,7 +332,7 @@ fn access_schemas() -> Value {
             "properties": {
                 "name": {"type": "string", "maxLength": 200},
                 "scopes": {"type": "object", "additionalProperties": {"type": "array", "items": {"enum": ["list", "view", "create", "update", "delete"]}}, "description": "Collection name or id (or *) → operations."},
-                "capabilities": {"type": "array", "items": {"enum": ["mail.send"]}},
+                "capabilities": {"type": "array", "items": {"enum": ["mail.send", "metrics.read"]}},
                 "expires": {"type": "string", "description": "A future date; absent = never."}
             }
         },
@@ -602,7 +602,7 @@ pub fn static_spec() -> Value {
         "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
     }));
     paths.insert("/api/ready".into(), json!({
-        "get": op("ready", "Readiness: storage open and writable", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}}}))), &[503]),
+        "get": op("ready", "Readiness: storage writable, job workers running, free disk above [observe] ready_min_disk_free_mb; superusers also get each check's detail", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}}))), &[503]),
     }));
     paths.insert("/api/setup".into(), json!({
         "get": op("setupStatus", "Whether the first superuser must still be created", "auth", vec![], None, (200, Some(json!({"type": "object", "properties": {"setupRequired": {"type": "boolean"}}}))), &[]),
@@ -878,6 +878,80 @@ pub fn static_spec() -> Value {
             query_param("target", "Target (record id, collection id, identity).", json!({"type": "string"})),
         ], page_params()].concat(), None, (200, Some(r("AuditList"))), &[400, 401, 403]),
     }));
+    let time_param = |name: &str| {
+        query_param(name, "Unix seconds or a date (2026-01-02 03:04:05.000Z).", json!({"type": "string"}))
+    };
+    let log_filters = || {
+        vec![
+            time_param("from"),
+            time_param("to"),
+            query_param("method", "HTTP method.", json!({"type": "string"})),
+            query_param(
+                "route",
+                "Route template, e.g. /api/collections/{collection}/records/{id}.",
+                json!({"type": "string"}),
+            ),
+            query_param("status", "Status code (404) or class (4xx).", json!({"type": "string"})),
+            query_param("ip", "Client IP address.", json!({"type": "string"})),
+            query_param("auth", "none, token or apiKey.", json!({"type": "string"})),
+            query_param(
+                "minDurationMs",
+                "Only requests that took at least this long.",
+                json!({"type": "number", "minimum": 0}),
+            ),
+        ]
+    };
+    paths.insert("/metrics".into(), json!({
+        "get": {"operationId": "prometheusMetrics", "summary": "Every metric in the Prometheus text format (superusers, API keys with metrics.read, or [observe] metrics_allowed_ips)", "tags": ["observe"], "responses": {"200": {"description": "Prometheus text exposition 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem_ref(), "403": problem_ref(), "404": problem_ref()}},
+    }));
+    paths.insert("/api/metrics".into(), json!({
+        "get": op("metricHistory", "Stored metric history: without series, the list of series; with series, [unixSeconds, value] points averaged per step (superusers, API keys with metrics.read)", "observe", vec![
+            query_param("series", "Comma-separated series names.", json!({"type": "string"})),
+            time_param("from"),
+            time_param("to"),
+            query_param("step", "Seconds between points (chosen when absent).", json!({"type": "integer", "minimum": 1})),
+        ], None, (200, Some(json!({"type": "object"}))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/logs".into(), json!({
+        "get": op("requestLog", "Request log, newest first: time, method, route template, status, duration, client IP, auth kind (superusers, API keys with metrics.read)", "observe", [log_filters(), page_params()].concat(), None, (200, Some(list_envelope(json!({"type": "object", "properties": {
+            "id": {"type": "string"}, "time": {"type": "string"}, "method": {"type": "string"}, "route": {"type": "string"},
+            "status": {"type": "integer"}, "durationMs": {"type": "number"}, "ip": {"type": "string"}, "auth": {"type": "string"}
+        }})))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/logs/stats".into(), json!({
+        "get": op("requestLogStats", "Request counts per status class per step (default: the last 24 hours by hour)", "observe", [log_filters(), vec![
+            query_param("step", "Seconds per bucket (default 3600).", json!({"type": "integer", "minimum": 1})),
+        ]].concat(), None, (200, Some(json!({"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}))), &[400, 401, 403]),
+    }));
+    let alert_rule = json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "series": {"type": "string"},
+        "op": {"enum": [">", ">=", "<", "<="]}, "threshold": {"type": "number"},
+        "forSecs": {"type": "integer"}, "cooldownSecs": {"type": "integer"}, "enabled": {"type": "boolean"},
+        "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "state": {"enum": ["ok", "pending", "firing"]}, "since": {"type": ["integer", "null"]},
+        "lastNotified": {"type": ["integer", "null"]}, "notified": {"type": "boolean"}, "value": {"type": ["number", "null"]}
+    }});
+    let alert_input = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": {"type": "string"}, "series": {"type": "string"}, "op": {"enum": [">", ">=", "<", "<="]},
+        "threshold": {"type": "number"}, "forSecs": {"type": "integer", "minimum": 0}, "cooldownSecs": {"type": "integer", "minimum": 0},
+        "enabled": {"type": "boolean"}, "emails": {"type": "array", "items": {"type": "string", "format": "email"}}
+    }});
+    let rule_id = || path_param("id", "Alert rule id.");
+    paths.insert("/api/alerts".into(), json!({
+        "get": op("listAlertRules", "Alert rules with their state (superusers)", "observe", vec![], None, (200, Some(list_envelope(alert_rule.clone()))), &[401, 403]),
+        "post": op("createAlertRule", "Create an alert rule over a history series (superusers)", "observe", vec![], Some(alert_input.clone()), (200, Some(alert_rule.clone())), &[400, 401, 403, 413, 415, 503, 507]),
+    }));
+    paths.insert("/api/alerts/history".into(), json!({
+        "get": op("alertHistory", "Firing and resolving transitions, newest first (superusers)", "observe", vec![
+            query_param("rule", "Only this rule's transitions.", json!({"type": "string"})),
+            query_param("perPage", "Most rows (default 30, at most 1000).", json!({"type": "integer", "minimum": 1})),
+        ], None, (200, Some(list_envelope(json!({"type": "object"})))), &[400, 401, 403]),
+    }));
+    paths.insert("/api/alerts/{id}".into(), json!({
+        "get": op("getAlertRule", "One alert rule (superusers)", "observe", vec![rule_id()], None, (200, Some(alert_rule.clone())), &[401, 403, 404]),
+        "patch": op("updateAlertRule", "Change an alert rule; it starts over in the ok state (superusers)", "observe", vec![rule_id()], Some(alert_input), (200, Some(alert_rule)), &[400, 401, 403, 404, 413, 415, 503, 507]),
+        "delete": op("deleteAlertRule", "Delete an alert rule (superusers)", "observe", vec![rule_id()], None, (204, None), &[401, 403, 404, 503, 507]),
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -890,7 +964,7 @@ pub fn static_spec() -> Value {
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
             {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
-            {"name": "keys"}, {"name": "audit"}
+            {"name": "keys"}, {"name": "audit"}, {"name": "observe"}
         ],
         "paths": paths,
         "components": components(),

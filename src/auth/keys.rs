@@ -24,8 +24,10 @@ pub const PREFIX: &str = "bbk_";
 const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 /// The capability to send email through `POST /api/mail/send`.
 pub const MAIL_SEND: &str = "mail.send";
+/// The capability to read `/metrics`, `/api/metrics` and `/api/logs`.
+pub const METRICS_READ: &str = "metrics.read";
 /// Every capability a key can hold.
-pub const CAPABILITIES: [&str; 1] = [MAIL_SEND];
+pub const CAPABILITIES: [&str; 2] = [MAIL_SEND, METRICS_READ];
 /// Most keys a server holds.
 const MAX_KEYS: usize = 1000;
 

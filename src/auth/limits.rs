@@ -15,6 +15,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::{parse_limit, parse_net, RateLimits};
+use crate::observe::metrics::Counter;
 
 type Bucket<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -33,6 +34,8 @@ pub struct Limiter {
     identity: Bucket<String>,
     rules: Vec<(String, Bucket<IpAddr>)>,
     trusted: Vec<(IpAddr, u8)>,
+    /// Requests and sign-in attempts refused by any bucket (for `/metrics`).
+    pub refused: Counter,
 }
 
 fn bucket<K: Hash + Eq + Clone>(raw: &str) -> Result<Bucket<K>, String> {
@@ -46,7 +49,7 @@ fn bucket<K: Hash + Eq + Clone>(raw: &str) -> Result<Bucket<K>, String> {
 }
 
 /// True when `ip` lies in `net/bits`.
-fn contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
+pub(crate) fn contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
@@ -91,6 +94,7 @@ impl Limiter {
             identity: bucket(&config.auth_per_identity)?,
             rules,
             trusted,
+            refused: Counter::default(),
         })
     }
 
@@ -126,6 +130,7 @@ impl Limiter {
 
     fn check<K: Hash + Eq + Clone>(&self, bucket: &Bucket<K>, key: &K) -> Result<(), Limited> {
         bucket.check_key(key).map_err(|not_until| {
+            self.refused.inc();
             let wait = not_until.wait_time_from(self.clock.now());
             Limited { retry_after_secs: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1) }
         })

@@ -95,6 +95,15 @@ pub struct Auth {
     /// API keys (server-to-server callers).
     pub keys: keys::Keys,
     verified: Arc<std::sync::Mutex<std::collections::HashMap<String, Verified>>>,
+    /// Password sign-ins that succeeded and failed (for `/metrics`).
+    pub logins: Arc<LoginCounters>,
+}
+
+/// Sign-in outcomes since start.
+#[derive(Debug, Default)]
+pub struct LoginCounters {
+    pub ok: crate::observe::metrics::Counter,
+    pub failed: crate::observe::metrics::Counter,
 }
 
 fn sha256_hex(input: &[u8]) -> String {
@@ -127,6 +136,7 @@ impl Auth {
             secret: Arc::new(secret),
             setup_lock: Arc::new(tokio::sync::Mutex::new(())),
             verified: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
+            logins: Arc::default(),
         })
     }
 
@@ -311,6 +321,7 @@ impl Auth {
                             .detail(json!({"collectionId": collection_id, "reason": "authRule"})),
                     )
                     .await;
+                    self.logins.failed.inc();
                     return Err(AuthError::InvalidCredentials);
                 }
                 self.audit(
@@ -319,6 +330,7 @@ impl Auth {
                 )
                 .await;
                 tracing::info!(collection = %entry.collection.name, "sign-in succeeded");
+                self.logins.ok.inc();
                 self.session(&collection_id, &stored)
             }
             _ => {
@@ -334,6 +346,7 @@ impl Auth {
                 )
                 .await;
                 tracing::info!(collection = %entry.collection.name, "sign-in failed");
+                self.logins.failed.inc();
                 Err(AuthError::InvalidCredentials)
             }
         }

@@ -14,6 +14,8 @@ pub mod model;
 pub mod registry;
 mod worker;
 
+pub use worker::RunMetrics;
+
 #[cfg(test)]
 mod tests;
 
@@ -508,6 +510,16 @@ impl Jobs {
             self.inner.runtime.merge_progress(job);
         }
         Ok(page_out)
+    }
+
+    /// True once workers run (`App::run` with `[jobs] workers` on).
+    pub fn is_started(&self) -> bool {
+        self.inner.runtime.is_started()
+    }
+
+    /// Handler runs, failures and durations since start.
+    pub fn run_metrics(&self) -> &worker::RunMetrics {
+        &self.inner.runtime.metrics
     }
 
     /// Counts per state and per queue, and the age of the oldest runnable job.

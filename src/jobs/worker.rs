@@ -10,6 +10,7 @@
 //! Nothing polls: dispatchers sleep on a `Notify` (enqueue, freed slot) or until the next
 //! `run_at` they saw; the pruner sleeps until the next expiry.
 
+use crate::observe::metrics::{Counter, Histogram, JOB_BUCKETS};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -95,6 +96,29 @@ pub(super) struct Runtime {
     completer: Mutex<Option<JoinHandle<()>>>,
     pub(super) prune_notify: Notify,
     pub(super) cron_notify: Notify,
+    /// Runs, failures and run durations since start (for `/metrics`).
+    pub(super) metrics: RunMetrics,
+}
+
+/// Job runs since start.
+#[derive(Debug)]
+pub struct RunMetrics {
+    /// Handler runs that finished (any outcome).
+    pub runs: Counter,
+    /// Runs that failed (to be retried or dead).
+    pub failures: Counter,
+    /// Seconds each run took.
+    pub duration: Histogram,
+}
+
+impl Default for RunMetrics {
+    fn default() -> Self {
+        RunMetrics {
+            runs: Counter::default(),
+            failures: Counter::default(),
+            duration: Histogram::new(&JOB_BUCKETS),
+        }
+    }
 }
 
 impl Runtime {
@@ -335,6 +359,7 @@ async fn claim_round(jobs: &Jobs, queue: &str, want: usize) -> Result<Claimed, J
 }
 
 async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>) {
+    let started = std::time::Instant::now();
     let outcome = match jobs.inner.registry.get(&job.kind) {
         None => Outcome::Failed(
             JobFailure::discard(format!("no handler for job kind {:?} in this build", job.kind)),
@@ -385,6 +410,12 @@ async fn run_job(jobs: Jobs, q: Arc<QueueRt>, job: Job, entry: Arc<RunningEntry>
             }
         }
     };
+    let metrics = &jobs.inner.runtime.metrics;
+    metrics.runs.inc();
+    metrics.duration.observe_duration(started.elapsed());
+    if matches!(outcome, Outcome::Failed(..)) {
+        metrics.failures.inc();
+    }
     let progress = entry.progress.lock().ok().and_then(|p| p.clone());
     jobs.inner.runtime.unregister(job.id);
     q.active.fetch_sub(1, Ordering::AcqRel);

@@ -286,6 +286,18 @@ struct Core {
     public_url: String,
     settings: RwLock<Arc<Settings>>,
     transport: Transport,
+    counters: MailCounters,
+}
+
+/// Delivery attempts since start (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct MailCounters {
+    /// Messages the SMTP server accepted.
+    pub sent: crate::observe::metrics::Counter,
+    /// Attempts that failed (retried or final).
+    pub failed: crate::observe::metrics::Counter,
+    /// Messages given up on (5xx reply or attempts exhausted).
+    pub dead: crate::observe::metrics::Counter,
 }
 
 impl Core {
@@ -337,6 +349,7 @@ impl Mail {
             public_url,
             settings: RwLock::new(Arc::new(settings)),
             transport: Transport::default(),
+            counters: MailCounters::default(),
         });
         let handler_core = core.clone();
         registry.register(
@@ -353,6 +366,11 @@ impl Mail {
 
     pub fn new(prepared: PreparedMail, jobs: Jobs) -> Mail {
         Mail { core: prepared.0, jobs }
+    }
+
+    /// Delivery counters since start.
+    pub fn counters(&self) -> &MailCounters {
+        &self.core.counters
     }
 
     /// The effective settings (config defaults with the stored overrides).
@@ -582,6 +600,15 @@ async fn deliver(core: Arc<Core>, ctx: JobContext) -> Result<Done, JobFailure> {
     let now = jobs.now_ms();
     let cutoff = now
         .saturating_sub(i64::try_from(core.defaults.keep_log_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    match &outcome {
+        Ok(_) => core.counters.sent.inc(),
+        Err(failure) => {
+            core.counters.failed.inc();
+            if failure.permanent || last_attempt {
+                core.counters.dead.inc();
+            }
+        }
+    }
     match outcome {
         Ok(reply) => Done::complete_with(move |tx| {
             log::record(tx, id, DeliveryState::Sent, attempt, Some(reply), now).map_err(effect_error)?;

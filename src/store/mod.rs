@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 pub use tables::{Table, SCHEMA_VERSION};
 pub use tx::{CommitHook, ReadTx, ScanControl, WriteTx};
+pub use writer::WriterStats;
 
 use redb::ReadableTable;
 use tables::META_SCHEMA_VERSION;
@@ -169,6 +170,16 @@ impl Store {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
     {
         self.writer.submit_blocking(f)
+    }
+
+    /// Group-commit counters since start.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
+    }
+
+    /// Size of the data file in bytes (0 if it cannot be read).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(self.path.as_ref()).map(|m| m.len()).unwrap_or(0)
     }
 
     /// True while the writer runs and the last commit did not fail.

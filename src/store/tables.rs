@@ -59,11 +59,23 @@ pub enum Table {
     /// Mail job id (u64 BE) → delivery log row (JSON, `mail::log::LogRow`): recipient,
     /// subject, template, state, attempts, last SMTP reply; changes with the job's outcome.
     MailLog,
+    /// Time (µs since 1970, u64 BE) sequence (u32 BE) → request log row (JSON,
+    /// `observe::requests`: method, route template, status, duration, client IP, auth kind).
+    /// The `Meta` key `request_log_bytes` holds the table's total size for the byte budget.
+    RequestLog,
+    /// Resolution (u8: 0 = 10 s, 1 = 5 min) time (ms since 1970, u64 BE) → one sample of
+    /// every history series (JSON object series name → number, `observe::history`).
+    MetricHistory,
+    /// Alert rule id → rule with its evaluation state (JSON, `observe::alerts::Rule`).
+    AlertRules,
+    /// Time (ms since 1970, u64 BE) sequence (u32 BE) → alert transition (JSON: rule,
+    /// `firing`/`resolved`, value, whether it was notified); the newest 5000 are kept.
+    AlertHistory,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 26] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -86,6 +98,10 @@ impl Table {
         Table::AuthOtps,
         Table::Settings,
         Table::MailLog,
+        Table::RequestLog,
+        Table::MetricHistory,
+        Table::AlertRules,
+        Table::AlertHistory,
     ];
 
     /// The redb definition backing this table.
@@ -118,6 +134,10 @@ impl Table {
             Table::AuthOtps => "auth_otps",
             Table::Settings => "settings",
             Table::MailLog => "mail_log",
+            Table::RequestLog => "request_log",
+            Table::MetricHistory => "metric_history",
+            Table::AlertRules => "alert_rules",
+            Table::AlertHistory => "alert_history",
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tx::{CommitHook, WriteTx};
 use super::{open_database, DbSlot, StoreError, StoreOptions};
+use crate::observe::metrics::{Counter, Histogram, BATCH_BUCKETS, LATENCY_BUCKETS};
 
 /// Delivers a write's result once the batch's commit outcome is known.
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -36,6 +37,31 @@ struct Shared {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     healthy: AtomicBool,
+    stats: WriterStats,
+}
+
+/// What the writer did since start (for `/metrics`).
+#[derive(Debug)]
+pub struct WriterStats {
+    /// Group commits that succeeded.
+    pub commits: Counter,
+    /// Group commits that failed (the file was reopened).
+    pub failed_commits: Counter,
+    /// Writes per group commit.
+    pub batch_size: Histogram,
+    /// Seconds from starting a batch's transaction to its durable commit.
+    pub commit_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commits: Counter::default(),
+            failed_commits: Counter::default(),
+            batch_size: Histogram::new(&BATCH_BUCKETS),
+            commit_seconds: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -49,6 +75,7 @@ pub(super) fn spawn(slot: DbSlot, path: PathBuf, options: StoreOptions) -> Resul
         sender: Mutex::new(Some(tx)),
         thread: Mutex::new(None),
         healthy: AtomicBool::new(true),
+        stats: WriterStats::default(),
     });
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
@@ -130,6 +157,10 @@ impl WriterHandle {
         receiver.blocking_recv().map_err(|_| E::from(lost_reply()))?
     }
 
+    pub(super) fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
     pub(super) fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
     }
@@ -158,7 +189,16 @@ fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreO
             }
         }
         let jobs = std::mem::take(&mut batch);
-        if let Err(err) = commit_batch(&slot, jobs) {
+        let size = jobs.len();
+        let started = std::time::Instant::now();
+        let result = commit_batch(&slot, jobs);
+        shared.stats.batch_size.observe(size as f64);
+        shared.stats.commit_seconds.observe_duration(started.elapsed());
+        match &result {
+            Ok(()) => shared.stats.commits.inc(),
+            Err(_) => shared.stats.failed_commits.inc(),
+        }
+        if let Err(err) = result {
             tracing::error!(error = %err, "group commit failed; reopening the data file");
             shared.healthy.store(false, Ordering::Release);
             if reopen(&slot, &path, &options) {

@@ -16,6 +16,7 @@ mod indexes;
 mod jobs;
 mod keys;
 mod mail;
+mod observe;
 mod openapi;
 mod records;
 mod relations;

@@ -20,6 +20,10 @@ Useful options (defaults in brackets):
                            used >10% of the CPU during it; the quietest attempt is kept  [2]
     --max-minutes 10       waits and repeats are planned to end the whole run within this  [10]
     --keep                 keep the work directory (data dirs, server logs, wrk outputs)
+    --observe-overhead     instead: GET-by-id at the highest --concurrency, alternating a server
+                           with metrics + request log on (defaults) and one with both off
+                           ([observe] metrics/request_log = false), --rounds 3 rounds each;
+                           prints median req/s per arm and the overhead (target <= 5%)
 
 One run (about 6-10 minutes): copies target/release/backbone into a temporary work
 directory and starts it, starts PocketBase (`/work/shared/peers/pocketbase.sh start`),
@@ -298,11 +302,12 @@ class Server:
 class Backbone(Server):
     name = "Backbone"
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, env=None):
         self.binary = binary
         self.dir = os.path.join(workdir, "backbone_data")
         self.log_path = os.path.join(workdir, "backbone.log")
         self.proc = None
+        self.env = env or {}
 
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
@@ -311,10 +316,10 @@ class Backbone(Server):
         self.version = subprocess.run([self.binary, "version"], capture_output=True, text=True,
                                       check=True).stdout.strip()
         self.port = free_port()
-        self.logf = open(self.log_path, "wb")
+        self.logf = open(self.log_path, "ab")
         # Rate limits off: the load comes from one address far above the per-IP defaults
         # (PocketBase's limiter is off by default too).
-        env = dict(os.environ, BACKBONE_RATE_LIMITS_ENABLED="false")
+        env = dict(os.environ, BACKBONE_RATE_LIMITS_ENABLED="false", **self.env)
         self.proc = subprocess.Popen([self.binary, "serve", "--http", f"127.0.0.1:{self.port}", "--dir", self.dir],
                                      stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.pid = self.proc.pid
@@ -753,6 +758,63 @@ def report(results, concurrencies, idle, startup, peak, hwm, fsync, perf_lines, 
 
 # ---------------------------------------------------------------- main
 
+# ---------------------------------------------------------------- observability overhead
+
+OBSERVE_OFF = {"BACKBONE_OBSERVE_METRICS": "false", "BACKBONE_OBSERVE_REQUEST_LOG": "false"}
+
+
+def observe_overhead(args):
+    """GET-by-id at c=64 against one seeded data directory, alternating a server with request
+    metrics + the request log on (the defaults) and one with both off; rate limits off in both
+    (wrk is one client IP). Prints the median req/s of each arm and the overhead."""
+    ensure_wrk()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="backbone-observe-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    binary = os.path.join(workdir, "backbone")
+    shutil.copy2(args.backbone_bin, binary)
+    base = {"BACKBONE_RATE_LIMITS_ENABLED": "false", "BACKBONE_LOG": "warn"}
+    arms = {"on": dict(base), "off": dict(base, **OBSERVE_OFF)}
+    server = Backbone(binary, workdir, arms["on"])
+    server.start()
+    create_collection(server)
+    ids_file, ids = seed(server, args.records, workdir)
+    sanity_check(server, ids, args.records)
+    server.stop()
+    conns = max(int(x) for x in args.concurrency.split(","))
+    results = {"on": [], "off": []}
+    for rnd in range(args.rounds):
+        order = ["on", "off"] if rnd % 2 == 0 else ["off", "on"]
+        for arm in order:
+            s = Backbone(binary, workdir, arms[arm])
+            s.start()
+            # Warm up (caches, connections), then measure.
+            run_wrk(s, "get", conns, 2, args.threads, ids_file, True, workdir)
+            if args.wait_quiet > 0:
+                wait_for_quiet_box(args.wait_quiet, verbose=False)
+            res = run_wrk(s, "get", conns, args.duration, args.threads, ids_file, True, workdir)
+            s.stop()
+            results[arm].append(res)
+            log(f"round {rnd + 1} {arm:>3}: {res['rps']:.0f} req/s, p99 {res.get('p99') or 0:.2f} ms, "
+                f"server CPU {res['server_cpu_ms_per_req'] or 0:.3f} ms/req, other CPU {res['other_cpu_s']:.1f} s")
+    def median(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2]
+    on = median([r["rps"] for r in results["on"]])
+    off = median([r["rps"] for r in results["off"]])
+    cpu_on = median([r["server_cpu_ms_per_req"] or 0 for r in results["on"]])
+    cpu_off = median([r["server_cpu_ms_per_req"] or 0 for r in results["off"]])
+    overhead = (1 - on / off) * 100 if off else float("nan")
+    print(f"\nGET-by-id c={conns}, {args.rounds} rounds x {args.duration}s, medians:")
+    print(f"  metrics + request log ON : {on:9.0f} req/s  server CPU {cpu_on:.3f} ms/req")
+    print(f"  metrics + request log OFF: {off:9.0f} req/s  server CPU {cpu_off:.3f} ms/req")
+    print(f"  overhead: {overhead:+.1f}% of req/s (target <= 5%): {'PASS' if overhead <= 5 else 'MISS'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"on": results["on"], "off": results["off"], "overhead_pct": overhead}, f, indent=2)
+    if not args.keep and not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbone-bin", default=os.path.join(REPO, "target", "release", "backbone"))
@@ -775,7 +837,15 @@ def main():
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--observe-overhead", action="store_true",
+                    help="instead of the comparison: GET-by-id with metrics + request log on vs off")
+    ap.add_argument("--rounds", type=int, default=3, help="--observe-overhead: alternating rounds per arm")
     args = ap.parse_args()
+    if args.observe_overhead:
+        if not os.access(args.backbone_bin, os.X_OK):
+            sys.exit(f"{args.backbone_bin} missing: run `cargo build --release` first")
+        observe_overhead(args)
+        return
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
     auth = not args.no_auth

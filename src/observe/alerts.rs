@@ -1,0 +1,551 @@
+//! Alerts: rules over the stored history series ("`jobs_dead` > 0 for 60 s"), evaluated
+//! after every history sample (and by the `alerts.check` job kind, which an operator may
+//! also schedule through `/api/crons`); firing and resolving notifications by email through
+//! the outbox; a per-rule cooldown between firing notifications; and a history of every
+//! transition.
+//!
+//! Why not a built-in cron schedule: a schedule every few seconds would put thousands of
+//! completed `alerts.check` jobs a day into the job list. The sampler already wakes on a
+//! fixed interval, and evaluating right after it stores a sample never reads stale values.
+//!
+//! A rule is `ok`, `pending` (the condition holds, not yet for `forSecs`) or `firing`.
+//! Firing emails go out at most once per `cooldownSecs`; a resolve email goes out only for
+//! a firing that was notified, so recipients always see pairs. Rules and their state live
+//! in one row each (the state changes only inside the evaluator's write).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::history::{self, SERIES};
+use super::ObserveError;
+use crate::app::App;
+use crate::jobs::{Done, JobContext, JobFailure, KindOptions, Registry};
+use crate::mail::OutgoingMail;
+use crate::records::FieldErrors;
+use crate::store::{ScanControl, StoreError, Table, WriteTx};
+
+/// The job kind that evaluates every rule.
+pub const JOB_KIND: &str = "alerts.check";
+/// History rows kept at most (oldest pruned as new ones are added).
+const KEEP_HISTORY: usize = 5_000;
+/// Most rules.
+const MAX_RULES: usize = 200;
+
+/// One stored rule with its evaluation state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    /// A history series (`observe::history::SERIES`).
+    pub series: String,
+    /// `>`, `>=`, `<` or `<=`.
+    pub op: String,
+    pub threshold: f64,
+    /// Seconds the condition must hold before the rule fires (0: at once).
+    pub for_secs: u64,
+    /// Seconds between two firing notifications of this rule at least.
+    pub cooldown_secs: u64,
+    pub enabled: bool,
+    /// Recipients of notifications (none: history only).
+    pub emails: Vec<String>,
+    /// `ok`, `pending` or `firing`.
+    pub state: String,
+    /// When the condition started holding (ms), while pending or firing.
+    #[serde(default)]
+    pub since: Option<i64>,
+    /// When the last firing notification went out (ms).
+    #[serde(default)]
+    pub last_notified: Option<i64>,
+    /// Whether the current firing was notified (so its resolve is notified too).
+    #[serde(default)]
+    pub notified: bool,
+    /// The last value seen.
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+impl Rule {
+    fn holds(&self, value: f64) -> bool {
+        match self.op.as_str() {
+            ">" => value > self.threshold,
+            ">=" => value >= self.threshold,
+            "<" => value < self.threshold,
+            "<=" => value <= self.threshold,
+            _ => false,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// The rules a fresh server starts with (no recipients: add them with PATCH).
+fn defaults() -> Vec<(&'static str, &'static str, &'static str, f64, u64)> {
+    vec![
+        ("High error rate", "http_error_ratio", ">", 0.05, 300),
+        ("Slow responses (p99 over 1 s)", "http_p99_ms", ">", 1000.0, 300),
+        ("Dead jobs", "jobs_dead", ">", 0.0, 0),
+        ("Job backlog older than 5 minutes", "jobs_oldest_waiting_secs", ">", 300.0, 300),
+        ("Disk almost full (under 1 GiB free)", "disk_free_bytes", "<", 1_073_741_824.0, 300),
+        ("Host memory low (under 200 MiB available)", "host_memory_available_bytes", "<", 209_715_200.0, 300),
+    ]
+}
+
+fn invalid(fields: &mut FieldErrors, name: &str, code: &str, message: &str) {
+    fields.insert(name.to_string(), crate::records::FieldError::new(code, message));
+}
+
+/// Applies a create (`base` None) or update body to a rule; every problem is a field error.
+pub fn apply_input(body: &Map<String, Value>, base: Option<Rule>) -> Result<Rule, ObserveError> {
+    let mut fields = FieldErrors::new();
+    let creating = base.is_none();
+    let mut rule = base.unwrap_or_else(|| Rule {
+        id: crate::records::id::random_string(15),
+        name: String::new(),
+        series: String::new(),
+        op: ">".into(),
+        threshold: 0.0,
+        for_secs: 60,
+        cooldown_secs: 3600,
+        enabled: true,
+        emails: Vec::new(),
+        state: "ok".into(),
+        since: None,
+        last_notified: None,
+        notified: false,
+        value: None,
+    });
+    for (key, v) in body {
+        match key.as_str() {
+            "name" => match v.as_str().map(str::trim) {
+                Some(s) if !s.is_empty() && s.chars().count() <= 200 => rule.name = s.to_string(),
+                _ => invalid(&mut fields, "name", "validation_required", "A name of 1-200 characters."),
+            },
+            "series" => match v.as_str().filter(|s| SERIES.iter().any(|(n, _)| n == s)) {
+                Some(s) => rule.series = s.to_string(),
+                None => invalid(
+                    &mut fields,
+                    "series",
+                    "validation_unknown_series",
+                    "A series from GET /api/metrics.",
+                ),
+            },
+            "op" => match v.as_str().filter(|s| matches!(*s, ">" | ">=" | "<" | "<=")) {
+                Some(s) => rule.op = s.to_string(),
+                None => invalid(&mut fields, "op", "validation_invalid_value", "One of >, >=, <, <=."),
+            },
+            "threshold" => match v.as_f64().filter(|f| f.is_finite()) {
+                Some(f) => rule.threshold = f,
+                None => invalid(&mut fields, "threshold", "validation_invalid_number", "A number."),
+            },
+            "forSecs" | "cooldownSecs" => match v.as_u64().filter(|n| *n <= 31_536_000) {
+                Some(n) if key == "forSecs" => rule.for_secs = n,
+                Some(n) => rule.cooldown_secs = n,
+                None => {
+                    invalid(&mut fields, key, "validation_invalid_number", "Whole seconds, 0 to 31536000.")
+                }
+            },
+            "enabled" => match v.as_bool() {
+                Some(b) => rule.enabled = b,
+                None => invalid(&mut fields, "enabled", "validation_invalid_type", "true or false."),
+            },
+            "emails" => {
+                let list = v.as_array().map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            e.as_str().and_then(|s| crate::mail::address::parse_address("emails", s).ok())
+                        })
+                        .collect::<Option<Vec<String>>>()
+                });
+                match list {
+                    Some(Some(list)) if list.len() <= 20 => rule.emails = list,
+                    _ => invalid(
+                        &mut fields,
+                        "emails",
+                        "validation_invalid_email",
+                        "Up to 20 email addresses.",
+                    ),
+                }
+            }
+            other => invalid(&mut fields, other, "validation_unknown_field", "Unknown field."),
+        }
+    }
+    if creating {
+        if rule.name.is_empty() && !fields.contains_key("name") {
+            invalid(&mut fields, "name", "validation_required", "A name of 1-200 characters.");
+        }
+        if rule.series.is_empty() && !fields.contains_key("series") {
+            invalid(&mut fields, "series", "validation_required", "A series from GET /api/metrics.");
+        }
+        if !body.contains_key("threshold") {
+            invalid(&mut fields, "threshold", "validation_required", "A number.");
+        }
+    }
+    if !fields.is_empty() {
+        return Err(ObserveError::Invalid(fields));
+    }
+    if !creating {
+        // A changed condition starts over.
+        rule.state = "ok".into();
+        rule.since = None;
+        rule.notified = false;
+    }
+    Ok(rule)
+}
+
+fn decode(bytes: &[u8]) -> Option<Rule> {
+    serde_json::from_slice(bytes).ok()
+}
+
+fn encode(rule: &Rule) -> Vec<u8> {
+    serde_json::to_vec(rule).unwrap_or_default()
+}
+
+fn not_found() -> ObserveError {
+    ObserveError::NotFound("The requested alert rule wasn't found.".into())
+}
+
+/// Every rule, ordered by id.
+pub async fn list(app: &App) -> Result<Vec<Rule>, ObserveError> {
+    Ok(app
+        .store
+        .read(|tx| {
+            let mut out = Vec::new();
+            tx.scan_prefix(Table::AlertRules, b"", false, None, |_, v| {
+                out.extend(decode(v));
+                ScanControl::Continue
+            })?;
+            Ok::<_, StoreError>(out)
+        })
+        .await?)
+}
+
+pub async fn get(app: &App, id: &str) -> Result<Rule, ObserveError> {
+    let id = id.to_string();
+    app.store
+        .read(move |tx| {
+            Ok::<_, StoreError>(tx.get(Table::AlertRules, id.as_bytes())?.as_deref().and_then(decode))
+        })
+        .await?
+        .ok_or_else(not_found)
+}
+
+pub async fn create(app: &App, body: Map<String, Value>) -> Result<Rule, ObserveError> {
+    let rule = apply_input(&body, None)?;
+    app.store
+        .write(move |tx: &mut WriteTx<'_>| {
+            if tx.collect_prefix(Table::AlertRules, b"")?.len() >= MAX_RULES {
+                return Err(ObserveError::BadRequest(format!("At most {MAX_RULES} alert rules.")));
+            }
+            tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+            Ok(rule)
+        })
+        .await
+}
+
+pub async fn update(app: &App, id: &str, body: Map<String, Value>) -> Result<Rule, ObserveError> {
+    let id = id.to_string();
+    app.store
+        .write(move |tx: &mut WriteTx<'_>| {
+            let base = tx
+                .get(Table::AlertRules, id.as_bytes())?
+                .as_deref()
+                .and_then(decode)
+                .ok_or_else(not_found)?;
+            let rule = apply_input(&body, Some(base))?;
+            tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+            Ok(rule)
+        })
+        .await
+}
+
+pub async fn delete(app: &App, id: &str) -> Result<(), ObserveError> {
+    let id = id.to_string();
+    app.store
+        .write(move |tx: &mut WriteTx<'_>| {
+            if tx.get(Table::AlertRules, id.as_bytes())?.is_none() {
+                return Err(not_found());
+            }
+            tx.delete(Table::AlertRules, id.as_bytes());
+            Ok(())
+        })
+        .await
+}
+
+/// Alert history, newest first (up to `limit`), optionally for one rule.
+pub async fn history_rows(app: &App, rule: Option<String>, limit: usize) -> Result<Vec<Value>, ObserveError> {
+    Ok(app
+        .store
+        .read(move |tx| {
+            let mut out = Vec::new();
+            tx.scan_prefix(Table::AlertHistory, b"", true, None, |_, v| {
+                if let Ok(row) = serde_json::from_slice::<Value>(v) {
+                    if rule.as_deref().is_none_or(|r| row.get("ruleId").and_then(Value::as_str) == Some(r)) {
+                        out.push(row);
+                    }
+                }
+                if out.len() >= limit {
+                    ScanControl::Stop
+                } else {
+                    ScanControl::Continue
+                }
+            })?;
+            Ok::<_, StoreError>(out)
+        })
+        .await?)
+}
+
+/// Seeds the default rules once (a data file that had them keeps its own).
+pub async fn seed_defaults(app: &App) -> Result<(), StoreError> {
+    app.store
+        .write(|tx: &mut WriteTx<'_>| {
+            if tx.get(Table::Meta, b"alerts_seeded")?.is_some() {
+                return Ok(());
+            }
+            for (name, series, op, threshold, for_secs) in defaults() {
+                let mut body = Map::new();
+                body.insert("name".into(), json!(name));
+                body.insert("series".into(), json!(series));
+                body.insert("op".into(), json!(op));
+                body.insert("threshold".into(), json!(threshold));
+                body.insert("forSecs".into(), json!(for_secs));
+                if let Ok(rule) = apply_input(&body, None) {
+                    tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+                }
+            }
+            tx.put(Table::Meta, b"alerts_seeded", vec![1]);
+            Ok(())
+        })
+        .await
+}
+
+/// What one evaluation decided for a rule.
+#[derive(Debug, Clone, PartialEq)]
+enum Transition {
+    None,
+    Fired { notify: bool },
+    Resolved { notify: bool },
+}
+
+/// Moves `rule` forward with `value` observed at `now` (ms).
+fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
+    rule.value = Some(value);
+    if !rule.enabled {
+        rule.state = "ok".into();
+        rule.since = None;
+        return Transition::None;
+    }
+    if rule.holds(value) {
+        let since = *rule.since.get_or_insert(now);
+        if rule.state != "firing" {
+            let held_ms = now - since;
+            if held_ms >= i64::try_from(rule.for_secs.saturating_mul(1000)).unwrap_or(i64::MAX) {
+                let cooled = rule.last_notified.is_none_or(|t| {
+                    now - t >= i64::try_from(rule.cooldown_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+                });
+                let notify = cooled && !rule.emails.is_empty();
+                rule.state = "firing".into();
+                rule.notified = notify;
+                if notify {
+                    rule.last_notified = Some(now);
+                }
+                return Transition::Fired { notify };
+            }
+            rule.state = "pending".into();
+        }
+        Transition::None
+    } else {
+        let was_firing = rule.state == "firing";
+        let notify = was_firing && rule.notified;
+        rule.state = "ok".into();
+        rule.since = None;
+        rule.notified = false;
+        if was_firing {
+            Transition::Resolved { notify }
+        } else {
+            Transition::None
+        }
+    }
+}
+
+fn message(app: &App, rule: &Rule, firing: bool, value: f64) -> Vec<OutgoingMail> {
+    let word = if firing { "FIRING" } else { "RESOLVED" };
+    let subject = format!("[{word}] {}", rule.name);
+    let text = format!(
+        "Alert {word}: {name}\n\nCondition: {series} {op} {threshold} for {for_secs} s\nCurrent value: {value}\nServer: {url}\n\nHistory: {url}/api/alerts/history\n",
+        name = rule.name,
+        series = rule.series,
+        op = rule.op,
+        threshold = rule.threshold,
+        for_secs = rule.for_secs,
+        url = app.public_url(),
+    );
+    rule.emails
+        .iter()
+        .filter_map(|to| {
+            let mut body = Map::new();
+            body.insert("to".into(), json!(to));
+            body.insert("subject".into(), json!(subject));
+            body.insert("text".into(), json!(text));
+            OutgoingMail::from_json(&body).ok()
+        })
+        .collect()
+}
+
+/// Evaluates every rule against the latest history sample; notifications are enqueued in
+/// the same transaction as the state change (so a crash cannot fire without recording, or
+/// record without notifying).
+pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
+    let Some((at, sample)) = history::latest(app).await? else { return Ok(0) };
+    let now = chrono::Utc::now().timestamp_millis();
+    // A sample older than three intervals says nothing about now (the sampler is behind).
+    let max_age =
+        i64::try_from(app.config.observe.history_sample_secs.saturating_mul(3000)).unwrap_or(i64::MAX);
+    if now - at > max_age.max(30_000) {
+        return Ok(0);
+    }
+    let rules = list(app).await?;
+    let mut changes = Vec::new();
+    for mut rule in rules {
+        let Some(value) = sample.get(&rule.series).and_then(Value::as_f64) else { continue };
+        let before = rule.clone();
+        let transition = step(&mut rule, value, now);
+        if rule != before {
+            let mails = match transition {
+                Transition::Fired { notify: true } => message(app, &rule, true, value),
+                Transition::Resolved { notify: true } => message(app, &rule, false, value),
+                _ => Vec::new(),
+            };
+            changes.push((rule, transition, value, mails));
+        }
+    }
+    let fired = changes.iter().filter(|(_, t, _, _)| matches!(t, Transition::Fired { .. })).count();
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let mail = app.mail.clone();
+    app.store
+        .write(move |tx: &mut WriteTx<'_>| -> Result<(), ObserveError> {
+            let mut seq = 0u32;
+            for (rule, transition, value, mails) in changes {
+                tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+                let (event, notified) = match transition {
+                    Transition::Fired { notify } => ("firing", notify),
+                    Transition::Resolved { notify } => ("resolved", notify),
+                    Transition::None => continue,
+                };
+                for m in mails {
+                    mail.enqueue_in(tx, m).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                }
+                let mut key = u64::try_from(now).unwrap_or(0).to_be_bytes().to_vec();
+                key.extend_from_slice(&seq.to_be_bytes());
+                seq += 1;
+                let row = json!({
+                    "ruleId": rule.id,
+                    "rule": rule.name,
+                    "event": event,
+                    "series": rule.series,
+                    "op": rule.op,
+                    "threshold": rule.threshold,
+                    "value": value,
+                    "notified": notified,
+                    "time": super::requests::format_time(now.saturating_mul(1000)),
+                });
+                tx.put(Table::AlertHistory, &key, serde_json::to_vec(&row).unwrap_or_default());
+            }
+            // Keep the history bounded.
+            let mut count = 0usize;
+            let mut doomed = Vec::new();
+            tx.scan_prefix(Table::AlertHistory, b"", None, |k, _| {
+                count += 1;
+                doomed.push(k.to_vec());
+                ScanControl::Continue
+            })?;
+            let excess = count.saturating_sub(KEEP_HISTORY);
+            for k in doomed.into_iter().take(excess) {
+                tx.delete(Table::AlertHistory, &k);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(fired)
+}
+
+/// Registers the `alerts.check` job kind; the handler reaches the app through `app`.
+pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<App>>>) {
+    registry.register(
+        JOB_KIND,
+        KindOptions { queue: None, max_attempts: Some(1), timeout: Some(std::time::Duration::from_secs(60)) },
+        move |_ctx: JobContext| {
+            let app = app.get().and_then(std::sync::Weak::upgrade);
+            async move {
+                let Some(app) = app else { return Err(JobFailure::discard("the server is shutting down")) };
+                match evaluate(&app).await {
+                    Ok(_) => Done::complete(),
+                    Err(err) => Err(JobFailure::retry(err.to_string())),
+                }
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(for_secs: u64, cooldown_secs: u64) -> Rule {
+        let mut body = Map::new();
+        body.insert("name".into(), json!("dead jobs"));
+        body.insert("series".into(), json!("jobs_dead"));
+        body.insert("threshold".into(), json!(0));
+        body.insert("forSecs".into(), json!(for_secs));
+        body.insert("cooldownSecs".into(), json!(cooldown_secs));
+        body.insert("emails".into(), json!(["ops@example.com"]));
+        apply_input(&body, None).expect("valid rule")
+    }
+
+    #[test]
+    fn a_rule_fires_after_its_duration_resolves_and_respects_its_cooldown() {
+        let mut r = rule(10, 60);
+        assert_eq!(step(&mut r, 1.0, 0), Transition::None);
+        assert_eq!(r.state, "pending");
+        assert_eq!(step(&mut r, 1.0, 9_999), Transition::None);
+        assert_eq!(step(&mut r, 1.0, 10_000), Transition::Fired { notify: true });
+        assert_eq!(step(&mut r, 1.0, 11_000), Transition::None, "fires once while it holds");
+        assert_eq!(step(&mut r, 0.0, 12_000), Transition::Resolved { notify: true });
+        // Within the cooldown: fires (recorded) without a notification, resolves silently.
+        step(&mut r, 1.0, 20_000);
+        assert_eq!(step(&mut r, 1.0, 30_000), Transition::Fired { notify: false });
+        assert_eq!(step(&mut r, 0.0, 31_000), Transition::Resolved { notify: false });
+        // After the cooldown: notified again.
+        step(&mut r, 1.0, 70_000);
+        assert_eq!(step(&mut r, 1.0, 80_000), Transition::Fired { notify: true });
+    }
+
+    #[test]
+    fn a_condition_that_stops_holding_resets_the_duration() {
+        let mut r = rule(10, 0);
+        step(&mut r, 1.0, 0);
+        step(&mut r, 0.0, 5_000);
+        assert_eq!(r.state, "ok");
+        assert_eq!(step(&mut r, 1.0, 9_000), Transition::None);
+        assert_eq!(step(&mut r, 1.0, 18_999), Transition::None);
+        assert_eq!(step(&mut r, 1.0, 19_000), Transition::Fired { notify: true });
+    }
+
+    #[test]
+    fn bad_rule_input_names_each_field() {
+        let mut body = Map::new();
+        body.insert("series".into(), json!("nope"));
+        body.insert("op".into(), json!("=="));
+        body.insert("forSecs".into(), json!(-1));
+        body.insert("emails".into(), json!(["not an address"]));
+        body.insert("colour".into(), json!("red"));
+        let Err(ObserveError::Invalid(fields)) = apply_input(&body, None) else { panic!("invalid") };
+        for f in ["name", "series", "op", "forSecs", "emails", "colour", "threshold"] {
+            assert!(fields.contains_key(f), "{f}: {fields:?}");
+        }
+    }
+}
