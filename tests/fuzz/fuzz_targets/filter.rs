@@ -28,7 +28,8 @@ fuzz_target!(|data: &[u8]| {
     for privileged in [false, true] {
         if let Ok(filter) = Filter::compile(src, &collection, &catalog, privileged) {
             let _ = filter.matches(&collection, &record, &request, &Now::current(), None);
-            let _ = filter.required_equalities();
+            let _ = filter.terms(&Now::current());
+            let _ = filter.record_keys();
         }
     }
 });
