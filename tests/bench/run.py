@@ -320,7 +320,7 @@ class Backbone(Server):
         self.logf = open(self.log_path, "ab")
         # Rate limits off: the load comes from one address far above the per-IP defaults
         # (PocketBase's limiter is off by default too).
-        env = dict(os.environ, BACKBONE_RATE_LIMITS_ENABLED="false", **self.env)
+        env = {**os.environ, "BACKBONE_RATE_LIMITS_ENABLED": "false", **self.env}
         self.proc = subprocess.Popen([self.binary, "serve", "--http", f"127.0.0.1:{self.port}", "--dir", self.dir],
                                      stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.pid = self.proc.pid
