@@ -76,6 +76,10 @@ impl Purpose {
     }
 }
 
+fn email_of(stored: &Stored) -> String {
+    stored.get("email").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
 fn stored_verified(stored: &Stored) -> bool {
     stored.get("verified").and_then(Value::as_bool).unwrap_or(false)
 }
@@ -158,11 +162,89 @@ impl Auth {
         Ok(entry)
     }
 
+    fn settings(&self, collection_id: &str) -> crate::records::collection::AuthSettings {
+        self.records
+            .collection(collection_id)
+            .ok()
+            .and_then(|e| e.collection.auth.clone())
+            .unwrap_or_default()
+    }
+
     fn record_vars(&self, collection_id: &str, stored: &Stored) -> Value {
         match self.records.collection(collection_id) {
             Ok(entry) => record::to_json(&entry.collection, stored, false, &FieldsFilter::default()),
             Err(_) => Value::Object(Map::new()),
         }
+    }
+
+    /// Emails `purpose`'s token for `stored` to `to` with `template` (`record` extended by
+    /// `extra` in the template variables).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_token(
+        &self,
+        mail: &Mail,
+        collection_id: &str,
+        stored: &Stored,
+        purpose: Purpose,
+        template: Template,
+        to: String,
+        seconds: u64,
+        extra: Option<(&str, Value)>,
+    ) -> Result<(), AuthError> {
+        let token = self.purpose_token(purpose, collection_id, stored, &to, seconds);
+        let mut record_vars = self.record_vars(collection_id, stored);
+        if let (Some(map), Some((key, value))) = (record_vars.as_object_mut(), extra) {
+            map.insert(key.to_string(), value);
+        }
+        let mut vars = Map::new();
+        vars.insert("token".into(), json!(token));
+        vars.insert("record".into(), record_vars);
+        mail.enqueue(OutgoingMail::template(to, template, vars)).await?;
+        Ok(())
+    }
+
+    /// Applies `body` to the record a `purpose` token names, if the token still holds for it
+    /// (checked inside the update); audits `action` when given.
+    async fn confirm_token(
+        &self,
+        collection: &str,
+        raw: &str,
+        purpose: Purpose,
+        body: impl FnOnce(&token::Claims) -> Map<String, Value>,
+        audit: Option<(&'static str, &str)>,
+    ) -> Result<(), AuthError> {
+        let entry = self.auth_collection(collection)?;
+        let claims = self.peek_purpose(raw, &entry.collection.id, purpose)?;
+        let guard = self.token_guard(raw, purpose);
+        let request = RequestInfo::default();
+        self.records
+            .update_record_guarded(
+                &su(),
+                &entry.collection.id,
+                &claims.id,
+                body(&claims),
+                &request,
+                Some(guard),
+            )
+            .await
+            .map_err(hide_missing)?;
+        if let Some((action, ip)) = audit {
+            let actor = actor_for(&entry.collection.id, &claims.id);
+            let event = Event::new(action, actor, ip, claims.id.clone())
+                .detail(json!({"collectionId": entry.collection.id}));
+            self.audit(event).await;
+        }
+        Ok(())
+    }
+
+    /// The account an email-addressed request names, or `None` (the request then does nothing).
+    async fn account(&self, collection: &str, email: &str) -> Result<Option<(String, Stored)>, AuthError> {
+        let entry = self.auth_collection(collection)?;
+        Ok(self
+            .records
+            .find_auth_record(&entry.collection.id, email.trim())
+            .await?
+            .map(|stored| (entry.collection.id.clone(), stored)))
     }
 
     /// Emails a verification link to an unverified account (silently nothing otherwise).
@@ -172,48 +254,22 @@ impl Auth {
         collection: &str,
         email: &str,
     ) -> Result<(), AuthError> {
-        let entry = self.auth_collection(collection)?;
-        let Some(stored) = self.records.find_auth_record(&entry.collection.id, email.trim()).await? else {
+        let Some((collection_id, stored)) = self.account(collection, email).await? else {
             return Ok(());
         };
         if stored_verified(&stored) {
             return Ok(());
         }
-        let settings = entry.collection.auth.clone().unwrap_or_default();
-        let to = stored.get("email").and_then(Value::as_str).unwrap_or_default().to_string();
-        let token = self.purpose_token(
-            Purpose::Verification,
-            &entry.collection.id,
-            &stored,
-            &to,
-            settings.verification_token.duration,
-        );
-        let mut vars = Map::new();
-        vars.insert("token".into(), json!(token));
-        vars.insert("record".into(), self.record_vars(&entry.collection.id, &stored));
-        mail.enqueue(OutgoingMail::template(to, Template::Verification, vars)).await?;
-        Ok(())
+        let seconds = self.settings(&collection_id).verification_token.duration;
+        let to = email_of(&stored);
+        let (purpose, template) = (Purpose::Verification, Template::Verification);
+        self.send_token(mail, &collection_id, &stored, purpose, template, to, seconds, None).await
     }
 
     /// Marks the account verified, once.
     pub async fn confirm_verification(&self, collection: &str, raw: &str) -> Result<(), AuthError> {
-        let entry = self.auth_collection(collection)?;
-        let claims = self.peek_purpose(raw, &entry.collection.id, Purpose::Verification)?;
-        let mut body = Map::new();
-        body.insert("verified".into(), json!(true));
-        let guard = self.token_guard(raw, Purpose::Verification);
-        self.records
-            .update_record_guarded(
-                &su(),
-                &entry.collection.id,
-                &claims.id,
-                body,
-                &RequestInfo::default(),
-                Some(guard),
-            )
-            .await
-            .map_err(hide_missing)?;
-        Ok(())
+        let body = |_: &token::Claims| Map::from_iter([("verified".to_string(), json!(true))]);
+        self.confirm_token(collection, raw, Purpose::Verification, body, None).await
     }
 
     /// Emails a password-reset link (silently nothing for unknown accounts).
@@ -223,24 +279,13 @@ impl Auth {
         collection: &str,
         email: &str,
     ) -> Result<(), AuthError> {
-        let entry = self.auth_collection(collection)?;
-        let Some(stored) = self.records.find_auth_record(&entry.collection.id, email.trim()).await? else {
+        let Some((collection_id, stored)) = self.account(collection, email).await? else {
             return Ok(());
         };
-        let settings = entry.collection.auth.clone().unwrap_or_default();
-        let to = stored.get("email").and_then(Value::as_str).unwrap_or_default().to_string();
-        let token = self.purpose_token(
-            Purpose::PasswordReset,
-            &entry.collection.id,
-            &stored,
-            &to,
-            settings.password_reset_token.duration,
-        );
-        let mut vars = Map::new();
-        vars.insert("token".into(), json!(token));
-        vars.insert("record".into(), self.record_vars(&entry.collection.id, &stored));
-        mail.enqueue(OutgoingMail::template(to, Template::PasswordReset, vars)).await?;
-        Ok(())
+        let seconds = self.settings(&collection_id).password_reset_token.duration;
+        let to = email_of(&stored);
+        let (purpose, template) = (Purpose::PasswordReset, Template::PasswordReset);
+        self.send_token(mail, &collection_id, &stored, purpose, template, to, seconds, None).await
     }
 
     /// Sets a new password with a reset token; every earlier token of the account dies.
@@ -252,34 +297,14 @@ impl Auth {
         confirm: &str,
         ip: &str,
     ) -> Result<(), AuthError> {
-        let entry = self.auth_collection(collection)?;
-        let claims = self.peek_purpose(raw, &entry.collection.id, Purpose::PasswordReset)?;
-        let mut body = Map::new();
-        body.insert("password".into(), json!(password));
-        body.insert("passwordConfirm".into(), json!(confirm));
-        let guard = self.token_guard(raw, Purpose::PasswordReset);
-        self.records
-            .update_record_guarded(
-                &su(),
-                &entry.collection.id,
-                &claims.id,
-                body,
-                &RequestInfo::default(),
-                Some(guard),
-            )
+        let body = |_: &token::Claims| {
+            Map::from_iter([
+                ("password".to_string(), json!(password)),
+                ("passwordConfirm".to_string(), json!(confirm)),
+            ])
+        };
+        self.confirm_token(collection, raw, Purpose::PasswordReset, body, Some(("auth.passwordReset", ip)))
             .await
-            .map_err(hide_missing)?;
-        self.audit(
-            Event::new(
-                "auth.passwordReset",
-                actor_for(&entry.collection.id, &claims.id),
-                ip,
-                claims.id.clone(),
-            )
-            .detail(json!({"collectionId": entry.collection.id})),
-        )
-        .await;
-        Ok(())
     }
 
     /// Emails a confirmation link for a new address to that address (signed-in owners only).
@@ -316,23 +341,20 @@ impl Auth {
         }
         let stored =
             self.records.load_stored(&entry.collection.id, id).await?.ok_or(AuthError::Unauthenticated)?;
-        let settings = entry.collection.auth.clone().unwrap_or_default();
-        let token = self.purpose_token(
-            Purpose::EmailChange,
+        let seconds = self.settings(&entry.collection.id).email_change_token.duration;
+        let extra = Some(("newEmail", json!(new_email)));
+        let (purpose, template) = (Purpose::EmailChange, Template::EmailChange);
+        self.send_token(
+            mail,
             &entry.collection.id,
             &stored,
-            &new_email,
-            settings.email_change_token.duration,
-        );
-        let mut record_vars = self.record_vars(&entry.collection.id, &stored);
-        if let Some(map) = record_vars.as_object_mut() {
-            map.insert("newEmail".into(), json!(new_email));
-        }
-        let mut vars = Map::new();
-        vars.insert("token".into(), json!(token));
-        vars.insert("record".into(), record_vars);
-        mail.enqueue(OutgoingMail::template(new_email, Template::EmailChange, vars)).await?;
-        Ok(())
+            purpose,
+            template,
+            new_email.clone(),
+            seconds,
+            extra,
+        )
+        .await
     }
 
     /// Switches to the new email (with the account password); the account becomes verified
@@ -356,32 +378,10 @@ impl Auth {
                 FieldError::new("validation_invalid_password", "Missing or invalid account password."),
             )));
         }
-        let mut body = Map::new();
-        body.insert("email".into(), json!(claims.email));
-        body.insert("verified".into(), json!(true));
-        let guard = self.token_guard(raw, Purpose::EmailChange);
-        self.records
-            .update_record_guarded(
-                &su(),
-                &entry.collection.id,
-                &claims.id,
-                body,
-                &RequestInfo::default(),
-                Some(guard),
-            )
-            .await
-            .map_err(hide_missing)?;
-        self.audit(
-            Event::new(
-                "auth.emailChange",
-                actor_for(&entry.collection.id, &claims.id),
-                ip,
-                claims.id.clone(),
-            )
-            .detail(json!({"collectionId": entry.collection.id})),
-        )
-        .await;
-        Ok(())
+        let body = |c: &token::Claims| {
+            Map::from_iter([("email".to_string(), json!(c.email)), ("verified".to_string(), json!(true))])
+        };
+        self.confirm_token(collection, raw, Purpose::EmailChange, body, Some(("auth.emailChange", ip))).await
     }
 
     /// Emails a one-time code and returns the OTP id to sign in with. Unknown accounts get an
