@@ -8,7 +8,7 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::body::json_object;
 use super::error::ApiError;
@@ -150,16 +150,7 @@ pub async fn log(
     require_superuser(app, req).await?;
     let (page, per_page, total, items) =
         app.mail.log(q.state.as_deref(), q.to.as_deref(), q.page.as_deref(), q.per_page.as_deref()).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "page": page,
-            "perPage": per_page,
-            "totalItems": total,
-            "totalPages": total.div_ceil(per_page.max(1)),
-            "items": items,
-        }),
-    ))
+    Ok(json_response(StatusCode::OK, &super::jobs::envelope(page, per_page, total, items)))
 }
 
 #[handler]
