@@ -477,25 +477,7 @@ pub fn excerpt(html: &str, max: usize, ellipsis: bool) -> String {
 
 /// Renders a stored record as response JSON.
 pub fn to_json(collection: &Collection, stored: &Stored, privileged: bool, filter: &FieldsFilter) -> Value {
-    let mut out = Map::with_capacity(collection.fields.len() + 2);
-    if filter.keeps("collectionId") {
-        out.insert("collectionId".into(), Value::String(collection.id.clone()));
-    }
-    if filter.keeps("collectionName") {
-        out.insert("collectionName".into(), Value::String(collection.name.clone()));
-    }
-    let email_visible = privileged || stored.get("emailVisibility").and_then(Value::as_bool).unwrap_or(false);
-    for field in &collection.fields {
-        if field.is_never_returned() || !filter.keeps(&field.name) {
-            continue;
-        }
-        if collection.is_auth() && field.name == "email" && !email_visible {
-            continue;
-        }
-        let value = stored.get(&field.name).cloned().unwrap_or_else(|| field.zero_value());
-        out.insert(field.name.clone(), filter.shape(&field.name, value));
-    }
-    Value::Object(out)
+    into_json(collection, stored.clone(), privileged, filter)
 }
 
 /// [`to_json`] for a record the caller no longer needs: its values (and key strings) move

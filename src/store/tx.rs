@@ -57,34 +57,12 @@ impl ReadTx {
         prefix: &[u8],
         reverse: bool,
         after: Option<&[u8]>,
-        mut visit: impl FnMut(&[u8], &[u8]) -> ScanControl,
+        visit: impl FnMut(&[u8], &[u8]) -> ScanControl,
     ) -> Result<(), StoreError> {
-        let t = self.txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
         let (lower, upper) = prefix_bounds(prefix, reverse, after);
-        let range =
-            t.range::<&[u8]>((as_ref_bound(&lower), as_ref_bound(&upper))).map_err(StoreError::from_redb)?;
-        let mut step = |entry: RangeItem<'_>| -> Result<ScanControl, StoreError> {
-            let (k, v) = entry.map_err(StoreError::from_redb)?;
-            Ok(visit(k.value(), v.value()))
-        };
-        if reverse {
-            for entry in range.rev() {
-                if step(entry)? == ScanControl::Stop {
-                    break;
-                }
-            }
-        } else {
-            for entry in range {
-                if step(entry)? == ScanControl::Stop {
-                    break;
-                }
-            }
-        }
-        Ok(())
+        self.scan_range(table, lower, upper, reverse, visit)
     }
-}
 
-impl ReadTx {
     /// Visits the entries with `lower <= key < upper` (either bound may be open), in key
     /// order or reverse.
     pub fn scan_range(
