@@ -105,7 +105,8 @@ impl App {
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
-        let observe = Observe::new(store.clone(), dir, &config.observe).map_err(AppError::Startup)?;
+        let observe =
+            Observe::new(store.clone(), dir, &config.observe, &config.limits).map_err(AppError::Startup)?;
         let app = Arc::new(App {
             observe,
             limiter,
@@ -216,6 +217,7 @@ impl App {
         let log_task = tokio::spawn(self.observe.requests.clone().run(stop_rx.clone()));
         let history_task = tokio::spawn(crate::observe::history::run(self.clone(), stop_rx.clone()));
         let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(self.clone(), stop_rx.clone()));
+        let pressure_task = tokio::spawn(self.observe.pressure.clone().run(stop_rx.clone()));
 
         let mut http_stop = stop_rx;
         let http =
@@ -236,6 +238,7 @@ impl App {
         let _ = sweeper.await;
         let _ = history_task.await;
         let _ = heartbeat_task.await;
+        let _ = pressure_task.await;
         // After the HTTP server stopped: the last rows are flushed.
         let _ = log_task.await;
         self.jobs.shutdown(grace).await;

@@ -200,6 +200,14 @@ pub struct Limits {
     pub max_batch_requests: usize,
     /// Seconds a client gets to send a whole request body (slow senders get 408).
     pub body_timeout_secs: u64,
+    /// Requests processed at once; more answer 503 with Retry-After (probes and
+    /// `/metrics` are always answered).
+    pub max_in_flight: usize,
+    /// Resident memory cap in MiB (0: none). Above it, only `pressure_in_flight`
+    /// requests run at once until memory falls below 90% of the cap.
+    pub max_rss_mb: u64,
+    /// Requests processed at once while memory is above `max_rss_mb`.
+    pub pressure_in_flight: usize,
 }
 
 /// Storage tuning.
@@ -293,6 +301,9 @@ impl Default for Limits {
             shutdown_grace_secs: 10,
             max_batch_requests: 50,
             body_timeout_secs: 30,
+            max_in_flight: 1024,
+            max_rss_mb: 1024,
+            pressure_in_flight: 32,
         }
     }
 }

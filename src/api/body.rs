@@ -66,6 +66,14 @@ where
     }
 }
 
+/// Reads and drops what the client sends of a request that is answered without its body
+/// (a shed request), up to [`DRAIN_CAP`] bytes and for at most `deadline`, so a client
+/// still sending gets the answer instead of a reset connection.
+pub async fn discard(body: Body, deadline: std::time::Duration) {
+    let mut stream = Box::pin(body.into_bytes_stream());
+    let _ = tokio::time::timeout(deadline, drain(&mut stream)).await;
+}
+
 /// True when the request declares a JSON body (`application/json`, any parameters, or a
 /// `+json` suffix).
 fn is_json(req: &Request) -> bool {

@@ -9,6 +9,7 @@ use poem::{Endpoint, IntoResponse, Request, Response};
 
 use super::error::ApiError;
 use crate::app::App;
+use crate::observe::pressure::Shed;
 use crate::observe::requests::Row;
 
 /// The client's IP address as the rate limiter and the audit log see it (after trusted
@@ -34,6 +35,24 @@ pub(crate) fn too_many_requests(retry_after_secs: u64) -> ApiError {
     );
     err.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
     err
+}
+
+/// A 503 problem with `Retry-After` for a request refused by load shedding.
+fn overloaded(shed: Shed) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Server overloaded",
+        "The server is at capacity; retry after the time in Retry-After.",
+    );
+    err.retry_after = Some(u32::try_from(shed.retry_after_secs()).unwrap_or(u32::MAX));
+    err
+}
+
+/// Paths answered even when the server sheds load: the probes and the metrics scrape,
+/// so monitoring sees an overloaded server as overloaded, not as down.
+fn always_admitted(path: &str) -> bool {
+    matches!(path, "/api/health" | "/api/ready" | "/metrics")
 }
 
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PATCH, PUT, DELETE";
@@ -145,10 +164,21 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
                 tracing::info!(client = ?ip, path = %path, "rate limited");
                 too_many_requests(limited.retry_after_secs).into_response()
             }
-            None => match ep.call(req).await {
-                Ok(r) => r.into_response(),
-                Err(err) => super::error::into_problem(err),
-            },
+            None => {
+                let slot =
+                    if always_admitted(&path) { Ok(None) } else { app.observe.pressure.admit().map(Some) };
+                match slot {
+                    Err(shed) => {
+                        tracing::debug!(path = %path, reason = shed.label(), "request shed");
+                        super::body::discard(req.take_body(), std::time::Duration::from_secs(10)).await;
+                        overloaded(shed).into_response()
+                    }
+                    Ok(_slot) => match ep.call(req).await {
+                        Ok(r) => r.into_response(),
+                        Err(err) => super::error::into_problem(err),
+                    },
+                }
+            }
         }
     };
     secure(&app, &path, authenticated, origin.as_deref(), &mut resp);

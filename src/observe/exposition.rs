@@ -25,6 +25,23 @@ pub async fn render(app: &App) -> Result<String, ObserveError> {
         "Requests and sign-in attempts refused by a rate limit (429).",
         app.limiter.refused.get() as f64,
     );
+    let pressure = &app.observe.pressure;
+    out.family("backbone_http_shed_total", "counter", "Requests refused by load shedding (503), by reason.");
+    for (shed, count) in pressure.shed_counts() {
+        out.sample("backbone_http_shed_total", &[("reason", shed.label())], count as f64);
+    }
+    out.single(
+        "backbone_http_admitted_in_flight",
+        "gauge",
+        "Requests holding an admission slot now.",
+        pressure.in_flight() as f64,
+    );
+    out.single(
+        "backbone_memory_pressure",
+        "gauge",
+        "1 while resident memory is above [limits] max_rss_mb and concurrency is reduced.",
+        if pressure.is_over_memory() { 1.0 } else { 0.0 },
+    );
 
     let store = &app.store;
     let stats = store.writer_stats();

@@ -14,13 +14,14 @@ pub mod heartbeat;
 pub mod history;
 pub mod host;
 pub mod metrics;
+pub mod pressure;
 pub mod requests;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{parse_net, ObserveSection};
+use crate::config::{parse_net, Limits, ObserveSection};
 use crate::store::{Store, StoreError};
 
 /// Why an observability request failed.
@@ -50,11 +51,18 @@ pub struct Observe {
     http: OnceLock<metrics::HttpMetrics>,
     pub requests: Arc<requests::RequestLog>,
     pub host: Arc<host::Host>,
+    /// Admission control: in-flight cap and memory shedding.
+    pub pressure: Arc<pressure::Pressure>,
     scrapers: Vec<(IpAddr, u8)>,
 }
 
 impl Observe {
-    pub fn new(store: Store, dir: &Path, config: &ObserveSection) -> Result<Observe, String> {
+    pub fn new(
+        store: Store,
+        dir: &Path,
+        config: &ObserveSection,
+        limits: &Limits,
+    ) -> Result<Observe, String> {
         let scrapers =
             config.metrics_allowed_ips.iter().map(|raw| parse_net(raw)).collect::<Result<_, _>>()?;
         let requests = requests::RequestLog::new(
@@ -68,6 +76,7 @@ impl Observe {
             http: OnceLock::new(),
             requests: Arc::new(requests),
             host: Arc::new(host::Host::new(dir)),
+            pressure: Arc::new(pressure::Pressure::new(limits)),
             scrapers,
         })
     }
