@@ -416,12 +416,17 @@ fn check(cli: &Cli, repair: bool) -> Result<(), String> {
         }
         Err(err) => return Err(err.to_string()),
     };
-    let report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
+    let mut report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
+    let jobs = store.read(crate::jobs::check::check).map_err(|e| e.to_string())?;
+    report.problems.extend(jobs.problems);
     for note in &report.notes {
         println!("note: {note}");
     }
     if report.problems.is_empty() {
-        println!("ok: {} collections, {} records, all tables consistent", report.collections, report.records);
+        println!(
+            "ok: {} collections, {} records, {} jobs, all tables consistent",
+            report.collections, report.records, jobs.jobs
+        );
         Ok(())
     } else {
         for problem in &report.problems {

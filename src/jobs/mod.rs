@@ -8,6 +8,7 @@
 //! ([`Jobs::enqueue_in`]); completion is recorded in one transaction with the handler's
 //! [`registry::Effect`]. Knows nothing of HTTP; errors are [`JobsError`].
 
+pub mod check;
 pub mod clock;
 pub mod cron;
 pub mod model;
