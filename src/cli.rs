@@ -173,13 +173,22 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
     let setup_token = app.auth.issue_setup_token().await.map_err(|e| e.to_string())?;
     if let Some(token) = &setup_token {
         let url = app.config.public_url(Some(local));
-        eprintln!(
-            "\nNo superuser exists yet. Create the first one (the token works once, until restart):\n  \
-             curl -X POST {url}/api/setup -H 'Content-Type: application/json' \\\n    \
-             -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"a-long-password\"}}'\n  \
-             or run: backbone superuser upsert EMAIL PASSWORD --dir {}\nSETUP_TOKEN={token}\n",
-            cli.dir.display()
-        );
+        if app.config.log_format == "json" {
+            // One structured event, so stderr stays one JSON object per line.
+            tracing::warn!(
+                setup_token = %token,
+                setup_url = %format!("{url}/api/setup"),
+                "no superuser exists yet: POST {{token, email, password}} to setup_url (the token works once, until restart)"
+            );
+        } else {
+            eprintln!(
+                "\nNo superuser exists yet. Create the first one (the token works once, until restart):\n  \
+                 curl -X POST {url}/api/setup -H 'Content-Type: application/json' \\\n    \
+                 -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"a-long-password\"}}'\n  \
+                 or run: backbone superuser upsert EMAIL PASSWORD --dir {}\nSETUP_TOKEN={token}\n",
+                cli.dir.display()
+            );
+        }
     }
     println!(
         "Backbone {} listening on http://{local} (data: {}){}",

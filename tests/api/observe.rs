@@ -595,3 +595,55 @@ async fn the_heartbeat_url_is_pinged_while_the_server_runs() {
     }
     assert!(lines.iter().all(|l| l == "GET /ping/abc?from=backbone HTTP/1.1"), "{lines:?}");
 }
+
+#[tokio::test]
+async fn json_log_format_writes_one_json_object_per_stderr_line() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = crate::common::command()
+        .args(["serve", "--http", "127.0.0.1:0", "--dir"])
+        .arg(dir.path())
+        .env("BACKBONE_LOG_FORMAT", "json")
+        .env("BACKBONE_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let errors =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server started");
+    let client = reqwest::Client::new();
+    // Some traffic before the shutdown, so the run is not just start and stop.
+    let r = client.get(format!("http://{addr}/api/collections/nope/records")).send().await.expect("request");
+    assert_eq!(r.status(), 404);
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("exit");
+    assert!(exit.success(), "{exit:?}");
+    let lines = errors.join().expect("stderr reader");
+    assert!(lines.len() >= 3, "expected several log lines: {lines:?}");
+    let mut setup_token = None;
+    let mut messages = Vec::new();
+    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+        messages.push(v["fields"]["message"].as_str().unwrap_or_default().to_string());
+        if let Some(t) = v["fields"]["setup_token"].as_str() {
+            setup_token = Some(t.to_string());
+        }
+    }
+    let token = setup_token.expect("the setup token is a field of a JSON event");
+    assert!(!token.is_empty());
+    assert!(messages.iter().any(|m| m.contains("shutting down")), "{messages:?}");
+}
