@@ -632,9 +632,43 @@ impl Records {
             &FieldsFilter::default(),
         );
         let bytes = encode(&prepared.stored)?;
+        // A rule that reads other records (`@collection`, relation paths) is evaluated on a
+        // read snapshot here, in parallel with other requests, instead of on the single
+        // writer. The writer re-evaluates it only if a write to a collection it reads was
+        // applied since the generations were noted (before the snapshot).
+        let mut checked_on_snapshot: Option<Vec<(String, u64)>> = None;
+        if let Some(rule) = rule.as_ref().filter(|r| !r.reads_collections().is_empty()) {
+            let noted: Vec<(String, u64)> = rule
+                .reads_collections()
+                .into_iter()
+                .map(|id| {
+                    let generation = self.store.generation(Table::Records, id.as_bytes());
+                    (id, generation)
+                })
+                .collect();
+            let (rule, entry, view, request, catalog) =
+                (rule.clone(), entry.clone(), rule_view.clone(), request.clone(), catalog.clone());
+            let allowed = self
+                .store
+                .read(move |tx| -> Result<bool, RecordsError> {
+                    let env = Env { catalog: &catalog, source: tx };
+                    Ok(rule.matches(&entry.collection, &view, &request, &Now::current(), Some(&env)))
+                })
+                .await?;
+            if !allowed {
+                return Err(RecordsError::BadRequest("Failed to create record.".into()));
+            }
+            checked_on_snapshot = Some(noted);
+        }
+        let store = self.store.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                if let Some(rule) = &rule {
+                let still_valid = checked_on_snapshot.as_ref().is_some_and(|noted| {
+                    noted.iter().all(|(id, generation)| {
+                        store.generation(Table::Records, id.as_bytes()) == *generation
+                    })
+                });
+                if let (Some(rule), false) = (&rule, still_valid) {
                     let env = Env { catalog: &catalog, source: &*tx };
                     if !rule.matches(&entry.collection, &rule_view, &request, &Now::current(), Some(&env)) {
                         return Err(RecordsError::BadRequest("Failed to create record.".into()));

@@ -172,6 +172,12 @@ impl Store {
         self.writer.submit_blocking(f)
     }
 
+    /// The write generation of `segment` in `table` (see [`tx::Generations`]): read it
+    /// before a snapshot, compare inside a later write.
+    pub fn generation(&self, table: Table, segment: &[u8]) -> u64 {
+        self.writer.generations().get(table, segment)
+    }
+
     /// Group-commit counters since start.
     pub fn writer_stats(&self) -> &WriterStats {
         self.writer.stats()

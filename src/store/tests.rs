@@ -279,7 +279,7 @@ fn commit_until_power_cut(fail_after: Option<u64>, count: u32) -> (u32, Arc<faul
                 format!("key{i:04}").as_bytes(),
                 format!("value{i}").repeat(50).into_bytes(),
             );
-            wtx.apply()?;
+            wtx.apply(&super::tx::Generations::default())?;
             txn.commit().map_err(StoreError::from_redb)
         })();
         if outcome.is_err() {
@@ -336,4 +336,39 @@ fn power_loss_at_every_point_keeps_exactly_the_acknowledged_prefix() {
     eprintln!(
         "power-loss sweep: {checked} cut points over {total_ops} I/O operations, {COMMITS} commits each"
     );
+}
+
+#[test]
+fn write_generations_move_only_for_applied_writes_to_their_segment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("open");
+    let (a, b) = (b"collection_aaaa".as_slice(), b"collection_bbbb".as_slice());
+    let (a0, b0) = (store.generation(Table::Records, a), store.generation(Table::Records, b));
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
+            tx.put(Table::Records, b"collection_aaaa\0rec1", b"{}".to_vec());
+            Ok(())
+        })
+        .expect("write");
+    assert_eq!(store.generation(Table::Records, a), a0 + 1);
+    // A write that is rejected (its closure fails) changes nothing.
+    let rejected = store.write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
+        tx.put(Table::Records, b"collection_aaaa\0rec2", b"{}".to_vec());
+        Err(StoreError::Internal("no".into()))
+    });
+    assert!(rejected.is_err());
+    assert_eq!(store.generation(Table::Records, a), a0 + 1);
+    // Other tables are not tracked.
+    let b1 = store.generation(Table::Records, b);
+    store
+        .write_blocking(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
+            tx.put(Table::Meta, b"collection_bbbb\0x", b"1".to_vec());
+            Ok(())
+        })
+        .expect("write");
+    assert_eq!(store.generation(Table::Records, b), b1);
+    // b moved only if it shares a's bucket.
+    assert!(b1 == b0 || b1 == store.generation(Table::Records, a));
+    assert_eq!(store.generation(Table::Meta, b), 0);
+    store.shutdown();
 }

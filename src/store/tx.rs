@@ -294,11 +294,13 @@ impl<'t> WriteTx<'t> {
         Ok(merged.into_iter().collect())
     }
 
-    /// Copies the staged changes into the transaction; returns the commit hooks.
-    pub(super) fn apply(self) -> Result<Vec<CommitHook>, StoreError> {
+    /// Copies the staged changes into the transaction; returns the commit hooks. Bumps the
+    /// write generation of every segment it changes.
+    pub(super) fn apply(self, generations: &Generations) -> Result<Vec<CommitHook>, StoreError> {
         let hooks = self.hooks;
         let mut current: OpenTable<'_> = None;
         for ((table, key), value) in self.overlay {
+            generations.bump_key(table, &key);
             let open = match current.take() {
                 Some((t, handle)) if t == table => (t, handle),
                 other => {
@@ -319,5 +321,61 @@ impl<'t> WriteTx<'t> {
             current = Some((t, handle));
         }
         Ok(hooks)
+    }
+}
+
+/// Buckets of [`Generations`]; two segments sharing a bucket only cost a spurious "changed".
+const GENERATION_BUCKETS: usize = 256;
+
+/// Write generations: a counter per key segment (the key up to its first `0x00`; for
+/// [`Table::Records`] the collection id), bumped by the writer when it applies a write to a
+/// key in that segment, before the commit. A reader that notes a generation, reads a
+/// snapshot, and later (inside a write) finds the generation unchanged knows that no write
+/// to that segment was applied in between. Segments hash into buckets, so a change
+/// elsewhere can look like a change (never the reverse). Only tables whose keys have
+/// segments are tracked: [`Table::Records`].
+pub struct Generations {
+    buckets: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations {
+            buckets: (0..GENERATION_BUCKETS).map(|_| std::sync::atomic::AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl Generations {
+    fn bucket(segment: &[u8]) -> usize {
+        // FNV-1a: a few nanoseconds for a collection id.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in segment {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash % GENERATION_BUCKETS as u64) as usize
+    }
+
+    fn tracked(table: Table) -> bool {
+        table == Table::Records
+    }
+
+    /// The generation of `segment` in `table` (0 for untracked tables).
+    pub fn get(&self, table: Table, segment: &[u8]) -> u64 {
+        if !Self::tracked(table) {
+            return 0;
+        }
+        self.buckets.get(Self::bucket(segment)).map_or(0, |b| b.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn bump_key(&self, table: Table, key: &[u8]) {
+        if !Self::tracked(table) {
+            return;
+        }
+        let segment = key.split(|b| *b == 0).next().unwrap_or(key);
+        if let Some(bucket) = self.buckets.get(Self::bucket(segment)) {
+            bucket.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 }

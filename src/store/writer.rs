@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::tx::{CommitHook, WriteTx};
+use super::tx::{CommitHook, Generations, WriteTx};
 use super::{open_database, DbSlot, StoreError, StoreOptions};
 use crate::observe::metrics::{Counter, Histogram, BATCH_BUCKETS, LATENCY_BUCKETS};
 
@@ -38,6 +38,7 @@ struct Shared {
     thread: Mutex<Option<JoinHandle<()>>>,
     healthy: AtomicBool,
     stats: WriterStats,
+    generations: Generations,
 }
 
 /// What the writer did since start (for `/metrics`).
@@ -76,6 +77,7 @@ pub(super) fn spawn(slot: DbSlot, path: PathBuf, options: StoreOptions) -> Resul
         thread: Mutex::new(None),
         healthy: AtomicBool::new(true),
         stats: WriterStats::default(),
+        generations: Generations::default(),
     });
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
@@ -161,6 +163,10 @@ impl WriterHandle {
         &self.shared.stats
     }
 
+    pub(super) fn generations(&self) -> &Generations {
+        &self.shared.generations
+    }
+
     pub(super) fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Acquire)
     }
@@ -191,7 +197,7 @@ fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreO
         let jobs = std::mem::take(&mut batch);
         let size = jobs.len();
         let started = std::time::Instant::now();
-        let result = commit_batch(&slot, jobs);
+        let result = commit_batch(&slot, jobs, &shared.generations);
         shared.stats.batch_size.observe(size as f64);
         shared.stats.commit_seconds.observe_duration(started.elapsed());
         match &result {
@@ -211,7 +217,7 @@ fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreO
 
 /// Applies and commits one batch. Returns the commit error (already delivered to every
 /// writer of the batch) so the caller can reopen the file.
-fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
+fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, generations: &Generations) -> Result<(), StoreError> {
     let db = match slot.read().ok().and_then(|g| g.clone()) {
         Some(db) => db,
         None => {
@@ -245,7 +251,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>) -> Result<(), StoreError> {
         let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut wtx))));
         match outcome {
             Ok(Outcome { keep: true, deliver }) => {
-                match wtx.apply() {
+                match wtx.apply(generations) {
                     Ok(more) => hooks.extend(more),
                     Err(err) => failure = Some(commit_failure(err)),
                 }

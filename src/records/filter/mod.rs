@@ -382,6 +382,22 @@ impl Filter {
         (out, only_terms)
     }
 
+    /// Ids of the collections whose stored records evaluation reads: `@collection` joins
+    /// and every collection a relation path (forward or `x_via_y`) steps into. Request
+    /// values and the record's own fields come from memory, not the store.
+    pub fn reads_collections(&self) -> std::collections::BTreeSet<String> {
+        let mut out: std::collections::BTreeSet<String> = self.joins.iter().cloned().collect();
+        for (_, _, resolved) in &self.resolved {
+            for hop in &resolved.hops {
+                match hop {
+                    Hop::Forward { target, .. } => out.insert(target.clone()),
+                    Hop::Back { source, .. } => out.insert(source.clone()),
+                };
+            }
+        }
+        out
+    }
+
     /// The top-level record keys evaluation reads (`id` always included): a record decoded
     /// with only these keys matches exactly when the whole record does.
     pub fn record_keys(&self) -> Vec<String> {
