@@ -8,6 +8,13 @@
 //! dropped and counted); a background task writes whatever queued up in one group-commit
 //! write every [`FLUSH_EVERY`], and prunes in the same write. A crash loses at most the last
 //! flush interval of rows, which is the price of keeping fsyncs off the request path.
+//!
+//! Rows are stored in blocks of up to [`BLOCK_ROWS`] (one key per block, not per row: the
+//! per-row cost of a flush is then mostly encoding, done on the blocking pool). A block's
+//! key is its oldest row's time and a sequence; its value is the newest row's time
+//! (8 bytes, big-endian, for pruning by age without decoding) followed by the rows as JSON
+//! lines, oldest first, each with its time in `t` (microseconds). Retention drops whole
+//! blocks. A value starting with `{` is a single row from before blocks (its key's time).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -33,6 +40,10 @@ const META_BYTES: &[u8] = b"request_log_bytes";
 const MAX_SCAN: usize = 2_000_000;
 /// Most buckets one stats request returns.
 const MAX_BUCKETS: i64 = 2_000;
+/// Rows per stored block at most.
+pub const BLOCK_ROWS: usize = 256;
+/// A block holds rows of one flush; its rows are at most this much newer than its key.
+const BLOCK_SPAN_US: i64 = 60_000_000;
 
 /// One answered request, as queued by the guard (cheap to build: no allocation but the route).
 #[derive(Debug, Clone)]
@@ -84,6 +95,35 @@ fn read_bytes(tx: &WriteTx<'_>) -> Result<u64, StoreError> {
         .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0))
+}
+
+/// The rows of a stored block (or of a single pre-block row), oldest first: (time, row).
+fn decode_block(key: &[u8], value: &[u8]) -> Vec<(i64, Value)> {
+    if value.first() == Some(&b'{') {
+        return serde_json::from_slice::<Value>(value).map(|row| vec![(key_time(key), row)]).unwrap_or_default();
+    }
+    let body = value.get(8..).unwrap_or_default();
+    body.split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| {
+            let mut row = serde_json::from_slice::<Value>(line).ok()?;
+            let time = row.as_object_mut()?.remove("t")?.as_i64()?;
+            Some((time, row))
+        })
+        .collect()
+}
+
+/// The newest row time of a stored block, read from its header (or the key for a single row).
+fn block_newest(key: &[u8], value: &[u8]) -> i64 {
+    if value.first() == Some(&b'{') {
+        return key_time(key);
+    }
+    value
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .and_then(|t| i64::try_from(t).ok())
+        .unwrap_or(0)
 }
 
 /// What a listing may filter on (all optional, combined with AND).
@@ -189,15 +229,15 @@ impl RequestLog {
         }
     }
 
-    /// The stored JSON of a row, written directly (this runs for every request).
-    fn encode(&self, row: &Row) -> Vec<u8> {
+    /// Appends the stored JSON line of a row (with its time in `t`) to `out`.
+    fn encode_into(row: &Row, out: &mut Vec<u8>) {
         use std::io::Write as _;
-        let mut out = Vec::with_capacity(128);
         let route = serde_json::to_string(&*row.route).unwrap_or_else(|_| "\"\"".into());
         let ip = row.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let _ = write!(
             out,
-            r#"{{"method":"{}","route":{},"status":{},"durationMs":{},"ip":"{}","auth":"{}"}}"#,
+            r#"{{"t":{},"method":"{}","route":{},"status":{},"durationMs":{},"ip":"{}","auth":"{}"}}"#,
+            row.time_us,
             row.method,
             route,
             row.status,
@@ -205,16 +245,41 @@ impl RequestLog {
             ip,
             row.auth
         );
-        out
+    }
+
+    /// Sorts `rows` by time and encodes them as blocks of at most [`BLOCK_ROWS`] rows
+    /// spanning less than [`BLOCK_SPAN_US`]: (key, value).
+    fn encode_blocks(&self, mut rows: Vec<Row>) -> Vec<([u8; 12], Vec<u8>)> {
+        rows.sort_by_key(|r| r.time_us);
+        let mut blocks = Vec::new();
+        let mut start = 0;
+        while start < rows.len() {
+            let first_time = rows[start].time_us;
+            let mut end = start + 1;
+            while end < rows.len() && end - start < BLOCK_ROWS && rows[end].time_us - first_time < BLOCK_SPAN_US {
+                end += 1;
+            }
+            let chunk = &rows[start..end];
+            let newest = chunk.last().map_or(first_time, |r| r.time_us);
+            let mut value = Vec::with_capacity(8 + chunk.len() * 120);
+            value.extend_from_slice(&u64::try_from(newest.max(0)).unwrap_or(0).to_be_bytes());
+            for row in chunk {
+                Self::encode_into(row, &mut value);
+                value.push(b'\n');
+            }
+            blocks.push((row_key(first_time, self.seq.fetch_add(1, Ordering::Relaxed)), value));
+            start = end;
+        }
+        blocks
     }
 
     /// Writes `rows` and prunes by age (before `now_us - keep`) and by size, in one write.
-    pub async fn write(&self, rows: Vec<Row>, now_us: i64) -> Result<(), StoreError> {
-        let encoded: Vec<([u8; 12], Vec<u8>)> = rows
-            .iter()
-            .map(|row| (row_key(row.time_us, self.seq.fetch_add(1, Ordering::Relaxed)), self.encode(row)))
-            .collect();
-        let count = encoded.len() as u64;
+    pub async fn write(self: &Arc<Self>, rows: Vec<Row>, now_us: i64) -> Result<(), StoreError> {
+        let count = rows.len() as u64;
+        let this = self.clone();
+        let encoded = tokio::task::spawn_blocking(move || this.encode_blocks(rows))
+            .await
+            .map_err(|e| StoreError::Internal(format!("request log encoding failed: {e}")))?;
         let cutoff = now_us.saturating_sub(self.keep_us);
         let max_bytes = self.max_bytes;
         self.store
@@ -231,7 +296,7 @@ impl RequestLog {
                 let target = if bytes > max_bytes { max_bytes / 10 * 9 } else { max_bytes };
                 tx.scan_prefix(Table::RequestLog, b"", None, |k, v| {
                     let size = (k.len() + v.len()) as u64;
-                    let too_old = key_time(k) < cutoff;
+                    let too_old = block_newest(k, v) < cutoff;
                     let too_big = bytes.saturating_sub(freed) > target;
                     if (!too_old && !too_big) || doomed.len() >= PRUNE_PER_FLUSH {
                         return ScanControl::Stop;
@@ -315,27 +380,25 @@ impl RequestLog {
                 let mut visited = 0usize;
                 let upper = filter.to_us.map(|t| row_key(t.saturating_add(1), 0));
                 let from = filter.from_us.unwrap_or(i64::MIN);
+                let to = filter.to_us.unwrap_or(i64::MAX);
                 tx.scan_prefix(
                     Table::RequestLog,
                     b"",
                     true,
                     upper.as_ref().map(|k| k.as_slice()),
                     |k, v| {
-                        visited += 1;
-                        let time = key_time(k);
-                        if time < from || visited > MAX_SCAN {
+                        if key_time(k) < from.saturating_sub(BLOCK_SPAN_US) || visited > MAX_SCAN {
                             return ScanControl::Stop;
                         }
-                        let Ok(mut row) = serde_json::from_slice::<Value>(v) else {
-                            return ScanControl::Continue;
-                        };
-                        if filter.matches(&row) {
+                        let block_id: String = k.iter().map(|b| format!("{b:02x}")).collect();
+                        for (i, (time, mut row)) in decode_block(k, v).into_iter().enumerate().rev() {
+                            visited += 1;
+                            if time < from || time > to || !filter.matches(&row) {
+                                continue;
+                            }
                             if total >= skip && items.len() < per_page {
                                 if let Some(obj) = row.as_object_mut() {
-                                    obj.insert(
-                                        "id".into(),
-                                        json!(k.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-                                    );
+                                    obj.insert("id".into(), json!(format!("{block_id}-{i}")));
                                     obj.insert("time".into(), json!(format_time(time)));
                                 }
                                 items.push(row);
@@ -370,22 +433,23 @@ impl RequestLog {
                 let n = usize::try_from((to - start) / step_us + 1).unwrap_or(0);
                 let mut buckets = vec![[0u64; 6]; n];
                 let mut visited = 0usize;
-                tx.scan_prefix(Table::RequestLog, b"", false, Some(row_key(from.saturating_sub(1), u32::MAX).as_slice()), |k, v| {
-                    visited += 1;
-                    let time = key_time(k);
-                    if time > to || visited > MAX_SCAN {
+                let lower = row_key(from.saturating_sub(BLOCK_SPAN_US), 0);
+                tx.scan_prefix(Table::RequestLog, b"", false, Some(lower.as_slice()), |k, v| {
+                    if key_time(k) > to || visited > MAX_SCAN {
                         return ScanControl::Stop;
                     }
-                    let Ok(row) = serde_json::from_slice::<Value>(v) else { return ScanControl::Continue };
-                    if !filter.matches(&row) {
-                        return ScanControl::Continue;
-                    }
-                    let status = row.get("status").and_then(Value::as_u64).unwrap_or(0);
-                    let class = usize::try_from((status / 100).clamp(1, 5)).unwrap_or(5);
-                    let i = usize::try_from((time - start) / step_us).unwrap_or(0);
-                    if let Some(b) = buckets.get_mut(i) {
-                        b[class] += 1;
-                        b[0] += 1;
+                    for (time, row) in decode_block(k, v) {
+                        visited += 1;
+                        if time < from || time > to || !filter.matches(&row) {
+                            continue;
+                        }
+                        let status = row.get("status").and_then(Value::as_u64).unwrap_or(0);
+                        let class = usize::try_from((status / 100).clamp(1, 5)).unwrap_or(5);
+                        let i = usize::try_from((time - start) / step_us).unwrap_or(0);
+                        if let Some(b) = buckets.get_mut(i) {
+                            b[class] += 1;
+                            b[0] += 1;
+                        }
                     }
                     ScanControl::Continue
                 })?;
@@ -434,13 +498,24 @@ mod tests {
     fn rows_encode_as_json() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("d.redb"), &Default::default()).expect("open");
-        let log = RequestLog::new(store.clone(), true, 100, 1 << 20);
-        let row = Row { ip: "::1".parse().ok(), route: Arc::from("/a/{id}"), ..row(5) };
-        let value: Value = serde_json::from_slice(&log.encode(&row)).expect("json");
-        assert_eq!(
-            value,
-            json!({"method": "GET", "route": "/a/{id}", "status": 200, "durationMs": 1.5, "ip": "::1", "auth": "none"})
-        );
+        let log = Arc::new(RequestLog::new(store.clone(), true, 100, 1 << 20));
+        let one_row = Row { ip: "::1".parse().ok(), route: Arc::from("/a/{id}"), ..row(5) };
+        let blocks = log.encode_blocks(vec![one_row.clone(), Row { time_us: 3, ..one_row }]);
+        assert_eq!(blocks.len(), 1);
+        let (key, value) = &blocks[0];
+        assert_eq!(key_time(key), 3, "a block's key holds its oldest row's time");
+        assert_eq!(block_newest(key, value), 5);
+        let rows = decode_block(key, value);
+        let one = json!({"method": "GET", "route": "/a/{id}", "status": 200, "durationMs": 1.5, "ip": "::1", "auth": "none"});
+        assert_eq!(rows, vec![(3, one.clone()), (5, one.clone())]);
+        // A row stored before blocks existed still reads back.
+        let old = serde_json::to_vec(&one).expect("json");
+        assert_eq!(decode_block(&row_key(7, 0), &old), vec![(7, one)]);
+        // Blocks are split by count and by time span.
+        let many: Vec<Row> = (0..BLOCK_ROWS as i64 + 10).map(row).collect();
+        assert_eq!(log.encode_blocks(many).len(), 2);
+        let spread = vec![row(0), row(BLOCK_SPAN_US + 1)];
+        assert_eq!(log.encode_blocks(spread).len(), 2);
         store.shutdown();
     }
 
@@ -461,7 +536,7 @@ mod tests {
         let http = HttpMetrics::new(RouteTable::new(&templates));
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("d.redb"), &Default::default()).expect("open");
-        let log = RequestLog::new(store.clone(), true, 3600, 1 << 30);
+        let log = Arc::new(RequestLog::new(store.clone(), true, 3600, 1 << 30));
         let n = 200_000u32;
         let started = std::time::Instant::now();
         for _ in 0..n {
@@ -513,20 +588,23 @@ mod tests {
     async fn retention_prunes_by_age_and_by_bytes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("d.redb"), &Default::default()).expect("open");
-        // Keep 100 s; a budget of ~20 rows.
-        let log = RequestLog::new(store.clone(), true, 100, 20 * 110);
+        // Keep 100 s; a budget of about 40 rows (rows are ~120 bytes; whole blocks go).
+        let log = Arc::new(RequestLog::new(store.clone(), true, 100, 40 * 120));
         let now = 1_000_000_000_000i64;
         let old: Vec<Row> = (0..5).map(|i| row(now - 200_000_000 + i)).collect();
         log.write(old, now - 150_000_000).await.expect("write");
         log.write(vec![row(now)], now).await.expect("write");
         let (total, items) = log.list(LogFilter::default(), 1, 100).await.expect("list");
         assert_eq!(total, 1, "rows older than 100 s are gone: {items:?}");
-        let recent: Vec<Row> = (0..100).map(|i| row(now + 1 + i)).collect();
-        log.write(recent, now + 200).await.expect("write");
+        // Ten flushes of ten rows: the oldest blocks go once the budget is exceeded.
+        for flush in 0..10 {
+            let recent: Vec<Row> = (0..10).map(|i| row(now + 1 + flush * 10 + i)).collect();
+            log.write(recent, now + 200).await.expect("write");
+        }
         let bytes = log.stored_bytes().await.expect("bytes");
-        assert!(bytes <= 20 * 110, "{bytes}");
+        assert!(bytes <= 40 * 120, "{bytes}");
         let (total, items) = log.list(LogFilter::default(), 1, 5).await.expect("list");
-        assert!(total > 5 && total <= 22, "{total}");
+        assert!((20..=40).contains(&total) && total % 10 == 0, "whole blocks of 10 remain: {total}");
         assert_eq!(items.len(), 5);
         // Newest first, and the newest row survived.
         assert_eq!(items[0]["time"], json!(format_time(now + 100)));
