@@ -294,9 +294,11 @@ impl<'t> WriteTx<'t> {
         Ok(merged.into_iter().collect())
     }
 
-    /// Copies the staged changes into the transaction; returns the commit hooks.
-    pub(super) fn apply(self) -> Result<Vec<CommitHook>, StoreError> {
+    /// Copies the staged changes into the transaction; returns the commit hooks and the set
+    /// of tables written (one bit per table, see `Table::bit`).
+    pub(super) fn apply(self) -> Result<(Vec<CommitHook>, u64), StoreError> {
         let hooks = self.hooks;
+        let touched = self.overlay.keys().fold(0u64, |set, (table, _)| set | table.bit());
         let mut current: OpenTable<'_> = None;
         for ((table, key), value) in self.overlay {
             let open = match current.take() {
@@ -318,6 +320,6 @@ impl<'t> WriteTx<'t> {
             }
             current = Some((t, handle));
         }
-        Ok(hooks)
+        Ok((hooks, touched))
     }
 }
