@@ -208,18 +208,35 @@ impl Search {
         let (index, seq) = match existing {
             Some(found) => found,
             None => {
-                // The job is durable before the index exists: a crash in between finds the
-                // index missing again, and the unique key keeps one rebuild queued.
-                jobs.enqueue(rebuild_spec()).await.map_err(|e| SearchError::Internal(e.to_string()))?;
-                self.inner.shared.rebuilding.store(true, Ordering::Release);
+                // What the index must cover, read in one snapshot: entries up to `seq` are in
+                // it (or in the rebuild), later ones are replayed.
                 let store = self.inner.store.clone();
-                let seq = store.read(|tx| outbox::last_seq(tx).map_err(SearchError::from)).await?;
+                let (seq, has_documents) = store
+                    .read(|tx| -> Result<(u64, bool), SearchError> {
+                        let catalog = crate::records::Catalog::load(tx)?;
+                        let mut has_documents = false;
+                        for entry in catalog.all().filter(|e| e.collection.search.enabled) {
+                            has_documents |=
+                                crate::records::stats::CollectionStats::read(tx, &entry.collection.id)?.count
+                                    > 0;
+                        }
+                        Ok((outbox::last_seq(tx)?, has_documents))
+                    })
+                    .await?;
+                if has_documents {
+                    // The job is durable before the index exists: a crash in between finds
+                    // the index missing again, and the unique key keeps one rebuild queued.
+                    jobs.enqueue(rebuild_spec()).await.map_err(|e| SearchError::Internal(e.to_string()))?;
+                    self.inner.shared.rebuilding.store(true, Ordering::Release);
+                }
                 let dir = self.inner.dir.clone();
                 let schema = self.inner.schema.clone();
                 let index = tokio::task::spawn_blocking(move || create_fresh(&dir, &schema, seq))
                     .await
                     .map_err(|e| SearchError::Internal(e.to_string()))??;
-                tracing::info!("search index created; a rebuild job is queued");
+                if has_documents {
+                    tracing::info!("search index created; a rebuild job is queued");
+                }
                 (index, seq)
             }
         };
