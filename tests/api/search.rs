@@ -449,3 +449,36 @@ async fn index_lag_and_search_metrics_are_exposed() {
     let ready = s.call("GET", "/api/ready", Some(&su), None).await;
     assert_eq!(ready.body["checks"]["search"]["ok"], true, "{}", ready.text);
 }
+
+#[tokio::test]
+async fn cli_search_reindex_queues_a_job_through_the_running_server() {
+    let s = Server::start();
+    let su = s.setup_superuser().await;
+    corpus(&s, &su).await;
+    let run = |args: &[&str]| {
+        crate::common::command().args(args).arg("--dir").arg(&s.dir).output().expect("run backbone")
+    };
+    let out = run(&["search", "reindex", "articles"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(printed.starts_with("reindex job "), "{printed}");
+    let id = printed.split_whitespace().nth(2).expect("job id").to_string();
+    let started = Instant::now();
+    loop {
+        let job = s.call("GET", &format!("/api/jobs/{id}"), Some(&su), None).await;
+        if job.body["state"] == "completed" {
+            assert_eq!(job.body["progress"]["indexed"], 3, "{}", job.text);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", job.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(search(&s, Some(&su), "articles", &q("rust")).await["totalItems"], 2);
+    // Unknown collections and collections without search are refused.
+    let out = run(&["search", "reindex", "nosuch"]);
+    assert!(!out.status.success());
+    // The HTTP endpoint does the same (superusers only).
+    let r = s.call("POST", "/api/search/reindex", Some(&su), Some(json!({}))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    s.call("POST", "/api/search/reindex", None, Some(json!({}))).await.assert_problem(401);
+}
