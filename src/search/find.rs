@@ -38,6 +38,9 @@ use crate::store::{ReadTx, Table};
 /// Most ranked candidates examined per collection when a rule, filter, sort or facet
 /// applies. Totals and facets count the visible records among them.
 pub const MAX_CANDIDATES: usize = 10_000;
+/// Deepest hit (offset + page size) fetched from the index when no rule or filter applies;
+/// deeper pages are empty (the index keeps a heap of this many hits per search).
+pub const MAX_DIRECT_DEPTH: usize = 100_000;
 /// Most facet fields per request.
 const MAX_FACETS: usize = 8;
 
@@ -74,8 +77,24 @@ struct Prepared {
     entry: Arc<CatalogEntry>,
     rule: Option<Filter>,
     list: ListQuery,
-    built: Built,
+    clauses: Vec<query::Clause>,
+    built: Option<Built>,
     facets: Vec<String>,
+}
+
+impl Prepared {
+    /// Builds the index query (on the blocking pool: it looks terms up in the index).
+    fn build(&mut self, schema: &IndexSchema, searcher: &Searcher) -> Result<&Built, SearchError> {
+        if self.built.is_none() {
+            let known = |term: &tantivy::Term| searcher.doc_freq(term).map(|n| n > 0).unwrap_or(false);
+            self.built = Some(query::build(schema, &self.entry.collection, &self.clauses, &known)?);
+        }
+        self.built.as_ref().ok_or_else(|| SearchError::Internal("query not built".into()))
+    }
+
+    fn matcher(&self) -> query::Matcher {
+        self.built.as_ref().map(|b| b.matcher.clone()).unwrap_or_default()
+    }
 }
 
 fn bad(message: String) -> SearchError {
@@ -139,8 +158,9 @@ impl Search {
         if facets.len() > MAX_FACETS {
             return Err(bad(format!("At most {MAX_FACETS} facet fields.")));
         }
-        let built = query::build(self.schema(), collection, clauses)?;
-        Ok(Prepared { entry, rule, list, built, facets })
+        // Field scoping is checked now (a 400 before any work); the query is built later.
+        query::build(self.schema(), collection, clauses, &|_| true)?;
+        Ok(Prepared { entry, rule, list, clauses: clauses.to_vec(), built: None, facets })
     }
 
     /// `GET /api/collections/{c}/search`.
@@ -222,12 +242,13 @@ impl Search {
         catalog: &Catalog,
         principal: &Principal,
         request: &RequestInfo,
-        prepared: Prepared,
+        mut prepared: Prepared,
     ) -> Result<SearchPage, SearchError> {
         let searcher = self.reader()?.searcher();
         let (page, per_page) = (prepared.list.page, prepared.list.per_page);
         let offset = (page - 1).saturating_mul(per_page);
-        let Some(query) = prepared.built.query.as_deref() else {
+        let query = prepared.build(self.schema(), &searcher)?.query.as_ref().map(|q| q.box_clone());
+        let Some(query) = query.as_deref() else {
             return Ok(empty_page(page, per_page, prepared.list.skip_total, !prepared.facets.is_empty()));
         };
         let direct = prepared.rule.is_none()
@@ -235,6 +256,14 @@ impl Search {
             && prepared.list.sort.is_empty()
             && prepared.facets.is_empty();
         let store = self.store().clone();
+        if direct && offset.saturating_add(per_page) > MAX_DIRECT_DEPTH {
+            // Past any page a client can reach by paging: the count alone, no hits.
+            let total = (!prepared.list.skip_total)
+                .then(|| searcher.search(query, &Count).map(|n| n as u64))
+                .transpose()
+                .map_err(SearchError::from_tantivy)?;
+            return Ok(SearchPage { page, per_page, total_items: total, items: Vec::new(), facets: None });
+        }
         if direct {
             let top = TopDocs::with_limit(per_page).and_offset(offset).order_by_score();
             let (hits, total) = if prepared.list.skip_total {
@@ -282,7 +311,7 @@ impl Search {
         catalog: &Catalog,
         principal: &Principal,
         request: &RequestInfo,
-        prepared: Vec<Prepared>,
+        mut prepared: Vec<Prepared>,
     ) -> Result<SearchPage, SearchError> {
         let searcher = self.reader()?.searcher();
         let (page, per_page, skip_total) = match prepared.first() {
@@ -291,10 +320,12 @@ impl Search {
         };
         let offset = (page - 1).saturating_mul(per_page);
         let mut candidates = Vec::new();
-        for (n, p) in prepared.iter().enumerate() {
-            let Some(query) = p.built.query.as_deref() else { continue };
+        for (n, p) in prepared.iter_mut().enumerate() {
+            let Some(query) = p.build(self.schema(), &searcher)?.query.as_ref().map(|q| q.box_clone()) else {
+                continue;
+            };
             let hits = searcher
-                .search(query, &TopDocs::with_limit(MAX_CANDIDATES).order_by_score())
+                .search(&*query, &TopDocs::with_limit(MAX_CANDIDATES).order_by_score())
                 .map_err(SearchError::from_tantivy)?;
             candidates.push((n, record_ids(&searcher, self.schema(), &hits)?));
         }
@@ -325,7 +356,7 @@ impl Search {
     ) -> Result<Value, SearchError> {
         let mut json =
             render(expander, &prepared.entry, stored, &prepared.list.fields, &prepared.list.expand)?;
-        let highlights = highlights(&prepared.entry.collection, &prepared.built, &json);
+        let highlights = highlights(&prepared.entry.collection, &prepared.matcher(), &json);
         if let Value::Object(map) = &mut json {
             map.insert("@search".into(), json!({"score": score, "highlights": highlights}));
         }
@@ -443,7 +474,7 @@ fn compare(sort: &[SortKey], a: &Stored, b: &Stored) -> CmpOrdering {
 
 /// Snippets of the searched text fields as rendered for the caller (a field the caller
 /// does not get, it gets no snippet of).
-fn highlights(collection: &Collection, built: &Built, json: &Value) -> Map<String, Value> {
+fn highlights(collection: &Collection, matcher: &query::Matcher, json: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     let mut analyzer = schema::analyzer(collection.search.language);
     for wanted in &collection.search.fields {
@@ -459,7 +490,7 @@ fn highlights(collection: &Collection, built: &Built, json: &Value) -> Map<Strin
             }
             _ => continue,
         };
-        if let Some(snippet) = highlight::snippet(&mut analyzer, &built.matcher, &text) {
+        if let Some(snippet) = highlight::snippet(&mut analyzer, matcher, &text) {
             out.insert(wanted.name.clone(), Value::String(snippet));
         }
     }

@@ -3,13 +3,15 @@
 //! `rust async` — every word must match (in any indexed field); `"exact phrase"`;
 //! `title:rust` or `title:"a phrase"` — only in that field; `-word` — must not match.
 //! Words match exactly (ranked by BM25, with the field's boost), with typos (one edit from
-//! 5 characters, two from 9; ranked lower), and the last word also as a prefix when the
-//! query does not end in a space (search-as-you-type).
+//! 5 characters, two from 9; ranked lower) when no document holds the word as typed (as
+//! Typesense does by default: a word the index knows is taken as meant), and the last word
+//! also as a prefix when the query does not end in a space (search-as-you-type).
 
 use std::collections::HashSet;
 
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::Term;
 
 use super::schema::{self, IndexSchema};
 use super::SearchError;
@@ -158,11 +160,13 @@ pub struct Built {
     pub matcher: Matcher,
 }
 
-/// Builds the tantivy query of `clauses` over `collection`'s searched fields.
+/// Builds the tantivy query of `clauses` over `collection`'s searched fields. `known` says
+/// whether some document holds a term (typo matching is for words no document holds).
 pub fn build(
     schema: &IndexSchema,
     collection: &Collection,
     clauses: &[Clause],
+    known: &dyn Fn(&Term) -> bool,
 ) -> Result<Built, SearchError> {
     let settings = &collection.search;
     let json = schema.text_field(settings.language);
@@ -194,7 +198,8 @@ pub fn build(
             let term = &terms[0];
             let typed = schema::tokens(&mut surface, &clause.text).into_iter().next().map(|t| t.0);
             let typed = typed.unwrap_or_else(|| term.clone());
-            let budget = typo_budget(typed.chars().count());
+            let known_word = fields.iter().any(|(path, _)| known(&schema.json_term(json, path, term)));
+            let budget = if known_word { 0 } else { typo_budget(typed.chars().count()) };
             for (path, boost) in &fields {
                 let exact = schema.json_term(json, path, term);
                 alternatives.push((
