@@ -1,4 +1,4 @@
-//! `App`: the running backend's state (config, store, records, auth, jobs, mail) and the server loop.
+//! `App`: the running backend's state (config, store, records, auth, jobs, mail, search) and the server loop.
 //!
 //! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
@@ -22,6 +22,7 @@ use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
 use crate::observe::Observe;
 use crate::records::{Records, RecordsError};
+use crate::search::Search;
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
 
 /// Name of the admin socket inside the data directory.
@@ -79,6 +80,8 @@ pub struct App {
     pub mail: Mail,
     /// Metrics, the request log, readiness checks, host figures.
     pub observe: Observe,
+    /// Full-text search; its indexer runs only inside [`App::run`].
+    pub search: Search,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -99,6 +102,8 @@ impl App {
         let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
         let auth = Auth::open(records.clone()).await?;
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);
+        let search = Search::new(store.clone(), records.clone(), dir);
+        search.register(&mut registry);
         let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
         crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
@@ -109,6 +114,7 @@ impl App {
             Observe::new(store.clone(), dir, &config.observe, &config.limits).map_err(AppError::Startup)?;
         let app = Arc::new(App {
             observe,
+            search,
             limiter,
             config,
             dir: dir.to_path_buf(),
@@ -172,6 +178,8 @@ impl App {
         if let Err(err) = crate::observe::alerts::seed_defaults(&self).await {
             tracing::warn!(error = %err, "default alert rules not stored");
         }
+        // Before the workers: a missing index enqueues its rebuild job first.
+        self.search.start(&self.jobs).await.map_err(|e| std::io::Error::other(e.to_string()))?;
         if self.config.jobs.workers {
             let orphans = self.jobs.start().await.map_err(|e| std::io::Error::other(e.to_string()))?;
             if orphans > 0 {
@@ -242,6 +250,8 @@ impl App {
         // After the HTTP server stopped: the last rows are flushed.
         let _ = log_task.await;
         self.jobs.shutdown(grace).await;
+        let search = self.search.clone();
+        let _ = tokio::task::spawn_blocking(move || search.stop()).await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         tracing::info!("stopped; all acknowledged writes are on disk");

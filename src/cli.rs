@@ -50,6 +50,11 @@ pub enum Command {
         #[command(subcommand)]
         action: JobsAction,
     },
+    /// Full-text search administration (works whether or not `serve` runs).
+    Search {
+        #[command(subcommand)]
+        action: SearchAction,
+    },
     /// Queue a test email (through the outbox, like every email) to TO with the current
     /// mail settings. With the server running it goes through its admin socket and is sent
     /// at once; otherwise it is stored and sent when `serve` next starts.
@@ -77,6 +82,17 @@ pub enum Command {
 pub enum SuperuserAction {
     /// Create a superuser, or set the password of the existing one with this email.
     Upsert { email: String, password: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SearchAction {
+    /// Queue a `search.reindex` job that rebuilds one collection's documents, or the whole
+    /// index when no collection is named. With the server running it starts at once;
+    /// otherwise it runs when `serve` next starts. Prints the job id.
+    Reindex {
+        /// Collection name or id (default: every collection).
+        collection: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +154,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             superuser_upsert(&cli, email, password).await
         }
         Command::Jobs { action } => jobs_command(&cli, action).await,
+        Command::Search { action: SearchAction::Reindex { collection } } => {
+            search_reindex(&cli, collection.as_deref()).await
+        }
         Command::SendTestEmail { to, template } => send_test_email(&cli, to, template).await,
     }
 }
@@ -268,6 +287,30 @@ fn problem_message(text: &str) -> String {
         .ok()
         .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
         .unwrap_or_else(|| text.to_string())
+}
+
+/// `backbone search reindex [collection]`: through the running server's socket, or by
+/// storing the job directly (it runs when `serve` starts).
+async fn search_reindex(cli: &Cli, collection: Option<&str>) -> Result<(), String> {
+    let socket = cli.dir.join(SOCKET_NAME);
+    let body = serde_json::json!({ "collection": collection });
+    let job: serde_json::Value = match socket_request(&socket, "/search/reindex", &body).await {
+        Ok((200, text)) => serde_json::from_str(&text).map_err(|e| e.to_string())?,
+        Ok((_, text)) => return Err(problem_message(&text)),
+        Err(_) => {
+            let app = open_offline(cli).await?;
+            let result = app.search.enqueue_reindex(&app.jobs, collection).await;
+            let store = app.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            result.map_err(|e| e.to_string())?.job.to_json()
+        }
+    };
+    println!(
+        "reindex job {} is {}",
+        job["id"].as_str().map(str::to_string).unwrap_or_else(|| job["id"].to_string()),
+        job["state"].as_str().unwrap_or("?")
+    );
+    Ok(())
 }
 
 /// `backbone jobs ...`: through the running server's socket, or on the file directly (no

@@ -11,4 +11,5 @@ pub mod jobs;
 pub mod mail;
 pub mod observe;
 pub mod records;
+pub mod search;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::auth::AuthError;
 use crate::jobs::JobsError;
 use crate::mail::MailError;
 use crate::records::{FieldErrors, RecordsError};
+use crate::search::SearchError;
 use crate::store::StoreError;
 
 /// An HTTP error answer.
@@ -188,6 +189,31 @@ impl From<RecordsError> for ApiError {
                 );
                 e.data.insert("requests".into(), Value::Object(requests));
                 e
+            }
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(err: SearchError) -> ApiError {
+        match err {
+            SearchError::BadQuery(m) => ApiError::bad_request(m),
+            SearchError::NotEnabled(m) => ApiError::bad_request(m),
+            SearchError::Records(e) => ApiError::from(e),
+            SearchError::Unavailable(m) => {
+                tracing::warn!(reason = %m, "search unavailable");
+                let mut e = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                    "Search is temporarily unavailable. Retry shortly.",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            SearchError::Internal(m) => {
+                tracing::error!(error = %m, "search failure");
+                ApiError::internal()
             }
         }
     }

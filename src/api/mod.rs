@@ -17,6 +17,7 @@ mod mail;
 mod observe;
 pub mod openapi;
 mod records;
+mod search;
 
 use std::sync::Arc;
 
@@ -88,10 +89,14 @@ fn route_table() -> Routes {
         .at("/api/collections/:collection/auth-with-otp", post(auth::auth_with_otp))
         .at("/api/collections/:collection/impersonate/:id", post(auth::impersonate))
         .at("/api/collections/:collection/records", get(records::list).post(records::create))
+        .at("/api/collections/:collection/search", get(search::collection_search))
         .at(
             "/api/collections/:collection/records/:id",
             get(records::view).patch(records::update).delete(records::delete),
         )
+        .at("/api/search", get(search::search_all))
+        .at("/api/search/status", get(search::search_status))
+        .at("/api/search/reindex", post(search::reindex))
         .at("/api/jobs", get(jobs::list).post(jobs::enqueue))
         .at("/api/jobs/stats", get(jobs::stats))
         .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))
@@ -129,6 +134,7 @@ pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
         .at("/jobs/list", post(jobs::socket_list))
         .at("/jobs/:action", post(jobs::socket_action))
         .at("/mail/test", post(mail::socket_test_email))
+        .at("/search/reindex", post(search::socket_reindex))
         .data(app)
         .catch_all_error(|err| async move { error::into_problem(err) })
 }

@@ -193,6 +193,7 @@ fn components() -> Value {
                     "createRule": {"type": ["string", "null"]},
                     "updateRule": {"type": ["string", "null"]},
                     "deleteRule": {"type": ["string", "null"]},
+                    "search": r("SearchSettings"),
                     "created": {"type": "string"},
                     "updated": {"type": "string"}
                 },
@@ -213,6 +214,49 @@ fn components() -> Value {
                 }
             },
             "CollectionList": list_envelope(r("Collection")),
+            "SearchSettings": {
+                "type": "object",
+                "description": "Full-text search settings of a collection (Backbone extension).",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "language": {"type": "string", "enum": ["default", "english"]},
+                    "fields": {"type": "array", "maxItems": 32, "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "boost": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "default": 1}}
+                    }}
+                }
+            },
+            "SearchHit": {
+                "type": "object",
+                "description": "A record as list renders it, plus `@search`.",
+                "properties": {
+                    "collectionId": {"type": "string"},
+                    "collectionName": {"type": "string"},
+                    "id": {"type": "string"},
+                    "@search": {"type": "object", "properties": {
+                        "score": {"type": "number", "description": "BM25 with field boosts; typo and prefix matches score lower"},
+                        "highlights": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Searched field → HTML-escaped snippet with <mark> around matches"}
+                    }}
+                },
+                "additionalProperties": true
+            },
+            "SearchResults": {
+                "allOf": [list_envelope(r("SearchHit")), {"type": "object", "properties": {
+                    "facets": {"type": "object", "description": "With `facets`: select field → value → count of visible matches", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}
+                }}]
+            },
+            "SearchStatus": {
+                "type": "object",
+                "properties": {
+                    "healthy": {"type": "boolean"},
+                    "rebuilding": {"type": "boolean"},
+                    "outboxSeq": {"type": "integer"},
+                    "indexedSeq": {"type": "integer"},
+                    "lag": {"type": "integer", "description": "outboxSeq - indexedSeq: changes not yet searchable"},
+                    "documents": {"type": "integer"}
+                }
+            },
             "AuthWithPassword": {
                 "type": "object",
                 "required": ["identity", "password"],
@@ -602,7 +646,7 @@ pub fn static_spec() -> Value {
         "get": op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
     }));
     paths.insert("/api/ready".into(), json!({
-        "get": op("ready", "Readiness: storage writable, job workers running, free disk above [observe] ready_min_disk_free_mb; superusers also get each check's detail", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}}))), &[503]),
+        "get": op("ready", "Readiness: storage writable, job workers running, free disk above [observe] ready_min_disk_free_mb, search indexer running; superusers also get each check's detail", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}}))), &[503]),
     }));
     paths.insert("/api/setup".into(), json!({
         "get": op("setupStatus", "Whether the first superuser must still be created", "auth", vec![], None, (200, Some(json!({"type": "object", "properties": {"setupRequired": {"type": "boolean"}}}))), &[]),
@@ -756,6 +800,44 @@ pub fn static_spec() -> Value {
         "patch": op("updateRecord", "Update a record (absent fields are kept)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
         "delete": op("deleteRecord", "Delete a record", "records", vec![c(), id()], None, (204, None), &[403, 404, 409, 503, 507]),
     }));
+    let search_params = || {
+        vec![
+            query_param("q", "The search: words (all must match, typos tolerated from 5 letters, the last one also as a prefix unless followed by a space), \"phrases\", field:word, -excluded.", json!({"type": "string", "maxLength": 1000})),
+            query_param("page", "Page number, from 1.", json!({"type": "integer", "minimum": 1})),
+            query_param("perPage", "Items per page (at most 1000).", json!({"type": "integer", "minimum": 1})),
+            query_param("fields", "Comma-separated fields to return (as for list).", json!({"type": "string"})),
+            query_param("skipTotal", "1 to skip counting (totals are -1).", json!({"type": "string"})),
+        ]
+    };
+    paths.insert("/api/collections/{collection}/search".into(), json!({
+        "get": op("searchRecords", "Full-text search of one collection, ranked, obeying its list rule (results, totals and facets count only records the caller may list)", "search", [vec![c()], search_params(), vec![
+            query_param("filter", "Filter expression (the list filter language), combined with the query.", json!({"type": "string"})),
+            query_param("sort", "Sort by plain fields instead of relevance (e.g. -created).", json!({"type": "string"})),
+            query_param("expand", "Relations to embed (as for list).", json!({"type": "string"})),
+            query_param("facets", "Comma-separated select fields to count values of.", json!({"type": "string"})),
+        ]].concat(), None, (200, Some(r("SearchResults"))), &[400, 403, 404, 503]),
+    }));
+    paths.insert("/api/search".into(), json!({
+        "get": op("searchAll", "Full-text search across collections (default: every searchable one the caller may list), merged by score", "search", [search_params(), vec![
+            query_param("collections", "Comma-separated collection names or ids.", json!({"type": "string"})),
+        ]].concat(), None, (200, Some(r("SearchResults"))), &[400, 404, 503]),
+    }));
+    paths.insert("/api/search/status".into(), json!({
+        "get": op("searchStatus", "Indexer state and index lag (superusers)", "search", vec![], None, (200, Some(r("SearchStatus"))), &[401, 403]),
+    }));
+    let mut reindex = op(
+        "searchReindex",
+        "Enqueue a search.reindex job for one collection ({\"collection\": \"posts\"}) or the whole index ({}) (superusers)",
+        "search",
+        vec![],
+        Some(json!({"type": "object", "properties": {"collection": {"type": "string"}}})),
+        (202, Some(r("Job"))),
+        &[400, 401, 403, 404, 413, 415, 503, 507],
+    );
+    reindex["responses"]["202"]["headers"] =
+        json!({"Location": {"description": "/api/jobs/{id}", "schema": {"type": "string"}}});
+    reindex["responses"]["200"] = json!({"description": "A full rebuild is already waiting or running", "content": json_content(r("Job"))});
+    paths.insert("/api/search/reindex".into(), json!({"post": reindex}));
     let job_id = || path_param("id", "Job id (decimal digits).");
     let cron_id = || path_param("id", "Cron schedule id.");
     let page_params = || {
@@ -963,7 +1045,7 @@ pub fn static_spec() -> Value {
         "security": [{}, {"token": []}],
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
-            {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
+            {"name": "search"}, {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
             {"name": "keys"}, {"name": "audit"}, {"name": "observe"}
         ],
         "paths": paths,

@@ -90,8 +90,16 @@ fn defaults() -> Vec<(&'static str, &'static str, &'static str, f64, u64)> {
         ("Job backlog older than 5 minutes", "jobs_oldest_waiting_secs", ">", 300.0, 300),
         ("Disk almost full (under 1 GiB free)", "disk_free_bytes", "<", 1_073_741_824.0, 300),
         ("Host memory low (under 200 MiB available)", "host_memory_available_bytes", "<", 209_715_200.0, 300),
+        SEARCH_LAG_RULE,
     ]
 }
+
+/// The search index falls behind the data: more than 1000 changes not searchable for 2 minutes.
+const SEARCH_LAG_RULE: (&str, &str, &str, f64, u64) =
+    ("Search index lagging (over 1000 changes for 2 minutes)", "search_lag", ">", 1000.0, 120);
+
+/// `Meta` flag: the search lag rule was seeded (data files seeded before it existed get it once).
+const SEARCH_RULE_SEEDED: &[u8] = b"alerts_seeded_search";
 
 fn invalid(fields: &mut FieldErrors, name: &str, code: &str, message: &str) {
     fields.insert(name.to_string(), crate::records::FieldError::new(code, message));
@@ -301,10 +309,14 @@ pub async fn history_rows(app: &App, rule: Option<String>, limit: usize) -> Resu
 pub async fn seed_defaults(app: &App) -> Result<(), StoreError> {
     app.store
         .write(|tx: &mut WriteTx<'_>| {
-            if tx.get(Table::Meta, b"alerts_seeded")?.is_some() {
+            let rules = if tx.get(Table::Meta, b"alerts_seeded")?.is_none() {
+                defaults()
+            } else if tx.get(Table::Meta, SEARCH_RULE_SEEDED)?.is_none() {
+                vec![SEARCH_LAG_RULE]
+            } else {
                 return Ok(());
-            }
-            for (name, series, op, threshold, for_secs) in defaults() {
+            };
+            for (name, series, op, threshold, for_secs) in rules {
                 let mut body = Map::new();
                 body.insert("name".into(), json!(name));
                 body.insert("series".into(), json!(series));
@@ -316,6 +328,7 @@ pub async fn seed_defaults(app: &App) -> Result<(), StoreError> {
                 }
             }
             tx.put(Table::Meta, b"alerts_seeded", vec![1]);
+            tx.put(Table::Meta, SEARCH_RULE_SEEDED, vec![1]);
             Ok(())
         })
         .await

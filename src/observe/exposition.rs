@@ -3,7 +3,8 @@
 //! Families: `backbone_http_*` (requests by route template, method and status; latency
 //! histograms; in-flight), `backbone_store_*` (file size, commits, batch sizes, commit
 //! latency), `backbone_jobs_*` (depth per queue and state, oldest waiting age, runs,
-//! failures, run durations), `backbone_mail_*`, `backbone_auth_*`, `backbone_request_log_*`,
+//! failures, run durations), `backbone_search_*` (index lag, documents, commits, query
+//! latency), `backbone_mail_*`, `backbone_auth_*`, `backbone_request_log_*`,
 //! `backbone_process_*` and `backbone_host_*`.
 
 use serde_json::Value;
@@ -11,6 +12,59 @@ use serde_json::Value;
 use super::metrics::Exposition;
 use super::ObserveError;
 use crate::app::App;
+
+/// `backbone_search_*`: index lag, documents, commits, query latency.
+async fn render_search(app: &App, out: &mut Exposition) {
+    let metrics = app.search.metrics();
+    if let Ok(status) = app.search.status().await {
+        out.single(
+            "backbone_search_index_lag",
+            "gauge",
+            "Outbox sequence minus the sequence committed to the search index (changes not yet searchable).",
+            status.lag as f64,
+        );
+        out.single(
+            "backbone_search_documents",
+            "gauge",
+            "Documents in the search index.",
+            status.documents as f64,
+        );
+        out.single(
+            "backbone_search_indexer_healthy",
+            "gauge",
+            "1 while the indexer runs and its last commit succeeded.",
+            if status.healthy { 1.0 } else { 0.0 },
+        );
+    }
+    out.single(
+        "backbone_search_commits_total",
+        "counter",
+        "Search index commits that succeeded.",
+        metrics.commits.get() as f64,
+    );
+    out.single(
+        "backbone_search_commit_failures_total",
+        "counter",
+        "Search index commits that failed.",
+        metrics.commit_failures.get() as f64,
+    );
+    out.single(
+        "backbone_search_outbox_applied_total",
+        "counter",
+        "Search outbox entries applied to the index.",
+        metrics.outbox_applied.get() as f64,
+    );
+    out.single(
+        "backbone_search_reindexed_documents_total",
+        "counter",
+        "Documents written by reindex jobs.",
+        metrics.reindexed_docs.get() as f64,
+    );
+    out.family("backbone_search_commit_duration_seconds", "histogram", "Time to commit the search index.");
+    out.histogram("backbone_search_commit_duration_seconds", &[], &metrics.commit_seconds);
+    out.family("backbone_search_query_duration_seconds", "histogram", "Time to answer a search.");
+    out.histogram("backbone_search_query_duration_seconds", &[], &metrics.query_seconds);
+}
 
 /// Renders the whole document.
 pub async fn render(app: &App) -> Result<String, ObserveError> {
@@ -72,6 +126,8 @@ pub async fn render(app: &App) -> Result<String, ObserveError> {
         "Time to apply and durably commit a batch.",
     );
     out.histogram("backbone_store_commit_duration_seconds", &[], &stats.commit_seconds);
+
+    render_search(app, &mut out).await;
 
     let jobs = app.jobs.stats().await.map_err(|e| match e {
         crate::jobs::JobsError::Store(s) => ObserveError::Store(s),

@@ -1,6 +1,7 @@
 //! Readiness: may this server take traffic? Each check says yes or no with a reason:
 //! `storage` (a durable write goes through within 2 s), `queue` (job workers run),
-//! `disk` (free space of the data directory's disk above `ready_min_disk_free_mb`).
+//! `disk` (free space of the data directory's disk above `ready_min_disk_free_mb`),
+//! `search` (the indexer thread runs and its last index commit succeeded).
 
 use std::time::Duration;
 
@@ -50,7 +51,12 @@ pub async fn checks(app: &App) -> Vec<Check> {
             ),
         }
     };
-    vec![storage, queue, disk]
+    let search = match app.search.is_healthy() {
+        None => Check { name: "search", ok: true, detail: "not started".into() },
+        Some(true) => Check { name: "search", ok: true, detail: "indexer running".into() },
+        Some(false) => Check { name: "search", ok: false, detail: "The search indexer is failing.".into() },
+    };
+    vec![storage, queue, disk, search]
 }
 
 /// The checks as a JSON object `{name: {ok, detail}}`.

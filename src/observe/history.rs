@@ -34,7 +34,7 @@ const PRUNE_PER_WRITE: usize = 500;
 const MAX_POINTS: i64 = 5_000;
 
 /// Every series the sampler stores, with what it means.
-pub const SERIES: [(&str, &str); 20] = [
+pub const SERIES: [(&str, &str); 21] = [
     ("http_requests_per_sec", "HTTP requests answered per second"),
     ("http_errors_per_sec", "HTTP 5xx answers per second"),
     ("http_error_ratio", "share of HTTP answers that were 5xx (0..1)"),
@@ -55,6 +55,7 @@ pub const SERIES: [(&str, &str); 20] = [
     ("host_cpu_percent", "CPU used by the host, percent"),
     ("host_memory_available_bytes", "memory available on the host"),
     ("disk_free_bytes", "free space of the data directory's disk"),
+    ("search_lag", "search outbox entries not yet committed to the index"),
 ];
 
 fn sample_key(resolution: u8, time_ms: i64) -> [u8; 9] {
@@ -145,6 +146,9 @@ async fn sample(app: &App, prev: &Counters, now: &Counters) -> Map<String, Value
     put("host_cpu_percent", host.host_cpu_percent);
     put("host_memory_available_bytes", host.host_memory_available_bytes as f64);
     put("disk_free_bytes", host.disk_free_bytes as f64);
+    if let Ok(status) = app.search.status().await {
+        put("search_lag", status.lag as f64);
+    }
     s
 }
 

@@ -103,6 +103,53 @@ impl Default for AuthSettings {
     }
 }
 
+/// How search text is split into terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchLanguage {
+    /// Language-neutral: words split on non-alphanumerics, lower-cased, accents folded.
+    #[default]
+    Default,
+    /// As `default`, plus English stemming (`running` finds `runs`).
+    English,
+}
+
+/// One indexed field and its weight in ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchField {
+    pub name: String,
+    #[serde(default = "default_boost")]
+    pub boost: f32,
+}
+
+fn default_boost() -> f32 {
+    1.0
+}
+
+/// Full-text search settings (a Backbone extension of the collection JSON): which text,
+/// editor, select, email, url and relation fields are indexed (relations by the
+/// presentable fields of the records they point at), their boosts, and the language.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchSettings {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub fields: Vec<SearchField>,
+    #[serde(default)]
+    pub language: SearchLanguage,
+}
+
+impl SearchSettings {
+    /// True for the untouched default (not written into the collection JSON).
+    pub fn is_unset(&self) -> bool {
+        *self == SearchSettings::default()
+    }
+}
+
+/// Most fields one collection may index.
+pub const MAX_SEARCH_FIELDS: usize = 32;
+
 /// A stored collection definition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +168,8 @@ pub struct Collection {
     pub delete_rule: Option<String>,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSettings>,
+    #[serde(default, skip_serializing_if = "SearchSettings::is_unset")]
+    pub search: SearchSettings,
     pub created: String,
     pub updated: String,
 }
@@ -152,6 +201,7 @@ impl Collection {
             update_rule: None,
             delete_rule: None,
             auth: Some(AuthSettings::default()),
+            search: SearchSettings::default(),
             created: now.into(),
             updated: now.into(),
         }
@@ -265,6 +315,8 @@ pub struct CollectionInput {
     pub password_reset_token: Option<TokenSettings>,
     #[serde(default)]
     pub email_change_token: Option<TokenSettings>,
+    #[serde(default)]
+    pub search: Option<SearchSettings>,
 }
 
 impl CollectionInput {
@@ -451,6 +503,9 @@ pub fn build(
         }
     };
 
+    let search = input.search.unwrap_or_else(|| existing.map(|e| e.search.clone()).unwrap_or_default());
+    check_search(&search, &fields, &mut errors);
+
     if !errors.is_empty() {
         return Err(RecordsError::Validation { message: message.into(), fields: errors });
     }
@@ -467,6 +522,7 @@ pub fn build(
         update_rule,
         delete_rule,
         auth,
+        search,
         created: existing.map(|e| e.created.clone()).unwrap_or_else(|| now.to_string()),
         updated: now.to_string(),
     };
@@ -478,6 +534,57 @@ pub fn build(
         });
     }
     Ok(built)
+}
+
+/// Whether a field of this kind can be indexed for search.
+pub fn searchable_kind(kind: &FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Text(_)
+            | FieldKind::Editor(_)
+            | FieldKind::Select(_)
+            | FieldKind::Email(_)
+            | FieldKind::Url(_)
+            | FieldKind::Relation(_)
+    )
+}
+
+/// Checks the search settings against the final field list.
+fn check_search(search: &SearchSettings, fields: &[Field], errors: &mut FieldErrors) {
+    let mut bad = |path: String, code: &str, message: String| {
+        errors.insert(path, FieldError::new(code, message));
+    };
+    if search.enabled && search.fields.is_empty() {
+        bad("search.fields".into(), "validation_required", "Name at least one field to index.".into());
+    }
+    if search.fields.len() > MAX_SEARCH_FIELDS {
+        bad(
+            "search.fields".into(),
+            "validation_length_out_of_range",
+            format!("At most {MAX_SEARCH_FIELDS} fields can be indexed."),
+        );
+    }
+    for (i, wanted) in search.fields.iter().enumerate() {
+        let path = format!("search.fields.{i}");
+        match fields.iter().find(|f| f.name == wanted.name) {
+            None => bad(path, "validation_unknown_field", format!("No field named {:?}.", wanted.name)),
+            Some(f) if f.is_never_returned() || !searchable_kind(&f.kind) => bad(
+                path,
+                "validation_not_searchable",
+                format!(
+                    "{:?} cannot be indexed: only visible text, editor, select, email, url and relation fields can.",
+                    wanted.name
+                ),
+            ),
+            Some(_) if search.fields[..i].iter().any(|o| o.name == wanted.name) => {
+                bad(path, "validation_duplicate", format!("{:?} is listed twice.", wanted.name))
+            }
+            Some(_) if !(wanted.boost.is_finite() && wanted.boost > 0.0 && wanted.boost <= 100.0) => {
+                bad(path, "validation_out_of_range", "The boost must be above 0 and at most 100.".into())
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// Names a user field may not take: they mean something else in record JSON.

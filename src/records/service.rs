@@ -108,7 +108,7 @@ fn rebuild_all_indexes(tx: &mut WriteTx<'_>) -> Result<(), RecordsError> {
 }
 
 /// Record JSON plus its `expand` object (when requested and kept by `fields`).
-fn render(
+pub(crate) fn render(
     expander: &Expander<'_>,
     entry: &CatalogEntry,
     stored: Stored,
@@ -354,6 +354,11 @@ impl Records {
                 if fields_changed || current.indexes != to_store.indexes {
                     rebuild_indexes(tx, &to_store)?;
                 }
+                let searched = current.search.enabled || to_store.search.enabled;
+                if searched && (fields_changed || current.search != to_store.search) {
+                    // The index is rebuilt from the migrated records by a reindex job.
+                    crate::search::outbox::collection_changed(tx, &to_store.id)?;
+                }
                 let bytes =
                     serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
@@ -427,6 +432,9 @@ impl Records {
                     tx.delete(Table::AuthIdentities, &key);
                 }
                 index::clear(tx, &current.id)?;
+                if current.search.enabled {
+                    crate::search::outbox::collection_changed(tx, &current.id)?;
+                }
                 tx.delete(Table::Collections, current.id.as_bytes());
                 tx.delete(Table::CollectionNames, current.name.to_lowercase().as_bytes());
                 tx.delete(Table::CollectionStats, current.id.as_bytes());

@@ -10,6 +10,7 @@ use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, index, record_key, FieldError, RecordsError};
+use crate::search::outbox;
 use crate::store::{Table, WriteTx};
 
 pub(crate) fn identity_key(collection_id: &str, email_lower: &str) -> Vec<u8> {
@@ -107,6 +108,19 @@ fn sync_refs(
     Ok(())
 }
 
+/// Writes the search outbox entry of a record change, in the change's own transaction, when
+/// the collection is searchable.
+fn note_for_search(
+    tx: &mut WriteTx<'_>,
+    collection: &Collection,
+    record_id: &str,
+) -> Result<(), RecordsError> {
+    if collection.search.enabled {
+        outbox::record_changed(tx, &collection.id, record_id)?;
+    }
+    Ok(())
+}
+
 /// Checks that the record was validated against the current schema; returns the counters.
 pub(crate) fn check_generation(
     tx: &WriteTx<'_>,
@@ -148,6 +162,7 @@ pub(crate) fn apply_create(
     sync_refs(tx, &entry.collection, &prepared.id, None, Some(&prepared.stored))?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, None, Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
+    note_for_search(tx, &entry.collection, &prepared.id)?;
     stats.count += 1;
     if prepared.custom_id {
         stats.custom_ids += 1;
@@ -184,6 +199,7 @@ pub(crate) fn apply_update(
     sync_refs(tx, &entry.collection, &prepared.id, Some(current), Some(&prepared.stored))?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, Some(current), Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
+    note_for_search(tx, &entry.collection, &prepared.id)?;
     Ok(())
 }
 
@@ -264,6 +280,7 @@ fn delete_cascading(
         }
     }
     tx.delete(Table::Records, &record_key(&collection.id, record_id));
+    note_for_search(tx, collection, record_id)?;
     stats = CollectionStats::load(tx, &collection.id).unwrap_or(stats);
     stats.count = stats.count.saturating_sub(1);
     stats.save(tx, &collection.id);

@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 
 pub use tables::{Table, SCHEMA_VERSION};
 pub use tx::{CommitHook, ReadTx, ScanControl, WriteTx};
-pub use writer::WriterStats;
+pub use writer::{CommitWatcher, WriterStats};
 
 use redb::ReadableTable;
 use tables::META_SCHEMA_VERSION;
@@ -176,6 +176,12 @@ impl Store {
     /// before a snapshot, compare inside a later write.
     pub fn generation(&self, table: Table, segment: &[u8]) -> u64 {
         self.writer.generations().get(table, segment)
+    }
+
+    /// Calls `watcher` on the writer thread after every durable commit that wrote `table`
+    /// (a wake-up for a consumer of that table; keep it cheap).
+    pub fn on_commit(&self, table: Table, watcher: CommitWatcher) {
+        self.writer.watch(table.bit(), watcher);
     }
 
     /// Group-commit counters since start.

@@ -71,11 +71,16 @@ pub enum Table {
     /// Time (ms since 1970, u64 BE) sequence (u32 BE) → alert transition (JSON: rule,
     /// `firing`/`resolved`, value, whether it was notified); the newest 5000 are kept.
     AlertHistory,
+    /// Search outbox: sequence (u64 BE) → change to index (`search::outbox` encoding: a
+    /// record or a whole collection), written in the transaction of the change; the
+    /// `Meta` key `search_outbox_seq` holds the last sequence handed out. The indexer
+    /// deletes entries once its index commit covers them.
+    SearchOutbox,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 27] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -102,11 +107,17 @@ impl Table {
         Table::MetricHistory,
         Table::AlertRules,
         Table::AlertHistory,
+        Table::SearchOutbox,
     ];
 
     /// The redb definition backing this table.
     pub(super) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         TableDefinition::new(self.name())
+    }
+
+    /// This table's bit in a set of tables (see `Store::on_commit`).
+    pub(super) fn bit(self) -> u64 {
+        1u64 << (self as u32)
     }
 
     /// The table's name inside the data file.
@@ -138,6 +149,7 @@ impl Table {
             Table::MetricHistory => "metric_history",
             Table::AlertRules => "alert_rules",
             Table::AlertHistory => "alert_history",
+            Table::SearchOutbox => "search_outbox",
         }
     }
 }

@@ -294,10 +294,12 @@ impl<'t> WriteTx<'t> {
         Ok(merged.into_iter().collect())
     }
 
-    /// Copies the staged changes into the transaction; returns the commit hooks. Bumps the
-    /// write generation of every segment it changes.
-    pub(super) fn apply(self, generations: &Generations) -> Result<Vec<CommitHook>, StoreError> {
+    /// Copies the staged changes into the transaction; returns the commit hooks and the set
+    /// of tables written (one bit per table, see `Table::bit`). Bumps the write generation
+    /// of every segment it changes.
+    pub(super) fn apply(self, generations: &Generations) -> Result<(Vec<CommitHook>, u64), StoreError> {
         let hooks = self.hooks;
+        let touched = self.overlay.keys().fold(0u64, |set, (table, _)| set | table.bit());
         let mut current: OpenTable<'_> = None;
         for ((table, key), value) in self.overlay {
             generations.bump_key(table, &key);
@@ -320,7 +322,7 @@ impl<'t> WriteTx<'t> {
             }
             current = Some((t, handle));
         }
-        Ok(hooks)
+        Ok((hooks, touched))
     }
 }
 

@@ -33,8 +33,13 @@ struct Outcome {
 /// A queued write. Called with `Ok(tx)` to run it, or with `Err(e)` to reject it unrun.
 type Job = Box<dyn for<'a, 'b> FnOnce(Result<&'a mut WriteTx<'b>, StoreError>) -> Outcome + Send>;
 
+/// Called after a commit that wrote a watched table (see `Store::on_commit`).
+pub type CommitWatcher = Arc<dyn Fn() + Send + Sync>;
+
 struct Shared {
     sender: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Watchers: the set of tables (bits) each one watches.
+    watchers: std::sync::RwLock<Vec<(u64, CommitWatcher)>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     healthy: AtomicBool,
     stats: WriterStats,
@@ -74,6 +79,7 @@ pub(super) fn spawn(slot: DbSlot, path: PathBuf, options: StoreOptions) -> Resul
     let (tx, rx) = mpsc::channel::<Job>(options.queue_capacity.max(1));
     let shared = Arc::new(Shared {
         sender: Mutex::new(Some(tx)),
+        watchers: std::sync::RwLock::new(Vec::new()),
         thread: Mutex::new(None),
         healthy: AtomicBool::new(true),
         stats: WriterStats::default(),
@@ -171,6 +177,12 @@ impl WriterHandle {
         self.shared.healthy.load(Ordering::Acquire)
     }
 
+    pub(super) fn watch(&self, tables: u64, watcher: CommitWatcher) {
+        if let Ok(mut watchers) = self.shared.watchers.write() {
+            watchers.push((tables, watcher));
+        }
+    }
+
     /// Closes the queue and waits until the writer has committed what was queued.
     pub(super) fn shutdown(&self) {
         if let Ok(mut sender) = self.shared.sender.lock() {
@@ -197,7 +209,7 @@ fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreO
         let jobs = std::mem::take(&mut batch);
         let size = jobs.len();
         let started = std::time::Instant::now();
-        let result = commit_batch(&slot, jobs, &shared.generations);
+        let result = commit_batch(&slot, jobs, &shared);
         shared.stats.batch_size.observe(size as f64);
         shared.stats.commit_seconds.observe_duration(started.elapsed());
         match &result {
@@ -217,7 +229,7 @@ fn run(mut rx: mpsc::Receiver<Job>, slot: DbSlot, path: PathBuf, options: StoreO
 
 /// Applies and commits one batch. Returns the commit error (already delivered to every
 /// writer of the batch) so the caller can reopen the file.
-fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, generations: &Generations) -> Result<(), StoreError> {
+fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, shared: &Shared) -> Result<(), StoreError> {
     let db = match slot.read().ok().and_then(|g| g.clone()) {
         Some(db) => db,
         None => {
@@ -241,6 +253,7 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, generations: &Generations) -> Res
     txn.set_two_phase_commit(true);
     let mut deliveries: Vec<Deliver> = Vec::with_capacity(jobs.len());
     let mut hooks: Vec<CommitHook> = Vec::new();
+    let mut touched = 0u64;
     let mut failure: Option<StoreError> = None;
     for job in jobs {
         if failure.is_some() {
@@ -251,8 +264,11 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, generations: &Generations) -> Res
         let outcome = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut wtx))));
         match outcome {
             Ok(Outcome { keep: true, deliver }) => {
-                match wtx.apply(generations) {
-                    Ok(more) => hooks.extend(more),
+                match wtx.apply(&shared.generations) {
+                    Ok((more, tables)) => {
+                        hooks.extend(more);
+                        touched |= tables;
+                    }
                     Err(err) => failure = Some(commit_failure(err)),
                 }
                 deliveries.push(deliver);
@@ -278,6 +294,13 @@ fn commit_batch(slot: &DbSlot, jobs: Vec<Job>, generations: &Generations) -> Res
         for hook in hooks {
             if catch_unwind(AssertUnwindSafe(hook)).is_err() {
                 tracing::error!("a commit hook panicked");
+            }
+        }
+        if let Ok(watchers) = shared.watchers.read() {
+            for (tables, watcher) in watchers.iter() {
+                if tables & touched != 0 {
+                    watcher();
+                }
             }
         }
     }

@@ -21,5 +21,6 @@ mod openapi;
 mod records;
 mod relations;
 mod rule_matrix;
+mod search;
 mod security;
 mod users;

@@ -1,0 +1,447 @@
+//! Full-text search: a tantivy index under `<data dir>/search/`, derived from the records.
+//!
+//! Owns the index, its one `IndexWriter` (on the indexer thread, `indexer.rs`), the outbox
+//! consumer, the `search.reindex` job kind, and running searches with the caller's list rule.
+//! It never writes records; it reads them through the store and the records module.
+//!
+//! Consistency: every record change of a searchable collection writes an outbox entry in
+//! its own transaction (`outbox.rs`, called from `records::write`). The indexer applies
+//! entries in order and commits the index with the last applied sequence number as the
+//! commit payload; at startup it replays every entry above that number. The index is
+//! derived: a missing, unreadable or outdated index is rebuilt by a `search.reindex` job.
+
+pub mod find;
+pub mod highlight;
+pub mod indexer;
+pub mod outbox;
+pub mod query;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexReader, ReloadPolicy};
+
+use crate::jobs::{Done, Enqueued, JobContext, JobFailure, JobSpec, Jobs, KindOptions, Registry};
+use crate::observe::metrics::{Counter, Histogram, LATENCY_BUCKETS};
+use crate::records::{Records, RecordsError};
+use crate::store::{Store, StoreError, Table};
+use indexer::{Command, Indexer, Shared};
+use schema::{IndexSchema, INDEX_VERSION};
+
+pub use find::{SearchPage, SearchParams};
+
+/// Name of the index directory inside the data directory.
+pub const SEARCH_DIR: &str = "search";
+/// The job kind that rebuilds documents from the data.
+pub const REINDEX_KIND: &str = "search.reindex";
+
+/// What can go wrong in search.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query text or a parameter is malformed (400).
+    #[error("{0}")]
+    BadQuery(String),
+    /// The collection does not have search enabled (400).
+    #[error("{0}")]
+    NotEnabled(String),
+    /// From the records domain (missing collection, rule denies, bad filter, storage).
+    #[error(transparent)]
+    Records(RecordsError),
+    /// The index is not open (starting, stopped, or failing): 503.
+    #[error("search unavailable: {0}")]
+    Unavailable(String),
+    /// Anything tantivy or the OS reported; details are for the log only.
+    #[error("search index error: {0}")]
+    Internal(String),
+}
+
+impl SearchError {
+    pub(crate) fn from_tantivy(err: tantivy::TantivyError) -> SearchError {
+        SearchError::Internal(err.to_string())
+    }
+}
+
+impl From<StoreError> for SearchError {
+    fn from(err: StoreError) -> Self {
+        SearchError::Records(RecordsError::Store(err))
+    }
+}
+
+impl From<RecordsError> for SearchError {
+    fn from(err: RecordsError) -> Self {
+        SearchError::Records(err)
+    }
+}
+
+/// Search counters for `/metrics`.
+#[derive(Debug)]
+pub struct SearchMetrics {
+    /// Index commits that succeeded / failed.
+    pub commits: Counter,
+    pub commit_failures: Counter,
+    /// Seconds per index commit.
+    pub commit_seconds: Histogram,
+    /// Searches answered, and their duration.
+    pub queries: Counter,
+    pub query_seconds: Histogram,
+    /// Outbox entries applied.
+    pub outbox_applied: Counter,
+    /// Documents written by reindex jobs.
+    pub reindexed_docs: Counter,
+}
+
+impl Default for SearchMetrics {
+    fn default() -> Self {
+        SearchMetrics {
+            commits: Counter::default(),
+            commit_failures: Counter::default(),
+            commit_seconds: Histogram::new(&LATENCY_BUCKETS),
+            queries: Counter::default(),
+            query_seconds: Histogram::new(&LATENCY_BUCKETS),
+            outbox_applied: Counter::default(),
+            reindexed_docs: Counter::default(),
+        }
+    }
+}
+
+/// A snapshot of the indexer's state (stats API, readiness, metrics).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchStatus {
+    /// The indexer thread runs and its last commit succeeded.
+    pub healthy: bool,
+    /// A full rebuild is pending or running (results may be incomplete).
+    pub rebuilding: bool,
+    /// Last outbox sequence number handed out.
+    pub outbox_seq: u64,
+    /// Sequence number the index has committed.
+    pub indexed_seq: u64,
+    /// `outboxSeq - indexedSeq`: changes not yet searchable.
+    pub lag: u64,
+    /// Documents in the index.
+    pub documents: u64,
+}
+
+struct Opened {
+    reader: IndexReader,
+}
+
+struct Inner {
+    store: Store,
+    records: Records,
+    dir: PathBuf,
+    schema: IndexSchema,
+    shared: Arc<Shared>,
+    opened: OnceLock<Opened>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// The search service (on `App` as `app.search`). Cheap to clone.
+#[derive(Clone)]
+pub struct Search {
+    inner: Arc<Inner>,
+}
+
+impl Search {
+    /// The service over `<data dir>/search`; nothing is opened until [`Search::start`].
+    pub fn new(store: Store, records: Records, data_dir: &Path) -> Search {
+        Search {
+            inner: Arc::new(Inner {
+                store,
+                records,
+                dir: data_dir.join(SEARCH_DIR),
+                schema: IndexSchema::new(),
+                shared: Arc::new(Shared::new()),
+                opened: OnceLock::new(),
+                thread: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Registers the `search.reindex` job kind: `{"collection": "<id or name>"}` rebuilds one
+    /// collection's documents, `{}` the whole index. Progress: `{"indexed": n, "total": m}`.
+    pub fn register(&self, registry: &mut Registry) {
+        let search = self.clone();
+        let options = KindOptions { timeout: Some(Duration::from_secs(6 * 3600)), ..KindOptions::default() };
+        registry.register(REINDEX_KIND, options, move |ctx| reindex_job(search.clone(), ctx));
+    }
+
+    pub fn metrics(&self) -> &SearchMetrics {
+        &self.inner.shared.metrics
+    }
+
+    pub(crate) fn schema(&self) -> &IndexSchema {
+        &self.inner.schema
+    }
+
+    pub(crate) fn records(&self) -> &Records {
+        &self.inner.records
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn reader(&self) -> Result<&IndexReader, SearchError> {
+        self.inner
+            .opened
+            .get()
+            .map(|o| &o.reader)
+            .ok_or_else(|| SearchError::Unavailable("the search index is not open".into()))
+    }
+
+    /// Opens the index (or creates it, enqueueing a rebuild job first when it was missing,
+    /// unreadable or written by another index version) and starts the indexer thread, which
+    /// first replays the outbox beyond the index's payload. Called by `serve` before the job
+    /// workers start.
+    pub async fn start(&self, jobs: &Jobs) -> Result<(), SearchError> {
+        let dir = self.inner.dir.clone();
+        let schema = self.inner.schema.clone();
+        let existing = tokio::task::spawn_blocking(move || open_existing(&dir, &schema))
+            .await
+            .map_err(|e| SearchError::Internal(e.to_string()))?;
+        let (index, seq) = match existing {
+            Some(found) => found,
+            None => {
+                // What the index must cover, read in one snapshot: entries up to `seq` are in
+                // it (or in the rebuild), later ones are replayed.
+                let store = self.inner.store.clone();
+                let (seq, has_documents) = store
+                    .read(|tx| -> Result<(u64, bool), SearchError> {
+                        let catalog = crate::records::Catalog::load(tx)?;
+                        let mut has_documents = false;
+                        for entry in catalog.all().filter(|e| e.collection.search.enabled) {
+                            has_documents |=
+                                crate::records::stats::CollectionStats::read(tx, &entry.collection.id)?.count
+                                    > 0;
+                        }
+                        Ok((outbox::last_seq(tx)?, has_documents))
+                    })
+                    .await?;
+                if has_documents {
+                    // The job is durable before the index exists: a crash in between finds
+                    // the index missing again, and the unique key keeps one rebuild queued.
+                    jobs.enqueue(rebuild_spec()).await.map_err(|e| SearchError::Internal(e.to_string()))?;
+                    self.inner.shared.rebuilding.store(true, Ordering::Release);
+                }
+                let dir = self.inner.dir.clone();
+                let schema = self.inner.schema.clone();
+                let index = tokio::task::spawn_blocking(move || create_fresh(&dir, &schema, seq))
+                    .await
+                    .map_err(|e| SearchError::Internal(e.to_string()))??;
+                if has_documents {
+                    tracing::info!("search index created; a rebuild job is queued");
+                }
+                (index, seq)
+            }
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(SearchError::from_tantivy)?;
+        let writer = indexer::open_writer(&index)?;
+        let _ = self.inner.opened.set(Opened { reader: reader.clone() });
+        self.inner.shared.committed_seq.store(seq, Ordering::Release);
+        let waker = self.inner.shared.clone();
+        self.inner.store.on_commit(Table::SearchOutbox, Arc::new(move || waker.wake()));
+        let jobs = jobs.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let on_collection_change: indexer::OnCollectionChange = Box::new(move |collection_id: &str| {
+            let spec = JobSpec::new(REINDEX_KIND, json!({ "collection": collection_id }));
+            runtime
+                .block_on(jobs.enqueue(spec))
+                .map(|_| ())
+                .map_err(|e| SearchError::Internal(format!("cannot enqueue the reindex job: {e}")))
+        });
+        let worker = Indexer {
+            store: self.inner.store.clone(),
+            schema: self.inner.schema.clone(),
+            writer,
+            reader,
+            shared: self.inner.shared.clone(),
+            on_collection_change,
+            applied: seq,
+        };
+        let handle = std::thread::Builder::new()
+            .name("backbone-indexer".into())
+            .spawn(move || worker.run())
+            .map_err(|e| SearchError::Internal(format!("cannot start the indexer thread: {e}")))?;
+        if let Ok(mut slot) = self.inner.thread.lock() {
+            *slot = Some(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops the indexer after it committed what it applied (call before the store shuts down).
+    pub fn stop(&self) {
+        self.inner.shared.stop();
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// Asks the indexer to rebuild one collection (or everything); resolves with the number
+    /// of documents written once they are committed.
+    pub async fn reindex(
+        &self,
+        collection_id: Option<String>,
+        progress: Arc<AtomicU64>,
+    ) -> Result<u64, SearchError> {
+        if self.inner.opened.get().is_none() {
+            return Err(SearchError::Unavailable("the search index is not open".into()));
+        }
+        let (done, receiver) = tokio::sync::oneshot::channel();
+        self.inner.shared.send(Command::Reindex { collection_id, progress, done })?;
+        receiver.await.map_err(|_| SearchError::Unavailable("the indexer stopped".into()))?
+    }
+
+    /// The indexer's state, with the lag read from the store.
+    pub async fn status(&self) -> Result<SearchStatus, SearchError> {
+        let store = self.inner.store.clone();
+        let outbox_seq = store.read(|tx| outbox::last_seq(tx).map_err(SearchError::from)).await?;
+        let shared = &self.inner.shared;
+        let indexed_seq = shared.committed_seq.load(Ordering::Acquire);
+        let documents = self.inner.opened.get().map(|o| o.reader.searcher().num_docs()).unwrap_or(0);
+        let started = self.inner.opened.get().is_some();
+        Ok(SearchStatus {
+            healthy: started && shared.healthy.load(Ordering::Acquire),
+            rebuilding: shared.rebuilding.load(Ordering::Acquire),
+            outbox_seq,
+            indexed_seq,
+            lag: if started { outbox_seq.saturating_sub(indexed_seq) } else { 0 },
+            documents,
+        })
+    }
+
+    /// Whether the indexer runs (for readiness); `None` when search was never started
+    /// (CLI commands).
+    pub fn is_healthy(&self) -> Option<bool> {
+        self.inner.opened.get()?;
+        Some(self.inner.shared.healthy.load(Ordering::Acquire))
+    }
+
+    /// Enqueues a reindex job (one collection by id or name, or all); returns the job.
+    pub async fn enqueue_reindex(
+        &self,
+        jobs: &Jobs,
+        collection: Option<&str>,
+    ) -> Result<Enqueued, SearchError> {
+        let spec = match collection {
+            Some(name) => {
+                let entry = self.inner.records.collection(name)?;
+                if !entry.collection.search.enabled {
+                    return Err(SearchError::NotEnabled(format!(
+                        "Search is not enabled on {}.",
+                        entry.collection.name
+                    )));
+                }
+                JobSpec::new(REINDEX_KIND, json!({ "collection": entry.collection.id }))
+            }
+            None => rebuild_spec(),
+        };
+        jobs.enqueue(spec).await.map_err(|e| SearchError::Internal(e.to_string()))
+    }
+}
+
+fn rebuild_spec() -> JobSpec {
+    JobSpec::new(REINDEX_KIND, json!({})).unique_key("search.rebuild")
+}
+
+/// Opens the index in `dir` if it is usable: readable, with a payload of this index version.
+/// Anything else is removed (the index is derived data) and `None` returned.
+fn open_existing(dir: &Path, schema: &IndexSchema) -> Option<(Index, u64)> {
+    if !dir.join("meta.json").exists() {
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        return None;
+    }
+    let opened = Index::open_in_dir(dir).map_err(SearchError::from_tantivy).and_then(|index| {
+        let payload = indexer::read_payload(&index)?;
+        Ok((index, payload))
+    });
+    match opened {
+        Ok((index, Some(payload))) if payload.version == INDEX_VERSION && index.schema() == schema.schema => {
+            schema::register_analyzers(&index);
+            Some((index, payload.seq))
+        }
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "search index is from another version; rebuilding");
+            let _ = std::fs::remove_dir_all(dir);
+            None
+        }
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "search index unreadable; rebuilding");
+            let _ = std::fs::remove_dir_all(dir);
+            None
+        }
+    }
+}
+
+/// Creates an empty index whose payload says it covers the outbox up to `seq` (the rebuild
+/// job reads a later snapshot, so nothing before `seq` is lost).
+fn create_fresh(dir: &Path, schema: &IndexSchema, seq: u64) -> Result<Index, SearchError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| SearchError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+    let directory = MmapDirectory::open(dir).map_err(|e| SearchError::Internal(e.to_string()))?;
+    let index = Index::create(directory, schema.schema.clone(), tantivy::IndexSettings::default())
+        .map_err(SearchError::from_tantivy)?;
+    schema::register_analyzers(&index);
+    let mut writer = indexer::open_writer(&index)?;
+    indexer::commit(&mut writer, seq)?;
+    writer.wait_merging_threads().map_err(SearchError::from_tantivy)?;
+    Ok(index)
+}
+
+/// The `search.reindex` handler: hands the work to the indexer thread and reports progress.
+async fn reindex_job(search: Search, ctx: JobContext) -> Result<Done, JobFailure> {
+    let collection = match ctx.payload.get("collection").and_then(Value::as_str) {
+        Some(name) => match search.inner.records.collection(name) {
+            Ok(entry) => Some(entry.collection.id.clone()),
+            // Deleted meanwhile: the outbox entry of the deletion drops its documents.
+            Err(_) => return Done::complete(),
+        },
+        None => None,
+    };
+    let total = {
+        let catalog = search.inner.records.catalog();
+        let mut total = 0u64;
+        for entry in catalog.all() {
+            let wanted = collection.as_deref().is_none_or(|c| c == entry.collection.id);
+            if wanted && entry.collection.search.enabled {
+                total += search.inner.records.count(&entry.collection.id).await.unwrap_or(0);
+            }
+        }
+        total
+    };
+    let progress = Arc::new(AtomicU64::new(0));
+    ctx.progress(json!({"indexed": 0, "total": total}));
+    let work = search.reindex(collection, progress.clone());
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            result = &mut work => {
+                return match result {
+                    Ok(indexed) => {
+                        ctx.progress(json!({"indexed": indexed, "total": total}));
+                        Done::complete()
+                    }
+                    Err(err) => Err(JobFailure::retry(err.to_string())),
+                };
+            }
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                ctx.progress(json!({"indexed": progress.load(Ordering::Relaxed), "total": total}));
+            }
+            () = ctx.cancelled().cancelled() => {
+                return Err(JobFailure::retry("cancelled; the indexer finishes the pass it started"));
+            }
+        }
+    }
+}
