@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::schema::Value as _;
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Searcher, TantivyDocument};
 
 use super::highlight;
@@ -92,8 +93,8 @@ impl Prepared {
         self.built.as_ref().ok_or_else(|| SearchError::Internal("query not built".into()))
     }
 
-    fn matcher(&self) -> query::Matcher {
-        self.built.as_ref().map(|b| b.matcher.clone()).unwrap_or_default()
+    fn analyzer(&self) -> TextAnalyzer {
+        schema::analyzer(self.entry.collection.search.language)
     }
 }
 
@@ -277,9 +278,10 @@ impl Search {
             return store.read_blocking(|tx| -> Result<SearchPage, SearchError> {
                 let mut items = Vec::with_capacity(ids.len());
                 let expander = Expander::new(tx, catalog, principal, request);
+                let mut analyzer = prepared.analyzer();
                 for (score, id) in ids {
                     if let Some(stored) = load(tx, &prepared.entry.collection.id, &id)? {
-                        items.push(self.hit(&expander, &prepared, stored, score)?);
+                        items.push(self.hit(&expander, &prepared, &mut analyzer, stored, score)?);
                     }
                 }
                 Ok(SearchPage { page, per_page, total_items: total, items, facets: None })
@@ -298,9 +300,10 @@ impl Search {
             }
             let total = (!prepared.list.skip_total).then_some(visible.len() as u64);
             let expander = Expander::new(tx, catalog, principal, request);
+            let mut analyzer = prepared.analyzer();
             let mut items = Vec::new();
             for (score, stored) in visible.into_iter().skip(offset).take(per_page) {
-                items.push(self.hit(&expander, &prepared, stored, score)?);
+                items.push(self.hit(&expander, &prepared, &mut analyzer, stored, score)?);
             }
             Ok(SearchPage { page, per_page, total_items: total, items, facets })
         })
@@ -338,9 +341,10 @@ impl Search {
             merged.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(CmpOrdering::Equal));
             let total = (!skip_total).then_some(merged.len() as u64);
             let expander = Expander::new(tx, catalog, principal, request);
+            let mut analyzers: Vec<TextAnalyzer> = prepared.iter().map(Prepared::analyzer).collect();
             let mut items = Vec::new();
             for (score, n, stored) in merged.into_iter().skip(offset).take(per_page) {
-                items.push(self.hit(&expander, &prepared[n], stored, score)?);
+                items.push(self.hit(&expander, &prepared[n], &mut analyzers[n], stored, score)?);
             }
             Ok(SearchPage { page, per_page, total_items: total, items, facets: None })
         })
@@ -351,12 +355,16 @@ impl Search {
         &self,
         expander: &Expander<'_>,
         prepared: &Prepared,
+        analyzer: &mut TextAnalyzer,
         stored: Stored,
         score: f32,
     ) -> Result<Value, SearchError> {
         let mut json =
             render(expander, &prepared.entry, stored, &prepared.list.fields, &prepared.list.expand)?;
-        let highlights = highlights(&prepared.entry.collection, &prepared.matcher(), &json);
+        let highlights = match &prepared.built {
+            Some(built) => highlights(&prepared.entry.collection, analyzer, &built.matcher, &json),
+            None => Map::new(),
+        };
         if let Value::Object(map) = &mut json {
             map.insert("@search".into(), json!({"score": score, "highlights": highlights}));
         }
@@ -474,9 +482,13 @@ fn compare(sort: &[SortKey], a: &Stored, b: &Stored) -> CmpOrdering {
 
 /// Snippets of the searched text fields as rendered for the caller (a field the caller
 /// does not get, it gets no snippet of).
-fn highlights(collection: &Collection, matcher: &query::Matcher, json: &Value) -> Map<String, Value> {
+fn highlights(
+    collection: &Collection,
+    analyzer: &mut TextAnalyzer,
+    matcher: &query::Matcher,
+    json: &Value,
+) -> Map<String, Value> {
     let mut out = Map::new();
-    let mut analyzer = schema::analyzer(collection.search.language);
     for wanted in &collection.search.fields {
         let kind = collection.field(&wanted.name).map(|f| &f.kind);
         if matches!(kind, Some(FieldKind::Relation(_))) {
@@ -490,7 +502,7 @@ fn highlights(collection: &Collection, matcher: &query::Matcher, json: &Value) -
             }
             _ => continue,
         };
-        if let Some(snippet) = highlight::snippet(&mut analyzer, matcher, &text) {
+        if let Some(snippet) = highlight::snippet(analyzer, matcher, &text) {
             out.insert(wanted.name.clone(), Value::String(snippet));
         }
     }

@@ -1,10 +1,9 @@
 //! Highlighted snippets: the part of a field's text around the first match, HTML-escaped,
 //! with every matching word wrapped in `<mark>…</mark>`.
 
-use tantivy::tokenizer::TextAnalyzer;
+use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 
 use super::query::Matcher;
-use super::schema;
 
 /// Characters of context kept before the first match.
 const BEFORE: usize = 60;
@@ -35,11 +34,20 @@ fn floor_boundary(text: &str, mut at: usize) -> usize {
 
 /// The snippet of `text` for `matcher`, or `None` when nothing in it matches.
 pub fn snippet(analyzer: &mut TextAnalyzer, matcher: &Matcher, text: &str) -> Option<String> {
-    let hits: Vec<(usize, usize)> = schema::tokens(analyzer, text)
-        .into_iter()
-        .filter(|(token, _, _)| matcher.matches(token))
-        .map(|(_, from, to)| (from, to))
-        .collect();
+    // Tokens are checked in place (no copies), and only up to the end of the snippet.
+    let mut hits: Vec<(usize, usize)> = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        let token = stream.token();
+        if let Some(&(first, _)) = hits.first() {
+            if token.offset_from > first + SNIPPET_CHARS * 4 {
+                break;
+            }
+        }
+        if matcher.matches(&token.text) {
+            hits.push((token.offset_from, token.offset_to));
+        }
+    }
     let &(first, _) = hits.first()?;
     // Start a little before the first match, at a word start.
     let mut start = floor_boundary(text, first.saturating_sub(BEFORE * 4));
@@ -83,6 +91,7 @@ pub fn snippet(analyzer: &mut TextAnalyzer, matcher: &Matcher, text: &str) -> Op
 mod tests {
     use super::*;
     use crate::records::collection::SearchLanguage;
+    use crate::search::schema;
 
     fn matcher(words: &[&str]) -> Matcher {
         Matcher { exact: words.iter().map(|w| w.to_string()).collect(), ..Matcher::default() }

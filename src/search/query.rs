@@ -7,8 +7,6 @@
 //! Typesense does by default: a word the index knows is taken as meant), and the last word
 //! also as a prefix when the query does not end in a space (search-as-you-type).
 
-use std::collections::HashSet;
-
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
@@ -117,7 +115,8 @@ pub fn typo_budget(chars: usize) -> u8 {
 /// What highlighting marks: analyzed terms, typo-tolerant terms and prefixes.
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    pub exact: HashSet<String>,
+    /// A handful of terms: a linear scan beats hashing every document token.
+    pub exact: Vec<String>,
     pub fuzzy: Vec<(String, u8)>,
     pub prefixes: Vec<String>,
 }
@@ -125,7 +124,7 @@ pub struct Matcher {
 impl Matcher {
     /// Whether an analyzed token of the document matches the query.
     pub fn matches(&self, token: &str) -> bool {
-        self.exact.contains(token)
+        self.exact.iter().any(|t| t == token)
             || self.prefixes.iter().any(|p| token.starts_with(p.as_str()))
             || self.fuzzy.iter().any(|(t, d)| within_distance(t, token, *d))
     }
@@ -233,7 +232,7 @@ pub fn build(
                 }
             }
             if !clause.negated {
-                matcher.exact.insert(term.clone());
+                matcher.exact.push(term.clone());
                 if budget > 0 {
                     matcher.fuzzy.push((term.clone(), budget));
                 }

@@ -115,8 +115,9 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    /// This table's bit in a set of tables (see `Store::on_commit`).
+    /// This table's bit in a set of tables (see `Store::on_commit`; at most 64 tables).
     pub(super) fn bit(self) -> u64 {
+        const _: () = assert!(Table::ALL.len() <= 64, "table sets are u64 bit sets");
         1u64 << (self as u32)
     }
 

@@ -372,3 +372,34 @@ fn write_generations_move_only_for_applied_writes_to_their_segment() {
     assert_eq!(store.generation(Table::Meta, b), 0);
     store.shutdown();
 }
+
+#[test]
+fn commit_watchers_fire_only_after_commits_that_wrote_their_table() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    store.on_commit(
+        Table::SearchOutbox,
+        Arc::new(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
+    let write = |table: Table, reject: bool| {
+        store.write_blocking(move |tx: &mut WriteTx<'_>| -> Result<(), TestError> {
+            tx.put(table, b"k", b"v".to_vec());
+            if reject {
+                Err(TestError::Rejected)
+            } else {
+                Ok(())
+            }
+        })
+    };
+    write(Table::Records, false).expect("write records");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "another table's commit wakes nobody");
+    assert!(write(Table::SearchOutbox, true).is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "a rejected write is not committed");
+    write(Table::SearchOutbox, false).expect("write outbox");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
