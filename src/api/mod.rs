@@ -9,6 +9,7 @@ pub mod body;
 pub(crate) mod collections;
 mod docs;
 pub mod error;
+mod files;
 pub(crate) mod guard;
 mod health;
 pub(crate) mod jobs;
@@ -92,6 +93,9 @@ fn route_table() -> Routes {
             "/api/collections/:collection/records/:id",
             get(records::view).patch(records::update).delete(records::delete),
         )
+        .at("/api/files/token", post(files::token))
+        .at("/api/files/usage", get(files::usage))
+        .at("/api/files/:collection/:recordId/:filename", get(files::download))
         .at("/api/jobs", get(jobs::list).post(jobs::enqueue))
         .at("/api/jobs/stats", get(jobs::stats))
         .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))

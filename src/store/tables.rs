@@ -71,11 +71,15 @@ pub enum Table {
     /// Time (ms since 1970, u64 BE) sequence (u32 BE) → alert transition (JSON: rule,
     /// `firing`/`resolved`, value, whether it was notified); the newest 5000 are kept.
     AlertHistory,
+    /// Stored files: collection id 0x00 record id 0x00 file name → metadata (JSON,
+    /// `records::files::FileMeta`: field id, size, sniffed type, upload time). Changes in the
+    /// same transaction as the record that references the file.
+    FileRefs,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 27] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -102,6 +106,7 @@ impl Table {
         Table::MetricHistory,
         Table::AlertRules,
         Table::AlertHistory,
+        Table::FileRefs,
     ];
 
     /// The redb definition backing this table.
@@ -138,6 +143,7 @@ impl Table {
             Table::MetricHistory => "metric_history",
             Table::AlertRules => "alert_rules",
             Table::AlertHistory => "alert_history",
+            Table::FileRefs => "file_refs",
         }
     }
 }
