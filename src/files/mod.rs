@@ -440,6 +440,15 @@ impl Files {
         Done::complete()
     }
 
+    /// After a collection was deleted: its blobs go with the next sweep, enqueued now.
+    pub async fn collection_deleted(&self) {
+        if let Some(jobs) = self.inner.jobs.get() {
+            if let Err(err) = jobs.enqueue(JobSpec::new(JOB_SWEEP, json!({}))).await {
+                tracing::warn!(error = %err, "could not enqueue the file sweep");
+            }
+        }
+    }
+
     /// Removes temp files, stale `file_refs` rows (their record or field is gone) and blobs
     /// and variants nothing references. With `grace` > 0 only what is older than that.
     pub async fn sweep(&self, grace: Duration) -> Result<SweepReport, FilesError> {
@@ -515,6 +524,14 @@ impl Files {
         for collection in std::fs::read_dir(&self.inner.root).map_err(io)?.flatten() {
             let c = collection.file_name().to_string_lossy().to_string();
             if c == TMP_DIR || !collection.path().is_dir() {
+                continue;
+            }
+            if self.inner.records.collection(&c).is_err() {
+                // A deleted collection: no write can commit into it any more, whatever the
+                // age of its files.
+                if std::fs::remove_dir_all(collection.path()).is_ok() {
+                    report.blobs += 1;
+                }
                 continue;
             }
             for record in std::fs::read_dir(collection.path()).map_err(io)?.flatten() {

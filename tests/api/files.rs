@@ -635,3 +635,22 @@ async fn startup_sweeps_temp_files_and_unreferenced_blobs() {
     assert!(!record_dir.join("orphan_0123456789.txt").exists());
     assert!(!ghost.exists());
 }
+
+#[tokio::test]
+async fn deleting_a_collection_removes_its_blobs() {
+    let s = Server::start();
+    let t = s.setup_superuser().await;
+    let coll = with_docs(&s, &t, json!("")).await;
+    let fx = tempfile::tempdir().expect("fixtures");
+    let a = write_file(fx.path(), "a.txt", b"gone soon");
+    let (status, text) =
+        curl(&s, "POST", "/api/collections/docs/records", None, &form(&[("doc", &format!("@{a}"))]));
+    assert_eq!(status, 200, "{text}");
+    let dir = s.dir.join("files").join(coll["id"].as_str().expect("cid"));
+    assert!(dir.exists());
+    let r = s.call("DELETE", "/api/collections/docs", Some(&t), None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    wait_until("the collection's files are swept", || !dir.exists()).await;
+    let r = s.call("GET", "/api/files/usage", Some(&t), None).await;
+    assert_eq!(r.body["totalFiles"], 0, "{}", r.text);
+}
