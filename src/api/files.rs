@@ -21,6 +21,11 @@ use crate::files::{DownloadCaller, FilesError, Served};
 use crate::records::files::Upload;
 use crate::records::filter::RequestInfo;
 
+/// Answers up to this size are read in one piece; larger ones stream in chunks.
+const IN_MEMORY_MAX: u64 = 4 << 20;
+/// Chunk size of streamed answers.
+const STREAM_CHUNK: usize = 256 * 1024;
+
 /// Query parameters of a download.
 #[derive(Debug, Default, Deserialize)]
 pub struct DownloadParams {
@@ -153,13 +158,31 @@ async fn send(req: &Request, served: Served, force_download: bool) -> Result<Res
                 .finish());
         }
     };
-    let mut file =
-        tokio::fs::File::open(&served.path).await.map_err(|_| ApiError::from(FilesError::NotFound))?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| ApiError::from(FilesError::Io(e.to_string())))?;
-    }
+    let body = if len <= IN_MEMORY_MAX {
+        // One trip to the blocking pool for the whole answer (thumbnails, most files).
+        let path = served.path.clone();
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek};
+            let mut file = std::fs::File::open(path)?;
+            file.seek(std::io::SeekFrom::Start(start))?;
+            let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            file.read_exact(&mut buf)?;
+            Ok(buf)
+        })
+        .await
+        .map_err(|e| ApiError::from(FilesError::Io(e.to_string())))?
+        .map_err(|_| ApiError::from(FilesError::NotFound))?;
+        Body::from(bytes)
+    } else {
+        let mut file =
+            tokio::fs::File::open(&served.path).await.map_err(|_| ApiError::from(FilesError::NotFound))?;
+        if start > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| ApiError::from(FilesError::Io(e.to_string())))?;
+        }
+        Body::from_bytes_stream(tokio_util::io::ReaderStream::with_capacity(file.take(len), STREAM_CHUNK))
+    };
     let mut builder = base()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
@@ -169,7 +192,7 @@ async fn send(req: &Request, served: Served, force_download: bool) -> Result<Res
         builder = builder
             .header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", start + len - 1, served.size));
     }
-    Ok(builder.body(Body::from_async_read(file.take(len))))
+    Ok(builder.body(body))
 }
 
 /// A record body: JSON, or a multipart form with files. The returned guard removes the

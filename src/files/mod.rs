@@ -250,12 +250,22 @@ impl Files {
         if !is_valid_file_name(filename) || !crate::records::id::is_valid_record_id(record_id) {
             return Err(FilesError::NotFound);
         }
-        let stored = self
+        let collection_id = entry.collection.id.clone();
+        let path = self.blob_path(&collection_id, record_id, filename);
+        // The record and the file's row in one snapshot.
+        let (record_key_bytes, ref_key) =
+            (record_key(&collection_id, record_id), file_ref_key(&collection_id, record_id, filename));
+        let (stored, meta) = self
             .inner
-            .records
-            .load_stored(&entry.collection.id, record_id)
-            .await?
-            .ok_or(FilesError::NotFound)?;
+            .store
+            .read(move |tx| {
+                Ok::<_, StoreError>((
+                    tx.get(Table::Records, &record_key_bytes)?,
+                    tx.get(Table::FileRefs, &ref_key)?,
+                ))
+            })
+            .await?;
+        let stored = decode(&stored.ok_or(FilesError::NotFound)?)?;
         let options =
             file_field_holding(&entry.collection.fields, &stored, filename).ok_or(FilesError::NotFound)?;
         let (who, info) = if options.protected || !matches!(caller.token.0, Principal::Anonymous) {
@@ -263,37 +273,26 @@ impl Files {
         } else {
             caller.header
         };
-        match self
-            .inner
-            .records
-            .get_record(&who, &entry.collection.id, record_id, Some("id"), None, &info)
-            .await
-        {
+        match self.inner.records.get_record(&who, &collection_id, record_id, Some("id"), None, &info).await {
             Ok(_) => {}
             Err(RecordsError::NotFound(_) | RecordsError::Forbidden(_)) => return Err(FilesError::NotFound),
             Err(other) => return Err(other.into()),
         }
-        let collection_id = entry.collection.id.clone();
-        let path = self.blob_path(&collection_id, record_id, filename);
-        let key = file_ref_key(&collection_id, record_id, filename);
-        let meta = self
-            .inner
-            .store
-            .read(move |tx| tx.get(Table::FileRefs, &key))
-            .await?
-            .and_then(|bytes| serde_json::from_slice::<FileMeta>(&bytes).ok());
-        let original_type = match meta {
+        let original_type = match meta.and_then(|bytes| serde_json::from_slice::<FileMeta>(&bytes).ok()) {
             Some(meta) => meta.content_type,
             None => sniff_file(path.clone()).await?,
         };
         if let Some(size) = thumb {
             let allowed = DEFAULT_THUMBS.contains(&size) || options.thumbs.iter().any(|t| t == size);
             if allowed && sniff::is_thumbable(&original_type) && ThumbSize::parse(size).is_some() {
+                let download_name = format!("{size}_{filename}.webp");
+                // Already made: one metadata call, no lock.
+                let cached = self.thumb_path(&collection_id, record_id, filename, size);
+                if let Ok(found) = served(cached, "image/webp".into(), download_name.clone()).await {
+                    return Ok(found);
+                }
                 match self.ensure_thumb(&collection_id, record_id, filename, size).await {
-                    Ok(thumb_path) => {
-                        let download_name = format!("{size}_{filename}.webp");
-                        return served(thumb_path, "image/webp".into(), download_name).await;
-                    }
+                    Ok(thumb_path) => return served(thumb_path, "image/webp".into(), download_name).await,
                     Err(err) => {
                         tracing::warn!(error = %err, file = filename, size, "variant failed; serving the original");
                     }

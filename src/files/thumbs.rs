@@ -155,17 +155,21 @@ pub fn render(img: &DynamicImage, size: ThumbSize) -> DynamicImage {
     }
 }
 
-/// Encodes as WebP (lossless: the pure-Rust encoder `image` ships).
+/// Quality of the lossy WebP variants (libwebp's scale, 0–100).
+pub const WEBP_QUALITY: f32 = 80.0;
+
+/// Encodes as lossy WebP (libwebp, built from source by `libwebp-sys` with the C compiler;
+/// `image`'s own pure-Rust encoder is lossless only, 5–10× larger for photos).
 pub fn encode_webp(img: &DynamicImage) -> Result<Vec<u8>, ThumbError> {
-    let mut out = Vec::new();
-    let encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
-    let converted = if img.color().has_alpha() {
-        DynamicImage::ImageRgba8(img.to_rgba8())
+    let (w, h) = (img.width(), img.height());
+    let encoded = if img.color().has_alpha() {
+        let rgba = img.to_rgba8();
+        webp::Encoder::from_rgba(rgba.as_raw(), w, h).encode_simple(false, WEBP_QUALITY).map(|m| m.to_vec())
     } else {
-        DynamicImage::ImageRgb8(img.to_rgb8())
+        let rgb = img.to_rgb8();
+        webp::Encoder::from_rgb(rgb.as_raw(), w, h).encode_simple(false, WEBP_QUALITY).map(|m| m.to_vec())
     };
-    converted.write_with_encoder(encoder).map_err(|e| ThumbError::Encode(e.to_string()))?;
-    Ok(out)
+    encoded.map_err(|e| ThumbError::Encode(format!("{e:?}")))
 }
 
 /// Decode, render every size, encode: the whole variant pipeline for bytes in memory.
@@ -211,6 +215,50 @@ mod tests {
         let bottom = render(&img, ThumbSize::parse("10x10b").expect("size")).to_rgb8();
         assert_eq!(top.get_pixel(5, 0).0, [255, 0, 0]);
         assert_eq!(bottom.get_pixel(5, 9).0, [0, 0, 255]);
+    }
+
+    /// A PNG that declares `side`×`side` RGBA pixels but carries almost no data.
+    fn bomb(side: u32) -> Vec<u8> {
+        fn crc32(data: &[u8]) -> u32 {
+            let mut crc = 0xFFFF_FFFFu32;
+            for &b in data {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                }
+            }
+            !crc
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [
+            (
+                &b"IHDR"[..],
+                [side.to_be_bytes(), side.to_be_bytes()]
+                    .concat()
+                    .into_iter()
+                    .chain([8, 6, 0, 0, 0])
+                    .collect::<Vec<u8>>(),
+            ),
+            (&b"IDAT"[..], vec![0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01]),
+            (&b"IEND"[..], vec![]),
+        ] {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let body = [kind, &data].concat();
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&crc32(&body).to_be_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused_before_decoding() {
+        let limits = DecodeLimits { max_side: 16_384, max_alloc_bytes: 256 << 20 };
+        // Over the side limit.
+        assert!(matches!(decode_bytes(&bomb(100_000), limits), Err(ThumbError::Limits(_))));
+        // Within the side limit, but 10000² × 4 bytes is over the allocation budget.
+        assert!(matches!(decode_bytes(&bomb(10_000), limits), Err(ThumbError::Limits(_))));
+        // A small truncated image is a decode error, not a panic.
+        assert!(matches!(decode_bytes(&bomb(64), limits), Err(ThumbError::Decode(_) | ThumbError::Io(_))));
     }
 
     #[test]
