@@ -737,6 +737,20 @@ async function runFiles() {
         check(assert.match, record.secret, /\.txt$/, 'the protected file is stored');
     }, { essential: true });
 
+    await step('create from a FormData the caller built', async () => {
+        const form = new FormData();
+        form.append('title', 'from FormData');
+        form.append('doc', new Blob(['form bytes'], { type: 'text/plain' }), 'form.txt');
+        form.append('gallery', new Blob([PNG], { type: 'image/png' }), 'one.png');
+        form.append('gallery', new Blob([PNG], { type: 'image/png' }), 'two.png');
+        const made = await pb.collection(filesName).create(form);
+        check(assert.equal, made.title, 'from FormData', 'text parts become field values');
+        check(assert.match, made.doc, /^form_[a-z0-9]{10}\.txt$/, 'the file part is stored');
+        check(assert.equal, made.gallery.length, 2, 'repeated parts fill a multi file field');
+        const res = await fetch(pb.files.getURL(made, made.doc), { headers: { Authorization: pb.authStore.token } });
+        check(assert.equal, await res.text(), 'form bytes', 'and downloads with its bytes');
+    });
+
     await step('getURL serves the file (and its thumb as WebP)', async () => {
         const url = pb.files.getURL(record, record.doc);
         check(assert.ok, url.startsWith(`${baseUrl.replace(/\/$/, '')}/api/files/`), `getURL points at /api/files (${url})`);
