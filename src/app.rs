@@ -17,6 +17,7 @@ use crate::auth::limits::Limiter;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{Auth, AuthError};
 use crate::config::Config;
+use crate::files::{Files, FilesError};
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
@@ -59,6 +60,12 @@ impl From<MailError> for AppError {
     }
 }
 
+impl From<FilesError> for AppError {
+    fn from(err: FilesError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -82,6 +89,8 @@ pub struct App {
     pub observe: Observe,
     /// Full-text search; its indexer runs only inside [`App::run`].
     pub search: Search,
+    /// Uploaded blobs, downloads and image variants.
+    pub files: Files,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -107,7 +116,18 @@ impl App {
         let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
         crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
+        let files = Files::prepare(dir, store.clone(), records.clone(), &config.files, &mut registry)?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
+        files.attach(jobs.clone());
+        // This process owns the data file (redb's lock), so nothing is uploading: every temp
+        // file and unreferenced blob is left over from a crash.
+        match files.sweep(Duration::ZERO).await {
+            Ok(report) if report != crate::files::SweepReport::default() => {
+                tracing::info!(?report, "swept leftover uploads and unreferenced files");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "file sweep at startup failed"),
+        }
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
         let observe =
@@ -123,6 +143,7 @@ impl App {
             auth,
             jobs,
             mail,
+            files,
             bound: OnceLock::new(),
         });
         let _ = alert_app.set(Arc::downgrade(&app));

@@ -35,6 +35,35 @@ pub struct Config {
     pub cors: CorsSection,
     pub mail: MailSection,
     pub observe: ObserveSection,
+    pub files: FilesSection,
+}
+
+/// Uploads, downloads and image variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesSection {
+    /// Largest accepted multipart (upload) request body, in bytes, checked on the stream.
+    pub max_upload_bytes: u64,
+    /// Seconds a file token (`POST /api/files/token`) stays valid.
+    pub token_secs: u64,
+    /// Largest image side (pixels) the variant decoder accepts.
+    pub max_image_side: u32,
+    /// Most memory one image decode may allocate, in MiB.
+    pub max_decode_mb: u64,
+    /// Variants produced at once (each decode is CPU- and memory-bound).
+    pub thumb_workers: usize,
+}
+
+impl Default for FilesSection {
+    fn default() -> Self {
+        FilesSection {
+            max_upload_bytes: 32 << 20,
+            token_secs: 180,
+            max_image_side: 16_384,
+            max_decode_mb: 512,
+            thumb_workers: 2,
+        }
+    }
 }
 
 /// Metrics, the request log, readiness, history and the heartbeat.
@@ -289,6 +318,7 @@ impl Default for Config {
             cors: CorsSection::default(),
             mail: MailSection::default(),
             observe: ObserveSection::default(),
+            files: FilesSection::default(),
         }
     }
 }

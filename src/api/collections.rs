@@ -103,6 +103,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     app.records.delete_collection(&who, &collection, &client_ip(req)).await?;
+    app.files.collection_deleted().await;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 

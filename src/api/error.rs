@@ -10,6 +10,7 @@ use poem::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
+use crate::files::FilesError;
 use crate::jobs::JobsError;
 use crate::mail::MailError;
 use crate::records::{FieldErrors, RecordsError};
@@ -213,6 +214,40 @@ impl From<SearchError> for ApiError {
             }
             SearchError::Internal(m) => {
                 tracing::error!(error = %m, "search failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<FilesError> for ApiError {
+    fn from(err: FilesError) -> ApiError {
+        match err {
+            FilesError::NotFound => ApiError::not_found("The requested file wasn't found."),
+            FilesError::TooLarge { detail, fields } => {
+                let mut e =
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload too large", detail);
+                for (name, err) in &fields {
+                    e.data.insert(name.clone(), json!({"code": err.code, "message": err.message}));
+                }
+                e
+            }
+            FilesError::Validation { message, fields } => ApiError::validation(message, &fields),
+            FilesError::BadRequest(m) => ApiError::bad_request(m),
+            FilesError::Unauthenticated => {
+                ApiError::unauthenticated("The request requires valid record authorization token.")
+            }
+            FilesError::Forbidden(m) => ApiError::forbidden(m),
+            FilesError::Timeout => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "Request timeout",
+                "The request body did not arrive in time.",
+            ),
+            FilesError::DiskFull => ApiError::from(StoreError::DiskFull),
+            FilesError::Records(e) => ApiError::from(e),
+            FilesError::Io(detail) => {
+                tracing::error!(error = %detail, "file storage failed");
                 ApiError::internal()
             }
         }

@@ -9,6 +9,7 @@ pub mod body;
 pub(crate) mod collections;
 mod docs;
 pub mod error;
+mod files;
 pub(crate) mod guard;
 mod health;
 pub(crate) mod jobs;
@@ -97,6 +98,9 @@ fn route_table() -> Routes {
         .at("/api/search", get(search::search_all))
         .at("/api/search/status", get(search::search_status))
         .at("/api/search/reindex", post(search::reindex))
+        .at("/api/files/token", post(files::token))
+        .at("/api/files/usage", get(files::usage))
+        .at("/api/files/:collection/:recordId/:filename", get(files::download))
         .at("/api/jobs", get(jobs::list).post(jobs::enqueue))
         .at("/api/jobs/stats", get(jobs::stats))
         .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))

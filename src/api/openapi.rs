@@ -63,6 +63,16 @@ fn op(
     o
 }
 
+/// Adds the multipart form a record write also accepts (files, PocketBase's SDK shape).
+fn with_multipart(mut operation: Value) -> Value {
+    operation["requestBody"]["content"]["multipart/form-data"] = json!({"schema": {
+        "type": "object",
+        "description": "File parts under the field name (`name+`/`+name` append/prepend), text parts as values, `@jsonPayload` holding the other fields as a JSON object.",
+        "additionalProperties": true
+    }});
+    operation
+}
+
 fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
 }
@@ -793,11 +803,11 @@ pub fn static_spec() -> Value {
     }
     paths.insert("/api/collections/{collection}/records".into(), json!({
         "get": op("listRecords", "List records", "records", [vec![c()], list_params()].concat(), None, (200, Some(r("RecordList"))), &[400, 403, 404]),
-        "post": op("createRecord", "Create a record", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
+        "post": with_multipart(op("createRecord", "Create a record (JSON, or multipart/form-data with files)", "records", vec![c()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507])),
     }));
     paths.insert("/api/collections/{collection}/records/{id}".into(), json!({
         "get": op("getRecord", "View a record", "records", vec![c(), id(), fields_param(), expand_param()], None, (200, Some(r("Record"))), &[400, 403, 404]),
-        "patch": op("updateRecord", "Update a record (absent fields are kept)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507]),
+        "patch": with_multipart(op("updateRecord", "Update a record (absent fields are kept; multipart/form-data with files, `field+`/`field-` to add/remove files)", "records", vec![c(), id()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507])),
         "delete": op("deleteRecord", "Delete a record", "records", vec![c(), id()], None, (204, None), &[403, 404, 409, 503, 507]),
     }));
     let search_params = || {
@@ -838,6 +848,26 @@ pub fn static_spec() -> Value {
         json!({"Location": {"description": "/api/jobs/{id}", "schema": {"type": "string"}}});
     reindex["responses"]["200"] = json!({"description": "A full rebuild is already waiting or running", "content": json_content(r("Job"))});
     paths.insert("/api/search/reindex".into(), json!({"post": reindex}));
+    let file_params = vec![
+        c(),
+        path_param("recordId", "Record id."),
+        path_param("filename", "Stored file name."),
+        query_param("thumb", "A variant size the field lists (`WxH`, `WxHt`, `WxHb`, `WxHf`, `0xH`, `Wx0`) or `100x100`; served as WebP. Other sizes, and files that are not images, answer the original.", json!({"type": "string"})),
+        query_param("token", "A file token (`POST /api/files/token`); required for protected fields.", json!({"type": "string"})),
+        query_param("download", "Non-empty: always `Content-Disposition: attachment`.", json!({"type": "string"})),
+    ];
+    let mut download = op("downloadFile", "Download a file; the record must be visible under the collection's view rule. Supports Range, ETag/If-None-Match and Last-Modified/If-Modified-Since. The content type is sniffed at upload; SVG, HTML and unknown types are attachments.", "files", file_params, None, (200, None), &[404]);
+    download["responses"]["200"] = json!({"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}});
+    download["responses"]["206"] = json!({"description": "The requested byte range"});
+    download["responses"]["304"] = json!({"description": "Not modified"});
+    download["responses"]["416"] = json!({"description": "Range not satisfiable"});
+    paths.insert("/api/files/{collection}/{recordId}/{filename}".into(), json!({"get": download}));
+    paths.insert("/api/files/token".into(), json!({
+        "post": op("fileToken", "A short-lived token for protected files (signed-in callers)", "files", vec![], None, (200, Some(json!({"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}))), &[401]),
+    }));
+    paths.insert("/api/files/usage".into(), json!({
+        "get": op("fileUsage", "Storage used by files: total, per collection, and with `collection` per record (superusers)", "files", vec![query_param("collection", "Collection id or name: add per-record usage.", json!({"type": "string"}))], None, (200, Some(json!({"type": "object", "properties": {"totalBytes": {"type": "integer"}, "totalFiles": {"type": "integer"}, "collections": {"type": "array", "items": {"type": "object"}}, "records": {"type": "array", "items": {"type": "object"}}}, "required": ["totalBytes", "totalFiles", "collections"]}))), &[401, 403, 404]),
+    }));
     let job_id = || path_param("id", "Job id (decimal digits).");
     let cron_id = || path_param("id", "Cron schedule id.");
     let page_params = || {
@@ -1045,8 +1075,8 @@ pub fn static_spec() -> Value {
         "security": [{}, {"token": []}],
         "tags": [
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
-            {"name": "search"}, {"name": "jobs"}, {"name": "crons"}, {"name": "settings"}, {"name": "mail"},
-            {"name": "keys"}, {"name": "audit"}, {"name": "observe"}
+            {"name": "search"}, {"name": "files"}, {"name": "jobs"}, {"name": "crons"}, {"name": "settings"},
+            {"name": "mail"}, {"name": "keys"}, {"name": "audit"}, {"name": "observe"}
         ],
         "paths": paths,
         "components": components(),

@@ -8,8 +8,8 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::json_object;
 use super::error::ApiError;
+use super::files::{discard_temps, record_body};
 use super::{caller, json_response};
 use crate::app::App;
 use crate::records::list::ListParams;
@@ -103,9 +103,13 @@ pub async fn create(
     let (who, info) = caller(app, req).await;
     // Resolve the collection first so an unknown one is a 404 whatever the body.
     app.records.collection(&collection)?;
-    let input = json_object(req, body, app.body_limits()).await?;
-    app.records.check_expand(&who, &collection, q.expand.as_deref())?;
-    let record = app.records.create_record(&who, &collection, input, &info).await?;
+    let (input, uploads, temps) = record_body(app, req, body, &collection).await?;
+    let created = match app.records.check_expand(&who, &collection, q.expand.as_deref()) {
+        Ok(()) => app.records.create_record_with_files(&who, &collection, input, uploads, &info).await,
+        Err(e) => Err(e),
+    };
+    discard_temps(temps).await;
+    let record = created?;
     let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
@@ -120,9 +124,13 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let (who, info) = caller(app, req).await;
     app.records.collection(&collection)?;
-    let input = json_object(req, body, app.body_limits()).await?;
-    app.records.check_expand(&who, &collection, q.expand.as_deref())?;
-    let record = app.records.update_record(&who, &collection, &id, input, &info).await?;
+    let (input, uploads, temps) = record_body(app, req, body, &collection).await?;
+    let updated = match app.records.check_expand(&who, &collection, q.expand.as_deref()) {
+        Ok(()) => app.records.update_record_with_files(&who, &collection, &id, input, uploads, &info).await,
+        Err(e) => Err(e),
+    };
+    discard_temps(temps).await;
+    let record = updated?;
     let record = app.records.expand_response(&who, &collection, record, q.expand.as_deref(), &info).await?;
     Ok(json_response(StatusCode::OK, &record))
 }

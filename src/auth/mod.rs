@@ -212,6 +212,59 @@ impl Auth {
         (principal, Some(stored))
     }
 
+    /// A short-lived file token for the caller (`POST /api/files/token`): a `file` JWT
+    /// signed with the record's token key, so a password change revokes it too.
+    pub async fn file_token(&self, principal: &Principal, ttl_secs: u64) -> Result<String, AuthError> {
+        let (collection_id, id) = match principal {
+            Principal::Superuser { id } => (SUPERUSERS_ID.to_string(), id.clone()),
+            Principal::Record { collection_id, id } => (collection_id.clone(), id.clone()),
+            Principal::Anonymous | Principal::ApiKey { .. } => return Err(AuthError::Unauthenticated),
+        };
+        let stored =
+            self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
+        let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+        let claims = token::Claims {
+            id,
+            collection_id,
+            kind: "file".into(),
+            refreshable: false,
+            exp: now_unix() + i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2),
+            jti: crate::records::id::random_string(12),
+            email: String::new(),
+        };
+        Ok(token::sign(&claims, &self.secret, token_key))
+    }
+
+    /// The holder of a file token (the `token` query parameter of a download), with what
+    /// `@request.auth` sees; anonymous when the token is invalid, expired or revoked.
+    pub async fn identify_file_token(&self, token: &str) -> (Principal, Option<Stored>) {
+        let anonymous = (Principal::Anonymous, None);
+        let Some(claims) = token::peek(token).filter(|c| c.kind == "file") else {
+            return anonymous;
+        };
+        let Ok(Some(mut stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
+            return anonymous;
+        };
+        let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+        if token_key.is_empty()
+            || token::verify_kind(token, &self.secret, token_key, now_unix(), "file").is_none()
+        {
+            return anonymous;
+        }
+        stored.remove("password");
+        stored.remove("tokenKey");
+        stored.insert("collectionId".into(), Value::String(claims.collection_id.clone()));
+        if let Ok(entry) = self.records.collection(&claims.collection_id) {
+            stored.insert("collectionName".into(), Value::String(entry.collection.name.clone()));
+        }
+        let principal = if claims.collection_id == SUPERUSERS_ID {
+            Principal::Superuser { id: claims.id }
+        } else {
+            Principal::Record { collection_id: claims.collection_id, id: claims.id }
+        };
+        (principal, Some(stored))
+    }
+
     fn session(&self, collection_id: &str, stored: &Stored) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection_id)?;
         let duration = entry.collection.auth.as_ref().map(|a| a.auth_token.duration).unwrap_or(86_400);

@@ -100,7 +100,9 @@ fn read_bytes(tx: &WriteTx<'_>) -> Result<u64, StoreError> {
 /// The rows of a stored block (or of a single pre-block row), oldest first: (time, row).
 fn decode_block(key: &[u8], value: &[u8]) -> Vec<(i64, Value)> {
     if value.first() == Some(&b'{') {
-        return serde_json::from_slice::<Value>(value).map(|row| vec![(key_time(key), row)]).unwrap_or_default();
+        return serde_json::from_slice::<Value>(value)
+            .map(|row| vec![(key_time(key), row)])
+            .unwrap_or_default();
     }
     let body = value.get(8..).unwrap_or_default();
     body.split(|b| *b == b'\n')
@@ -256,7 +258,10 @@ impl RequestLog {
         while start < rows.len() {
             let first_time = rows[start].time_us;
             let mut end = start + 1;
-            while end < rows.len() && end - start < BLOCK_ROWS && rows[end].time_us - first_time < BLOCK_SPAN_US {
+            while end < rows.len()
+                && end - start < BLOCK_ROWS
+                && rows[end].time_us - first_time < BLOCK_SPAN_US
+            {
                 end += 1;
             }
             let chunk = &rows[start..end];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
+use super::files::FileSync;
 use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::record::{self, decode, FieldsFilter, Prepared};
@@ -158,12 +159,13 @@ impl Records {
         let request = request.clone();
         let ids = self.id_generator();
         let catalog = self.catalog();
+        let files = self.file_sync().clone();
         let replies = self
             .store()
             .write(move |tx: &mut WriteTx<'_>| -> Result<Vec<BatchReply>, RecordsError> {
                 let mut replies = Vec::with_capacity(planned.len());
                 for (index, op) in planned.into_iter().enumerate() {
-                    let reply = run_one(tx, &catalog, &op, &principal, &request, &ids)
+                    let reply = run_one(tx, &files, &catalog, &op, &principal, &request, &ids)
                         .map_err(|e| failed(index, e))?;
                     replies.push(reply);
                 }
@@ -191,6 +193,7 @@ fn encode(stored: &super::record::Stored) -> Result<Vec<u8>, RecordsError> {
 
 fn run_one(
     tx: &mut WriteTx<'_>,
+    files: &FileSync,
     catalog: &Catalog,
     op: &Planned,
     principal: &Principal,
@@ -220,7 +223,7 @@ fn run_one(
                 return Err(not_found());
             }
             let rule = rules::required(Op::Delete, principal, collection, catalog)?;
-            write::apply_delete(tx, catalog, entry, id, rule.as_ref(), &request)?;
+            write::apply_delete(tx, files, catalog, entry, id, rule.as_ref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
         (Action::Update(_) | Action::Upsert, Some(id)) => {
@@ -252,7 +255,7 @@ fn run_one(
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;
-            write::apply_update(tx, entry, &current, &prepared, bytes)?;
+            write::apply_update(tx, files, entry, &current, &prepared, bytes)?;
             Ok(BatchReply { status: 200, body })
         }
         (Action::Update(_), None) => Err(not_found()),
@@ -277,7 +280,7 @@ fn run_one(
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;
-            write::apply_create(tx, entry, &prepared, bytes)?;
+            write::apply_create(tx, files, entry, &prepared, bytes)?;
             Ok(BatchReply { status: 200, body })
         }
     }

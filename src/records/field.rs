@@ -56,6 +56,7 @@ pub enum FieldKind {
     Editor(EditorOptions),
     Password(PasswordOptions),
     Relation(RelationOptions),
+    File(FileOptions),
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -163,6 +164,71 @@ impl RelationOptions {
     }
 }
 
+/// A file field (PocketBase's shape): the value is one filename, or a list when
+/// `maxSelect` > 1. The blobs live under `files/` (see `crate::files`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileOptions {
+    /// Most files the field holds (0 or 1: a single filename).
+    #[serde(default)]
+    pub max_select: usize,
+    /// Largest accepted file, in bytes (0: [`DEFAULT_FILE_MAX`]).
+    #[serde(default)]
+    pub max_size: u64,
+    /// Accepted content types (sniffed from the bytes); empty: any.
+    #[serde(default)]
+    pub mime_types: Vec<String>,
+    /// Image variants clients may ask for with `?thumb=` (`WxH`, `WxHt`, `WxHb`, `WxHf`,
+    /// `0xH`, `Wx0`); produced by a job after each upload.
+    #[serde(default)]
+    pub thumbs: Vec<String>,
+    /// Downloads need a file token (`POST /api/files/token`).
+    #[serde(default)]
+    pub protected: bool,
+}
+
+impl FileOptions {
+    /// True when the field stores a list of filenames.
+    pub fn is_multiple(&self) -> bool {
+        self.max_select > 1
+    }
+
+    /// The size cap of one file, in bytes.
+    pub fn effective_max_size(&self) -> u64 {
+        if self.max_size == 0 {
+            DEFAULT_FILE_MAX
+        } else {
+            self.max_size
+        }
+    }
+}
+
+/// Default size cap of one uploaded file when `maxSize` is 0, in bytes (PocketBase's 5 MiB).
+pub const DEFAULT_FILE_MAX: u64 = 5 << 20;
+
+/// True for the thumb size syntax PocketBase accepts: `WxH` with an optional `t`, `b` or
+/// `f` suffix, not both sides zero.
+pub fn is_valid_thumb_size(size: &str) -> bool {
+    let body = size.strip_suffix(['t', 'b', 'f']).unwrap_or(size);
+    let Some((w, h)) = body.split_once('x') else {
+        return false;
+    };
+    let parse = |s: &str| {
+        (!s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    matches!((parse(w), parse(h)), (Some(w), Some(h)) if w > 0 || h > 0)
+}
+
+/// True for names the server gives stored files (`[A-Za-z0-9._-]`, no leading dot).
+pub fn is_valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 160
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PasswordOptions {
     #[serde(default)]
@@ -214,6 +280,7 @@ impl Field {
             FieldKind::Editor(_) => "editor",
             FieldKind::Password(_) => "password",
             FieldKind::Relation(_) => "relation",
+            FieldKind::File(_) => "file",
         }
     }
 
@@ -234,6 +301,7 @@ impl Field {
             FieldKind::Bool(_) => Value::Bool(false),
             FieldKind::Select(o) if o.is_multiple() => Value::Array(vec![]),
             FieldKind::Relation(o) if o.is_multiple() => Value::Array(vec![]),
+            FieldKind::File(o) if o.is_multiple() => Value::Array(vec![]),
             FieldKind::Json(_) => Value::Null,
             _ => Value::String(String::new()),
         }
@@ -294,6 +362,16 @@ impl Field {
                 }
                 if o.max_select != 0 && o.min_select > o.max_select {
                     return Err("minSelect must not be greater than maxSelect".into());
+                }
+            }
+            FieldKind::File(o) => {
+                if let Some(bad) = o.thumbs.iter().find(|t| !is_valid_thumb_size(t)) {
+                    return Err(format!(
+                        "invalid thumb size {bad:?} (expected WxH, WxHt, WxHb, WxHf, 0xH or Wx0)"
+                    ));
+                }
+                if o.mime_types.iter().any(|m| m.is_empty() || !m.contains('/')) {
+                    return Err("mimeTypes must be content types such as image/png".into());
                 }
             }
             FieldKind::Bool(_)
@@ -357,6 +435,7 @@ impl Field {
             },
             FieldKind::Select(o) => normalize_select(o, input)?,
             FieldKind::Relation(o) => normalize_relation(o, input)?,
+            FieldKind::File(o) => normalize_file(o, input)?,
             FieldKind::Json(o) => {
                 let max = if o.max_size == 0 { DEFAULT_JSON_MAX } else { o.max_size };
                 let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
@@ -622,6 +701,51 @@ fn normalize_relation(o: &RelationOptions, input: &Value) -> Result<Value, Field
         }
         Ok(Value::String(ids.pop().unwrap_or_default()))
     }
+}
+
+fn normalize_file(o: &FileOptions, input: &Value) -> Result<Value, FieldError> {
+    let mut names: Vec<String> = Vec::new();
+    let mut push = |v: &Value| -> Result<(), FieldError> {
+        match v {
+            Value::Null => Ok(()),
+            Value::String(s) if s.is_empty() => Ok(()),
+            Value::String(s) if is_valid_file_name(s) => {
+                if !names.contains(s) {
+                    names.push(s.clone());
+                }
+                Ok(())
+            }
+            Value::String(s) => {
+                Err(FieldError::new("validation_invalid_file", format!("Invalid file name {s:?}.")))
+            }
+            _ => Err(invalid_type("a file name or a list of file names")),
+        }
+    };
+    match input {
+        Value::Array(items) => {
+            for item in items {
+                push(item)?;
+            }
+        }
+        other => push(other)?,
+    }
+    if o.is_multiple() {
+        if names.len() > o.max_select {
+            return Err(FieldError::new(
+                "validation_too_many_files",
+                format!("The maximum allowed files is {}.", o.max_select),
+            ));
+        }
+        Ok(Value::Array(names.into_iter().map(Value::String).collect()))
+    } else {
+        // A single file field keeps the last one given (a new upload replaces the old file).
+        Ok(Value::String(names.pop().unwrap_or_default()))
+    }
+}
+
+/// The filenames a stored file value holds.
+pub fn file_names(value: Option<&Value>) -> Vec<String> {
+    relation_ids(value)
 }
 
 /// The ids a stored relation value holds.

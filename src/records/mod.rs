@@ -9,6 +9,7 @@ pub mod check;
 pub mod collection;
 pub mod expand;
 pub mod field;
+pub mod files;
 pub mod filter;
 pub mod id;
 pub mod index;

@@ -43,6 +43,7 @@ fn column_kind(field: &Field) -> ColumnKind {
         | FieldKind::Autodate(_) => ColumnKind::Text,
         FieldKind::Select(o) if !o.is_multiple() => ColumnKind::Text,
         FieldKind::Relation(o) if !o.is_multiple() => ColumnKind::Text,
+        FieldKind::File(o) if !o.is_multiple() => ColumnKind::Text,
         _ => ColumnKind::Other,
     }
 }

@@ -26,6 +26,8 @@ pub struct Prepared {
     pub custom_id: bool,
     /// A new plain-text password to hash before storing (auth collections).
     pub new_password: Option<String>,
+    /// Files received with this write (moved into place before it commits).
+    pub uploads: Vec<super::files::Upload>,
 }
 
 /// Lower-cased email of an auth record, the key of its identity entry.
@@ -95,7 +97,10 @@ pub fn prepare_create(
             stored.insert(name.into(), Value::String(id::random_string(50)));
             continue;
         }
-        let given = body.get(name).cloned().unwrap_or(Value::Null);
+        let mut given = body.get(name).cloned().unwrap_or(Value::Null);
+        if matches!(field.kind, FieldKind::File(_)) {
+            given = super::files::with_file_modifiers(body, name, given);
+        }
         match field.normalize(&given) {
             Ok(v) => {
                 stored.insert(name.into(), v);
@@ -108,7 +113,7 @@ pub fn prepare_create(
     if !errors.is_empty() {
         return Err(RecordsError::Validation { message: "Failed to create record.".into(), fields: errors });
     }
-    Ok(Prepared { id: record_id, stored, custom_id, new_password })
+    Ok(Prepared { id: record_id, stored, custom_id, new_password, uploads: Vec::new() })
 }
 
 /// Validates an update body merged over the current record.
@@ -171,10 +176,13 @@ pub fn prepare_update(
             stored.insert(name.into(), key);
             continue;
         }
-        let given = match body.get(name) {
+        let mut given = match body.get(name) {
             Some(v) => v.clone(),
             None => old.unwrap_or(Value::Null),
         };
+        if matches!(field.kind, FieldKind::File(_)) {
+            given = super::files::with_file_modifiers(body, name, given);
+        }
         match field.normalize(&given) {
             Ok(v) => {
                 stored.insert(name.into(), v);
@@ -195,7 +203,7 @@ pub fn prepare_update(
     if !errors.is_empty() {
         return Err(RecordsError::Validation { message: "Failed to update record.".into(), fields: errors });
     }
-    Ok(Prepared { id: record_id, stored, custom_id: false, new_password })
+    Ok(Prepared { id: record_id, stored, custom_id: false, new_password, uploads: Vec::new() })
 }
 
 /// Fields of auth records only managers (superusers, or callers the manage rule admits)

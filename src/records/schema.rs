@@ -67,6 +67,16 @@ pub fn field_schema(field: &Field, shape: Shape) -> Value {
                 id
             }
         }
+        FieldKind::File(o) => {
+            let name = json!({"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]*$", "description": "Stored file name; download from /api/files/{collection}/{recordId}/{filename}"});
+            if o.is_multiple() {
+                json!({"type": "array", "items": name, "maxItems": o.max_select, "uniqueItems": true})
+            } else if shape == Shape::Response {
+                json!({"type": "string", "description": "Stored file name (empty when unset)"})
+            } else {
+                name
+            }
+        }
         FieldKind::Password(o) => {
             json!({"type": "string", "writeOnly": true, "minLength": if o.min == 0 { 8 } else { o.min }})
         }

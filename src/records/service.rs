@@ -13,6 +13,7 @@ use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
 use super::expand::{self, ExpandTree, Expander};
 use super::field::{relation_ids, FieldKind};
+use super::files::{self, FileSync, Upload};
 use super::filter::{Env, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::index;
@@ -54,6 +55,8 @@ pub struct Records {
     /// Bumped after every write that may change who a token belongs to (auth records,
     /// deletes, batches, schema changes); caches of verified tokens compare it.
     auth_generation: Arc<AtomicU64>,
+    /// The `files` module's hooks around writes of file fields.
+    files: FileSync,
 }
 
 fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
@@ -161,7 +164,13 @@ impl Records {
             ids: Arc::new(IdGenerator::default()),
             auth_generation: Arc::new(AtomicU64::new(0)),
             hasher,
+            files: FileSync::default(),
         })
+    }
+
+    /// The hooks of file fields (attached by the `files` module once the queue exists).
+    pub fn file_sync(&self) -> &FileSync {
+        &self.files
     }
 
     /// The store these records live in.
@@ -622,11 +631,25 @@ impl Records {
         body: Map<String, Value>,
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
+        self.create_record_with_files(principal, collection, body, Vec::new(), request).await
+    }
+
+    /// Creates a record with uploaded files: the blobs the record references are moved into
+    /// place (durably) before the write is queued, and removed again if it does not commit.
+    pub async fn create_record_with_files(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        body: Map<String, Value>,
+        uploads: Vec<Upload>,
+        request: &RequestInfo,
+    ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Create, principal, &entry.collection, &self.catalog())?;
         let is_auth = entry.collection.is_auth();
         let principal = principal.clone();
         let mut prepared = record::prepare_create(&entry.collection, &body, &self.ids, &time::now())?;
+        prepared.uploads = files::referenced_uploads(&entry.collection, &prepared.stored, uploads);
         let mut request = request.clone();
         request.body = body;
         let catalog = self.catalog();
@@ -669,7 +692,12 @@ impl Records {
             checked_on_snapshot = Some(noted);
         }
         let store = self.store.clone();
-        self.store
+        let (collection_id, record_id) = (entry.collection.id.clone(), prepared.id.clone());
+        files::place(&self.files, &collection_id, &record_id, &prepared.uploads).await?;
+        let placed = prepared.uploads.clone();
+        let file_sync = self.files.clone();
+        let written = self
+            .store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 let still_valid = checked_on_snapshot.as_ref().is_some_and(|noted| {
                     noted.iter().all(|(id, generation)| {
@@ -694,9 +722,13 @@ impl Records {
                     );
                     record::check_protected(&entry.collection, None, &rule_view, manager)?;
                 }
-                write::apply_create(tx, &entry, &prepared, bytes)
+                write::apply_create(tx, &file_sync, &entry, &prepared, bytes)
             })
-            .await?;
+            .await;
+        if let Err(err) = written {
+            files::unplace(&self.files, &collection_id, &record_id, &placed).await;
+            return Err(err);
+        }
         if is_auth {
             self.bump_auth_generation();
         }
@@ -715,6 +747,19 @@ impl Records {
         self.update_record_guarded(principal, collection, record_id, body, request, None).await
     }
 
+    /// Updates a record with uploaded files (see [`Records::create_record_with_files`]).
+    pub async fn update_record_with_files(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        body: Map<String, Value>,
+        uploads: Vec<Upload>,
+        request: &RequestInfo,
+    ) -> Result<Value, RecordsError> {
+        self.update_record_inner(principal, collection, record_id, body, uploads, request, None).await
+    }
+
     /// Like [`Records::update_record`], with `guard` checked against the record as it is
     /// updated: the write commits only if the record is still exactly what the guard saw
     /// (so a one-time token checked by the guard can be used once, even under races).
@@ -727,8 +772,47 @@ impl Records {
         request: &RequestInfo,
         guard: Option<RecordGuard>,
     ) -> Result<Value, RecordsError> {
+        self.update_record_inner(principal, collection, record_id, body, Vec::new(), request, guard).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update_record_inner(
+        &self,
+        principal: &Principal,
+        collection: &str,
+        record_id: &str,
+        body: Map<String, Value>,
+        uploads: Vec<Upload>,
+        request: &RequestInfo,
+        guard: Option<RecordGuard>,
+    ) -> Result<Value, RecordsError> {
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Update, principal, &entry.collection, &self.catalog())?;
+        let mut placed: Vec<Upload> = Vec::new();
+        let result = self
+            .update_attempts(principal, &entry, rule, record_id, &body, &uploads, &mut placed, request, guard)
+            .await;
+        if result.is_err() {
+            files::unplace(&self.files, &entry.collection.id, record_id, &placed).await;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update_attempts(
+        &self,
+        principal: &Principal,
+        entry: &Arc<CatalogEntry>,
+        rule: Option<super::filter::Filter>,
+        record_id: &str,
+        body: &Map<String, Value>,
+        uploads: &[Upload],
+        placed: &mut Vec<Upload>,
+        request: &RequestInfo,
+        guard: Option<RecordGuard>,
+    ) -> Result<Value, RecordsError> {
+        let entry = entry.clone();
+        let body = body.clone();
         let mut request = request.clone();
         request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
@@ -777,6 +861,16 @@ impl Records {
             let (current_bytes, manager) = current_bytes;
             let current = decode(&current_bytes)?;
             let mut prepared = record::prepare_update(&entry.collection, &current, &body, &time::now())?;
+            prepared.uploads =
+                files::referenced_uploads(&entry.collection, &prepared.stored, uploads.to_vec());
+            let fresh: Vec<Upload> = prepared
+                .uploads
+                .iter()
+                .filter(|u| !placed.iter().any(|p| p.name == u.name))
+                .cloned()
+                .collect();
+            files::place(&self.files, &entry.collection.id, record_id, &fresh).await?;
+            placed.extend(fresh);
             if is_auth {
                 record::check_protected(&entry.collection, Some(&current), &prepared.stored, manager)?;
                 if !manager && prepared.new_password.is_some() {
@@ -793,6 +887,7 @@ impl Records {
             let bytes = encode(&prepared.stored)?;
             let entry = entry.clone();
             let key = key.clone();
+            let file_sync = self.files.clone();
             let outcome = self
                 .store
                 .write(move |tx: &mut WriteTx<'_>| -> Result<bool, RecordsError> {
@@ -802,7 +897,7 @@ impl Records {
                         Some(now) if now != current_bytes => return Ok(false),
                         Some(_) => {}
                     }
-                    write::apply_update(tx, &entry, &current, &prepared, bytes)?;
+                    write::apply_update(tx, &file_sync, &entry, &current, &prepared, bytes)?;
                     Ok(true)
                 })
                 .await?;
@@ -832,9 +927,10 @@ impl Records {
         }
         let record_id = record_id.to_string();
         let catalog = self.catalog();
+        let file_sync = self.files.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                write::apply_delete(tx, &catalog, &entry, &record_id, rule.as_ref(), &request)
+                write::apply_delete(tx, &file_sync, &catalog, &entry, &record_id, rule.as_ref(), &request)
             })
             .await?;
         self.bump_auth_generation();
@@ -854,15 +950,21 @@ impl Records {
             return Err(not_found());
         }
         let key = record_key(&entry.collection.id, record_id);
+        let file_sync = self.files.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 let current = decode(&tx.get(Table::Records, &key)?.ok_or_else(not_found)?)?;
                 let mut stored = current.clone();
                 stored.insert("tokenKey".into(), Value::String(id::random_string(50)));
-                let prepared =
-                    Prepared { id: record_id_of(&current), stored, custom_id: false, new_password: None };
+                let prepared = Prepared {
+                    id: record_id_of(&current),
+                    stored,
+                    custom_id: false,
+                    new_password: None,
+                    uploads: Vec::new(),
+                };
                 let bytes = encode(&prepared.stored)?;
-                write::apply_update(tx, &entry, &current, &prepared, bytes)?;
+                write::apply_update(tx, &file_sync, &entry, &current, &prepared, bytes)?;
                 if let Some(event) = event {
                     crate::observe::audit::append(tx, event)?;
                 }

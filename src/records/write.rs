@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{Collection, SUPERUSERS_ID};
 use super::field::{relation_ids, FieldKind};
+use super::files::{sync_files, FileSync};
 use super::filter::{Env, Filter, Now, RequestInfo};
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
@@ -141,6 +142,7 @@ pub(crate) fn check_generation(
 /// Stages a new record (`bytes` is its encoded stored form).
 pub(crate) fn apply_create(
     tx: &mut WriteTx<'_>,
+    files: &FileSync,
     entry: &CatalogEntry,
     prepared: &Prepared,
     bytes: Vec<u8>,
@@ -160,6 +162,7 @@ pub(crate) fn apply_create(
         }
     }
     sync_refs(tx, &entry.collection, &prepared.id, None, Some(&prepared.stored))?;
+    sync_files(tx, files, &entry.collection, &prepared.id, None, Some(&prepared.stored), &prepared.uploads)?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, None, Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
     note_for_search(tx, &entry.collection, &prepared.id)?;
@@ -174,6 +177,7 @@ pub(crate) fn apply_create(
 /// Stages an update of `current` to `prepared`.
 pub(crate) fn apply_update(
     tx: &mut WriteTx<'_>,
+    files: &FileSync,
     entry: &CatalogEntry,
     current: &Stored,
     prepared: &Prepared,
@@ -197,6 +201,15 @@ pub(crate) fn apply_update(
         }
     }
     sync_refs(tx, &entry.collection, &prepared.id, Some(current), Some(&prepared.stored))?;
+    sync_files(
+        tx,
+        files,
+        &entry.collection,
+        &prepared.id,
+        Some(current),
+        Some(&prepared.stored),
+        &prepared.uploads,
+    )?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, Some(current), Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
     note_for_search(tx, &entry.collection, &prepared.id)?;
@@ -208,6 +221,7 @@ pub(crate) fn apply_update(
 /// any other reference refuses the delete with a 400 naming the referencing collection.
 pub(crate) fn apply_delete(
     tx: &mut WriteTx<'_>,
+    files: &FileSync,
     catalog: &Catalog,
     entry: &CatalogEntry,
     record_id: &str,
@@ -224,11 +238,12 @@ pub(crate) fn apply_delete(
         }
     }
     let mut visited = HashSet::new();
-    delete_cascading(tx, catalog, entry, record_id, stored, &mut visited)
+    delete_cascading(tx, files, catalog, entry, record_id, stored, &mut visited)
 }
 
 fn delete_cascading(
     tx: &mut WriteTx<'_>,
+    files: &FileSync,
     catalog: &Catalog,
     entry: &CatalogEntry,
     record_id: &str,
@@ -268,11 +283,12 @@ fn delete_cascading(
         let source_key = record_key(&source.collection.id, &source_id);
         if let Some(source_bytes) = tx.get(Table::Records, &source_key)? {
             let source_stored = decode(&source_bytes)?;
-            delete_cascading(tx, catalog, source, &source_id, source_stored, visited)?;
+            delete_cascading(tx, files, catalog, source, &source_id, source_stored, visited)?;
         }
     }
     // Drop this record's own outgoing references and index entries.
     sync_refs(tx, collection, record_id, Some(&stored), None)?;
+    sync_files(tx, files, collection, record_id, Some(&stored), None, &[])?;
     index::sync(tx, collection, &entry.indexes, record_id, Some(&stored), None)?;
     if collection.is_auth() {
         if let Some(email) = identity_of(&stored) {

@@ -76,11 +76,15 @@ pub enum Table {
     /// `Meta` key `search_outbox_seq` holds the last sequence handed out. The indexer
     /// deletes entries once its index commit covers them.
     SearchOutbox,
+    /// Stored files: collection id 0x00 record id 0x00 file name → metadata (JSON,
+    /// `records::files::FileMeta`: field id, size, sniffed type, upload time). Changes in the
+    /// same transaction as the record that references the file.
+    FileRefs,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 27] = [
+    pub const ALL: [Table; 28] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -108,6 +112,7 @@ impl Table {
         Table::AlertRules,
         Table::AlertHistory,
         Table::SearchOutbox,
+        Table::FileRefs,
     ];
 
     /// The redb definition backing this table.
@@ -151,6 +156,7 @@ impl Table {
             Table::AlertRules => "alert_rules",
             Table::AlertHistory => "alert_history",
             Table::SearchOutbox => "search_outbox",
+            Table::FileRefs => "file_refs",
         }
     }
 }

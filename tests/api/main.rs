@@ -10,6 +10,7 @@ mod batch;
 mod cli;
 mod collections;
 mod errors;
+mod files;
 mod filter;
 mod health;
 mod indexes;

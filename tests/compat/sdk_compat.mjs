@@ -697,13 +697,113 @@ async function runUsers() {
     });
 }
 
+/** Files: uploads through the SDK's FormData conversion, getURL (with thumbs), file tokens. */
+const filesName = `sdk_files_${suffix}`;
+let filesCreated = false;
+// A 1x1 PNG.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
+async function runFiles() {
+    await step('create a collection with file fields', async () => {
+        await pb.collections.create({
+            name: filesName,
+            type: 'base',
+            listRule: '@request.auth.id != ""',
+            viewRule: '@request.auth.id != ""',
+            createRule: null,
+            updateRule: null,
+            deleteRule: null,
+            fields: [
+                { name: 'title', type: 'text' },
+                { name: 'doc', type: 'file', maxSelect: 1, maxSize: 100000 },
+                { name: 'gallery', type: 'file', maxSelect: 5, maxSize: 100000, mimeTypes: ['image/png'], thumbs: ['50x50', '0x20'] },
+                { name: 'secret', type: 'file', maxSelect: 1, protected: true },
+            ],
+        });
+        filesCreated = true;
+    }, { essential: true });
+
+    let record;
+    await step('create a record with files (the SDK sends FormData with @jsonPayload)', async () => {
+        record = await pb.collection(filesName).create({
+            title: 'with files',
+            doc: new File(['hello from the sdk'], 'Hello There.txt', { type: 'text/plain' }),
+            gallery: [new File([PNG], 'dot.png', { type: 'image/png' })],
+            secret: new File(['top secret'], 'secret.txt'),
+        });
+        check(assert.equal, record.title, 'with files', 'JSON fields travel in @jsonPayload');
+        check(assert.match, record.doc, /^hello_there_[a-z0-9]{10}\.txt$/, 'a single file field is a sanitized name');
+        check(assert.ok, Array.isArray(record.gallery) && record.gallery.length === 1, 'a multi file field is an array');
+        check(assert.match, record.secret, /\.txt$/, 'the protected file is stored');
+    }, { essential: true });
+
+    await step('create from a FormData the caller built', async () => {
+        const form = new FormData();
+        form.append('title', 'from FormData');
+        form.append('doc', new Blob(['form bytes'], { type: 'text/plain' }), 'form.txt');
+        form.append('gallery', new Blob([PNG], { type: 'image/png' }), 'one.png');
+        form.append('gallery', new Blob([PNG], { type: 'image/png' }), 'two.png');
+        const made = await pb.collection(filesName).create(form);
+        check(assert.equal, made.title, 'from FormData', 'text parts become field values');
+        check(assert.match, made.doc, /^form_[a-z0-9]{10}\.txt$/, 'the file part is stored');
+        check(assert.equal, made.gallery.length, 2, 'repeated parts fill a multi file field');
+        const res = await fetch(pb.files.getURL(made, made.doc), { headers: { Authorization: pb.authStore.token } });
+        check(assert.equal, await res.text(), 'form bytes', 'and downloads with its bytes');
+    });
+
+    await step('getURL serves the file (and its thumb as WebP)', async () => {
+        const url = pb.files.getURL(record, record.doc);
+        check(assert.ok, url.startsWith(`${baseUrl.replace(/\/$/, '')}/api/files/`), `getURL points at /api/files (${url})`);
+        const headers = { Authorization: pb.authStore.token };
+        const res = await fetch(url, { headers });
+        check(assert.equal, res.status, 200, 'the file downloads');
+        check(assert.equal, await res.text(), 'hello from the sdk', 'with the uploaded bytes');
+        const anonymous = await fetch(url);
+        check(assert.equal, anonymous.status, 404, 'the view rule hides it from anonymous callers');
+        const thumb = await fetch(pb.files.getURL(record, record.gallery[0], { thumb: '50x50' }), { headers });
+        check(assert.equal, thumb.status, 200, 'the thumb downloads');
+        check(assert.equal, thumb.headers.get('content-type'), 'image/webp', 'thumbs are WebP');
+        const legacy = pb.files.getUrl(record, record.doc);
+        check(assert.equal, legacy, url, 'the deprecated getUrl gives the same URL');
+    });
+
+    await step('protected files need pb.files.getToken()', async () => {
+        const url = pb.files.getURL(record, record.secret);
+        const without = await fetch(url, { headers: { Authorization: pb.authStore.token } });
+        check(assert.equal, without.status, 404, 'no file token: 404');
+        const token = await pb.files.getToken();
+        check(assert.equal, typeof token, 'string', 'getToken returns a string');
+        const res = await fetch(pb.files.getURL(record, record.secret, { token }));
+        check(assert.equal, res.status, 200, 'with the file token: 200');
+        check(assert.equal, await res.text(), 'top secret', 'the protected bytes');
+    });
+
+    await step('append with field+ and remove with field-', async () => {
+        const first = record.gallery[0];
+        const more = await pb.collection(filesName).update(record.id, {
+            'gallery+': new File([PNG], 'second.png', { type: 'image/png' }),
+        });
+        check(assert.equal, more.gallery.length, 2, 'gallery+ appends');
+        check(assert.equal, more.gallery[0], first, 'the existing file stays first');
+        const fewer = await pb.collection(filesName).update(record.id, { 'gallery-': [first] });
+        check(assert.deepEqual, fewer.gallery, [more.gallery[1]], 'gallery- removes by name');
+        const wrong = await rejection(pb.collection(filesName).update(record.id, {
+            gallery: new File(['not an image'], 'fake.png', { type: 'image/png' }),
+        }));
+        check(assert.equal, wrong.status, 400, 'a refused content type answers 400');
+        check(assert.equal, wrong.response?.data?.gallery?.code, 'validation_invalid_mime_type', 'with the field error');
+    });
+}
+
 try {
     await run();
     await runUsers();
+    await runFiles();
 } catch (err) {
     if (!failures.length) failures.push({ name: '(script)', message: describe(err) });
 } finally {
     for (const [created, name] of [
+        [filesCreated, filesName],
         [notesCreated, notesName],
         [usersCreated, usersName],
     ]) {

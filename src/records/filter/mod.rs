@@ -477,7 +477,8 @@ pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool)
         return Err(format!("field {first:?} cannot be filtered"));
     }
     if path.len() == 1 {
-        let multi = matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple());
+        let multi = matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple())
+            || matches!(&field.kind, FieldKind::File(o) if o.is_multiple());
         let json_unless_each = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple());
         return Ok(Access::Field { name: field.name.clone(), multi, json_unless_each });
     }
