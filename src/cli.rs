@@ -471,13 +471,23 @@ fn check(cli: &Cli, repair: bool) -> Result<(), String> {
     let mut report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
     let jobs = store.read(crate::jobs::check::check).map_err(|e| e.to_string())?;
     report.problems.extend(jobs.problems);
+    let files_root = cli.dir.join("files");
+    let files = store.read(|tx| crate::files::check::check(tx, &files_root)).map_err(|e| e.to_string())?;
+    report.problems.extend(files.problems);
+    report.notes.extend(files.notes);
+    let search_dir = cli.dir.join("search");
+    let search = store
+        .read(|tx| Ok::<_, crate::store::StoreError>(crate::search::check::check(tx, &search_dir)))
+        .map_err(|e| e.to_string())?;
+    report.problems.extend(search.problems);
+    report.notes.extend(search.notes);
     for note in &report.notes {
         println!("note: {note}");
     }
     if report.problems.is_empty() {
         println!(
-            "ok: {} collections, {} records, {} jobs, all tables consistent",
-            report.collections, report.records, jobs.jobs
+            "ok: {} collections, {} records, {} jobs, {} files, all tables consistent",
+            report.collections, report.records, jobs.jobs, files.files
         );
         Ok(())
     } else {

@@ -75,6 +75,23 @@ fn blobs_on_disk(dir: &Path, collection_id: &str) -> BTreeSet<(String, String)> 
     out
 }
 
+/// `backbone check` (`--repair` after a kill: redb recovery first) must pass; returns its output.
+fn run_check(dir: &std::path::Path, repair: bool) -> String {
+    let mut cmd = common::command();
+    cmd.arg("check").arg("--dir").arg(dir);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.output().expect("run backbone check");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "backbone check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[tokio::test]
 async fn sigkill_mid_upload_leaves_no_dangling_record_orphan_blob_or_temp_file() {
     let cycles: usize =
@@ -113,6 +130,8 @@ async fn sigkill_mid_upload_leaves_no_dangling_record_orphan_blob_or_temp_file()
         assert!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0) > 0, "uploads are in flight");
         tokio::time::sleep(Duration::from_millis(100)).await;
         server.kill9();
+        // Records, file rows and blobs agree after the kill (half-written uploads are notes).
+        run_check(dir.path(), true);
         for task in tasks {
             if let Ok(Some(record)) = task.await {
                 acked.push((
@@ -151,4 +170,15 @@ async fn sigkill_mid_upload_leaves_no_dangling_record_orphan_blob_or_temp_file()
         );
     }
     assert!(!acked.is_empty(), "some uploads completed before the kills");
+
+    // The check is not blind: a referenced blob that vanished is a problem.
+    server.kill9();
+    let blobs = blobs_on_disk(dir.path(), &collection_id);
+    let (id, name) = blobs.iter().next().expect("a stored blob");
+    std::fs::remove_file(dir.path().join("files").join(&collection_id).join(id).join(name))
+        .expect("remove blob");
+    let out =
+        common::command().arg("check").arg("--repair").arg("--dir").arg(dir.path()).output().expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("is missing on disk"), "{stdout}");
 }

@@ -15,6 +15,7 @@
 //!
 //! This module owns no HTTP (the `api` layer serves the bytes) and names no redb type.
 
+pub mod check;
 pub mod sniff;
 pub mod thumbs;
 pub mod upload;

@@ -10,6 +10,7 @@
 //! commit payload; at startup it replays every entry above that number. The index is
 //! derived: a missing, unreadable or outdated index is rebuilt by a `search.reindex` job.
 
+pub mod check;
 pub mod find;
 pub mod highlight;
 pub mod indexer;
