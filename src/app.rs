@@ -128,6 +128,9 @@ impl App {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "file sweep at startup failed"),
         }
+        if let Err(err) = files.seed_sweep_cron().await {
+            tracing::warn!(error = %err, "the daily file sweep schedule was not created");
+        }
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
         let observe =

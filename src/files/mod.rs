@@ -48,6 +48,8 @@ pub const JOB_SWEEP: &str = "files.sweep";
 pub const QUEUE: &str = "files";
 /// Sizes every image field serves, whatever its `thumbs` (the admin UI's, as PocketBase).
 pub const DEFAULT_THUMBS: [&str; 1] = ["100x100"];
+/// `Meta` key set once the daily sweep schedule was created.
+const META_SWEEP_SEEDED: &[u8] = b"files_sweep_cron_seeded";
 /// Name of the temp directory inside `files/`.
 const TMP_DIR: &str = ".tmp";
 /// Unreferenced blobs and temp files younger than this are left alone by a sweep that runs
@@ -438,6 +440,31 @@ impl Files {
         .map_err(|e| JobFailure::retry(e.to_string()))?
         .map_err(|e| JobFailure::retry(e.to_string()))?;
         Done::complete()
+    }
+
+    /// Creates the daily `files.sweep` schedule once (an operator may change or delete it
+    /// through `/api/crons`; it is not recreated).
+    pub async fn seed_sweep_cron(&self) -> Result<(), FilesError> {
+        let Some(jobs) = self.inner.jobs.get() else {
+            return Ok(());
+        };
+        let seeded = self.inner.store.read(|tx| tx.get(Table::Meta, META_SWEEP_SEEDED)).await?;
+        if seeded.is_some() {
+            return Ok(());
+        }
+        let mut body = serde_json::Map::new();
+        body.insert("name".into(), json!("sweep unreferenced files"));
+        body.insert("expression".into(), json!("17 4 * * *"));
+        body.insert("kind".into(), json!(JOB_SWEEP));
+        jobs.create_cron(body).await.map_err(|e| FilesError::Io(e.to_string()))?;
+        self.inner
+            .store
+            .write(|tx: &mut WriteTx<'_>| {
+                tx.put(Table::Meta, META_SWEEP_SEEDED, vec![1]);
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        Ok(())
     }
 
     /// After a collection was deleted: its blobs go with the next sweep, enqueued now.

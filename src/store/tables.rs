@@ -9,7 +9,8 @@ use redb::TableDefinition;
 /// The key-value tables of `data.redb`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
-    /// Store-wide settings: `schema_version` (u32 LE), `server_secret`, `setup_token_hash`.
+    /// Store-wide settings: `schema_version` (u32 LE), `server_secret`, `setup_token_hash`,
+    /// one-time seeding flags (`alerts_seeded`, `files_sweep_cron_seeded`).
     Meta,
     /// Collection id → collection definition (JSON).
     Collections,

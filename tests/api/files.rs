@@ -654,3 +654,21 @@ async fn deleting_a_collection_removes_its_blobs() {
     let r = s.call("GET", "/api/files/usage", Some(&t), None).await;
     assert_eq!(r.body["totalFiles"], 0, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_daily_sweep_schedule_exists_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut s = Server::start_in(dir.path(), StartOptions::default());
+    let t = s.setup_superuser().await;
+    let r = s.call("GET", "/api/crons", Some(&t), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sweeps = |body: &Value| {
+        body["items"].as_array().map(|a| a.iter().filter(|c| c["kind"] == "files.sweep").count()).unwrap_or(0)
+    };
+    assert_eq!(sweeps(&r.body), 1, "{}", r.text);
+    s.terminate();
+    let s = Server::start_in(dir.path(), StartOptions::default());
+    let t = s.login().await;
+    let r = s.call("GET", "/api/crons", Some(&t), None).await;
+    assert_eq!(sweeps(&r.body), 1, "not recreated on restart: {}", r.text);
+}
