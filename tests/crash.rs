@@ -291,23 +291,6 @@ async fn join_load(tasks: Vec<tokio::task::JoinHandle<Vec<(String, Attempt)>>>) 
     all
 }
 
-/// Runs `backbone check --repair` on the stopped data directory and requires a clean report.
-fn run_check(dir: &Path, label: &str) {
-    let out = common::command()
-        .arg("check")
-        .arg("--repair")
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("run backbone check");
-    assert!(
-        out.status.success(),
-        "{label}: backbone check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Restarts on `dir` and waits for `/api/ready` (200 within `READY_WITHIN` of the spawn).
 async fn restart(dir: &Path, label: &str) -> (Server, Duration) {
     let started = Instant::now();
@@ -503,7 +486,7 @@ async fn sigkill_during_concurrent_creates_loses_no_acknowledged_write() {
         // Every other cycle, `backbone check --repair` verifies the killed file before the
         // restart (the other cycles leave the recovery to the server's own open).
         if cycle % 2 == 1 {
-            run_check(&dir, &label);
+            common::run_check(&dir, true);
         }
 
         let (restarted, ready_after) = restart(&dir, &label).await;
@@ -520,7 +503,7 @@ async fn sigkill_during_concurrent_creates_loses_no_acknowledged_write() {
         );
     }
     server.kill9();
-    run_check(&dir, "after the last kill");
+    common::run_check(&dir, true);
     println!(
         "crash summary: seed {seed}, {cycles} SIGKILL cycles, {} writes acknowledged, {checked_total} acknowledged-write \
          checks, {} records found, {} indeterminate present, slowest ready {slowest_ready:?}, {:.1} s",

@@ -170,22 +170,6 @@ async fn stored(server: &Server, token: &str) -> BTreeMap<String, String> {
     }
 }
 
-fn run_check(dir: &Path, label: &str) {
-    let out = common::command()
-        .arg("check")
-        .arg("--repair")
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("run backbone check");
-    assert!(
-        out.status.success(),
-        "{label}: backbone check failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn restart(dir: &Path, label: &str) -> (Server, Duration) {
     let started = Instant::now();
     let server = Server::start_in(dir, StartOptions::default());
@@ -251,7 +235,7 @@ async fn sigkill_during_updates_and_deletes_keeps_every_acknowledged_state() {
             totals.limited += tally.limited;
             totals.unknown += tally.unknown;
         }
-        run_check(&dir, &label);
+        common::run_check(&dir, true);
         let (restarted, ready) = restart(&dir, &label).await;
         server = restarted;
         slowest_ready = slowest_ready.max(ready);
@@ -294,7 +278,7 @@ async fn sigkill_during_updates_and_deletes_keeps_every_acknowledged_state() {
         );
     }
     server.kill9();
-    run_check(&dir, "after the last kill");
+    common::run_check(&dir, true);
     println!(
         "crash_mutations: {cycles} SIGKILL cycles, {} operations acknowledged, {} unknown \
          ({from_unknown} of them found applied), {} rate-limited (not applied), {checked} \

@@ -75,23 +75,6 @@ fn blobs_on_disk(dir: &Path, collection_id: &str) -> BTreeSet<(String, String)> 
     out
 }
 
-/// `backbone check` (`--repair` after a kill: redb recovery first) must pass; returns its output.
-fn run_check(dir: &std::path::Path, repair: bool) -> String {
-    let mut cmd = common::command();
-    cmd.arg("check").arg("--dir").arg(dir);
-    if repair {
-        cmd.arg("--repair");
-    }
-    let out = cmd.output().expect("run backbone check");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "backbone check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[tokio::test]
 async fn sigkill_mid_upload_leaves_no_dangling_record_orphan_blob_or_temp_file() {
     let cycles: usize =
@@ -131,7 +114,7 @@ async fn sigkill_mid_upload_leaves_no_dangling_record_orphan_blob_or_temp_file()
         tokio::time::sleep(Duration::from_millis(100)).await;
         server.kill9();
         // Records, file rows and blobs agree after the kill (half-written uploads are notes).
-        run_check(dir.path(), true);
+        common::run_check(dir.path(), true);
         for task in tasks {
             if let Ok(Some(record)) = task.await {
                 acked.push((

@@ -121,23 +121,6 @@ fn read_file(dir: &Path) -> (Effects, JobStates) {
     result
 }
 
-/// `backbone check` (with `--repair` after a kill: redb recovery first) must pass.
-fn run_check(dir: &std::path::Path, repair: bool) {
-    let mut cmd = common::command();
-    cmd.arg("check").arg("--dir").arg(dir);
-    if repair {
-        cmd.arg("--repair");
-    }
-    let out = cmd.output().expect("run backbone check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "backbone check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("all tables consistent"), "{stdout}");
-}
-
 #[tokio::test]
 async fn sigkill_at_random_moments_loses_no_acknowledged_job_and_reruns_only_interrupted_ones() {
     let seed = env_u64("BACKBONE_JOBS_CRASH_SEED").unwrap_or_else(rand::random::<u64>);
@@ -180,14 +163,14 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_job_and_reruns_only_int
         if cycle < cycles {
             // The job tables (ready queue, by-state, finished, unique keys) agree with the
             // jobs after every kill.
-            run_check(dir.path(), true);
+            common::run_check(dir.path(), true);
             server = Server::start_in(dir.path(), options());
             token = server.login().await;
         }
     }
     let stats = wait_drained(&server, &token).await;
     assert_eq!(server.terminate(), Some(0), "clean shutdown");
-    run_check(dir.path(), false);
+    common::run_check(dir.path(), false);
     println!(
         "acknowledged enqueues: {}, unacknowledged attempts: {indeterminate}, stats: {stats}",
         acked.len()

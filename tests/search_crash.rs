@@ -171,23 +171,6 @@ async fn assert_index_equals_data(s: &Server, su: &str, tokens: &BTreeSet<String
     );
 }
 
-/// `backbone check` (`--repair` after a kill: redb recovery first) must pass; returns its output.
-fn run_check(dir: &std::path::Path, repair: bool) -> String {
-    let mut cmd = common::command();
-    cmd.arg("check").arg("--dir").arg(dir);
-    if repair {
-        cmd.arg("--repair");
-    }
-    let out = cmd.output().expect("run backbone check");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "backbone check failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_writes_then_index_deletion_leave_the_index_equal_to_the_data() {
     let seed = env_u64("BACKBONE_CRASH_SEED").unwrap_or_else(|| rand::thread_rng().gen());
@@ -228,7 +211,7 @@ async fn sigkill_during_writes_then_index_deletion_leave_the_index_equal_to_the_
             let _ = task.await;
         }
         // Data, jobs, files and the index agree (the index may lag: applied at the next start).
-        run_check(temp.path(), true);
+        common::run_check(temp.path(), true);
         s = Server::start_in(temp.path(), options.clone());
         let snapshot = tokens.lock().expect("tokens").clone();
         assert_index_equals_data(&s, &su, &snapshot, &format!("after SIGKILL {} at {delay} ms", cycle + 1))
@@ -238,7 +221,7 @@ async fn sigkill_during_writes_then_index_deletion_leave_the_index_equal_to_the_
     // The index is derived: delete it, restart, and it is rebuilt (by a job with progress).
     assert_eq!(s.terminate(), Some(0));
     // After a clean stop everything is applied: one document per record, checked offline.
-    let report = run_check(temp.path(), false);
+    let report = common::run_check(temp.path(), false);
     assert!(!report.contains("search:"), "the index should be complete after a clean stop: {report}");
     std::fs::remove_dir_all(temp.path().join("search")).expect("remove the index directory");
     s = Server::start_in(temp.path(), options.clone());

@@ -31,6 +31,25 @@ pub fn command() -> Command {
     cmd
 }
 
+/// Runs `backbone check` on a stopped data directory (with `--repair`: redb recovery after a
+/// kill first) and requires a clean report; returns what it printed.
+#[track_caller]
+pub fn run_check(dir: &Path, repair: bool) -> String {
+    let mut cmd = command();
+    cmd.arg("check").arg("--dir").arg(dir);
+    if repair {
+        cmd.arg("--repair");
+    }
+    let out = cmd.output().expect("run backbone check");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && stdout.contains("all tables consistent"),
+        "backbone check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A running server process.
 pub struct Server {
     pub base: String,
