@@ -238,3 +238,58 @@ async fn sigkill_during_writes_then_index_deletion_leave_the_index_equal_to_the_
     let rebuild = rebuild.unwrap_or_else(|| panic!("no completed rebuild job with progress: {}", jobs.text));
     assert_eq!(rebuild["progress"]["indexed"], rebuild["progress"]["total"], "{rebuild}");
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// `backbone check` is not blind to the index: an index from an older state of the data (its
+/// outbox entries since pruned) is reported, because a searchable collection then has more
+/// records than indexed documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_an_index_that_disagrees_with_the_data() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let options = StartOptions::default();
+    let mut s = Server::start_in(temp.path(), options.clone());
+    let su = s.setup_superuser().await;
+    let collection = json!({
+        "name": "docs", "fields": [{"name": "body", "type": "text"}],
+        "search": {"enabled": true, "fields": [{"name": "body"}]}
+    });
+    let r = s.call("POST", "/api/collections", Some(&su), Some(collection)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    async fn add(s: &Server, su: &str, body: &str) {
+        let r = s.call("POST", "/api/collections/docs/records", Some(su), Some(json!({"body": body}))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    add(&s, &su, "alpha").await;
+    add(&s, &su, "beta").await;
+    wait_caught_up(&s, &su).await;
+    assert_eq!(s.terminate(), Some(0));
+    let report = common::run_check(temp.path(), false);
+    assert!(!report.contains("problem"), "{report}");
+    let old_index = temp.path().join("old-search");
+    copy_dir(&temp.path().join("search"), &old_index);
+
+    s = Server::start_in(temp.path(), options.clone());
+    add(&s, &su, "gamma").await;
+    wait_caught_up(&s, &su).await;
+    assert_eq!(s.terminate(), Some(0));
+    std::fs::remove_dir_all(temp.path().join("search")).expect("remove index");
+    std::fs::rename(&old_index, temp.path().join("search")).expect("restore the old index");
+    let out = common::command().arg("check").arg("--dir").arg(temp.path()).output().expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && stdout.contains("has 3 records but 2 indexed documents"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
