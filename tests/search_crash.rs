@@ -251,11 +251,11 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// `backbone check` is not blind to the index: an index from an older state of the data (its
-/// outbox entries since pruned) is reported, because a searchable collection then has more
-/// records than indexed documents.
+/// An index from an older state of the data (its outbox entries since pruned, as after
+/// restoring a copy of `search/`): `backbone check` reports it (a searchable collection has
+/// more records than indexed documents) and the next start rebuilds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_reports_an_index_that_disagrees_with_the_data() {
+async fn an_index_older_than_the_data_is_reported_and_rebuilt() {
     let temp = tempfile::tempdir().expect("temp dir");
     let options = StartOptions::default();
     let mut s = Server::start_in(temp.path(), options.clone());
@@ -292,4 +292,20 @@ async fn check_reports_an_index_that_disagrees_with_the_data() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The server notices too: the outbox cannot continue that index, so it is rebuilt.
+    s = Server::start_in(temp.path(), options.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s.call("GET", "/api/collections/docs/search?q=gamma", Some(&su), None).await;
+        if r.status == 200 && r.body["totalItems"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stale index was not rebuilt: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_caught_up(&s, &su).await;
+    assert_eq!(s.terminate(), Some(0));
+    let report = common::run_check(temp.path(), false);
+    assert!(!report.contains("problem"), "{report}");
 }

@@ -206,6 +206,34 @@ impl Search {
         let existing = tokio::task::spawn_blocking(move || open_existing(&dir, &schema))
             .await
             .map_err(|e| SearchError::Internal(e.to_string()))?;
+        // An index whose payload the outbox cannot continue (it is ahead of the data file,
+        // or the entries after it were pruned: a restored or copied `search/`) is rebuilt.
+        let existing = match existing {
+            Some((index, seq)) => {
+                let continues = self
+                    .inner
+                    .store
+                    .read(move |tx| -> Result<bool, SearchError> {
+                        let last = outbox::last_seq(tx)?;
+                        Ok(seq == last
+                            || (seq < last
+                                && outbox::read_after(tx, seq, 1)?
+                                    .first()
+                                    .is_some_and(|(next, _)| *next == seq + 1)))
+                    })
+                    .await?;
+                if continues {
+                    Some((index, seq))
+                } else {
+                    tracing::warn!(seq, "search index does not match the data file; rebuilding it");
+                    drop(index);
+                    let dir = self.inner.dir.clone();
+                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+                    None
+                }
+            }
+            None => None,
+        };
         let (index, seq) = match existing {
             Some(found) => found,
             None => {
