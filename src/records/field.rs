@@ -657,30 +657,13 @@ fn normalize_select(o: &SelectOptions, input: &Value) -> Result<Value, FieldErro
 
 fn normalize_relation(o: &RelationOptions, input: &Value) -> Result<Value, FieldError> {
     let mut ids: Vec<String> = Vec::new();
-    let mut push = |v: &Value| -> Result<(), FieldError> {
-        match v {
-            Value::Null => Ok(()),
-            Value::String(s) if s.is_empty() => Ok(()),
-            Value::String(s) if super::id::is_valid_record_id(s) => {
-                if !ids.contains(s) {
-                    ids.push(s.clone());
-                }
-                Ok(())
-            }
-            Value::String(s) => {
-                Err(FieldError::new("validation_invalid_value", format!("Invalid record id {s:?}.")))
-            }
-            _ => Err(invalid_type("a record id or a list of record ids")),
-        }
-    };
-    match input {
-        Value::Array(items) => {
-            for item in items {
-                push(item)?;
-            }
-        }
-        other => push(other)?,
-    }
+    collect_unique(
+        input,
+        &mut ids,
+        super::id::is_valid_record_id,
+        "a record id or a list of record ids",
+        |s| FieldError::new("validation_invalid_value", format!("Invalid record id {s:?}.")),
+    )?;
     if !ids.is_empty() && ids.len() < o.min_select {
         return Err(FieldError::new(
             "validation_not_enough_values",
@@ -703,32 +686,41 @@ fn normalize_relation(o: &RelationOptions, input: &Value) -> Result<Value, Field
     }
 }
 
+/// Appends the distinct non-empty strings of `input` (one value or a list) to `out`, in
+/// order; `null` and `""` are skipped, a string failing `valid` is `invalid(it)`, anything
+/// else a type error naming `expected`.
+fn collect_unique(
+    input: &Value,
+    out: &mut Vec<String>,
+    valid: fn(&str) -> bool,
+    expected: &str,
+    invalid: impl Fn(&str) -> FieldError,
+) -> Result<(), FieldError> {
+    let items = match input {
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    for v in items {
+        match v {
+            Value::Null => {}
+            Value::String(s) if s.is_empty() => {}
+            Value::String(s) if valid(s) => {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+            Value::String(s) => return Err(invalid(s)),
+            _ => return Err(invalid_type(expected)),
+        }
+    }
+    Ok(())
+}
+
 fn normalize_file(o: &FileOptions, input: &Value) -> Result<Value, FieldError> {
     let mut names: Vec<String> = Vec::new();
-    let mut push = |v: &Value| -> Result<(), FieldError> {
-        match v {
-            Value::Null => Ok(()),
-            Value::String(s) if s.is_empty() => Ok(()),
-            Value::String(s) if is_valid_file_name(s) => {
-                if !names.contains(s) {
-                    names.push(s.clone());
-                }
-                Ok(())
-            }
-            Value::String(s) => {
-                Err(FieldError::new("validation_invalid_file", format!("Invalid file name {s:?}.")))
-            }
-            _ => Err(invalid_type("a file name or a list of file names")),
-        }
-    };
-    match input {
-        Value::Array(items) => {
-            for item in items {
-                push(item)?;
-            }
-        }
-        other => push(other)?,
-    }
+    collect_unique(input, &mut names, is_valid_file_name, "a file name or a list of file names", |s| {
+        FieldError::new("validation_invalid_file", format!("Invalid file name {s:?}."))
+    })?;
     if o.is_multiple() {
         if names.len() > o.max_select {
             return Err(FieldError::new(
