@@ -83,6 +83,10 @@ pub fn decode<R: Read + Seek>(reader: R, limits: DecodeLimits) -> Result<Dynamic
     reader.limits(l);
     let mut decoder = reader.into_decoder().map_err(image_error)?;
     let (w, h) = decoder.dimensions();
+    // A zero side (a GIF may declare 1x0) has no variant to make: refused like a corrupt image.
+    if w == 0 || h == 0 {
+        return Err(ThumbError::Decode(format!("the image is {w}x{h} pixels")));
+    }
     // Checked before allocating: decoders differ in how strictly they apply `max_alloc`.
     if u64::from(w) * u64::from(h) * 4 > limits.max_alloc_bytes {
         return Err(ThumbError::Limits(format!("{w}x{h} pixels need more than the allowed memory")));
@@ -248,6 +252,15 @@ mod tests {
             out.extend_from_slice(&crc32(&body).to_be_bytes());
         }
         out
+    }
+
+    #[test]
+    fn an_image_with_a_zero_side_is_refused() {
+        // Found by the `image` fuzz target: a GIF declaring 1x0 pixels decoded to an empty
+        // image, and every variant of it was empty.
+        let gif = include_bytes!("../../tests/fuzz/corpus/image/gif-zero-height");
+        let limits = DecodeLimits { max_side: 1024, max_alloc_bytes: 16 << 20 };
+        assert!(matches!(decode_bytes(gif, limits), Err(ThumbError::Decode(_))));
     }
 
     #[test]
