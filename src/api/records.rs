@@ -37,6 +37,27 @@ pub struct ViewQueryParams {
     fields: Option<String>,
 }
 
+/// The list envelope of records (also of search hits): without a total (`skipTotal`),
+/// `totalItems` and `totalPages` are -1, as in PocketBase.
+pub(crate) fn list_envelope(
+    page: usize,
+    per_page: usize,
+    total: Option<u64>,
+    items: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let (total_items, total_pages) = match total {
+        Some(total) => (total as i64, total.div_ceil(per_page.max(1) as u64) as i64),
+        None => (-1, -1),
+    };
+    json!({
+        "page": page,
+        "perPage": per_page,
+        "totalItems": total_items,
+        "totalPages": total_pages,
+        "items": items,
+    })
+}
+
 #[handler]
 pub async fn list(
     req: &Request,
@@ -57,17 +78,7 @@ pub async fn list(
         explain: q.explain,
     };
     let page = app.records.list_records(&who, &collection, params, &info).await?;
-    let (total_items, total_pages) = match page.total_items {
-        Some(total) => (total as i64, total.div_ceil(page.per_page as u64) as i64),
-        None => (-1, -1),
-    };
-    let mut body = json!({
-        "page": page.page,
-        "perPage": page.per_page,
-        "totalItems": total_items,
-        "totalPages": total_pages,
-        "items": page.items,
-    });
+    let mut body = list_envelope(page.page, page.per_page, page.total_items, page.items);
     if let Some(next) = page.next_cursor {
         body["nextCursor"] = json!(next);
     }

@@ -50,17 +50,7 @@ impl From<SearchQueryParams> for SearchParams {
 }
 
 fn envelope(page: SearchPage) -> Value {
-    let (total_items, total_pages) = match page.total_items {
-        Some(total) => (total as i64, total.div_ceil(page.per_page.max(1) as u64) as i64),
-        None => (-1, -1),
-    };
-    let mut body = json!({
-        "page": page.page,
-        "perPage": page.per_page,
-        "totalItems": total_items,
-        "totalPages": total_pages,
-        "items": page.items,
-    });
+    let mut body = super::records::list_envelope(page.page, page.per_page, page.total_items, page.items);
     if let Some(facets) = page.facets {
         body["facets"] = Value::Object(facets);
     }
