@@ -161,22 +161,39 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the SIGINT/SIGTERM handlers now (before the server announces itself,
+/// so a supervisor's early TERM is a graceful stop, not the default kill) and
+/// returns a future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let mut signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match signals.0.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let terminate = async {
+                match signals.1.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = interrupt => {},
+                () = terminate => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -209,13 +226,14 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
             );
         }
     }
+    let shutdown = shutdown_signal();
     println!(
         "Backbone {} listening on http://{local} (data: {}){}",
         env!("CARGO_PKG_VERSION"),
         cli.dir.display(),
         if setup_token.is_some() { " [setup required]" } else { "" }
     );
-    app.run(listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())
+    app.run(listener, admin, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// Sends one HTTP request over the admin socket and returns (status, body).
