@@ -3,11 +3,11 @@
 //! - Hundreds of connections create records (64 KiB bodies), list, and flood sign-in with
 //!   wrong passwords. Every answer is a 2xx, a 400/401/404, a 429 or a 503; every 429/503
 //!   carries `Retry-After` and is problem+json; nothing else (no 500, no reset).
-//! - Every acknowledged create is stored. When the server's resident memory passed its
-//!   configured cap (`/proc/<pid>/status` VmHWM, the kernel's peak), it shed requests for
-//!   memory (`backbone_http_shed_total{reason="memory"}`). The cap is a shedding threshold,
-//!   not a bound: response bodies still being sent after their request released its slot
-//!   are not counted (the printed VmHWM shows how far past the cap a run went).
+//! - Every acknowledged create is stored. The server's resident memory never passed its
+//!   configured cap (`/proc/<pid>/status` VmHWM, the kernel's peak; the figures printed
+//!   include how many requests were shed for memory on the way): shedding starts
+//!   at 75% of the cap, a slot is held until a large answer is sent, and freed memory goes
+//!   back to the OS at once (the binary runs with `MIMALLOC_PURGE_DELAY=0`).
 //! - Seconds after the burst, sequential requests are as fast as before it (lenient bound:
 //!   the point is recovery, not speed).
 //! - Memory shedding end to end: with a cap below the baseline RSS, the server keeps
@@ -250,13 +250,7 @@ async fn a_burst_far_above_capacity_is_shed_with_retry_after_and_the_server_reco
         .and_then(|v| v.trim().parse().ok())
         .expect("the memory shed counter");
     println!("shed for memory: {memory_shed}");
-    if hwm / 1024 >= RSS_CAP_MB {
-        assert!(
-            memory_shed > 0.0,
-            "RSS reached {} MiB (cap {RSS_CAP_MB}) but nothing was shed for memory",
-            hwm / 1024
-        );
-    }
+    assert!(hwm / 1024 < RSS_CAP_MB, "peak RSS {} MiB passed the {RSS_CAP_MB} MiB cap", hwm / 1024);
     assert!(
         after <= before * 5 + Duration::from_millis(20),
         "latency did not recover: before {before:?}, after {after:?}"

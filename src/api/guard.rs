@@ -173,10 +173,20 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
                         super::body::discard(req.take_body(), std::time::Duration::from_secs(10)).await;
                         overloaded(shed).into_response()
                     }
-                    Ok(_slot) => match ep.call(req).await {
-                        Ok(r) => r.into_response(),
-                        Err(err) => super::error::into_problem(err),
-                    },
+                    Ok(slot) => {
+                        let resp = match ep.call(req).await {
+                            Ok(r) => r.into_response(),
+                            Err(err) => super::error::into_problem(err),
+                        };
+                        match slot {
+                            // A large answer keeps the slot until it has been sent.
+                            Some(slot) => {
+                                let (parts, body) = resp.into_parts();
+                                Response::from_parts(parts, super::held::hold(body, slot))
+                            }
+                            None => resp,
+                        }
+                    }
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod error;
 mod files;
 pub(crate) mod guard;
 mod health;
+mod held;
 pub(crate) mod jobs;
 mod keys;
 mod mail;

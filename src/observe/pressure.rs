@@ -3,11 +3,16 @@
 //!
 //! Every request (except the probes and `/metrics`) asks [`Pressure::admit`] for a slot.
 //! Above `[limits] max_in_flight` running requests the answer is a 503 with
-//! `Retry-After` before any work is done. The resident set size is sampled ten times a
-//! second; while it is above `[limits] max_rss_mb` the slot count drops to
+//! `Retry-After` before any work is done. The resident set size is sampled every 25 ms;
+//! from 75% of `[limits] max_rss_mb` on, the slot count drops to
 //! `[limits] pressure_in_flight`, so the server keeps answering at reduced concurrency
 //! (memory that the allocator keeps after a burst never locks clients out) while the
-//! requests that hold memory finish.
+//! requests that hold memory finish. Shedding starts below the cap because the requests
+//! already admitted still grow: the last quarter is their headroom. It stops again below
+//! two thirds of the cap, so the state does not flap on the edge.
+//!
+//! A slot is held until a large answer has been handed to the connection
+//! (`api::held`), so bodies still being sent to slow readers count as running.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,10 +59,12 @@ pub struct Pressure {
     shed_memory: AtomicU64,
 }
 
-/// A running request's slot; released on drop.
-pub struct Slot<'a>(&'a Pressure);
+/// A running request's slot; released on drop. The guard keeps it alive until a
+/// large response body has been handed to the connection, so bodies still being sent
+/// count against the limit (see `api::held`).
+pub struct Slot(Arc<Pressure>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -79,7 +86,7 @@ impl Pressure {
     }
 
     /// A slot for one request, or why there is none.
-    pub fn admit(&self) -> Result<Slot<'_>, Shed> {
+    pub fn admit(self: &Arc<Self>) -> Result<Slot, Shed> {
         let over_memory = self.over_memory.load(Ordering::Acquire);
         let (limit, reason) = if over_memory {
             (self.pressure_in_flight.min(self.max_in_flight), Shed::Memory)
@@ -96,7 +103,7 @@ impl Pressure {
             return Err(reason);
         }
         self.peak_in_flight.fetch_max(before + 1, Ordering::Relaxed);
-        Ok(Slot(self))
+        Ok(Slot(Arc::clone(self)))
     }
 
     /// Requests running now.
@@ -135,8 +142,9 @@ impl Pressure {
             return;
         }
         let was = self.over_memory.load(Ordering::Acquire);
-        // Off again only below 90% of the cap, so the state does not flap on the edge.
-        let now = if was { rss >= self.max_rss_bytes / 10 * 9 } else { rss >= self.max_rss_bytes };
+        let on = self.max_rss_bytes / 4 * 3;
+        let off = self.max_rss_bytes / 3 * 2;
+        let now = if was { rss >= off } else { rss >= on };
         if now != was {
             self.over_memory.store(now, Ordering::Release);
             if now {
@@ -151,15 +159,18 @@ impl Pressure {
         }
     }
 
-    /// Samples the RSS every 100 ms until `stop` changes.
+    /// Samples the RSS every 25 ms until `stop` changes (a burst can allocate hundreds
+    /// of MiB in 100 ms).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(Duration::from_millis(25));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    // A read of procfs: tiny, but still a file read, so off the executor.
-                    if let Ok(Some(rss)) = tokio::task::spawn_blocking(read_rss).await {
+                    // Read inline: procfs is generated from kernel memory and never waits
+                    // on a disk, and under overload the blocking pool is exactly what is
+                    // busy, which would delay the reading that starts the shedding.
+                    if let Some(rss) = read_rss() {
                         self.observe_rss(rss);
                     }
                 }
@@ -181,13 +192,13 @@ fn read_rss() -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn pressure(max: usize, reduced: usize, rss_mb: u64) -> Pressure {
-        Pressure::new(&Limits {
+    fn pressure(max: usize, reduced: usize, rss_mb: u64) -> Arc<Pressure> {
+        Arc::new(Pressure::new(&Limits {
             max_in_flight: max,
             pressure_in_flight: reduced,
             max_rss_mb: rss_mb,
             ..Limits::default()
-        })
+        }))
     }
 
     #[test]
@@ -208,17 +219,17 @@ mod tests {
     #[test]
     fn memory_pressure_lowers_the_slot_count_with_hysteresis() {
         let p = pressure(8, 1, 100);
-        p.observe_rss(99 << 20);
+        p.observe_rss(74 << 20);
         assert!(!p.is_over_memory());
-        p.observe_rss(100 << 20);
+        p.observe_rss(75 << 20);
         assert!(p.is_over_memory());
         let one = p.admit().expect("the reduced count still admits one");
         assert_eq!(p.admit().err(), Some(Shed::Memory));
         drop(one);
-        // Between 90% and 100% of the cap the state holds.
-        p.observe_rss(95 << 20);
+        // Between two thirds and three quarters of the cap the state holds.
+        p.observe_rss(70 << 20);
         assert!(p.is_over_memory());
-        p.observe_rss(89 << 20);
+        p.observe_rss(66 << 20);
         assert!(!p.is_over_memory());
         let _slots: Vec<_> = (0..8).map(|_| p.admit().expect("full count again")).collect();
         assert_eq!(p.shed_counts()[1].1, 1);
