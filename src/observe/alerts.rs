@@ -490,7 +490,11 @@ pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
 pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<App>>>) {
     registry.register(
         JOB_KIND,
-        KindOptions { queue: None, max_attempts: Some(1), timeout: Some(std::time::Duration::from_secs(60)) },
+        KindOptions {
+            max_attempts: Some(1),
+            timeout: Some(std::time::Duration::from_secs(60)),
+            ..KindOptions::default()
+        },
         move |_ctx: JobContext| {
             let app = app.get().and_then(std::sync::Weak::upgrade);
             async move {
