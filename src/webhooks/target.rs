@@ -196,7 +196,7 @@ impl TargetPolicy {
             return Ok(());
         }
         match tokio::time::timeout(within, tokio::net::lookup_host((name, 0))).await {
-            Ok(Ok(addrs)) => addrs.map(|a| self.check_ip(name, a.ip())).collect(),
+            Ok(Ok(mut addrs)) => addrs.try_for_each(|a| self.check_ip(name, a.ip())),
             Ok(Err(_)) | Err(_) => Ok(()),
         }
     }
