@@ -130,7 +130,7 @@ pub(super) async fn run(core: Arc<Core>, ctx: JobContext) -> Result<Done, JobFai
         })?;
     let body = serde_json::to_vec(&payload.body).map_err(|e| JobFailure::discard(e.to_string()))?;
     let client =
-        core.client().map_err(|e| JobFailure::retry(format!("cannot build the HTTP client: {e}")))?;
+        core.client().await.map_err(|e| JobFailure::retry(format!("cannot build the HTTP client: {e}")))?;
     let signature = sign::header_value(&secret, chrono::Utc::now().timestamp(), &body);
     let request = client
         .post(url)

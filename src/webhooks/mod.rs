@@ -100,13 +100,20 @@ impl Core {
         Duration::from_secs(self.config.timeout_secs.max(1))
     }
 
-    /// The HTTP client, built on first use (it loads the system's root certificates).
-    pub fn client(&self) -> Result<reqwest::Client, String> {
+    /// The HTTP client, built on first use on the blocking pool (building it reads the
+    /// system's root certificates from disk).
+    pub async fn client(self: &Arc<Self>) -> Result<reqwest::Client, String> {
         if let Some(client) = self.client.get() {
             return Ok(client.clone());
         }
-        let built = deliver::build_client(self.policy.clone(), self.timeout()).map_err(|e| e.to_string())?;
-        Ok(self.client.get_or_init(|| built).clone())
+        let core = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let built =
+                deliver::build_client(core.policy.clone(), core.timeout()).map_err(|e| e.to_string())?;
+            Ok(core.client.get_or_init(|| built).clone())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 
