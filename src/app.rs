@@ -1,4 +1,5 @@
-//! `App`: the running backend's state (config, store, records, auth, jobs, mail, search) and the server loop.
+//! `App`: the running backend's state (config, store, records, auth, jobs, mail, search,
+//! files, webhooks) and the server loop.
 //!
 //! `App::build` opens everything; `App::run(listener, admin_socket, shutdown)` serves the HTTP API and
 //! the admin socket until `shutdown` resolves, then finishes in-flight requests and flushes
@@ -25,6 +26,7 @@ use crate::observe::Observe;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
+use crate::webhooks::{WebhookError, Webhooks};
 
 /// Name of the admin socket inside the data directory.
 pub const SOCKET_NAME: &str = "backbone.sock";
@@ -66,6 +68,12 @@ impl From<FilesError> for AppError {
     }
 }
 
+impl From<WebhookError> for AppError {
+    fn from(err: WebhookError) -> Self {
+        AppError::Startup(err.to_string())
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(err: AuthError) -> Self {
         AppError::Startup(err.to_string())
@@ -91,6 +99,8 @@ pub struct App {
     pub search: Search,
     /// Uploaded blobs, downloads and image variants.
     pub files: Files,
+    /// Outbound webhooks: signed deliveries (`webhooks.deliver` jobs) and the target policy.
+    pub webhooks: Webhooks,
     bound: OnceLock<SocketAddr>,
 }
 
@@ -117,6 +127,7 @@ impl App {
         crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let files = Files::prepare(dir, store.clone(), records.clone(), &config.files, &mut registry)?;
+        let webhooks = Webhooks::prepare(store.clone(), &config, &mut registry)?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         files.attach(jobs.clone());
         // This process owns the data file (redb's lock), so nothing is uploading: every temp
@@ -133,6 +144,7 @@ impl App {
         }
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
+        let webhooks = Webhooks::new(webhooks, jobs.clone());
         let observe =
             Observe::new(store.clone(), dir, &config.observe, &config.limits).map_err(AppError::Startup)?;
         let app = Arc::new(App {
@@ -147,6 +159,7 @@ impl App {
             jobs,
             mail,
             files,
+            webhooks,
             bound: OnceLock::new(),
         });
         let _ = alert_app.set(Arc::downgrade(&app));

@@ -36,6 +36,44 @@ pub struct Config {
     pub mail: MailSection,
     pub observe: ObserveSection,
     pub files: FilesSection,
+    pub webhooks: WebhooksSection,
+}
+
+/// Outbound webhooks (alert notifications; `webhooks::deliver`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// Deliver webhooks. Off: each attempt fails with "webhook delivery is disabled" and is
+    /// retried (then dead and replayable), so a copy of production data on a staging box
+    /// does not call production's receivers.
+    pub enabled: bool,
+    /// Allow targets on loopback, private (RFC 1918), link-local (cloud metadata), CGNAT,
+    /// unique-local and other non-public addresses. Off by default: a webhook URL must not
+    /// reach into the server's own network.
+    pub allow_private_targets: bool,
+    /// Non-public addresses or CIDR ranges allowed even so (a receiver on the LAN), e.g.
+    /// `["192.168.1.20", "10.0.5.0/24"]`.
+    pub allowed_private_ranges: Vec<String>,
+    /// Seconds allowed for connecting, and for the whole request and response.
+    pub timeout_secs: u64,
+    /// Attempts of one delivery before it is dead (replayable from `/api/jobs`).
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles per attempt up to `[jobs] backoff_max_ms`
+    /// (defaults: 30 s, 1 min, 2 min, ... about an hour over 8 attempts).
+    pub backoff_base_ms: u64,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        WebhooksSection {
+            enabled: true,
+            allow_private_targets: false,
+            allowed_private_ranges: Vec::new(),
+            timeout_secs: 10,
+            max_attempts: 8,
+            backoff_base_ms: 30_000,
+        }
+    }
 }
 
 /// Uploads, downloads and image variants.
@@ -319,6 +357,7 @@ impl Default for Config {
             mail: MailSection::default(),
             observe: ObserveSection::default(),
             files: FilesSection::default(),
+            webhooks: WebhooksSection::default(),
         }
     }
 }
@@ -525,6 +564,18 @@ impl Config {
             return Err(ConfigError::Value {
                 name: "observe.heartbeat_url".into(),
                 message: format!("{heartbeat:?} is not an http(s) URL"),
+            });
+        }
+        for range in &self.webhooks.allowed_private_ranges {
+            parse_net(range).map_err(|message| ConfigError::Value {
+                name: "webhooks.allowed_private_ranges".into(),
+                message,
+            })?;
+        }
+        if self.webhooks.timeout_secs == 0 || self.webhooks.max_attempts == 0 {
+            return Err(ConfigError::Value {
+                name: "webhooks".into(),
+                message: "timeout_secs and max_attempts must be at least 1".into(),
             });
         }
         for origin in &self.cors.allowed_origins {

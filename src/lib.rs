@@ -14,3 +14,4 @@ pub mod observe;
 pub mod records;
 pub mod search;
 pub mod store;
+pub mod webhooks;

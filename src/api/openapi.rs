@@ -1040,13 +1040,22 @@ pub fn static_spec() -> Value {
         "op": {"enum": [">", ">=", "<", "<="]}, "threshold": {"type": "number"},
         "forSecs": {"type": "integer"}, "cooldownSecs": {"type": "integer"}, "enabled": {"type": "boolean"},
         "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "webhooks": {"type": "array", "maxItems": 5, "items": {"type": "string", "format": "uri"},
+            "description": "Receivers of signed POSTs (alert.firing, alert.resolved)."},
+        "webhookSecretHint": {"type": ["string", "null"], "description": "The last characters of the webhook signing secret."},
+        "webhookSecret": {"type": "string", "description": "The generated signing secret: only in the answer that generated it."},
         "state": {"enum": ["ok", "pending", "firing"]}, "since": {"type": ["integer", "null"]},
-        "lastNotified": {"type": ["integer", "null"]}, "notified": {"type": "boolean"}, "value": {"type": ["number", "null"]}
+        "lastNotified": {"type": ["integer", "null"]}, "notified": {"type": "boolean"},
+        "firingSince": {"type": ["integer", "null"]}, "value": {"type": ["number", "null"]}
     }});
     let alert_input = json!({"type": "object", "additionalProperties": false, "properties": {
         "name": {"type": "string"}, "series": {"type": "string"}, "op": {"enum": [">", ">=", "<", "<="]},
         "threshold": {"type": "number"}, "forSecs": {"type": "integer", "minimum": 0}, "cooldownSecs": {"type": "integer", "minimum": 0},
-        "enabled": {"type": "boolean"}, "emails": {"type": "array", "items": {"type": "string", "format": "email"}}
+        "enabled": {"type": "boolean"}, "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "webhooks": {"type": "array", "maxItems": 5, "items": {"type": "string", "format": "uri"},
+            "description": "http(s) URLs; targets on private, loopback and link-local addresses are refused unless [webhooks] allows them."},
+        "webhookSecret": {"type": "string", "minLength": 16, "maxLength": 256,
+            "description": "The HMAC-SHA256 signing secret (write-only). Omitted: one is generated when the rule first gets webhooks."}
     }});
     let rule_id = || path_param("id", "Alert rule id.");
     paths.insert("/api/alerts".into(), json!({

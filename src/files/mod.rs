@@ -171,7 +171,8 @@ impl Files {
                 failed: Mutex::new(HashSet::new()),
             }),
         };
-        let options = KindOptions { queue: Some(QUEUE.into()), max_attempts: Some(10), timeout: None };
+        let options =
+            KindOptions { queue: Some(QUEUE.into()), max_attempts: Some(10), ..KindOptions::default() };
         let f = files.clone();
         registry.register(JOB_DELETE, options.clone(), move |ctx| {
             let f = f.clone();

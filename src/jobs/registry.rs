@@ -142,6 +142,10 @@ pub struct KindOptions {
     pub queue: Option<String>,
     pub max_attempts: Option<u32>,
     pub timeout: Option<Duration>,
+    /// First retry delay of this kind (doubling per attempt, capped at `[jobs]
+    /// backoff_max_ms`); `None`: `[jobs] backoff_base_ms`. For kinds whose failures are
+    /// someone else's outage (a webhook receiver), where a second-scale start wastes attempts.
+    pub backoff_base: Option<Duration>,
 }
 
 #[derive(Clone)]

@@ -21,6 +21,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Registry::with_builtins(true)).await
+}
+
+async fn fixture_with(registry: Registry) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("data.redb");
     let store = tokio::task::spawn_blocking(move || Store::open(&path, &StoreOptions::default()))
@@ -30,8 +34,7 @@ async fn fixture() -> Fixture {
     let clock = Arc::new(ManualClock::new(T0));
     let config =
         crate::config::JobsSection { backoff_base_ms: 1000, backoff_max_ms: 60_000, ..Default::default() };
-    let jobs =
-        Jobs::open(store, config, Registry::with_builtins(true), clock.clone()).await.expect("open jobs");
+    let jobs = Jobs::open(store, config, registry, clock.clone()).await.expect("open jobs");
     Fixture { _dir: dir, jobs, clock }
 }
 
@@ -339,6 +342,33 @@ async fn failures_retry_with_exponential_backoff_on_the_clock_then_die_and_repla
     let replayed = f.jobs.retry(id).await.expect("replay");
     assert_eq!((replayed.state, replayed.attempt, replayed.finished_at), (JobState::Available, 0, None));
     assert_eq!(f.claim("default", 1).await.0[0].attempt, 1);
+}
+
+#[tokio::test]
+async fn a_kind_with_its_own_backoff_base_retries_on_that_schedule_capped_by_the_config() {
+    let mut registry = Registry::with_builtins(true);
+    let options =
+        KindOptions { backoff_base: Some(std::time::Duration::from_secs(30)), ..KindOptions::default() };
+    registry.register("slow.retry", options, |_ctx| async { Err(JobFailure::retry("receiver down")) });
+    let f = fixture_with(registry).await;
+    let id = f.jobs.enqueue(JobSpec::new("slow.retry", json!({})).max_attempts(5)).await.expect("e").job.id;
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let (claimed, _) = f.claim("default", 1).await;
+        let failed_at = f.clock.now_ms();
+        f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("down"), None))).await.expect("fail");
+        let job = f.jobs.get(id).await.expect("job");
+        delays.push(job.run_at - failed_at);
+        f.clock.set(job.run_at);
+    }
+    assert!((30_000..=33_000).contains(&delays[0]), "first retry after the kind's 30 s: {delays:?}");
+    assert!((60_000..=66_000).contains(&delays[1]), "then doubled: {delays:?}");
+    // The fixture's `[jobs] backoff_max_ms` (60 s) caps it from here on (not 120 s).
+    let (claimed, _) = f.claim("default", 1).await;
+    let failed_at = f.clock.now_ms();
+    f.finish(finish(&claimed[0], Outcome::Failed(JobFailure::retry("down"), None))).await.expect("fail");
+    let job = f.jobs.get(id).await.expect("job");
+    assert!((60_000..=66_000).contains(&(job.run_at - failed_at)), "capped: {}", job.run_at - failed_at);
 }
 
 #[tokio::test]

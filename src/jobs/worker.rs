@@ -532,12 +532,15 @@ fn next_state(
                 finished = true;
             } else {
                 job.state = JobState::Retrying;
-                let delay = backoff_ms(
-                    job.attempt,
-                    config.backoff_base_ms,
-                    config.backoff_max_ms,
-                    rand::random::<f64>(),
-                );
+                let base_ms = jobs
+                    .inner
+                    .registry
+                    .get(&job.kind)
+                    .and_then(|kind| kind.options.backoff_base)
+                    .map_or(config.backoff_base_ms, |base| {
+                        u64::try_from(base.as_millis()).unwrap_or(u64::MAX)
+                    });
+                let delay = backoff_ms(job.attempt, base_ms, config.backoff_max_ms, rand::random::<f64>());
                 job.run_at = now.saturating_add(delay as i64);
             }
         }

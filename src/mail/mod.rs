@@ -357,7 +357,7 @@ impl Mail {
             KindOptions {
                 queue: Some(QUEUE.into()),
                 max_attempts: Some(config.mail.max_attempts.max(1)),
-                timeout: None,
+                ..KindOptions::default()
             },
             move |ctx| deliver(handler_core.clone(), ctx),
         );

@@ -1,16 +1,20 @@
 //! Alerts: rules over the stored history series ("`jobs_dead` > 0 for 60 s"), evaluated
 //! after every history sample (and by the `alerts.check` job kind, which an operator may
 //! also schedule through `/api/crons`); firing and resolving notifications by email through
-//! the outbox; a per-rule cooldown between firing notifications; and a history of every
-//! transition.
+//! the outbox and by signed webhook (`webhooks.deliver` jobs); a per-rule cooldown between
+//! firing notifications; and a history of every transition.
+//!
+//! A rule's webhook secret lives in the webhooks module's `webhook_secrets` table under
+//! `alert/<rule id>` (deliveries name that, not the secret); the rule keeps only a hint of
+//! its last characters. A generated secret is shown once, in the answer that created it.
 //!
 //! Why not a built-in cron schedule: a schedule every few seconds would put thousands of
 //! completed `alerts.check` jobs a day into the job list. The sampler already wakes on a
 //! fixed interval, and evaluating right after it stores a sample never reads stale values.
 //!
 //! A rule is `ok`, `pending` (the condition holds, not yet for `forSecs`) or `firing`.
-//! Firing emails go out at most once per `cooldownSecs`; a resolve email goes out only for
-//! a firing that was notified, so recipients always see pairs. Rules and their state live
+//! Firing notifications go out at most once per `cooldownSecs`; a resolve notification goes
+//! out only for a firing that was notified, so recipients always see pairs. Rules and their state live
 //! in one row each (the state changes only inside the evaluator's write).
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,7 @@ use crate::jobs::{Done, JobContext, JobFailure, KindOptions, Registry};
 use crate::mail::OutgoingMail;
 use crate::records::FieldErrors;
 use crate::store::{ScanControl, StoreError, Table, WriteTx};
+use crate::webhooks::{Delivery, TargetError, TargetPolicy};
 
 /// The job kind that evaluates every rule.
 pub const JOB_KIND: &str = "alerts.check";
@@ -30,6 +35,10 @@ pub const JOB_KIND: &str = "alerts.check";
 const KEEP_HISTORY: usize = 5_000;
 /// Most rules.
 const MAX_RULES: usize = 200;
+/// Most webhook URLs per rule.
+const MAX_WEBHOOKS: usize = 5;
+/// How long saving a rule waits for DNS when it checks a webhook target.
+const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One stored rule with its evaluation state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,8 +56,14 @@ pub struct Rule {
     /// Seconds between two firing notifications of this rule at least.
     pub cooldown_secs: u64,
     pub enabled: bool,
-    /// Recipients of notifications (none: history only).
+    /// Recipients of notification emails.
     pub emails: Vec<String>,
+    /// Receivers of signed webhook notifications (no emails and no webhooks: history only).
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// The last characters of the webhook signing secret, once there is one.
+    #[serde(default)]
+    pub webhook_secret_hint: Option<String>,
     /// `ok`, `pending` or `firing`.
     pub state: String,
     /// When the condition started holding (ms), while pending or firing.
@@ -60,6 +75,9 @@ pub struct Rule {
     /// Whether the current firing was notified (so its resolve is notified too).
     #[serde(default)]
     pub notified: bool,
+    /// When the current firing began (ms), while firing.
+    #[serde(default)]
+    pub firing_since: Option<i64>,
     /// The last value seen.
     #[serde(default)]
     pub value: Option<f64>,
@@ -79,6 +97,34 @@ impl Rule {
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+
+    /// Whether a firing or resolve would notify anyone.
+    fn has_receivers(&self) -> bool {
+        !self.emails.is_empty() || !self.webhooks.is_empty()
+    }
+}
+
+/// A rule as saved, with the webhook secret the server generated for it in this save (the
+/// only time it is shown).
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub rule: Rule,
+    pub generated_secret: Option<String>,
+}
+
+impl Saved {
+    pub fn to_json(&self) -> Value {
+        let mut json = self.rule.to_json();
+        if let (Some(secret), Some(object)) = (&self.generated_secret, json.as_object_mut()) {
+            object.insert("webhookSecret".into(), json!(secret));
+        }
+        json
+    }
+}
+
+/// The owner name of a rule's secret in `webhook_secrets`.
+pub fn secret_owner(rule_id: &str) -> String {
+    format!("alert/{rule_id}")
 }
 
 /// The rules a fresh server starts with (no recipients: add them with PATCH).
@@ -106,7 +152,13 @@ fn invalid(fields: &mut FieldErrors, name: &str, code: &str, message: &str) {
 }
 
 /// Applies a create (`base` None) or update body to a rule; every problem is a field error.
-pub fn apply_input(body: &Map<String, Value>, base: Option<Rule>) -> Result<Rule, ObserveError> {
+/// Webhook URLs are checked against `targets` without DNS (see [`check_webhook_targets`]).
+/// Returns the rule and the webhook secret the body sets, if it sets one.
+pub fn apply_input(
+    body: &Map<String, Value>,
+    base: Option<Rule>,
+    targets: &TargetPolicy,
+) -> Result<(Rule, Option<String>), ObserveError> {
     let mut fields = FieldErrors::new();
     let creating = base.is_none();
     let mut rule = base.unwrap_or_else(|| Rule {
@@ -119,12 +171,16 @@ pub fn apply_input(body: &Map<String, Value>, base: Option<Rule>) -> Result<Rule
         cooldown_secs: 3600,
         enabled: true,
         emails: Vec::new(),
+        webhooks: Vec::new(),
+        webhook_secret_hint: None,
         state: "ok".into(),
         since: None,
         last_notified: None,
         notified: false,
+        firing_since: None,
         value: None,
     });
+    let mut secret = None;
     for (key, v) in body {
         match key.as_str() {
             "name" => match v.as_str().map(str::trim) {
@@ -177,6 +233,59 @@ pub fn apply_input(body: &Map<String, Value>, base: Option<Rule>) -> Result<Rule
                     ),
                 }
             }
+            "webhooks" => match v.as_array() {
+                Some(list) if list.len() <= MAX_WEBHOOKS => {
+                    let mut urls: Vec<String> = Vec::new();
+                    for (i, item) in list.iter().enumerate() {
+                        let parsed = match item.as_str() {
+                            Some(raw) => targets.parse_url(raw),
+                            None => Err(TargetError::Invalid("Must be a string.".into())),
+                        };
+                        match parsed {
+                            Ok(url) => {
+                                if !urls.contains(&url.to_string()) {
+                                    urls.push(url.to_string());
+                                }
+                            }
+                            Err(err) => {
+                                let code = match err {
+                                    TargetError::Invalid(_) => "validation_invalid_url",
+                                    TargetError::Forbidden { .. } => "validation_private_target",
+                                };
+                                fields.insert(
+                                    "webhooks".into(),
+                                    crate::records::FieldError::new(code, format!("Item {i}: {err}")),
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    if !fields.contains_key("webhooks") {
+                        rule.webhooks = urls;
+                    }
+                }
+                _ => invalid(
+                    &mut fields,
+                    "webhooks",
+                    "validation_invalid_value",
+                    "A list of up to 5 http(s) URLs.",
+                ),
+            },
+            "webhookSecret" => match v.as_str().map(crate::webhooks::parse_secret) {
+                Some(Ok(s)) => secret = Some(s),
+                Some(Err(message)) => {
+                    fields.insert(
+                        "webhookSecret".into(),
+                        crate::records::FieldError::new("validation_invalid_secret", message),
+                    );
+                }
+                None => invalid(
+                    &mut fields,
+                    "webhookSecret",
+                    "validation_invalid_secret",
+                    "16 to 256 visible ASCII characters (no spaces).",
+                ),
+            },
             other => invalid(&mut fields, other, "validation_unknown_field", "Unknown field."),
         }
     }
@@ -199,8 +308,40 @@ pub fn apply_input(body: &Map<String, Value>, base: Option<Rule>) -> Result<Rule
         rule.state = "ok".into();
         rule.since = None;
         rule.notified = false;
+        rule.firing_since = None;
     }
-    Ok(rule)
+    Ok((rule, secret))
+}
+
+/// Resolves the names among `urls` and refuses those that lead to addresses `targets`
+/// does not allow (a literal address was already checked by [`apply_input`]). Deliveries
+/// check again as they connect; this is so a mistake is a 400 now rather than a dead
+/// delivery later.
+async fn check_webhook_targets(targets: &TargetPolicy, urls: &[String]) -> Result<(), ObserveError> {
+    if targets.allows_everything() {
+        return Ok(());
+    }
+    for (i, raw) in urls.iter().enumerate() {
+        let Ok(url) = targets.parse_url(raw) else { continue };
+        if let Err(err) = targets.check_resolved(&url, RESOLVE_WITHIN).await {
+            let mut fields = FieldErrors::new();
+            fields.insert(
+                "webhooks".into(),
+                crate::records::FieldError::new("validation_private_target", format!("Item {i}: {err}")),
+            );
+            return Err(ObserveError::Invalid(fields));
+        }
+    }
+    Ok(())
+}
+
+/// The webhook URLs a create or update body names (strings only; the rest is
+/// [`apply_input`]'s to report).
+fn body_webhooks(body: &Map<String, Value>) -> Vec<String> {
+    body.get("webhooks")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 fn decode(bytes: &[u8]) -> Option<Rule> {
@@ -240,21 +381,44 @@ pub async fn get(app: &App, id: &str) -> Result<Rule, ObserveError> {
         .ok_or_else(not_found)
 }
 
-pub async fn create(app: &App, body: Map<String, Value>) -> Result<Rule, ObserveError> {
-    let rule = apply_input(&body, None)?;
+/// Stores `rule` and its secret in `tx`: the one the body set, or a generated one when the
+/// rule has webhooks and no secret yet (returned, to be shown once).
+fn save(tx: &mut WriteTx<'_>, mut rule: Rule, secret: Option<String>) -> Saved {
+    let mut generated_secret = None;
+    let secret = match secret {
+        Some(s) => Some(s),
+        None if !rule.webhooks.is_empty() && rule.webhook_secret_hint.is_none() => {
+            let fresh = crate::webhooks::sign::generate_secret();
+            generated_secret = Some(fresh.clone());
+            Some(fresh)
+        }
+        None => None,
+    };
+    if let Some(secret) = secret {
+        rule.webhook_secret_hint = Some(crate::webhooks::sign::hint(&secret));
+        crate::webhooks::put_secret(tx, &secret_owner(&rule.id), &secret);
+    }
+    tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+    Saved { rule, generated_secret }
+}
+
+pub async fn create(app: &App, body: Map<String, Value>) -> Result<Saved, ObserveError> {
+    let (rule, secret) = apply_input(&body, None, app.webhooks.policy())?;
+    check_webhook_targets(app.webhooks.policy(), &rule.webhooks).await?;
     app.store
         .write(move |tx: &mut WriteTx<'_>| {
             if tx.collect_prefix(Table::AlertRules, b"")?.len() >= MAX_RULES {
                 return Err(ObserveError::BadRequest(format!("At most {MAX_RULES} alert rules.")));
             }
-            tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
-            Ok(rule)
+            Ok(save(tx, rule, secret))
         })
         .await
 }
 
-pub async fn update(app: &App, id: &str, body: Map<String, Value>) -> Result<Rule, ObserveError> {
+pub async fn update(app: &App, id: &str, body: Map<String, Value>) -> Result<Saved, ObserveError> {
+    check_webhook_targets(app.webhooks.policy(), &body_webhooks(&body)).await?;
     let id = id.to_string();
+    let targets = app.webhooks.policy().clone();
     app.store
         .write(move |tx: &mut WriteTx<'_>| {
             let base = tx
@@ -262,9 +426,8 @@ pub async fn update(app: &App, id: &str, body: Map<String, Value>) -> Result<Rul
                 .as_deref()
                 .and_then(decode)
                 .ok_or_else(not_found)?;
-            let rule = apply_input(&body, Some(base))?;
-            tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
-            Ok(rule)
+            let (rule, secret) = apply_input(&body, Some(base), &targets)?;
+            Ok(save(tx, rule, secret))
         })
         .await
 }
@@ -277,6 +440,7 @@ pub async fn delete(app: &App, id: &str) -> Result<(), ObserveError> {
                 return Err(not_found());
             }
             tx.delete(Table::AlertRules, id.as_bytes());
+            crate::webhooks::delete_secret(tx, &secret_owner(&id));
             Ok(())
         })
         .await
@@ -323,7 +487,7 @@ pub async fn seed_defaults(app: &App) -> Result<(), StoreError> {
                 body.insert("op".into(), json!(op));
                 body.insert("threshold".into(), json!(threshold));
                 body.insert("forSecs".into(), json!(for_secs));
-                if let Ok(rule) = apply_input(&body, None) {
+                if let Ok((rule, _)) = apply_input(&body, None, &TargetPolicy::default()) {
                     tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
                 }
             }
@@ -348,6 +512,7 @@ fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
     if !rule.enabled {
         rule.state = "ok".into();
         rule.since = None;
+        rule.firing_since = None;
         return Transition::None;
     }
     if rule.holds(value) {
@@ -358,9 +523,10 @@ fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
                 let cooled = rule.last_notified.is_none_or(|t| {
                     now - t >= i64::try_from(rule.cooldown_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
                 });
-                let notify = cooled && !rule.emails.is_empty();
+                let notify = cooled && rule.has_receivers();
                 rule.state = "firing".into();
                 rule.notified = notify;
+                rule.firing_since = Some(now);
                 if notify {
                     rule.last_notified = Some(now);
                 }
@@ -375,6 +541,7 @@ fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
         rule.state = "ok".into();
         rule.since = None;
         rule.notified = false;
+        rule.firing_since = None;
         if was_firing {
             Transition::Resolved { notify }
         } else {
@@ -407,6 +574,57 @@ fn message(app: &App, rule: &Rule, firing: bool, value: f64) -> Vec<OutgoingMail
         .collect()
 }
 
+/// Milliseconds since 1970 as RFC 3339 UTC (`2026-05-01T12:00:00.000Z`).
+fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// The webhook body of a firing or resolve (the same for every URL of the rule), as
+/// documented in the README: `event`, `rule`, `value`, `at`, `firingSince`, plus an event
+/// `id` shared by the deliveries of this one transition.
+fn webhook_body(rule: &Rule, firing: bool, value: f64, now: i64, firing_since: Option<i64>) -> Value {
+    json!({
+        "id": format!("evt_{}", crate::records::id::random_string(20)),
+        "event": if firing { "alert.firing" } else { "alert.resolved" },
+        "rule": {
+            "id": rule.id,
+            "name": rule.name,
+            "series": rule.series,
+            "op": rule.op,
+            "threshold": rule.threshold,
+            "forSecs": rule.for_secs,
+        },
+        "value": value,
+        "at": rfc3339(now),
+        "firingSince": firing_since.and_then(rfc3339),
+    })
+}
+
+/// One delivery per webhook URL of `rule`.
+fn webhook_deliveries(
+    rule: &Rule,
+    firing: bool,
+    value: f64,
+    now: i64,
+    firing_since: Option<i64>,
+) -> Vec<Delivery> {
+    if rule.webhooks.is_empty() {
+        return Vec::new();
+    }
+    let body = webhook_body(rule, firing, value, now, firing_since);
+    let event = if firing { "alert.firing" } else { "alert.resolved" };
+    rule.webhooks
+        .iter()
+        .map(|url| Delivery {
+            url: url.clone(),
+            event: event.into(),
+            body: body.clone(),
+            secret_owner: secret_owner(&rule.id),
+        })
+        .collect()
+}
+
 /// Evaluates every rule against the latest history sample; notifications are enqueued in
 /// the same transaction as the state change (so a crash cannot fire without recording, or
 /// record without notifying).
@@ -426,23 +644,30 @@ pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
         let before = rule.clone();
         let transition = step(&mut rule, value, now);
         if rule != before {
-            let mails = match transition {
-                Transition::Fired { notify: true } => message(app, &rule, true, value),
-                Transition::Resolved { notify: true } => message(app, &rule, false, value),
-                _ => Vec::new(),
+            let (mails, hooks) = match transition {
+                Transition::Fired { notify: true } => (
+                    message(app, &rule, true, value),
+                    webhook_deliveries(&rule, true, value, now, rule.firing_since),
+                ),
+                Transition::Resolved { notify: true } => (
+                    message(app, &rule, false, value),
+                    webhook_deliveries(&rule, false, value, now, before.firing_since),
+                ),
+                _ => (Vec::new(), Vec::new()),
             };
-            changes.push((rule, transition, value, mails));
+            changes.push((rule, transition, value, mails, hooks));
         }
     }
-    let fired = changes.iter().filter(|(_, t, _, _)| matches!(t, Transition::Fired { .. })).count();
+    let fired = changes.iter().filter(|(_, t, _, _, _)| matches!(t, Transition::Fired { .. })).count();
     if changes.is_empty() {
         return Ok(0);
     }
     let mail = app.mail.clone();
+    let webhooks = app.webhooks.clone();
     app.store
         .write(move |tx: &mut WriteTx<'_>| -> Result<(), ObserveError> {
             let mut seq = 0u32;
-            for (rule, transition, value, mails) in changes {
+            for (rule, transition, value, mails, hooks) in changes {
                 tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
                 let (event, notified) = match transition {
                     Transition::Fired { notify } => ("firing", notify),
@@ -451,6 +676,9 @@ pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
                 };
                 for m in mails {
                     mail.enqueue_in(tx, m).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                }
+                for hook in hooks {
+                    webhooks.enqueue_in(tx, hook).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
                 }
                 let mut key = u64::try_from(now).unwrap_or(0).to_be_bytes().to_vec();
                 key.extend_from_slice(&seq.to_be_bytes());
@@ -490,7 +718,11 @@ pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
 pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<App>>>) {
     registry.register(
         JOB_KIND,
-        KindOptions { queue: None, max_attempts: Some(1), timeout: Some(std::time::Duration::from_secs(60)) },
+        KindOptions {
+            max_attempts: Some(1),
+            timeout: Some(std::time::Duration::from_secs(60)),
+            ..KindOptions::default()
+        },
         move |_ctx: JobContext| {
             let app = app.get().and_then(std::sync::Weak::upgrade);
             async move {
@@ -516,7 +748,25 @@ mod tests {
         body.insert("forSecs".into(), json!(for_secs));
         body.insert("cooldownSecs".into(), json!(cooldown_secs));
         body.insert("emails".into(), json!(["ops@example.com"]));
-        apply_input(&body, None).expect("valid rule")
+        apply_input(&body, None, &TargetPolicy::default()).expect("valid rule").0
+    }
+
+    fn input(pairs: Value, targets: &TargetPolicy) -> Result<(Rule, Option<String>), ObserveError> {
+        let mut body = pairs.as_object().cloned().unwrap_or_default();
+        body.entry("name").or_insert(json!("dead jobs"));
+        body.entry("series").or_insert(json!("jobs_dead"));
+        body.entry("threshold").or_insert(json!(0));
+        apply_input(&body, None, targets)
+    }
+
+    fn field_code(result: Result<(Rule, Option<String>), ObserveError>, field: &str) -> String {
+        match result {
+            Err(ObserveError::Invalid(fields)) => fields
+                .get(field)
+                .map(|e| e.code.clone())
+                .unwrap_or_else(|| format!("no {field} error: {fields:?}")),
+            other => format!("not invalid: {other:?}"),
+        }
     }
 
     #[test]
@@ -556,9 +806,108 @@ mod tests {
         body.insert("forSecs".into(), json!(-1));
         body.insert("emails".into(), json!(["not an address"]));
         body.insert("colour".into(), json!("red"));
-        let Err(ObserveError::Invalid(fields)) = apply_input(&body, None) else { panic!("invalid") };
+        let Err(ObserveError::Invalid(fields)) = apply_input(&body, None, &TargetPolicy::default()) else {
+            panic!("invalid")
+        };
         for f in ["name", "series", "op", "forSecs", "emails", "colour", "threshold"] {
             assert!(fields.contains_key(f), "{f}: {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_rule_with_only_webhooks_notifies_and_remembers_when_its_firing_began() {
+        let (mut r, _) = input(
+            json!({"forSecs": 0, "webhooks": ["https://hooks.example.com/a"]}),
+            &TargetPolicy::default(),
+        )
+        .expect("valid");
+        assert_eq!(step(&mut r, 1.0, 5_000), Transition::Fired { notify: true });
+        assert_eq!(r.firing_since, Some(5_000));
+        assert_eq!(step(&mut r, 0.0, 9_000), Transition::Resolved { notify: true });
+        assert_eq!(r.firing_since, None);
+        let (mut silent, _) = input(json!({"forSecs": 0}), &TargetPolicy::default()).expect("valid");
+        assert_eq!(
+            step(&mut silent, 1.0, 0),
+            Transition::Fired { notify: false },
+            "no receivers: history only"
+        );
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_public_and_few() {
+        let policy = TargetPolicy::default();
+        assert_eq!(
+            field_code(input(json!({"webhooks": ["ftp://example.com/x"]}), &policy), "webhooks"),
+            "validation_invalid_url"
+        );
+        assert_eq!(
+            field_code(input(json!({"webhooks": ["not a url"]}), &policy), "webhooks"),
+            "validation_invalid_url"
+        );
+        assert_eq!(
+            field_code(input(json!({"webhooks": [42]}), &policy), "webhooks"),
+            "validation_invalid_url"
+        );
+        assert_eq!(
+            field_code(input(json!({"webhooks": ["http://127.0.0.1:9000/hook"]}), &policy), "webhooks"),
+            "validation_private_target"
+        );
+        assert_eq!(
+            field_code(input(json!({"webhooks": ["http://169.254.169.254/latest"]}), &policy), "webhooks"),
+            "validation_private_target"
+        );
+        let six: Vec<String> = (0..6).map(|i| format!("https://h{i}.example.com/")).collect();
+        assert_eq!(
+            field_code(input(json!({"webhooks": six}), &policy), "webhooks"),
+            "validation_invalid_value"
+        );
+        assert_eq!(
+            field_code(input(json!({"webhooks": "https://a.example.com/"}), &policy), "webhooks"),
+            "validation_invalid_value"
+        );
+        // Allowed private targets pass; duplicates collapse into one delivery.
+        let (r, _) = input(
+            json!({"webhooks": ["http://127.0.0.1:9000/hook", "http://127.0.0.1:9000/hook"]}),
+            &TargetPolicy::allow_all(),
+        )
+        .expect("allowed");
+        assert_eq!(r.webhooks, vec!["http://127.0.0.1:9000/hook".to_string()]);
+    }
+
+    #[test]
+    fn a_chosen_webhook_secret_must_be_long_and_plain() {
+        let policy = TargetPolicy::default();
+        for bad in [
+            json!("short"),
+            json!("has spaces in the secret"),
+            json!(12345678901234567_u64),
+            json!("x".repeat(257)),
+        ] {
+            assert_eq!(
+                field_code(input(json!({"webhookSecret": bad}), &policy), "webhookSecret"),
+                "validation_invalid_secret",
+                "{bad}"
+            );
+        }
+        let (_, secret) = input(json!({"webhookSecret": "a-long-enough-secret"}), &policy).expect("valid");
+        assert_eq!(secret.as_deref(), Some("a-long-enough-secret"));
+    }
+
+    #[test]
+    fn the_webhook_body_names_the_event_the_rule_the_value_and_the_times() {
+        let (r, _) =
+            input(json!({"name": "Dead jobs", "forSecs": 60}), &TargetPolicy::default()).expect("valid");
+        let body = webhook_body(&r, false, 0.0, 1_700_000_060_000, Some(1_700_000_000_000));
+        assert_eq!(body["event"], "alert.resolved");
+        assert_eq!(
+            body["rule"],
+            json!({"id": r.id, "name": "Dead jobs", "series": "jobs_dead", "op": ">", "threshold": 0.0, "forSecs": 60})
+        );
+        assert_eq!(body["value"], 0.0);
+        assert_eq!(body["at"], "2023-11-14T22:14:20.000Z");
+        assert_eq!(body["firingSince"], "2023-11-14T22:13:20.000Z");
+        assert!(body["id"].as_str().is_some_and(|id| id.starts_with("evt_")), "{body}");
+        let deliveries = webhook_deliveries(&r, true, 1.0, 0, Some(0));
+        assert!(deliveries.is_empty(), "no URLs, no deliveries");
     }
 }

@@ -81,11 +81,14 @@ pub enum Table {
     /// `records::files::FileMeta`: field id, size, sniffed type, upload time). Changes in the
     /// same transaction as the record that references the file.
     FileRefs,
+    /// Webhook signing secrets: owner (UTF-8, `alert/<rule id>`) → secret (UTF-8). Job
+    /// payloads name the owner, never the secret (`webhooks`).
+    WebhookSecrets,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 28] = [
+    pub const ALL: [Table; 29] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -114,6 +117,7 @@ impl Table {
         Table::AlertHistory,
         Table::SearchOutbox,
         Table::FileRefs,
+        Table::WebhookSecrets,
     ];
 
     /// The redb definition backing this table.
@@ -158,6 +162,7 @@ impl Table {
             Table::AlertHistory => "alert_history",
             Table::SearchOutbox => "search_outbox",
             Table::FileRefs => "file_refs",
+            Table::WebhookSecrets => "webhook_secrets",
         }
     }
 }

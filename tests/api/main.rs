@@ -25,3 +25,4 @@ mod rule_matrix;
 mod search;
 mod security;
 mod users;
+mod webhooks;

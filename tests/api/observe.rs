@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{posts_collection, Server, StartOptions};
+use crate::common::{dead_job, posts_collection, wait_alert_history, Server, StartOptions};
 
 /// One parsed sample.
 #[derive(Debug, Clone)]
@@ -397,29 +397,6 @@ async fn metric_history_is_sampled_and_survives_a_restart() {
     ] {
         s.call("GET", &format!("/api/metrics?{bad}"), Some(&su), None).await.assert_problem(400);
     }
-}
-
-/// Polls the alert history until `n` rows exist; returns them (newest first).
-async fn wait_alert_history(s: &Server, su: &str, rule: &str, n: usize, within: Duration) -> Vec<Value> {
-    let started = Instant::now();
-    loop {
-        let r = s.call("GET", &format!("/api/alerts/history?rule={rule}"), Some(su), None).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let items = r.body["items"].as_array().cloned().unwrap_or_default();
-        if items.len() >= n {
-            return items;
-        }
-        assert!(started.elapsed() < within, "fewer than {n} alert transitions: {}", r.text);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn dead_job(s: &Server, su: &str) -> String {
-    let r = s
-        .call("POST", "/api/jobs", Some(su), Some(json!({"kind": "fail", "payload": {"discard": true}})))
-        .await;
-    assert!(r.status == 201 || r.status == 202, "{}", r.text);
-    r.body["id"].as_str().map(str::to_string).unwrap_or_else(|| r.body["id"].to_string())
 }
 
 #[tokio::test]

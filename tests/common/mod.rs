@@ -3,12 +3,13 @@
 #![allow(dead_code)]
 
 pub mod smtp;
+pub mod webhook_sink;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -300,4 +301,29 @@ pub fn posts_collection(name: &str) -> Value {
             {"name": "secret", "type": "text", "hidden": true}
         ]
     })
+}
+
+/// Polls the alert history until `n` rows exist; returns them (newest first).
+pub async fn wait_alert_history(s: &Server, su: &str, rule: &str, n: usize, within: Duration) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let r = s.call("GET", &format!("/api/alerts/history?rule={rule}"), Some(su), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let items = r.body["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= n {
+            return items;
+        }
+        assert!(started.elapsed() < within, "fewer than {n} alert transitions: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Enqueues a job that dies at once (the `fail` test kind): `jobs_dead` goes up by one.
+/// Needs `BACKBONE_JOBS_TEST_KINDS=true`. Returns the job id.
+pub async fn dead_job(s: &Server, su: &str) -> String {
+    let r = s
+        .call("POST", "/api/jobs", Some(su), Some(json!({"kind": "fail", "payload": {"discard": true}})))
+        .await;
+    assert!(r.status == 201 || r.status == 202, "{}", r.text);
+    r.body["id"].as_str().map(str::to_string).unwrap_or_else(|| r.body["id"].to_string())
 }
