@@ -223,7 +223,7 @@ fn run_one(
                 return Err(not_found());
             }
             let rule = rules::required(Op::Delete, principal, collection, catalog)?;
-            write::apply_delete(tx, files, catalog, entry, id, rule.as_ref(), &request)?;
+            write::apply_delete(tx, files, catalog, entry, id, rule.as_deref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
         (Action::Update(_) | Action::Upsert, Some(id)) => {

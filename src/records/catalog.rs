@@ -3,12 +3,14 @@
 //! of decoding definitions on every request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::collection::Collection;
+use super::filter::{Filter, FilterError};
 use super::index::IndexDef;
+use super::rules::Op;
 use super::stats::CollectionStats;
-use crate::store::{ReadTx, ScanControl, StoreError, Table};
+use crate::store::{ReadPlacement, ReadTx, ScanControl, StoreError, Table};
 
 /// A collection with the schema generation it was loaded at.
 #[derive(Debug)]
@@ -17,6 +19,14 @@ pub struct CatalogEntry {
     pub schema_generation: u64,
     /// The collection's parsed secondary indexes.
     pub indexes: Vec<IndexDef>,
+    /// Where the create rule's snapshot check runs (see [`ReadPlacement`]).
+    pub create_reads: ReadPlacement,
+    /// Where single-record views run.
+    pub view_reads: ReadPlacement,
+    /// The collection's rules, compiled on first use (index: `Op as usize`). The whole
+    /// catalog is rebuilt on every schema change, so a rule is never compiled against a
+    /// stale schema of a collection it joins.
+    rules: [OnceLock<Result<Arc<Filter>, FilterError>>; 5],
 }
 
 impl CatalogEntry {
@@ -29,7 +39,14 @@ impl CatalogEntry {
                 Vec::new()
             }
         };
-        CatalogEntry { collection, schema_generation, indexes }
+        CatalogEntry {
+            collection,
+            schema_generation,
+            indexes,
+            create_reads: ReadPlacement::default(),
+            view_reads: ReadPlacement::default(),
+            rules: Default::default(),
+        }
     }
 }
 
@@ -77,6 +94,20 @@ impl Catalog {
     /// Finds a collection by id or (case-insensitive) name.
     pub fn get(&self, id_or_name: &str) -> Option<&Arc<CatalogEntry>> {
         self.by_id.get(id_or_name).or_else(|| self.by_name.get(&id_or_name.to_lowercase()))
+    }
+
+    /// The compiled rule guarding `op` on `collection`, from the cache when `collection`
+    /// is this catalog's own definition (not a candidate being validated).
+    pub fn compiled_rule(
+        &self,
+        collection: &Collection,
+        op: Op,
+        compile: impl FnOnce() -> Result<Filter, FilterError>,
+    ) -> Result<Arc<Filter>, FilterError> {
+        match self.by_id.get(&collection.id).filter(|e| std::ptr::eq(&e.collection, collection)) {
+            Some(entry) => entry.rules[op as usize].get_or_init(|| compile().map(Arc::new)).clone(),
+            None => compile().map(Arc::new),
+        }
     }
 
     /// All collections, oldest first.

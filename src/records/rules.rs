@@ -4,6 +4,8 @@
 //! expression that the record (and the request) must match. Superusers pass every rule.
 //! A rule that no longer compiles (it names a field that was removed) denies.
 
+use std::sync::Arc;
+
 use super::catalog::Catalog;
 use super::collection::Collection;
 use super::filter::{Filter, FilterError};
@@ -112,8 +114,8 @@ pub enum Access {
     Allow,
     /// Only superusers pass, and the caller is not one.
     Deny,
-    /// Records must match this expression.
-    Filter(Filter),
+    /// Records must match this expression (compiled once per catalog snapshot).
+    Filter(Arc<Filter>),
 }
 
 /// What the rule guarding `op` means for `principal` on `collection`.
@@ -128,13 +130,15 @@ pub fn access(op: Op, principal: &Principal, collection: &Collection, catalog: &
     match op.rule(collection) {
         None => Access::Deny,
         Some(r) if r.trim().is_empty() => Access::Allow,
-        Some(r) => match Filter::compile(r, collection, catalog, true) {
-            Ok(f) => Access::Filter(f),
-            Err(err) => {
-                tracing::warn!(collection = %collection.name, error = %err, "rule does not compile; denying");
-                Access::Deny
+        Some(r) => {
+            match catalog.compiled_rule(collection, op, || Filter::compile(r, collection, catalog, true)) {
+                Ok(f) => Access::Filter(f),
+                Err(err) => {
+                    tracing::warn!(collection = %collection.name, error = %err, "rule does not compile; denying");
+                    Access::Deny
+                }
             }
-        },
+        }
     }
 }
 
@@ -145,7 +149,7 @@ pub fn required(
     principal: &Principal,
     collection: &Collection,
     catalog: &Catalog,
-) -> Result<Option<Filter>, RecordsError> {
+) -> Result<Option<Arc<Filter>>, RecordsError> {
     match access(op, principal, collection, catalog) {
         Access::Deny => Err(RecordsError::Forbidden("Only superusers can perform this action.".into())),
         Access::Allow => Ok(None),

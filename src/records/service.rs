@@ -14,7 +14,7 @@ use super::collection::{self, Collection, CollectionInput, SUPERUSERS_ID};
 use super::expand::{self, ExpandTree, Expander};
 use super::field::{relation_ids, FieldKind};
 use super::files::{self, FileSync, Upload};
-use super::filter::{Env, Now, RequestInfo};
+use super::filter::{Env, Filter, Now, RequestInfo};
 use super::id::{self, IdGenerator};
 use super::index;
 use super::list::{self, ListContext, ListParams, ListQuery};
@@ -26,7 +26,7 @@ use super::write::{self, identity_key, not_found};
 use super::{collection_prefix, record_key, time, FieldError, RecordsError};
 use crate::auth::password::PasswordHasher;
 use crate::observe::audit::{self, Actor, Event};
-use crate::store::{Store, Table, WriteTx};
+use crate::store::{ReadTx, Store, Table, WriteTx};
 
 /// How often an update retries when the record changed between its read and its write.
 const UPDATE_RETRIES: usize = 8;
@@ -482,7 +482,7 @@ impl Records {
                     catalog: &catalog,
                     principal: &principal,
                     indexes: &entry.indexes,
-                    rule: rule.as_ref(),
+                    rule: rule.as_deref(),
                     request: &request,
                     now: Now::current(),
                 };
@@ -576,19 +576,27 @@ impl Records {
         let catalog = self.catalog();
         expand::check(&catalog, &entry, &tree, principal.is_superuser())?;
         let key = record_key(&entry.collection.id, record_id);
+        if entry.view_reads.inline() {
+            let view = View {
+                catalog: &catalog,
+                entry: &entry,
+                rule: rule.as_deref(),
+                principal,
+                request: &request,
+            };
+            return self.store.read_now(&entry.view_reads, |tx| view.one(tx, &key, &filter, &tree));
+        }
         let principal = principal.clone();
         self.store
             .read(move |tx| {
-                let bytes = tx.get(Table::Records, &key)?.ok_or_else(not_found)?;
-                let stored = decode(&bytes)?;
-                if let Some(rule) = &rule {
-                    let env = Env { catalog: &catalog, source: tx };
-                    if !rule.matches(&entry.collection, &stored, &request, &Now::current(), Some(&env)) {
-                        return Err(not_found());
-                    }
-                }
-                let expander = Expander::new(tx, &catalog, &principal, &request);
-                render(&expander, &entry, stored, &filter, &tree)
+                let view = View {
+                    catalog: &catalog,
+                    entry: &entry,
+                    rule: rule.as_deref(),
+                    principal: &principal,
+                    request: &request,
+                };
+                view.one(tx, &key, &filter, &tree)
             })
             .await
     }
@@ -677,15 +685,19 @@ impl Records {
                     (id, generation)
                 })
                 .collect();
-            let (rule, entry, view, request, catalog) =
-                (rule.clone(), entry.clone(), rule_view.clone(), request.clone(), catalog.clone());
-            let allowed = self
-                .store
-                .read(move |tx| -> Result<bool, RecordsError> {
-                    let env = Env { catalog: &catalog, source: tx };
-                    Ok(rule.matches(&entry.collection, &view, &request, &Now::current(), Some(&env)))
-                })
-                .await?;
+            let allowed = if entry.create_reads.inline() {
+                self.store.read_now(&entry.create_reads, |tx| {
+                    Ok::<_, RecordsError>(rule_allows(tx, &catalog, rule, &entry, &rule_view, &request))
+                })?
+            } else {
+                let (rule, entry, view, request, catalog) =
+                    (rule.clone(), entry.clone(), rule_view.clone(), request.clone(), catalog.clone());
+                self.store
+                    .read(move |tx| {
+                        Ok::<_, RecordsError>(rule_allows(tx, &catalog, &rule, &entry, &view, &request))
+                    })
+                    .await?
+            };
             if !allowed {
                 return Err(RecordsError::BadRequest("Failed to create record.".into()));
             }
@@ -803,7 +815,7 @@ impl Records {
         &self,
         principal: &Principal,
         entry: &Arc<CatalogEntry>,
-        rule: Option<super::filter::Filter>,
+        rule: Option<Arc<Filter>>,
         record_id: &str,
         body: &Map<String, Value>,
         uploads: &[Upload],
@@ -930,7 +942,7 @@ impl Records {
         let file_sync = self.files.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                write::apply_delete(tx, &file_sync, &catalog, &entry, &record_id, rule.as_ref(), &request)
+                write::apply_delete(tx, &file_sync, &catalog, &entry, &record_id, rule.as_deref(), &request)
             })
             .await?;
         self.bump_auth_generation();
@@ -1032,4 +1044,48 @@ pub type RecordGuard = Arc<dyn Fn(&Stored) -> Result<(), RecordsError> + Send + 
 
 fn record_id_of(stored: &Stored) -> String {
     stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// What a single-record view needs besides the snapshot.
+struct View<'a> {
+    catalog: &'a Catalog,
+    entry: &'a CatalogEntry,
+    rule: Option<&'a Filter>,
+    principal: &'a Principal,
+    request: &'a RequestInfo,
+}
+
+impl View<'_> {
+    /// The record under `key` rendered for the caller, or not found (also when the view
+    /// rule refuses it).
+    fn one(
+        &self,
+        tx: &ReadTx,
+        key: &[u8],
+        filter: &FieldsFilter,
+        tree: &ExpandTree,
+    ) -> Result<Value, RecordsError> {
+        let bytes = tx.get(Table::Records, key)?.ok_or_else(not_found)?;
+        let stored = decode(&bytes)?;
+        if let Some(rule) = self.rule {
+            if !rule_allows(tx, self.catalog, rule, self.entry, &stored, self.request) {
+                return Err(not_found());
+            }
+        }
+        let expander = Expander::new(tx, self.catalog, self.principal, self.request);
+        render(&expander, self.entry, stored, filter, tree)
+    }
+}
+
+/// Whether `rule` admits `view` (a record as it would be stored) on the snapshot `tx`.
+fn rule_allows(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    rule: &Filter,
+    entry: &CatalogEntry,
+    view: &Stored,
+    request: &RequestInfo,
+) -> bool {
+    let env = Env { catalog, source: tx };
+    rule.matches(&entry.collection, view, request, &Now::current(), Some(&env))
 }

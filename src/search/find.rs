@@ -76,7 +76,7 @@ pub struct SearchPage {
 
 struct Prepared {
     entry: Arc<CatalogEntry>,
-    rule: Option<Filter>,
+    rule: Option<Arc<Filter>>,
     list: ListQuery,
     clauses: Vec<query::Clause>,
     built: Option<Built>,

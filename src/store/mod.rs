@@ -138,6 +138,21 @@ impl Store {
         .map_err(|err| E::from(StoreError::Internal(format!("read task failed: {err}"))))?
     }
 
+    /// Runs `f` on a read snapshot right here, on the calling (async) thread, timing it
+    /// against `placement`'s budget. For small reads whose [`ReadPlacement`] says they are
+    /// cheap (a point lookup, a rule over one record with index-backed joins): handing
+    /// them to the blocking pool and back costs two context switches, more than the read.
+    pub fn read_now<T, E, F>(&self, placement: &ReadPlacement, f: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&ReadTx) -> Result<T, E>,
+    {
+        let started = std::time::Instant::now();
+        let result = self.read_blocking(f);
+        placement.observe(started.elapsed());
+        result
+    }
+
     /// Runs `f` on a read snapshot on the current thread (for CLI commands and startup).
     pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -297,6 +312,52 @@ pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb:
     }
     txn.commit().map_err(StoreError::from_redb)?;
     Ok(db)
+}
+
+/// Where reads of one kind run: on the calling async thread while they stay cheap, on
+/// the blocking pool for good once they are repeatedly slower than
+/// [`ReadPlacement::BUDGET`].
+///
+/// Measured on the rooms benchmark (a create rule with an `@collection` join): running
+/// the rule inline instead of through `spawn_blocking` took inserts from ~8.8k to ~11.4k
+/// per second on 2 cores, the cost being context switches. A read that turns out heavy
+/// (a join without an index over a large collection, a deep expand) would hold an async
+/// worker, so a kind whose reads keep exceeding the budget moves to the pool. One slow
+/// read is not enough (a cold cache after start, the thread being preempted): each slow
+/// read adds one to a score, each fast one takes one off, and the move happens at
+/// [`ReadPlacement::STRIKES`]. The placement lives in the catalog entry, so a schema or
+/// rule change starts over.
+#[derive(Debug, Default)]
+pub struct ReadPlacement {
+    score: std::sync::atomic::AtomicU32,
+}
+
+impl ReadPlacement {
+    /// An inline read taking longer than this counts as slow.
+    pub const BUDGET: std::time::Duration = std::time::Duration::from_micros(500);
+    /// Net slow reads after which the kind moves to the blocking pool.
+    pub const STRIKES: u32 = 16;
+
+    /// True while reads of this kind run on the calling thread.
+    pub fn inline(&self) -> bool {
+        self.score.load(std::sync::atomic::Ordering::Relaxed) < Self::STRIKES
+    }
+
+    /// Records how long one inline read took.
+    pub fn observe(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if took > Self::BUDGET {
+            let before = self.score.fetch_add(1, Relaxed);
+            if before + 1 == Self::STRIKES {
+                tracing::debug!(took_us = took.as_micros() as u64, "a read kind moves to the blocking pool");
+            }
+        } else if self.inline() && self.score.load(Relaxed) > 0 {
+            // Only a write when there is something to take off: the common case of a
+            // cheap kind touches no shared cache line.
+            let _ =
+                self.score.fetch_update(Relaxed, Relaxed, |s| (s > 0 && s < Self::STRIKES).then(|| s - 1));
+        }
+    }
 }
 
 #[cfg(test)]

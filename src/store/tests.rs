@@ -403,3 +403,29 @@ fn commit_watchers_fire_only_after_commits_that_wrote_their_table() {
     write(Table::SearchOutbox, false).expect("write outbox");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_read_kind_moves_to_the_blocking_pool_only_when_it_keeps_being_slow() {
+    use super::ReadPlacement;
+    use std::time::Duration;
+    let placement = ReadPlacement::default();
+    let slow = ReadPlacement::BUDGET + Duration::from_micros(1);
+    assert!(placement.inline());
+    placement.observe(ReadPlacement::BUDGET);
+    // Occasional slow reads among fast ones (a cold cache, preemption) change nothing.
+    for _ in 0..100 {
+        placement.observe(slow);
+        placement.observe(Duration::from_micros(20));
+    }
+    assert!(placement.inline(), "reads mostly within the budget stay on the async thread");
+    for _ in 0..ReadPlacement::STRIKES - 1 {
+        placement.observe(slow);
+    }
+    assert!(placement.inline());
+    placement.observe(slow);
+    assert!(!placement.inline(), "a kind that keeps being slow moves to the pool");
+    for _ in 0..100 {
+        placement.observe(Duration::from_micros(1));
+    }
+    assert!(!placement.inline(), "and stays there");
+}
