@@ -241,6 +241,10 @@ pub(crate) async fn record_body(
 
 /// Removes the request's leftover temporary files on the blocking pool.
 pub(crate) async fn discard_temps(temps: TempFiles) {
+    // Most writes carry no files: no trip to the blocking pool (two context switches).
+    if temps.is_empty() {
+        return;
+    }
     let _ = tokio::task::spawn_blocking(move || temps.remove()).await;
 }
 

@@ -45,6 +45,11 @@ pub struct UploadLimits {
 pub struct TempFiles(Vec<tempfile::TempPath>);
 
 impl TempFiles {
+    /// True when no temporary file is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Removes what is left (blocking: call from the blocking pool).
     pub fn remove(self) {
         for path in self.0 {
