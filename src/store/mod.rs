@@ -106,6 +106,9 @@ impl Store {
     /// Opens (creating if needed) the data file, creates missing tables, checks the schema
     /// version and starts the writer thread. Blocking: call it off the executor.
     pub fn open(path: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        if options.disk.is_none() && options.faults.is_none() {
+            create_atomically(path, options)?;
+        }
         let db = open_database(path, options)?;
         let slot: DbSlot = Arc::new(RwLock::new(Some(Arc::new(db))));
         let writer = writer::spawn(slot.clone(), path.to_path_buf(), options.clone())?;
@@ -264,6 +267,42 @@ pub fn stored_schema_version(tx: &ReadTx) -> Result<Option<u32>, StoreError> {
 /// The `Meta` key the version 1 → 2 upgrade sets: index entries must be rebuilt by the
 /// records module (which owns their encoding) before the first read (see `records::index`).
 pub const INDEX_REBUILD_FLAG: &[u8] = b"record_index_rebuild";
+
+/// The name a new data file is built under before it is renamed into place.
+pub fn creating_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".creating");
+    path.with_file_name(name)
+}
+
+/// Creates a missing data file so that a power cut can never leave a half-created file
+/// under the real name: the file is built (every table, the schema version, committed and
+/// synced) under [`creating_path`], then renamed into place and the directory synced.
+/// A `.creating` file found at start was never acknowledged as open: it is removed and
+/// the creation starts over. An existing data file is never touched here.
+fn create_atomically(path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
+    let io = |what: &str, e: std::io::Error| StoreError::Internal(format!("{what} {}: {e}", path.display()));
+    let creating = creating_path(path);
+    if path.exists() {
+        if creating.exists() {
+            // A leftover next to a complete file (the rename happened, the cleanup of a
+            // later crash did not): it holds nothing.
+            std::fs::remove_file(&creating).map_err(|e| io("removing the leftover of creating", e))?;
+        }
+        return Ok(());
+    }
+    if creating.exists() {
+        tracing::warn!(path = %creating.display(), "removing a data file whose creation never finished");
+        std::fs::remove_file(&creating).map_err(|e| io("removing the unfinished creation of", e))?;
+    }
+    drop(open_database(&creating, options)?);
+    std::fs::File::open(&creating).and_then(|f| f.sync_all()).map_err(|e| io("syncing the new", e))?;
+    std::fs::rename(&creating, path).map_err(|e| io("moving into place", e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing the directory of", e))?;
+    }
+    Ok(())
+}
 
 /// Opens the file, creates every table and verifies or writes the schema version.
 pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb::Database, StoreError> {

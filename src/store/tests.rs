@@ -297,7 +297,9 @@ fn power_loss_at_every_point_keeps_exactly_the_acknowledged_prefix() {
     assert_eq!(all, COMMITS);
     let total_ops = full.ops();
     // Operations that create the file on first start: a cut there leaves a file redb refuses
-    // ("not a redb database"); nothing was ever acknowledged in it (see RELIABILITY.md).
+    // ("not a redb database"). On a real disk the file is created under a temporary name
+    // and renamed into place (`create_atomically`, tested below), so such a file is never
+    // found under the real name.
     let (_, created) = commit_until_power_cut(None, 0);
     let init_ops = created.ops();
     assert!(total_ops > init_ops + 20, "the run made only {total_ops} I/O operations");
@@ -428,4 +430,37 @@ fn a_read_kind_moves_to_the_blocking_pool_only_when_it_keeps_being_slow() {
         placement.observe(Duration::from_micros(1));
     }
     assert!(!placement.inline(), "and stays there");
+}
+
+#[test]
+fn an_unfinished_creation_is_discarded_and_a_data_file_is_never_half_created() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("data.redb");
+    // What a power cut during the very first creation leaves: a torn file under the
+    // temporary name, nothing under the real one.
+    std::fs::write(super::creating_path(&path), b"torn first pages").expect("write");
+    let store = Store::open(&path, &StoreOptions::default()).expect("a fresh file is created");
+    put(&store, b"first").expect("write");
+    store.shutdown();
+    drop(store);
+    assert!(path.exists() && !super::creating_path(&path).exists());
+    // A leftover next to a complete file is removed; the data file is kept as it is.
+    std::fs::write(super::creating_path(&path), b"leftover").expect("write");
+    let store = Store::open(&path, &StoreOptions::default()).expect("reopen");
+    assert!(store.read_blocking(|tx| tx.get(Table::Records, b"first")).expect("read").is_some());
+    assert!(!super::creating_path(&path).exists());
+    store.shutdown();
+}
+
+#[test]
+fn a_damaged_data_file_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("data.redb");
+    std::fs::write(&path, b"not a database at all").expect("write");
+    assert!(Store::open(&path, &StoreOptions::default()).is_err());
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"not a database at all",
+        "the file is left for the operator"
+    );
 }
