@@ -44,6 +44,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// The allocator the `backbone` binary ships with (`src/main.rs`), so the figures are the
+/// product's. The server also runs with `MIMALLOC_PURGE_DELAY=0`; set it in the environment
+/// to match that exactly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = env_usize("JOBS_BENCH_N", 200_000);

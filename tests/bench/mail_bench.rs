@@ -167,6 +167,12 @@ async fn outbox(
     Ok((enqueue_rate, rate))
 }
 
+/// The allocator the `backbone` binary ships with (`src/main.rs`), so the figures are the
+/// product's. The server also runs with `MIMALLOC_PURGE_DELAY=0`; set it in the environment
+/// to match that exactly.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     backbone::mail::install_crypto_provider();
