@@ -270,9 +270,9 @@ pub struct Limits {
     /// Requests processed at once; more answer 503 with Retry-After (probes and
     /// `/metrics` are always answered).
     pub max_in_flight: usize,
-    /// Resident memory cap in MiB (0: none). From 75% of it on, only
-    /// `pressure_in_flight` requests run at once until memory falls below two thirds of
-    /// the cap; the last quarter is headroom for the requests already running.
+    /// Resident memory cap in MiB (0: none). From two thirds of it on, only
+    /// `pressure_in_flight` requests run at once until memory falls below half the cap;
+    /// the last third is headroom for the requests already running.
     pub max_rss_mb: u64,
     /// Requests processed at once while memory is under pressure (see `max_rss_mb`).
     pub pressure_in_flight: usize,

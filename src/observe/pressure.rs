@@ -4,12 +4,12 @@
 //! Every request (except the probes and `/metrics`) asks [`Pressure::admit`] for a slot.
 //! Above `[limits] max_in_flight` running requests the answer is a 503 with
 //! `Retry-After` before any work is done. The resident set size is sampled every 25 ms;
-//! from 75% of `[limits] max_rss_mb` on, the slot count drops to
+//! from two thirds of `[limits] max_rss_mb` on, the slot count drops to
 //! `[limits] pressure_in_flight`, so the server keeps answering at reduced concurrency
 //! (memory that the allocator keeps after a burst never locks clients out) while the
 //! requests that hold memory finish. Shedding starts below the cap because the requests
-//! already admitted still grow: the last quarter is their headroom. It stops again below
-//! two thirds of the cap, so the state does not flap on the edge.
+//! already admitted still grow: the last third is their headroom. It stops again below
+//! half the cap, so the state does not flap on the edge.
 //!
 //! A slot is held until a large answer has been handed to the connection
 //! (`api::held`), so bodies still being sent to slow readers count as running.
@@ -142,8 +142,8 @@ impl Pressure {
             return;
         }
         let was = self.over_memory.load(Ordering::Acquire);
-        let on = self.max_rss_bytes / 4 * 3;
-        let off = self.max_rss_bytes / 3 * 2;
+        let on = self.max_rss_bytes / 3 * 2;
+        let off = self.max_rss_bytes / 2;
         let now = if was { rss >= off } else { rss >= on };
         if now != was {
             self.over_memory.store(now, Ordering::Release);
@@ -219,17 +219,17 @@ mod tests {
     #[test]
     fn memory_pressure_lowers_the_slot_count_with_hysteresis() {
         let p = pressure(8, 1, 100);
-        p.observe_rss(74 << 20);
+        p.observe_rss(66 << 20);
         assert!(!p.is_over_memory());
-        p.observe_rss(75 << 20);
+        p.observe_rss(67 << 20);
         assert!(p.is_over_memory());
         let one = p.admit().expect("the reduced count still admits one");
         assert_eq!(p.admit().err(), Some(Shed::Memory));
         drop(one);
-        // Between two thirds and three quarters of the cap the state holds.
-        p.observe_rss(70 << 20);
+        // Between half and two thirds of the cap the state holds.
+        p.observe_rss(55 << 20);
         assert!(p.is_over_memory());
-        p.observe_rss(66 << 20);
+        p.observe_rss(49 << 20);
         assert!(!p.is_over_memory());
         let _slots: Vec<_> = (0..8).map(|_| p.admit().expect("full count again")).collect();
         assert_eq!(p.shed_counts()[1].1, 1);
