@@ -178,15 +178,8 @@ impl Search {
         let catalog = self.records().catalog();
         let entry = self.records().collection(collection)?;
         let prepared = self.prepare(principal, &catalog, entry, &params, &clauses)?;
-        let search = self.clone();
         let (principal, request) = (principal.clone(), request.clone());
-        let page =
-            tokio::task::spawn_blocking(move || search.run_one(&catalog, &principal, &request, prepared))
-                .await
-                .map_err(|e| SearchError::Internal(e.to_string()))??;
-        self.metrics().queries.inc();
-        self.metrics().query_seconds.observe_duration(started.elapsed());
-        Ok(page)
+        self.run_counted(started, move |s| s.run_one(&catalog, &principal, &request, prepared)).await
     }
 
     /// `GET /api/search`: every named (or every searchable) collection the caller may list,
@@ -227,12 +220,21 @@ impl Search {
             }
             prepared.push(self.prepare(principal, &catalog, entry, &params, &clauses)?);
         }
-        let search = self.clone();
         let (principal, request) = (principal.clone(), request.clone());
-        let page =
-            tokio::task::spawn_blocking(move || search.run_many(&catalog, &principal, &request, prepared))
-                .await
-                .map_err(|e| SearchError::Internal(e.to_string()))??;
+        self.run_counted(started, move |s| s.run_many(&catalog, &principal, &request, prepared)).await
+    }
+
+    /// Runs a prepared search on the blocking pool (tantivy and the store are synchronous)
+    /// and counts it in the query metrics.
+    async fn run_counted(
+        &self,
+        started: Instant,
+        run: impl FnOnce(&Self) -> Result<SearchPage, SearchError> + Send + 'static,
+    ) -> Result<SearchPage, SearchError> {
+        let search = self.clone();
+        let page = tokio::task::spawn_blocking(move || run(&search))
+            .await
+            .map_err(|e| SearchError::Internal(e.to_string()))??;
         self.metrics().queries.inc();
         self.metrics().query_seconds.observe_duration(started.elapsed());
         Ok(page)
