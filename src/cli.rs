@@ -489,6 +489,7 @@ fn check(cli: &Cli, repair: bool) -> Result<(), String> {
     let mut report = store.read(crate::records::check::check).map_err(|e| e.to_string())?;
     let jobs = store.read(crate::jobs::check::check).map_err(|e| e.to_string())?;
     report.problems.extend(jobs.problems);
+    report.notes.extend(jobs.notes);
     let files_root = cli.dir.join("files");
     let files = store.read(|tx| crate::files::check::check(tx, &files_root)).map_err(|e| e.to_string())?;
     report.problems.extend(files.problems);

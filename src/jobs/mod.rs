@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 use crate::config::JobsSection;
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
 use clock::{parse_ms, Clock};
-use model::{job_key, load, parse_ready_key, parse_state_key, save, Job, JobState};
+use model::{job_key, load, parse_ready_key, save, visit_states, Job, JobState};
 pub use registry::{Done, JobContext, JobFailure, KindOptions, Registry};
 
 /// Highest priority number (lowest urgency); priority 0 runs first.
@@ -263,6 +263,16 @@ impl Jobs {
         registry: Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Jobs, JobsError> {
+        store
+            .write(|tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
+                if tx.get(Table::Meta, crate::store::JOBS_INDEX_REBUILD_FLAG)?.is_some() {
+                    let n = model::rebuild_indexes(tx)?;
+                    tx.delete(Table::Meta, crate::store::JOBS_INDEX_REBUILD_FLAG);
+                    tracing::info!(jobs = n, "job state indexes rebuilt for the new table layout");
+                }
+                Ok(())
+            })
+            .await?;
         let last = store
             .read(|tx| {
                 let mut last = 0u64;
@@ -483,17 +493,14 @@ impl Jobs {
             .inner
             .store
             .read(move |tx| {
-                let prefix = state.map(|s| vec![s.code()]).unwrap_or_default();
                 let mut ids: Vec<u64> = Vec::new();
-                tx.scan_prefix(Table::JobsByState, &prefix, false, None, |k, v| {
-                    if let Some((_, q, id)) = parse_state_key(k) {
-                        let queue_ok = queue.as_deref().is_none_or(|want| want == q);
-                        let kind_ok = kind.as_deref().is_none_or(|want| want.as_bytes() == v);
-                        if queue_ok && kind_ok {
-                            ids.push(id);
-                        }
+                let queue_ok = |q: &str| queue.as_deref().is_none_or(|want| want == q);
+                let kind_ok = |k: &[u8]| kind.as_deref().is_none_or(|want| want.as_bytes() == k);
+                let state_ok = |s: JobState| state.is_none_or(|want| want == s);
+                visit_states(tx, state, queue.as_deref(), |s, q, k, id| {
+                    if state_ok(s) && queue_ok(q) && kind_ok(k) {
+                        ids.push(id);
                     }
-                    ScanControl::Continue
                 })?;
                 ids.sort_unstable_by(|a, b| b.cmp(a));
                 let total_items = ids.len();
@@ -533,17 +540,14 @@ impl Jobs {
                     JobState::ALL.iter().map(|s| (s.as_str().to_string(), json!(0))).collect();
                 let mut queues: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
                 let mut total = 0u64;
-                tx.scan_prefix(Table::JobsByState, b"", false, None, |k, _| {
-                    if let Some((state, queue, _)) = parse_state_key(k) {
-                        total += 1;
-                        let bump = |m: &mut Map<String, Value>, key: &str| {
-                            let n = m.get(key).and_then(Value::as_u64).unwrap_or(0);
-                            m.insert(key.to_string(), json!(n + 1));
-                        };
-                        bump(&mut states, state.as_str());
-                        bump(queues.entry(queue.to_string()).or_default(), state.as_str());
-                    }
-                    ScanControl::Continue
+                visit_states(tx, None, None, |state, queue, _, _| {
+                    total += 1;
+                    let bump = |m: &mut Map<String, Value>, key: &str| {
+                        let n = m.get(key).and_then(Value::as_u64).unwrap_or(0);
+                        m.insert(key.to_string(), json!(n + 1));
+                    };
+                    bump(&mut states, state.as_str());
+                    bump(queues.entry(queue.to_string()).or_default(), state.as_str());
                 })?;
                 let mut oldest: Option<i64> = None;
                 let mut oldest_by_queue: std::collections::BTreeMap<String, i64> = Default::default();

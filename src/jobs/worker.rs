@@ -774,12 +774,7 @@ pub(super) fn prune(
     let mut expired: Vec<(Vec<u8>, u64)> = Vec::new();
     let mut next: Option<i64> = None;
     tx.scan_prefix(Table::JobsFinished, b"", None, |k, v| {
-        let (Ok(at), Ok(id)) =
-            (<[u8; 8]>::try_from(&k[..8.min(k.len())]), <[u8; 8]>::try_from(&k[8.min(k.len())..]))
-        else {
-            return ScanControl::Continue;
-        };
-        let (at, id) = (u64::from_be_bytes(at) as i64, u64::from_be_bytes(id));
+        let Some((at, id)) = super::model::parse_finished_key(k) else { return ScanControl::Continue };
         let keep =
             if v.first() == Some(&JobState::Completed.code()) { keep_completed_ms } else { keep_failed_ms };
         if at.saturating_add(keep) <= now {

@@ -268,6 +268,10 @@ pub fn stored_schema_version(tx: &ReadTx) -> Result<Option<u32>, StoreError> {
 /// records module (which owns their encoding) before the first read (see `records::index`).
 pub const INDEX_REBUILD_FLAG: &[u8] = b"record_index_rebuild";
 
+/// The `Meta` key the version 2 → 3 upgrade sets: the job state indexes must be rebuilt by
+/// the jobs module before jobs are claimed or listed (see `jobs::model::rebuild_indexes`).
+pub const JOBS_INDEX_REBUILD_FLAG: &[u8] = b"jobs_index_rebuild";
+
 /// The name a new data file is built under before it is renamed into place.
 pub fn creating_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -331,14 +335,26 @@ pub(super) fn open_database(path: &Path, options: &StoreOptions) -> Result<redb:
                 return Err(StoreError::TooNew { found: v, supported: SCHEMA_VERSION })
             }
             Some(v) if v < SCHEMA_VERSION => {
-                // 1 → 2: index entry keys changed from canonical JSON to an order-preserving
-                // encoding. Entries are derived data: drop them all here and flag the
-                // rebuild, which `Records::open` runs (it owns the encoding) before serving.
-                let mut index =
-                    txn.open_table(Table::RecordIndex.definition()).map_err(StoreError::from_redb)?;
-                index.retain(|_, _| false).map_err(StoreError::from_redb)?;
-                drop(index);
-                meta.insert(INDEX_REBUILD_FLAG, [1u8].as_slice()).map_err(StoreError::from_redb)?;
+                if v < 2 {
+                    // 1 → 2: index entry keys changed from canonical JSON to an order-preserving
+                    // encoding. Entries are derived data: drop them all here and flag the
+                    // rebuild, which `Records::open` runs (it owns the encoding) before serving.
+                    let mut index =
+                        txn.open_table(Table::RecordIndex.definition()).map_err(StoreError::from_redb)?;
+                    index.retain(|_, _| false).map_err(StoreError::from_redb)?;
+                    drop(index);
+                    meta.insert(INDEX_REBUILD_FLAG, [1u8].as_slice()).map_err(StoreError::from_redb)?;
+                }
+                if v < 3 {
+                    // 2 → 3: each job sits in one state index (ready, running or finished) and
+                    // their values changed. Derived data again: dropped here, rebuilt by
+                    // `Jobs::open` (it owns the job encoding) before any job is claimed.
+                    for table in [Table::JobsReady, Table::JobsByState, Table::JobsFinished] {
+                        let mut t = txn.open_table(table.definition()).map_err(StoreError::from_redb)?;
+                        t.retain(|_, _| false).map_err(StoreError::from_redb)?;
+                    }
+                    meta.insert(JOBS_INDEX_REBUILD_FLAG, [1u8].as_slice()).map_err(StoreError::from_redb)?;
+                }
                 meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())
                     .map_err(StoreError::from_redb)?;
             }

@@ -31,13 +31,16 @@ pub enum Table {
     RecordIndex,
     /// Job id (u64 BE) → job (JSON, `jobs::model::Job`).
     Jobs,
-    /// Waiting jobs: queue 0x00 priority (u8) run_at ms (u64 BE) job id (u64 BE) → empty.
+    /// Waiting jobs: queue 0x00 priority (u8) run_at ms (u64 BE) job id (u64 BE) → state (u8)
+    /// kind (UTF-8).
     JobsReady,
-    /// State (u8) queue 0x00 job id (u64 BE) → kind (UTF-8), for listing and stats.
+    /// Running jobs: state (u8, always running) queue 0x00 job id (u64 BE) → kind (UTF-8).
+    /// Each job is in exactly one of ready, by-state and finished (`jobs::model::index_key`).
     JobsByState,
     /// Unique key → job id (u64 BE), while that job is waiting or running.
     JobsUnique,
-    /// Finished ms (u64 BE) job id (u64 BE) → state (u8): what the retention pruner deletes.
+    /// Finished jobs: finished ms (u64 BE) job id (u64 BE) → state (u8) queue 0x00 kind
+    /// (UTF-8); the retention pruner walks it by age.
     JobsFinished,
     /// Cron id → cron schedule (JSON, `jobs::cron::Cron`).
     Crons,
@@ -173,7 +176,10 @@ impl Table {
 /// - 1: the first layout.
 /// - 2: `record_index` keys use the order-preserving value encoding of `records::index`
 ///   (upgrade: entries dropped, rebuilt by `Records::open`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// - 3: a job has one state-index entry (`jobs_ready` while waiting, `jobs_by_state` while
+///   running, `jobs_finished` once finished), whose value carries its state and kind
+///   (upgrade: entries dropped, rebuilt by `Jobs::open`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The `Meta` key holding [`SCHEMA_VERSION`].
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
