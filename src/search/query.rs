@@ -132,11 +132,12 @@ impl Matcher {
 
 /// Levenshtein distance of `a` and `b` is at most `max` (counted on chars).
 pub fn within_distance(a: &str, b: &str, max: u8) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let max = usize::from(max);
-    if a.len().abs_diff(b.len()) > max {
+    // Most tokens differ in length by more than `max`: rule them out before allocating.
+    if a.chars().count().abs_diff(b.chars().count()) > max {
         return false;
     }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
