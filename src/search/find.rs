@@ -281,8 +281,12 @@ impl Search {
                 let mut items = Vec::with_capacity(ids.len());
                 let expander = Expander::new(tx, catalog, principal, request);
                 let mut highlighter = prepared.highlighter();
-                for (score, id) in ids {
-                    if let Some(stored) = load(tx, &prepared.entry.collection.id, &id)? {
+                let keys: Vec<Vec<u8>> =
+                    ids.iter().map(|(_, id)| record_key(&prepared.entry.collection.id, id)).collect();
+                let records = tx.get_many(Table::Records, &keys)?;
+                for ((score, _), bytes) in ids.into_iter().zip(records) {
+                    if let Some(bytes) = bytes {
+                        let stored = decode(&bytes)?;
                         items.push(self.hit(&expander, &prepared, &mut highlighter, stored, score)?);
                     }
                 }
