@@ -5,8 +5,10 @@
 //! stemming and an all-ASCII text that analyzer is simple enough to do in place (runs of
 //! ASCII letters and digits shorter than [`schema::MAX_TOKEN_BYTES`], lower-cased; folding
 //! leaves ASCII alone), so that case scans the bytes instead of running tantivy's token
-//! stream; every other text goes through the analyzer itself.
+//! stream, starts at the first place a query term occurs (when the query has no typo
+//! terms) and stops at the snippet's end; every other text goes through the analyzer.
 
+use memchr::memmem;
 use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 
 use super::query::Matcher;
@@ -47,6 +49,8 @@ pub struct Highlighter {
     ascii_fast_path: bool,
     /// The current token, lower-cased (fast path).
     lowered: String,
+    /// The text, lower-cased (fast path, searched for the query's terms).
+    folded: Vec<u8>,
 }
 
 impl Highlighter {
@@ -55,6 +59,7 @@ impl Highlighter {
             analyzer: schema::analyzer(language),
             ascii_fast_path: matches!(language, SearchLanguage::Default),
             lowered: String::new(),
+            folded: Vec::new(),
         }
     }
 
@@ -64,13 +69,45 @@ impl Highlighter {
         cut(text, hits)
     }
 
+    /// Where to start looking in ASCII `text`: a token start no matching token precedes
+    /// (`None`: no token matches). Without typo terms a match is a token that equals or
+    /// starts with an exact or prefix term once lower-cased, so the first such token starts
+    /// at or after the first token start where some term occurs in the lower-cased text;
+    /// those are found by substring search instead of splitting every token before them.
+    fn first_candidate(&mut self, matcher: &Matcher, text: &str) -> Option<usize> {
+        let terms = || matcher.exact.iter().chain(&matcher.prefixes);
+        if !matcher.fuzzy.is_empty() || terms().any(String::is_empty) {
+            return Some(0);
+        }
+        self.folded.clear();
+        self.folded.extend_from_slice(text.as_bytes());
+        self.folded.make_ascii_lowercase();
+        let haystack = self.folded.as_slice();
+        let mut first: Option<usize> = None;
+        for term in terms() {
+            let limit = first.unwrap_or(haystack.len());
+            let token_start = memmem::find_iter(haystack, term.as_bytes())
+                .take_while(|&at| at < limit)
+                .find(|&at| at == 0 || !haystack[at - 1].is_ascii_alphanumeric());
+            if token_start.is_some() {
+                first = token_start;
+            }
+        }
+        first
+    }
+
     /// Byte ranges of the matching tokens of `text`, in order, up to the end of the snippet
-    /// (tokens more than `SNIPPET_CHARS * 4` bytes after the first match are not examined).
+    /// (tokens starting more than the snippet's length in bytes after the first match are
+    /// not examined: `SNIPPET_CHARS * 4`, or `SNIPPET_CHARS` for ASCII).
     fn matching_tokens(&mut self, matcher: &Matcher, text: &str) -> Vec<(usize, usize)> {
         let mut hits: Vec<(usize, usize)> = Vec::new();
         if self.ascii_fast_path && text.is_ascii() {
+            // In ASCII a char is a byte, so the snippet ends at most `SNIPPET_CHARS` bytes
+            // after the first match: later tokens cannot be marked.
+            let Some(mut at) = self.first_candidate(matcher, text) else {
+                return hits;
+            };
             let bytes = text.as_bytes();
-            let mut at = 0;
             while at < bytes.len() {
                 if !bytes[at].is_ascii_alphanumeric() {
                     at += 1;
@@ -81,7 +118,7 @@ impl Highlighter {
                     at += 1;
                 }
                 if let Some(&(first, _)) = hits.first() {
-                    if from > first + SNIPPET_CHARS * 4 {
+                    if from > first + SNIPPET_CHARS {
                         break;
                     }
                 }
