@@ -8,6 +8,7 @@
 //! candidates are examined per collection; when no rule, filter, sort or facet applies, the
 //! page and the total come straight from the index (every matching document is visible).
 
+use std::borrow::Cow;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,10 +17,9 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::schema::Value as _;
-use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{DocAddress, Searcher, TantivyDocument};
 
-use super::highlight;
+use super::highlight::Highlighter;
 use super::query::{self, Built};
 use super::schema::{self, IndexSchema};
 use super::{Search, SearchError};
@@ -93,8 +93,8 @@ impl Prepared {
         self.built.as_ref().ok_or_else(|| SearchError::Internal("query not built".into()))
     }
 
-    fn analyzer(&self) -> TextAnalyzer {
-        schema::analyzer(self.entry.collection.search.language)
+    fn highlighter(&self) -> Highlighter {
+        Highlighter::new(self.entry.collection.search.language)
     }
 }
 
@@ -280,10 +280,14 @@ impl Search {
             return store.read_blocking(|tx| -> Result<SearchPage, SearchError> {
                 let mut items = Vec::with_capacity(ids.len());
                 let expander = Expander::new(tx, catalog, principal, request);
-                let mut analyzer = prepared.analyzer();
-                for (score, id) in ids {
-                    if let Some(stored) = load(tx, &prepared.entry.collection.id, &id)? {
-                        items.push(self.hit(&expander, &prepared, &mut analyzer, stored, score)?);
+                let mut highlighter = prepared.highlighter();
+                let keys: Vec<Vec<u8>> =
+                    ids.iter().map(|(_, id)| record_key(&prepared.entry.collection.id, id)).collect();
+                let records = tx.get_many(Table::Records, &keys)?;
+                for ((score, _), bytes) in ids.into_iter().zip(records) {
+                    if let Some(bytes) = bytes {
+                        let stored = decode(&bytes)?;
+                        items.push(self.hit(&expander, &prepared, &mut highlighter, stored, score)?);
                     }
                 }
                 Ok(SearchPage { page, per_page, total_items: total, items, facets: None })
@@ -302,10 +306,10 @@ impl Search {
             }
             let total = (!prepared.list.skip_total).then_some(visible.len() as u64);
             let expander = Expander::new(tx, catalog, principal, request);
-            let mut analyzer = prepared.analyzer();
+            let mut highlighter = prepared.highlighter();
             let mut items = Vec::new();
             for (score, stored) in visible.into_iter().skip(offset).take(per_page) {
-                items.push(self.hit(&expander, &prepared, &mut analyzer, stored, score)?);
+                items.push(self.hit(&expander, &prepared, &mut highlighter, stored, score)?);
             }
             Ok(SearchPage { page, per_page, total_items: total, items, facets })
         })
@@ -343,10 +347,10 @@ impl Search {
             merged.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(CmpOrdering::Equal));
             let total = (!skip_total).then_some(merged.len() as u64);
             let expander = Expander::new(tx, catalog, principal, request);
-            let mut analyzers: Vec<TextAnalyzer> = prepared.iter().map(Prepared::analyzer).collect();
+            let mut highlighters: Vec<Highlighter> = prepared.iter().map(Prepared::highlighter).collect();
             let mut items = Vec::new();
             for (score, n, stored) in merged.into_iter().skip(offset).take(per_page) {
-                items.push(self.hit(&expander, &prepared[n], &mut analyzers[n], stored, score)?);
+                items.push(self.hit(&expander, &prepared[n], &mut highlighters[n], stored, score)?);
             }
             Ok(SearchPage { page, per_page, total_items: total, items, facets: None })
         })
@@ -357,14 +361,14 @@ impl Search {
         &self,
         expander: &Expander<'_>,
         prepared: &Prepared,
-        analyzer: &mut TextAnalyzer,
+        highlighter: &mut Highlighter,
         stored: Stored,
         score: f32,
     ) -> Result<Value, SearchError> {
         let mut json =
             render(expander, &prepared.entry, stored, &prepared.list.fields, &prepared.list.expand)?;
         let highlights = match &prepared.built {
-            Some(built) => highlights(&prepared.entry.collection, analyzer, &built.matcher, &json),
+            Some(built) => highlights(&prepared.entry.collection, highlighter, &built.matcher, &json),
             None => Map::new(),
         };
         if let Value::Object(map) = &mut json {
@@ -486,7 +490,7 @@ fn compare(sort: &[SortKey], a: &Stored, b: &Stored) -> CmpOrdering {
 /// does not get, it gets no snippet of).
 fn highlights(
     collection: &Collection,
-    analyzer: &mut TextAnalyzer,
+    highlighter: &mut Highlighter,
     matcher: &query::Matcher,
     json: &Value,
 ) -> Map<String, Value> {
@@ -496,15 +500,17 @@ fn highlights(
         if matches!(kind, Some(FieldKind::Relation(_))) {
             continue;
         }
-        let text = match json.get(&wanted.name) {
-            Some(Value::String(s)) if matches!(kind, Some(FieldKind::Editor(_))) => schema::plain_text(s),
-            Some(Value::String(s)) => s.clone(),
+        let text: Cow<'_, str> = match json.get(&wanted.name) {
+            Some(Value::String(s)) if matches!(kind, Some(FieldKind::Editor(_))) => {
+                Cow::Owned(schema::plain_text(s))
+            }
+            Some(Value::String(s)) => Cow::Borrowed(s),
             Some(Value::Array(items)) => {
-                items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")
+                Cow::Owned(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
             }
             _ => continue,
         };
-        if let Some(snippet) = highlight::snippet(analyzer, matcher, &text) {
+        if let Some(snippet) = highlighter.snippet(matcher, &text) {
             out.insert(wanted.name.clone(), Value::String(snippet));
         }
     }

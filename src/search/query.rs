@@ -7,7 +7,9 @@
 //! Typesense does by default: a word the index knows is taken as meant), and the last word
 //! also as a prefix when the query does not end in a space (search-as-you-type).
 
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::query::{
+    BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, TermQuery,
+};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
 
@@ -132,11 +134,12 @@ impl Matcher {
 
 /// Levenshtein distance of `a` and `b` is at most `max` (counted on chars).
 pub fn within_distance(a: &str, b: &str, max: u8) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let max = usize::from(max);
-    if a.len().abs_diff(b.len()) > max {
+    // Most tokens differ in length by more than `max`: rule them out before allocating.
+    if a.chars().count().abs_diff(b.chars().count()) > max {
         return false;
     }
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
@@ -150,6 +153,16 @@ pub fn within_distance(a: &str, b: &str, max: u8) -> bool {
         prev = cur;
     }
     prev[b.len()] <= max
+}
+
+/// Every document holding a term that starts with `prefix` (all of them, however many),
+/// each scored the query's boost. A one-term phrase prefix is a range of the term
+/// dictionary, which seeks straight to the prefix instead of walking an automaton over the
+/// whole path's terms.
+fn prefix_query(prefix: Term) -> PhrasePrefixQuery {
+    let mut query = PhrasePrefixQuery::new(vec![prefix]);
+    query.set_max_expansions(u32::MAX);
+    query
 }
 
 /// A query restricted to one collection, with what highlighting needs.
@@ -221,11 +234,10 @@ pub fn build(
                     ));
                 }
                 if clause.prefix {
-                    let stem = schema.json_term(json, path, &typed);
                     alternatives.push((
                         Occur::Should,
                         Box::new(BoostQuery::new(
-                            Box::new(FuzzyTermQuery::new_prefix(stem, 0, true)),
+                            Box::new(prefix_query(schema.json_term(json, path, &typed))),
                             boost * PREFIX_WEIGHT,
                         )),
                     ));

@@ -34,7 +34,7 @@ const PLAIN_TOKENIZER: &str = "bb_plain";
 /// Tokenizer of the English JSON field.
 const ENGLISH_TOKENIZER: &str = "bb_english";
 /// Longest token kept (longer ones are noise: hashes, base64).
-const MAX_TOKEN_BYTES: usize = 64;
+pub(crate) const MAX_TOKEN_BYTES: usize = 64;
 
 /// The fields of the index.
 #[derive(Clone)]
