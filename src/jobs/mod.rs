@@ -263,16 +263,20 @@ impl Jobs {
         registry: Registry,
         clock: Arc<dyn Clock>,
     ) -> Result<Jobs, JobsError> {
-        store
-            .write(|tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
-                if tx.get(Table::Meta, crate::store::JOBS_INDEX_REBUILD_FLAG)?.is_some() {
-                    let n = model::rebuild_indexes(tx)?;
-                    tx.delete(Table::Meta, crate::store::JOBS_INDEX_REBUILD_FLAG);
-                    tracing::info!(jobs = n, "job state indexes rebuilt for the new table layout");
-                }
-                Ok(())
-            })
-            .await?;
+        let flag = crate::store::JOBS_INDEX_REBUILD_FLAG;
+        // Only a file just upgraded from schema 2 needs a write here; other starts only read.
+        if store.read(move |tx| tx.get(Table::Meta, flag)).await?.is_some() {
+            store
+                .write(move |tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
+                    if tx.get(Table::Meta, flag)?.is_some() {
+                        let n = model::rebuild_indexes(tx)?;
+                        tx.delete(Table::Meta, flag);
+                        tracing::info!(jobs = n, "job state indexes rebuilt for the new table layout");
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         let last = store
             .read(|tx| {
                 let mut last = 0u64;
