@@ -216,6 +216,19 @@ impl Keys {
                         "*".to_string()
                     } else {
                         match records.collection(collection) {
+                            Ok(e) if e.collection.system => {
+                                errors.insert(
+                                    "scopes".into(),
+                                    FieldError::new(
+                                        "validation_system_collection",
+                                        format!(
+                                            "API keys cannot be scoped to the system collection {:?}.",
+                                            e.collection.name
+                                        ),
+                                    ),
+                                );
+                                continue;
+                            }
                             Ok(e) => e.collection.id.clone(),
                             Err(_) => {
                                 errors.insert(

@@ -99,11 +99,14 @@ pub struct Scopes {
 }
 
 impl Scopes {
-    /// True when the scopes grant `op` on the collection with this id or name.
+    /// True when the scopes grant `op` on the collection with this id or name. No scope ever
+    /// reaches a system collection (`_superusers`): not `*`, not its name (a key that could
+    /// create or change a superuser could sign in as one).
     pub fn grants(&self, collection: &Collection, op: Op) -> bool {
-        self.grants
-            .iter()
-            .any(|(c, ops)| (c == "*" || *c == collection.id || *c == collection.name) && ops.contains(&op))
+        !collection.system
+            && self.grants.iter().any(|(c, ops)| {
+                (c == "*" || *c == collection.id || *c == collection.name) && ops.contains(&op)
+            })
     }
 }
 
