@@ -118,7 +118,9 @@ impl App {
         let store = tokio::task::spawn_blocking(move || Store::open(&path, &options))
             .await
             .map_err(|e| AppError::Startup(e.to_string()))??;
-        let records = Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
+        let mut records =
+            Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
+        records.set_query_budget(std::time::Duration::from_millis(config.limits.query_budget_ms));
         let auth = Auth::open(records.clone()).await?;
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);
         let search = Search::new(store.clone(), records.clone(), dir);

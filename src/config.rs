@@ -160,6 +160,8 @@ pub struct RateLimits {
     pub auth_per_ip: String,
     /// Sign-in attempts for one identity (collection + email), from any IP.
     pub auth_per_identity: String,
+    /// Verification, password-reset and one-time-code emails to one address, from any IP.
+    pub mail_per_account: String,
     /// Extra limits per client IP by path prefix, e.g. `"/api/batch" = "20/1s"`.
     pub rules: BTreeMap<String, String>,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
@@ -174,6 +176,7 @@ impl Default for RateLimits {
             global: "1000/1s".into(),
             auth_per_ip: "20/60s".into(),
             auth_per_identity: "10/60s".into(),
+            mail_per_account: "5/3600s".into(),
             rules: BTreeMap::from([("/api/batch".to_string(), "50/1s".to_string())]),
             trusted_proxies: Vec::new(),
         }
@@ -276,6 +279,9 @@ pub struct Limits {
     pub max_rss_mb: u64,
     /// Requests processed at once while memory is under pressure (see `max_rss_mb`).
     pub pressure_in_flight: usize,
+    /// Milliseconds one list or search request may spend evaluating filters and rules;
+    /// a request that needs more answers 400 (add an index or narrow the filter).
+    pub query_budget_ms: u64,
 }
 
 /// Storage tuning.
@@ -374,6 +380,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             max_rss_mb: 1024,
             pressure_in_flight: 32,
+            query_budget_ms: 5000,
         }
     }
 }
@@ -534,6 +541,7 @@ impl Config {
             ("rate_limits.global", &self.rate_limits.global),
             ("rate_limits.auth_per_ip", &self.rate_limits.auth_per_ip),
             ("rate_limits.auth_per_identity", &self.rate_limits.auth_per_identity),
+            ("rate_limits.mail_per_account", &self.rate_limits.mail_per_account),
         ]
         .into_iter()
         .chain(self.rate_limits.rules.values().map(|v| ("rate_limits.rules", v)))

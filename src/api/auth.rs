@@ -153,7 +153,8 @@ pub async fn auth_refresh(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let session = app.auth.refresh(req.header("Authorization"), &collection).await?;
+    let (_, info) = caller(app, req).await;
+    let session = app.auth.refresh(req.header("Authorization"), &collection, &info).await?;
     Ok(session_response(session))
 }
 
@@ -218,6 +219,49 @@ fn no_content() -> Response {
     Response::builder().status(StatusCode::NO_CONTENT).finish()
 }
 
+/// Which email an account request sends.
+#[derive(Clone, Copy)]
+enum AccountMail {
+    Verification,
+    PasswordReset,
+    Otp,
+}
+
+/// Answers an email-addressed account request at once, the same way whether or not the
+/// account exists, and does the lookup and the durable mail enqueue after the answer (as
+/// PocketBase does): its timing cannot reveal who has an account. Each address gets at
+/// most `rate_limits.mail_per_account` such emails (429 beyond, for any address, known or
+/// not), so nobody can mail-bomb an inbox from many IPs.
+async fn account_mail(
+    app: &Arc<App>,
+    collection: &str,
+    email: String,
+    kind: AccountMail,
+) -> Result<Option<String>, ApiError> {
+    let collection_id = app.auth.account_request_target(collection, matches!(kind, AccountMail::Otp))?;
+    if let Err(limited) = app.limiter.check_account_mail(&collection_id, &email) {
+        return Err(too_many_requests(limited.retry_after_secs));
+    }
+    let otp_id = matches!(kind, AccountMail::Otp).then(|| app.auth.new_otp_id());
+    let (app, answer) = (Arc::clone(app), otp_id.clone());
+    tokio::spawn(async move {
+        let auth = &app.auth;
+        let result = match kind {
+            AccountMail::Verification => auth.request_verification(&app.mail, &collection_id, &email).await,
+            AccountMail::PasswordReset => {
+                auth.request_password_reset(&app.mail, &collection_id, &email).await
+            }
+            AccountMail::Otp => {
+                auth.request_otp(&app.mail, &collection_id, &email, otp_id.unwrap_or_default()).await
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(collection = %collection_id, error = %err, "account email request failed");
+        }
+    });
+    Ok(answer)
+}
+
 /// Emails a verification link (204 whether or not the account exists).
 #[handler]
 pub async fn request_verification(
@@ -227,7 +271,7 @@ pub async fn request_verification(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let [email] = strings(req, body, app, ["email"], "Failed to request verification.").await?;
-    app.auth.request_verification(&app.mail, &collection, &email).await?;
+    account_mail(app, &collection, email, AccountMail::Verification).await?;
     Ok(no_content())
 }
 
@@ -252,7 +296,7 @@ pub async fn request_password_reset(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let [email] = strings(req, body, app, ["email"], "Failed to request a password reset.").await?;
-    app.auth.request_password_reset(&app.mail, &collection, &email).await?;
+    account_mail(app, &collection, email, AccountMail::PasswordReset).await?;
     Ok(no_content())
 }
 
@@ -306,7 +350,7 @@ pub async fn request_otp(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let [email] = strings(req, body, app, ["email"], "Failed to request a one-time password.").await?;
-    let otp_id = app.auth.request_otp(&app.mail, &collection, &email).await?;
+    let otp_id = account_mail(app, &collection, email, AccountMail::Otp).await?.unwrap_or_default();
     Ok(json_response(StatusCode::OK, &json!({"otpId": otp_id})))
 }
 

@@ -82,7 +82,13 @@ pub async fn download(
         .await?;
     let force_download =
         matches!(q.download.as_deref(), Some(v) if !v.is_empty() && v != "0" && v != "false");
-    send(req, served, force_download).await
+    // A download made with credentials (a file token or an Authorization header) may be a
+    // protected file: no cache may keep it, or the next user of a shared browser (or a
+    // shared cache) would get it without the token.
+    let credentialed =
+        q.token.as_deref().is_some_and(|t| !t.is_empty()) || req.header("Authorization").is_some();
+    let cache = if credentialed { "private, no-store" } else { "private, max-age=604800" };
+    send(req, served, force_download, cache).await
 }
 
 fn http_date(t: SystemTime) -> String {
@@ -128,7 +134,12 @@ fn byte_range(value: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(size - 1))))
 }
 
-async fn send(req: &Request, served: Served, force_download: bool) -> Result<Response, ApiError> {
+async fn send(
+    req: &Request,
+    served: Served,
+    force_download: bool,
+    cache: &'static str,
+) -> Result<Response, ApiError> {
     let disposition = if served.inline && !force_download { "inline" } else { "attachment" };
     let content_type = if served.content_type == "text/plain" {
         "text/plain; charset=utf-8".to_string()
@@ -139,7 +150,7 @@ async fn send(req: &Request, served: Served, force_download: bool) -> Result<Res
         Response::builder()
             .header(header::ETAG, served.etag.clone())
             .header(header::LAST_MODIFIED, http_date(served.modified))
-            .header(header::CACHE_CONTROL, "private, max-age=604800")
+            .header(header::CACHE_CONTROL, cache)
             .header(header::ACCEPT_RANGES, "bytes")
             .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
     };

@@ -54,8 +54,20 @@ fn job_id(raw: &str) -> Result<u64, ApiError> {
 
 /// `202 Accepted` with the job and `Location: /api/jobs/{id}`: the answer of any request
 /// whose work continues in the background.
+/// A job as the API shows it: account emails' one-time secrets are redacted (the job
+/// itself keeps them: it must send them).
+pub(crate) fn job_json(job: &Job) -> Value {
+    let mut json = job.to_json();
+    if job.kind == crate::mail::JOB_KIND {
+        if let Some(payload) = json.get_mut("payload") {
+            crate::mail::redact_job_payload(payload);
+        }
+    }
+    json
+}
+
 pub(crate) fn accepted(job: &Job, status: StatusCode) -> Response {
-    let mut response = json_response(status, &job.to_json());
+    let mut response = json_response(status, &job_json(job));
     if let Ok(value) = format!("/api/jobs/{}", job.id).parse() {
         response.headers_mut().insert("Location", value);
     }
@@ -82,7 +94,7 @@ pub async fn list(
     let filter =
         ListFilter { state: q.state, kind: q.kind, queue: q.queue, page: q.page, per_page: q.per_page };
     let page = app.jobs.list(filter).await?;
-    let items = page.items.iter().map(Job::to_json).collect();
+    let items = page.items.iter().map(job_json).collect();
     Ok(json_response(StatusCode::OK, &envelope(page.page, page.per_page, page.total_items, items)))
 }
 
@@ -110,7 +122,7 @@ pub async fn view(
 ) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
     let job = app.jobs.get(job_id(&id)?).await?;
-    Ok(json_response(StatusCode::OK, &job.to_json()))
+    Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
 
 #[handler]
@@ -121,7 +133,7 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
     let job = app.jobs.retry(job_id(&id)?).await?;
-    Ok(json_response(StatusCode::OK, &job.to_json()))
+    Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
 
 #[handler]
@@ -132,7 +144,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     require_superuser(app, req).await?;
     let job = app.jobs.cancel(job_id(&id)?).await?;
-    Ok(json_response(StatusCode::OK, &job.to_json()))
+    Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
 
 #[handler]
@@ -247,7 +259,7 @@ pub async fn socket_list(
         per_page: member(&body, "perPage"),
     };
     let page = app.jobs.list(filter).await?;
-    let items = page.items.iter().map(Job::to_json).collect();
+    let items = page.items.iter().map(job_json).collect();
     Ok(json_response(StatusCode::OK, &envelope(page.page, page.per_page, page.total_items, items)))
 }
 
@@ -266,5 +278,5 @@ pub async fn socket_action(
         "cancel" => app.jobs.cancel(id).await?,
         _ => return Err(ApiError::not_found("Unknown job action.")),
     };
-    Ok(json_response(StatusCode::OK, &job.to_json()))
+    Ok(json_response(StatusCode::OK, &job_json(&job)))
 }

@@ -384,9 +384,35 @@ impl Auth {
         self.confirm_token(collection, raw, Purpose::EmailChange, body, Some(("auth.emailChange", ip))).await
     }
 
-    /// Emails a one-time code and returns the OTP id to sign in with. Unknown accounts get an
-    /// id too (that never works), so the answer does not reveal who has an account.
-    pub async fn request_otp(&self, mail: &Mail, collection: &str, email: &str) -> Result<String, AuthError> {
+    /// The id of the auth collection an email-addressed request (verification, password
+    /// reset, one-time code) names, after the checks that do not depend on the account: the
+    /// rest runs after the answer (see `api::auth`), so the answer's timing cannot tell
+    /// whether an account exists.
+    pub fn account_request_target(&self, collection: &str, otp: bool) -> Result<String, AuthError> {
+        let entry = self.auth_collection(collection)?;
+        if otp && !entry.collection.auth.as_ref().is_some_and(|a| a.otp.enabled) {
+            return Err(AuthError::Forbidden(
+                "One-time password sign-in is disabled for this collection.".into(),
+            ));
+        }
+        Ok(entry.collection.id.clone())
+    }
+
+    /// A new OTP id. Unknown accounts get one too (that never works), so the answer does not
+    /// reveal who has an account.
+    pub fn new_otp_id(&self) -> String {
+        id::random_string(15)
+    }
+
+    /// Emails a one-time code for `otp_id` (from [`Auth::new_otp_id`]) to the account, if
+    /// there is one.
+    pub async fn request_otp(
+        &self,
+        mail: &Mail,
+        collection: &str,
+        email: &str,
+        otp_id: String,
+    ) -> Result<(), AuthError> {
         let entry = self.auth_collection(collection)?;
         let settings = entry.collection.auth.clone().unwrap_or_default();
         if !settings.otp.enabled {
@@ -394,9 +420,8 @@ impl Auth {
                 "One-time password sign-in is disabled for this collection.".into(),
             ));
         }
-        let otp_id = id::random_string(15);
         let Some(stored) = self.records.find_auth_record(&entry.collection.id, email.trim()).await? else {
-            return Ok(otp_id);
+            return Ok(());
         };
         let code: String = {
             let mut rng = rand::thread_rng();
@@ -425,7 +450,7 @@ impl Auth {
                 Ok(())
             })
             .await?;
-        Ok(otp_id)
+        Ok(())
     }
 
     /// Signs in with a one-time code (once). A correct code also verifies the account: it
@@ -493,12 +518,27 @@ impl Auth {
             return Err(AuthError::InvalidCredentials);
         }
         if !stored_verified(&stored) {
+            // The code proves who owns the email; the password (if any) was set by whoever
+            // registered the address, unproven. Account pre-hijacking: an attacker signs up
+            // with the victim's email first and keeps a working password. So verifying by
+            // code also replaces the password with a random one (the owner sets their own
+            // by password reset) and, through it, rotates the token key (ending every other
+            // session), as PocketBase does for unverified accounts linked by OAuth2.
             let mut body = Map::new();
             body.insert("verified".into(), json!(true));
+            if stored.get("password").and_then(Value::as_str).is_some_and(|p| !p.is_empty()) {
+                let random = id::random_string(40);
+                body.insert("password".into(), json!(random));
+                body.insert("passwordConfirm".into(), json!(random));
+            }
             self.records
                 .update_record(&su(), &entry.collection.id, &record_id, body, &RequestInfo::default())
                 .await?;
-            stored.insert("verified".into(), json!(true));
+            stored = self
+                .records
+                .load_stored(&entry.collection.id, &record_id)
+                .await?
+                .ok_or(AuthError::InvalidCredentials)?;
         }
         self.audit(
             Event::new("auth.otp", actor_for(&entry.collection.id, &record_id), ip, record_id.clone())

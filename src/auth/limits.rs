@@ -32,6 +32,7 @@ pub struct Limiter {
     global: Bucket<IpAddr>,
     auth_ip: Bucket<IpAddr>,
     identity: Bucket<String>,
+    account_mail: Bucket<String>,
     rules: Vec<(String, Bucket<IpAddr>)>,
     trusted: Vec<(IpAddr, u8)>,
     /// Requests and sign-in attempts refused by any bucket (for `/metrics`).
@@ -92,6 +93,7 @@ impl Limiter {
             global: bucket(&config.global)?,
             auth_ip: bucket(&config.auth_per_ip)?,
             identity: bucket(&config.auth_per_identity)?,
+            account_mail: bucket(&config.mail_per_account)?,
             rules,
             trusted,
             refused: Counter::default(),
@@ -161,11 +163,21 @@ impl Limiter {
         self.check(&self.identity, &format!("{collection_id}\u{0}{}", identity.trim().to_lowercase()))
     }
 
+    /// Counts one account email (verification, password reset, one-time code) requested for
+    /// an address (collection id + lower-cased email), from any IP.
+    pub fn check_account_mail(&self, collection_id: &str, email: &str) -> Result<(), Limited> {
+        if !self.enabled {
+            return Ok(());
+        }
+        self.check(&self.account_mail, &format!("{collection_id}\u{0}{}", email.trim().to_lowercase()))
+    }
+
     /// Drops buckets that are full again (clients idle long enough to be forgotten).
     pub fn forget_idle(&self) {
         self.global.retain_recent();
         self.auth_ip.retain_recent();
         self.identity.retain_recent();
+        self.account_mail.retain_recent();
         for (_, bucket) in &self.rules {
             bucket.retain_recent();
         }

@@ -405,8 +405,15 @@ impl Auth {
         }
     }
 
-    /// A fresh token for the caller's own record. Impersonation tokens are not refreshable.
-    pub async fn refresh(&self, header: Option<&str>, collection: &str) -> Result<Session, AuthError> {
+    /// A fresh token for the caller's own record, if it still passes its collection's auth
+    /// rule (a record banned since its sign-in gets no new token). Impersonation tokens are
+    /// not refreshable.
+    pub async fn refresh(
+        &self,
+        header: Option<&str>,
+        collection: &str,
+        request: &RequestInfo,
+    ) -> Result<Session, AuthError> {
         let entry = self.records.collection(collection)?;
         let (principal, _) = self.identify(header).await;
         let (collection_id, id) = match &principal {
@@ -422,6 +429,12 @@ impl Auth {
         }
         let stored =
             self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
+        if !self.passes_auth_rule(&collection_id, &stored, request).await {
+            return Err(AuthError::Forbidden(
+                "The record no longer satisfies the collection's auth rule, so it cannot refresh its token."
+                    .into(),
+            ));
+        }
         self.session(&collection_id, &stored)
     }
 
@@ -452,7 +465,10 @@ impl Auth {
                 Ok(())
             })
             .await?;
-        // Forget every remembered verification, so the revoked token fails at once.
+        // Forget every remembered verification, so the revoked token fails at once; the new
+        // generation also voids an entry a request racing this one inserts after the removal
+        // (it read the generation before the revocation was committed).
+        self.records.note_token_revoked();
         if let Ok(mut cache) = self.verified.lock() {
             cache.remove(&token);
         }
@@ -636,4 +652,46 @@ fn prune_revoked(tx: &mut WriteTx<'_>) -> Result<(), AuthError> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::password::PasswordHasher;
+    use crate::store::{Store, StoreOptions};
+
+    /// A request that verified a token before a sign-out committed, and caches it after the
+    /// sign-out cleared the cache, must not keep the token alive.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verification_cached_by_a_request_racing_sign_out_is_void() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, &StoreOptions::default()))
+            .await
+            .expect("join")
+            .expect("store");
+        let records = Records::open(store, PasswordHasher::new(1)).await.expect("records");
+        let auth = Auth::open(records).await.expect("auth");
+        auth.upsert_superuser("root@example.com", "a-long-password").await.expect("superuser");
+        let session = auth
+            .login("_superusers", "root@example.com", "a-long-password", &RequestInfo::default(), "")
+            .await
+            .expect("login");
+        let header = session.token.clone();
+        let (principal, record) = auth.identify(Some(&header)).await;
+        assert!(principal.is_superuser());
+        // What the racing request holds: its verification, with the generation it read
+        // before the revocation was committed.
+        let stale = Verified {
+            principal,
+            record: record.expect("record"),
+            generation: auth.records.auth_generation(),
+            until: std::time::Instant::now() + VERIFIED_TTL,
+        };
+        auth.logout(Some(&header), false, "").await.expect("logout");
+        // The racing request inserts after the sign-out removed the entry.
+        auth.verified.lock().expect("cache").insert(header.clone(), stale);
+        let (after, _) = auth.identify(Some(&header)).await;
+        assert_eq!(after, Principal::Anonymous, "a revoked token answered from the cache");
+    }
 }

@@ -57,6 +57,26 @@ pub enum Template {
     Alert,
 }
 
+/// Hides the one-time secrets (verification, reset and email-change links, sign-in codes)
+/// of a queued `mail.send` job's payload, for showing the job (`/api/jobs`): the rendered
+/// text and HTML of those templates are replaced by a note. Other emails show in full.
+pub fn redact_job_payload(payload: &mut Value) {
+    let Some(map) = payload.as_object_mut() else {
+        return;
+    };
+    let secret = map.get("template").and_then(Value::as_str).and_then(Template::parse).is_some_and(|t| {
+        matches!(t, Template::Verification | Template::PasswordReset | Template::EmailChange | Template::Otp)
+    });
+    if !secret {
+        return;
+    }
+    for key in ["text", "html"] {
+        if map.get(key).is_some_and(|v| !v.is_null()) {
+            map.insert(key.into(), Value::String("[redacted: holds a one-time secret]".into()));
+        }
+    }
+}
+
 impl Template {
     pub const ALL: [Template; 6] = [
         Template::Verification,

@@ -169,8 +169,9 @@ impl<'a> Expander<'a> {
         stored: &Stored,
         tree: &ExpandTree,
     ) -> Result<Value, RecordsError> {
-        let mut json =
-            to_json(&entry.collection, stored, self.principal.is_superuser(), &FieldsFilter::default());
+        // The one rule of email visibility: superusers, the record's owner, or its flag.
+        let sees_email = self.principal.sees_email_of(&entry.collection.id, stored);
+        let mut json = to_json(&entry.collection, stored, sees_email, &FieldsFilter::default());
         if !tree.is_empty() {
             if let (Value::Object(map), Some(expand)) = (&mut json, self.expand(entry, stored, tree)?) {
                 map.insert("expand".into(), Value::Object(expand));

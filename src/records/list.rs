@@ -5,8 +5,10 @@
 //! Any other sort loads the collection and sorts in memory; secondary indexes replace that
 //! path in the query engine.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,7 +19,7 @@ use super::catalog::Catalog;
 use super::collection::Collection;
 use super::expand::ExpandTree;
 use super::field::FieldKind;
-use super::filter::{resolve, Access, Env, Filter, Hop, Now, RequestInfo};
+use super::filter::{email_visible, is_guarded_email, resolve, Access, Env, Filter, Hop, Now, RequestInfo};
 use super::index::{self, IndexDef};
 use super::plan::{self, IndexPlan, Span};
 use super::record::{decode, decode_keys, FieldsFilter, Stored};
@@ -239,6 +241,57 @@ pub struct Page {
     pub next_cursor: Option<Option<String>>,
 }
 
+/// The time one query may spend evaluating filters and rules. Checked every
+/// [`Budget::EVERY`] evaluations; once spent, scans stop and the query fails with a 400
+/// that says so (a bounded cost per request whatever the filter and the data).
+pub struct Budget {
+    limit: Duration,
+    deadline: Instant,
+    calls: Cell<u32>,
+    spent: Cell<bool>,
+}
+
+impl Budget {
+    /// Evaluations between two looks at the clock.
+    pub const EVERY: u32 = 16;
+    /// The default budget (`limits.query_budget_ms`).
+    pub const DEFAULT: Duration = Duration::from_secs(5);
+
+    pub fn new(limit: Duration) -> Budget {
+        Budget { limit, deadline: Instant::now() + limit, calls: Cell::new(0), spent: Cell::new(false) }
+    }
+
+    /// Counts one evaluation; true once the budget is spent.
+    pub fn charge(&self) -> bool {
+        if self.spent.get() {
+            return true;
+        }
+        let n = self.calls.get().wrapping_add(1);
+        self.calls.set(n);
+        if n.is_multiple_of(Self::EVERY) && Instant::now() >= self.deadline {
+            self.spent.set(true);
+        }
+        self.spent.get()
+    }
+
+    /// True once the budget is spent.
+    pub fn spent(&self) -> bool {
+        self.spent.get()
+    }
+
+    /// The error of a query that ran out of time.
+    pub fn check(&self) -> Result<(), RecordsError> {
+        if !self.spent.get() {
+            return Ok(());
+        }
+        Err(RecordsError::BadRequest(format!(
+            "The query ran out of its {} ms evaluation budget: narrow the filter, use simpler `~` \
+             patterns, or add an index on the filtered fields.",
+            self.limit.as_millis()
+        )))
+    }
+}
+
 /// What a list needs besides the query: the list rule's filter (for non-superusers), the
 /// request it is evaluated with, and the clock.
 pub struct ListContext<'a> {
@@ -251,10 +304,23 @@ pub struct ListContext<'a> {
     pub rule: Option<&'a Filter>,
     pub request: &'a RequestInfo,
     pub now: Now,
+    /// The time filters and rules may take.
+    pub budget: &'a Budget,
 }
 
-/// Runs a list query on a snapshot.
+/// Runs a list query on a snapshot, within its evaluation budget.
 pub fn run(
+    tx: &ReadTx,
+    collection: &Collection,
+    query: &ListQuery,
+    ctx: &ListContext<'_>,
+) -> Result<Page, RecordsError> {
+    let page = run_unchecked(tx, collection, query, ctx);
+    ctx.budget.check()?;
+    page
+}
+
+fn run_unchecked(
     tx: &ReadTx,
     collection: &Collection,
     query: &ListQuery,
@@ -281,6 +347,9 @@ pub fn run(
         Env { catalog: ctx.catalog, source: &visible_source }
     };
     let keep = |record: &Stored| -> bool {
+        if filtered && ctx.budget.charge() {
+            return false;
+        }
         query
             .filter
             .as_ref()
@@ -290,6 +359,11 @@ pub fn run(
     let sees = |collection_id: &str, related: &Stored| -> bool {
         ctx.principal.is_superuser() || visible_source.visible(Op::View, collection_id, related)
     };
+    // Sorting by an email the caller may not see sorts it as null (and the cursor carries null).
+    let shows_email = |collection_id: &str, record: &Stored| -> bool {
+        ctx.principal.is_superuser() || email_visible(collection_id, record, ctx.request.auth.as_ref())
+    };
+    let view = Visibility { related: &sees, email: &shows_email };
     // The keys filters, rules and sorts read: records are probed with only these decoded,
     // and fully decoded only when they make the page.
     let mut probe_keys: Vec<String> = vec!["id".into()];
@@ -301,6 +375,9 @@ pub fn run(
             probe_keys.push(name.split('.').next().unwrap_or_default().to_string());
         }
     }
+    if collection.is_auth() {
+        probe_keys.push("emailVisibility".into());
+    }
     probe_keys.sort();
     probe_keys.dedup();
     let probe_keys = probe_keys;
@@ -309,7 +386,20 @@ pub fn run(
         Some(f) => f.terms(&ctx.now),
         None => (Vec::new(), true),
     };
-    let plan = plan::choose(collection, ctx.indexes, &terms, only_terms, &query.sort);
+    let mut plan = plan::choose(collection, ctx.indexes, &terms, only_terms, &query.sort);
+    // An index holds every email, visible or not: its order may not decide the page.
+    let sorts_hidden_email = !ctx.principal.is_superuser()
+        && query
+            .sort
+            .iter()
+            .any(|k| matches!(k, SortKey::Field { name, .. } if is_guarded_email(collection, name)));
+    if sorts_hidden_email {
+        plan = plan.map(|mut p| {
+            p.sort = None;
+            p
+        });
+        plan = plan.filter(|p| p.narrows());
+    }
     let key_order = match query.sort.as_slice() {
         [] => Some(false),
         [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
@@ -326,6 +416,9 @@ pub fn run(
         let mut failure = None;
         let start = after.as_ref().map(|c| record_key(&collection.id, &c.id));
         tx.scan_prefix(Table::Records, &prefix, reverse, start.as_deref(), |_, value| {
+            if ctx.budget.spent() {
+                return ScanControl::Stop;
+            }
             if !filtered && matched < offset {
                 // Unfiltered: skip without decoding.
                 matched += 1;
@@ -365,7 +458,9 @@ pub fn run(
             (true, _, _) => None,
             (false, false, _) => Some(stats.count),
             // A continued cursor scan saw only the records after the cursor.
-            (false, true, true) if after.is_some() => Some(count_matches(tx, &prefix, &probe_keys, &keep)?),
+            (false, true, true) if after.is_some() => {
+                Some(count_matches(tx, &prefix, &probe_keys, &keep, ctx.budget)?)
+            }
             (false, true, _) => Some(matched as u64),
         };
         let next_cursor = next_cursor(query, &items);
@@ -397,6 +492,9 @@ pub fn run(
             ids.sort_unstable();
             let candidates = ids.len();
             for chunk in ids.chunks(FETCH_CHUNK) {
+                if ctx.budget.spent() {
+                    break;
+                }
                 for record in fetch_keys(tx, collection, chunk, &probe_keys)? {
                     if keep(&record) {
                         all.push(record);
@@ -410,6 +508,9 @@ pub fn run(
         None => {
             let mut examined = 0u64;
             tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| {
+                if ctx.budget.spent() {
+                    return ScanControl::Stop;
+                }
                 match decode_keys(value, &probe_keys) {
                     Ok(record) => {
                         examined += 1;
@@ -447,7 +548,7 @@ pub fn run(
         all.into_iter().map(|r| (Vec::new(), r)).collect()
     } else {
         all.into_iter()
-            .map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r, &sees), r))
+            .map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r, &view), r))
             .collect()
     };
     let id_of = |r: &Stored| r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -468,19 +569,29 @@ pub fn run(
     Ok(Page { plan: plan_json, items, total, next_cursor })
 }
 
+/// What the caller may see of other records while sorting: related records (by collection
+/// id) and emails.
+pub struct Visibility<'a> {
+    pub related: &'a dyn Fn(&str, &Stored) -> bool,
+    pub email: &'a dyn Fn(&str, &Stored) -> bool,
+}
+
 /// The value `record` sorts by under `name`: a field (its zero value when absent) or a
 /// path through single relations (`author.name`; null when a relation is empty, dangles or
-/// points at a record the caller may not see — `sees` decides).
+/// points at a record the caller may not see — `view` decides, as it does for emails).
 pub fn sort_value(
     tx: &ReadTx,
     catalog: &Catalog,
     collection: &Collection,
     record: &Stored,
     name: &str,
-    sees: &dyn Fn(&str, &Stored) -> bool,
+    view: &Visibility<'_>,
 ) -> Value {
     let zero = |c: &Collection, field: &str| c.field(field).map(|f| f.zero_value()).unwrap_or(Value::Null);
     let Some((first, rest)) = name.split_once('.') else {
+        if is_guarded_email(collection, name) && !(view.email)(&collection.id, record) {
+            return Value::Null;
+        }
         return record.get(name).cloned().unwrap_or_else(|| zero(collection, name));
     };
     let Some(FieldKind::Relation(o)) = collection.field(first).map(|f| &f.kind) else {
@@ -493,8 +604,8 @@ pub fn sort_value(
         return Value::Null;
     };
     match tx.get(Table::Records, &record_key(&target.collection.id, id)).ok().flatten().map(|b| decode(&b)) {
-        Some(Ok(related)) if sees(&target.collection.id, &related) => {
-            sort_value(tx, catalog, &target.collection, &related, rest, sees)
+        Some(Ok(related)) if (view.related)(&target.collection.id, &related) => {
+            sort_value(tx, catalog, &target.collection, &related, rest, view)
         }
         _ => Value::Null,
     }
@@ -506,11 +617,11 @@ fn sort_values(
     collection: &Collection,
     sort: &[SortKey],
     record: &Stored,
-    sees: &dyn Fn(&str, &Stored) -> bool,
+    view: &Visibility<'_>,
 ) -> Vec<Value> {
     sort.iter()
         .filter_map(|k| match k {
-            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name, sees)),
+            SortKey::Field { name, .. } => Some(sort_value(tx, catalog, collection, record, name, view)),
             SortKey::Random => None,
         })
         .collect()
@@ -637,6 +748,9 @@ fn stream_index(
     'spans: for span in spans {
         let mut span = span;
         loop {
+            if ctx.budget.spent() {
+                break 'spans;
+            }
             if span.upper.as_ref().is_some_and(|u| *u <= span.lower) {
                 break;
             }
@@ -708,6 +822,9 @@ fn stream_index(
         }
         let mut n = 0u64;
         for chunk in ids.chunks(FETCH_CHUNK) {
+            if ctx.budget.spent() {
+                break;
+            }
             n += fetch_keys(tx, collection, chunk, probe.keys)?.iter().filter(|r| keep(r)).count() as u64;
         }
         Some(n)
@@ -763,10 +880,12 @@ fn count_matches(
     prefix: &[u8],
     keys: &[String],
     keep: &dyn Fn(&Stored) -> bool,
+    budget: &Budget,
 ) -> Result<u64, RecordsError> {
     let mut count = 0u64;
     let mut failure = None;
     tx.scan_prefix(Table::Records, prefix, false, None, |_, value| match decode_keys(value, keys) {
+        Ok(_) if budget.spent() => ScanControl::Stop,
         Ok(record) => {
             if keep(&record) {
                 count += 1;

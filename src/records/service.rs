@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -23,7 +24,7 @@ use super::record::{self, decode, FieldsFilter, Prepared, Stored};
 use super::rules::{self, Op, Principal};
 use super::stats::CollectionStats;
 use super::write::{self, identity_key, not_found};
-use super::{collection_prefix, record_key, time, FieldError, RecordsError};
+use super::{collection_prefix, record_key, time, FieldError, FieldErrors, RecordsError};
 use crate::auth::password::PasswordHasher;
 use crate::observe::audit::{self, Actor, Event};
 use crate::store::{ReadTx, Store, Table, WriteTx};
@@ -57,6 +58,8 @@ pub struct Records {
     auth_generation: Arc<AtomicU64>,
     /// The `files` module's hooks around writes of file fields.
     files: FileSync,
+    /// The time one list or search may spend evaluating filters and rules.
+    query_budget: Duration,
 }
 
 fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
@@ -65,6 +68,33 @@ fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
 
 fn superusers_only() -> RecordsError {
     RecordsError::Forbidden("Only superusers can perform this action.".into())
+}
+
+/// System collections (`_superusers`) keep their rules: superusers only, as PocketBase
+/// locks them (a rule that let anyone list, create or update superusers would hand out
+/// the server).
+fn check_system_rules_unchanged(current: &Collection, built: &Collection) -> Result<(), RecordsError> {
+    let auth_rule = |c: &Collection| c.auth.as_ref().map(|a| a.auth_rule.clone());
+    let mut errors = FieldErrors::new();
+    for op in Op::ALL {
+        if op.rule(current) != op.rule(built) {
+            errors.insert(
+                format!("{}Rule", op.as_str()),
+                FieldError::new("validation_system_rule", "The rules of system collections cannot change."),
+            );
+        }
+    }
+    if auth_rule(current) != auth_rule(built) {
+        errors.insert(
+            "authRule".into(),
+            FieldError::new("validation_system_rule", "The rules of system collections cannot change."),
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RecordsError::Validation { message: "Failed to update the collection.".into(), fields: errors })
+    }
 }
 
 /// Drops and rebuilds every index entry of `collection` from its (possibly just migrated)
@@ -165,7 +195,18 @@ impl Records {
             auth_generation: Arc::new(AtomicU64::new(0)),
             hasher,
             files: FileSync::default(),
+            query_budget: list::Budget::DEFAULT,
         })
+    }
+
+    /// Sets the time one list or search may spend evaluating filters and rules.
+    pub fn set_query_budget(&mut self, budget: Duration) {
+        self.query_budget = budget.max(Duration::from_millis(1));
+    }
+
+    /// The time one list or search may spend evaluating filters and rules.
+    pub fn query_budget(&self) -> Duration {
+        self.query_budget
     }
 
     /// The hooks of file fields (attached by the `files` module once the queue exists).
@@ -206,6 +247,12 @@ impl Records {
 
     /// A batch may have changed auth records.
     pub(crate) fn note_batch_written(&self) {
+        self.bump_auth_generation();
+    }
+
+    /// A token was revoked (sign-out): verified-token caches filled before the revocation
+    /// was committed, even by a request racing it, stop answering.
+    pub(crate) fn note_token_revoked(&self) {
         self.bump_auth_generation();
     }
 
@@ -335,6 +382,27 @@ impl Records {
         let resolve = |wanted: &str| catalog.get(wanted).map(|e| e.collection.id.clone());
         let built = collection::build(input, Some(&current), current.id.clone(), &time::now(), &resolve)?;
         rules::validate(&built, &catalog, "Failed to update the collection.")?;
+        if current.system {
+            check_system_rules_unchanged(&current, &built)?;
+        }
+        // Searched collections index the text of related records only while the target's
+        // view rule is public: when it changes, their documents are rebuilt.
+        let related_searches: Vec<String> = if current.view_rule != built.view_rule {
+            catalog
+                .all()
+                .map(|e| &e.collection)
+                .filter(|c| c.search.enabled && c.id != built.id)
+                .filter(|c| {
+                    c.search.fields.iter().any(|w| {
+                        matches!(c.field(&w.name).map(|f| &f.kind),
+                            Some(FieldKind::Relation(o)) if o.collection_id == built.id)
+                    })
+                })
+                .map(|c| c.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let to_store = built.clone();
         let event = Event::new("collection.update", Actor::of(principal), ip, built.id.clone())
             .detail(json!({"name": built.name, "before": current, "after": built}));
@@ -367,6 +435,9 @@ impl Records {
                 if searched && (fields_changed || current.search != to_store.search) {
                     // The index is rebuilt from the migrated records by a reindex job.
                     crate::search::outbox::collection_changed(tx, &to_store.id)?;
+                }
+                for related in &related_searches {
+                    crate::search::outbox::collection_changed(tx, related)?;
                 }
                 let bytes =
                     serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
@@ -476,8 +547,10 @@ impl Records {
         let (page, per_page) = (query.page, query.per_page);
         let request = request.clone();
         let principal = principal.clone();
+        let budget = self.query_budget;
         self.store
             .read(move |tx| {
+                let budget = list::Budget::new(budget);
                 let ctx = ListContext {
                     catalog: &catalog,
                     principal: &principal,
@@ -485,6 +558,7 @@ impl Records {
                     rule: rule.as_deref(),
                     request: &request,
                     now: Now::current(),
+                    budget: &budget,
                 };
                 let result = list::run(tx, &entry.collection, &query, &ctx)?;
                 let expander = Expander::new(tx, &catalog, &principal, &request);

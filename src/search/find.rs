@@ -28,7 +28,7 @@ use crate::records::collection::Collection;
 use crate::records::expand::Expander;
 use crate::records::field::FieldKind;
 use crate::records::filter::{Env, Filter, Now, RequestInfo};
-use crate::records::list::{self, ListParams, ListQuery, SortKey};
+use crate::records::list::{self, Budget, ListParams, ListQuery, SortKey};
 use crate::records::record::{decode, Stored};
 use crate::records::rules::{self, Access, Op, Principal};
 use crate::records::service::render;
@@ -140,6 +140,12 @@ impl Search {
         crate::records::expand::check(catalog, &entry, &list.expand, privileged)?;
         for key in &list.sort {
             match key {
+                // Hidden emails would order the results: only superusers sort by them here.
+                SortKey::Field { name, .. }
+                    if !privileged && crate::records::filter::is_guarded_email(collection, name) =>
+                {
+                    return Err(bad("Only superusers may sort search results by email.".into()))
+                }
                 SortKey::Field { name, .. } if !name.contains('.') => {}
                 _ => return Err(bad("Search results sort by plain fields of the collection only.".into())),
             }
@@ -298,7 +304,8 @@ impl Search {
             .map_err(SearchError::from_tantivy)?;
         let ids = record_ids(&searcher, self.schema(), &hits)?;
         store.read_blocking(|tx| -> Result<SearchPage, SearchError> {
-            let mut visible = visible_records(tx, catalog, principal, request, &prepared, ids)?;
+            let budget = Budget::new(self.records().query_budget());
+            let mut visible = visible_records(tx, catalog, principal, request, &prepared, ids, &budget)?;
             let facets = (!prepared.facets.is_empty()).then(|| facet_counts(&prepared.facets, &visible));
             if !prepared.list.sort.is_empty() {
                 let sort = &prepared.list.sort;
@@ -340,8 +347,9 @@ impl Search {
         }
         self.store().read_blocking(|tx| -> Result<SearchPage, SearchError> {
             let mut merged: Vec<(f32, usize, Stored)> = Vec::new();
+            let budget = Budget::new(self.records().query_budget());
             for (n, ids) in candidates {
-                let kept = visible_records(tx, catalog, principal, request, &prepared[n], ids)?;
+                let kept = visible_records(tx, catalog, principal, request, &prepared[n], ids, &budget)?;
                 merged.extend(kept.into_iter().map(|(score, stored)| (score, n, stored)));
             }
             merged.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(CmpOrdering::Equal));
@@ -411,7 +419,8 @@ fn load(tx: &ReadTx, collection_id: &str, id: &str) -> Result<Option<Stored>, Re
     }
 }
 
-/// The candidates that still exist and pass the list rule and the filter, in rank order.
+/// The candidates that still exist and pass the list rule and the filter, in rank order,
+/// evaluated within `budget` (a 400 once it is spent).
 fn visible_records(
     tx: &ReadTx,
     catalog: &Catalog,
@@ -419,6 +428,7 @@ fn visible_records(
     request: &RequestInfo,
     prepared: &Prepared,
     ids: Vec<(f32, String)>,
+    budget: &Budget,
 ) -> Result<Vec<(f32, Stored)>, SearchError> {
     let collection = &prepared.entry.collection;
     let now = Now::current();
@@ -430,7 +440,11 @@ fn visible_records(
         Env { catalog, source: &visible_source }
     };
     let mut out = Vec::new();
+    let evaluates = prepared.rule.is_some() || prepared.list.filter.is_some();
     for (score, id) in ids {
+        if evaluates && budget.charge() {
+            break;
+        }
         let Some(stored) = load(tx, &collection.id, &id)? else { continue };
         let passes_rule = prepared
             .rule
@@ -446,6 +460,7 @@ fn visible_records(
             out.push((score, stored));
         }
     }
+    budget.check()?;
     Ok(out)
 }
 

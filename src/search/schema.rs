@@ -22,7 +22,7 @@ use tantivy::{Index, TantivyDocument, Term};
 use crate::records::catalog::Catalog;
 use crate::records::collection::{Collection, SearchLanguage};
 use crate::records::field::{relation_ids, FieldKind};
-use crate::records::filter::RecordSource;
+use crate::records::filter::{is_guarded_email, RecordSource};
 use crate::records::record::Stored;
 
 /// Bump when the schema, the analyzers or the document layout change: an index written with
@@ -137,8 +137,10 @@ pub fn tokens(analyzer: &mut TextAnalyzer, text: &str) -> Vec<(String, usize, us
 }
 
 /// The text a searched field contributes, as the strings to index (several for multi-valued
-/// fields). Relations contribute the presentable fields of the records they point at, as
-/// far as `related` lets the indexer see them.
+/// fields). One index answers every caller, so it holds only what every caller who may see
+/// the record may also see of it: relations contribute the presentable fields of the
+/// records they point at only when the target collection's view rule is public, and an
+/// auth collection's email is indexed only while its record shows it (`emailVisibility`).
 pub fn field_texts(
     collection: &Collection,
     name: &str,
@@ -149,12 +151,18 @@ pub fn field_texts(
     let Some(field) = collection.field(name) else {
         return Vec::new();
     };
+    if is_guarded_email(collection, name) && !email_public(stored) {
+        return Vec::new();
+    }
     let value = stored.get(name);
     match &field.kind {
         FieldKind::Relation(options) => {
             let Some(target) = catalog.get(&options.collection_id) else {
                 return Vec::new();
             };
+            if !publicly_viewable(&target.collection) {
+                return Vec::new();
+            }
             let shown: Vec<&str> = target
                 .collection
                 .fields
@@ -166,6 +174,9 @@ pub fn field_texts(
             for id in relation_ids(value) {
                 if let Some(record) = related.record(&options.collection_id, &id) {
                     for name in &shown {
+                        if is_guarded_email(&target.collection, name) && !email_public(&record) {
+                            continue;
+                        }
                         out.extend(strings(record.get(*name)));
                     }
                 }
@@ -175,6 +186,17 @@ pub fn field_texts(
         FieldKind::Editor(_) => strings(value).iter().map(|s| plain_text(s)).collect(),
         _ => strings(value),
     }
+}
+
+/// True when everyone may view every record of `collection` (its view rule is `""`): only
+/// then may its text stand in other collections' documents.
+pub fn publicly_viewable(collection: &Collection) -> bool {
+    collection.view_rule.as_deref().is_some_and(|r| r.trim().is_empty())
+}
+
+/// True when an auth record shows its email to everyone.
+fn email_public(stored: &Stored) -> bool {
+    stored.get("emailVisibility").and_then(Value::as_bool) == Some(true)
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {

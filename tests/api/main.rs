@@ -12,6 +12,7 @@ mod collections;
 mod errors;
 mod files;
 mod filter;
+mod hardening;
 mod health;
 mod indexes;
 mod jobs;

@@ -369,3 +369,125 @@ async fn relations_back_relations_joins_and_sorts_do_not_leak_hidden_records() {
     assert_eq!(asc, vec!["to-b", "to-a"], "B's title sorts as null (first ascending)");
     assert_eq!(desc, vec!["to-a", "to-b"]);
 }
+
+/// Every value a rule hides — a `hidden` field, and the address of a user whose
+/// `emailVisibility` is off — probed by every kind of caller through every channel that
+/// reads records: filter (own field, relation path, back-relation, `@collection` join), sort
+/// (own field and relation path), the cursor a sort produces, expand, and search. Only the
+/// superuser (and, for the address, its owner) may learn it. Realtime and exports do not
+/// exist yet; they must join this matrix when they do.
+#[tokio::test]
+async fn every_hidden_value_stays_hidden_through_every_channel_for_every_caller() {
+    let w = world().await;
+    let su = w.token(Who::Su);
+    // Users are listable by everyone, searchable by email; B's address is hidden.
+    let r = w
+        .s
+        .call(
+            "PATCH",
+            "/api/collections/users",
+            su,
+            Some(json!({"listRule": "", "viewRule": "", "search": {"enabled": true, "fields": [{"name": "email"}, {"name": "name"}]}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Public notes by B, with a hidden secret.
+    seed(&w, "public", &w.b_id, "by-b").await;
+    // A key that may read users and public records.
+    let key =
+        w.s.call(
+            "POST",
+            "/api/keys",
+            su,
+            Some(
+                json!({"name": "reader", "scopes": {"users": ["list", "view"], "public": ["list", "view"]}}),
+            ),
+        )
+        .await;
+    let key = format!("Bearer {}", key.body["key"].as_str().expect("key"));
+    let callers: Vec<(Who, Option<String>)> = vec![
+        (Who::Anon, None),
+        (Who::A, w.token(Who::A).map(String::from)),
+        (Who::B, w.token(Who::B).map(String::from)),
+        (Who::Key, Some(key)),
+        (Who::Su, su.map(String::from)),
+    ];
+    let b_email = "b@example.com";
+    // Wait for the users' search index (superusers see every match).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = w.s.call("GET", "/api/collections/users/search?q=example", su, None).await;
+        if r.body["items"].as_array().is_some_and(|i| i.len() == 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "search never caught up: {}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for (who, token) in &callers {
+        let token = token.as_deref();
+        let sees_email = matches!(who, Who::Su | Who::B);
+        let privileged = *who == Who::Su;
+        let get = |path: String| {
+            let s = &w.s;
+            async move { s.call("GET", &path, token, None).await }
+        };
+        // Filters on the address: matches exactly when the caller may see it.
+        for q in [
+            format!("/api/collections/users/records?filter=email='{b_email}'"),
+            "/api/collections/users/records?filter=email~'b%25'".to_string(),
+            format!("/api/collections/public/records?filter=owner.email='{b_email}'"),
+            "/api/collections/users/records?filter=public_via_owner.owner.email~'b@'".to_string(),
+            format!("/api/collections/public/records?filter=@collection.users.email='{b_email}'"),
+        ] {
+            let r = get(q.clone()).await;
+            assert_eq!(r.status, 200, "{who:?} {q}: {}", r.text);
+            let found = r.body["totalItems"].as_u64().unwrap_or(0);
+            // B sees its own address wherever it appears (own field, relation, join).
+            if sees_email {
+                assert!(found >= 1, "{who:?} {q}: should see it: {}", r.text);
+            } else {
+                assert_eq!(found, 0, "{who:?} {q}: learnt a hidden address: {}", r.text);
+            }
+        }
+        // Sorts and the cursors they produce.
+        for q in [
+            "/api/collections/users/records?sort=email&cursor=&perPage=1",
+            "/api/collections/public/records?sort=owner.email&cursor=&perPage=1",
+        ] {
+            let r = get(q.to_string()).await;
+            assert_eq!(r.status, 200, "{who:?} {q}: {}", r.text);
+            let cursor = r.body["nextCursor"].as_str().unwrap_or_default();
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cursor)
+                .unwrap_or_default();
+            let leaked = String::from_utf8_lossy(&decoded).contains(b_email);
+            if !privileged && *who != Who::B {
+                assert!(!leaked, "{who:?} {q}: the cursor carries the address");
+            }
+        }
+        // Expand: the owner's address only for those who may see it.
+        let r = get("/api/collections/public/records?expand=owner".to_string()).await;
+        assert_eq!(r.status, 200, "{who:?}: {}", r.text);
+        // (Names repeat the addresses; the `email` key is what must be absent.)
+        assert_eq!(
+            r.text.contains(&format!(r#""email":"{b_email}""#)),
+            sees_email,
+            "{who:?} expand: {}",
+            r.text
+        );
+        // The hidden field: refused in filters and sorts, absent from output, for all but superusers.
+        for q in ["filter=secret~'by'", "sort=secret", "filter=owner.tokenKey!=''"] {
+            let r = get(format!("/api/collections/public/records?{q}")).await;
+            if privileged {
+                assert_eq!(r.status, 200, "{who:?} {q}: {}", r.text);
+            } else {
+                r.assert_problem(400);
+            }
+        }
+        let r = get("/api/collections/public/records".to_string()).await;
+        assert!(!r.text.contains("by-b-secret"), "{who:?}: hidden fields are never returned: {}", r.text);
+        // Search by the hidden address finds nothing, for anyone (the index never holds it).
+        let r = get("/api/collections/users/search?q=email:b".to_string()).await;
+        assert_eq!(r.status, 200, "{who:?}: {}", r.text);
+        assert_eq!(r.body["items"].as_array().map(Vec::len), Some(0), "{who:?} search: {}", r.text);
+    }
+}

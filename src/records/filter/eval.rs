@@ -147,7 +147,7 @@ struct Ctx<'a> {
 fn read_access(record: &Map<String, Value>, access: &Access, modifier: Option<Modifier>) -> Val {
     let listy = modifier == Some(Modifier::Each) || modifier == Some(Modifier::Length);
     match access {
-        Access::Field { name, multi, json_unless_each } => {
+        Access::Field { name, multi, json_unless_each, .. } => {
             let raw = record.get(name).unwrap_or(&Value::Null);
             if *multi || listy {
                 many_from_json(raw)
@@ -174,6 +174,23 @@ fn read_access(record: &Map<String, Value>, access: &Access, modifier: Option<Mo
 }
 
 impl Ctx<'_> {
+    /// Reads `access` from `record` (of collection `collection_id`), as null when it is an
+    /// email the caller may not see.
+    fn read(
+        &self,
+        collection_id: &str,
+        record: &Map<String, Value>,
+        access: &Access,
+        modifier: Option<Modifier>,
+    ) -> Val {
+        if let Access::Field { guarded: true, .. } = access {
+            if !super::email_visible(collection_id, record, self.request.auth.as_ref()) {
+                return read_access(&Map::new(), access, modifier);
+            }
+        }
+        read_access(record, access, modifier)
+    }
+
     /// The value of `path` starting at `record` in `collection`, following relations.
     fn path_value(
         &self,
@@ -208,7 +225,7 @@ impl Ctx<'_> {
         };
         // Paths were checked at compile time (privileged access was decided there).
         if resolved.hops.is_empty() {
-            return apply_modifier(read_access(record, &resolved.access, modifier), modifier);
+            return apply_modifier(self.read(&collection.id, record, &resolved.access, modifier), modifier);
         }
         let Some(env) = self.env else {
             return Val::Null;
@@ -245,14 +262,17 @@ impl Ctx<'_> {
         if resolved.many || modifier == Some(Modifier::Length) {
             let mut items = Vec::new();
             for rec in &frontier {
-                match read_access(rec, &resolved.access, None) {
+                match self.read(&current_id, rec, &resolved.access, None) {
                     Val::Many(inner) => items.extend(inner),
                     v => items.push(v),
                 }
             }
             apply_modifier(Val::Many(items), modifier)
         } else {
-            let v = frontier.first().map(|r| read_access(r, &resolved.access, modifier)).unwrap_or(Val::Null);
+            let v = frontier
+                .first()
+                .map(|r| self.read(&current_id, r, &resolved.access, modifier))
+                .unwrap_or(Val::Null);
             apply_modifier(v, modifier)
         }
     }
@@ -390,6 +410,12 @@ fn order(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
 
 /// `value LIKE pattern ESCAPE '\'`, case-insensitive for ASCII as in SQLite. Without an
 /// unescaped `%`, the pattern is a plain "contains" text.
+///
+/// The cost is bounded whatever the input: a plain text is found with a linear substring
+/// search; a pattern is split at its `%`s into segments, the first anchored at the start,
+/// the last at the end, and each one between found leftmost (which is exact for `%`),
+/// literal segments by KMP in O(|value| + |segment|) and segments with `_` by bit-parallel
+/// Shift-And in O(|value| × ⌈|segment| / 64⌉). No backtracking.
 fn like(value: &str, pattern: &str) -> bool {
     let has_wildcard = {
         let mut escaped = false;
@@ -405,9 +431,8 @@ fn like(value: &str, pattern: &str) -> bool {
         }
         found
     };
-    let value: Vec<char> = value.chars().map(|c| c.to_ascii_lowercase()).collect();
     if !has_wildcard {
-        let mut needle: Vec<char> = Vec::with_capacity(pattern.len());
+        let mut needle = String::with_capacity(pattern.len());
         let mut escaped = false;
         for c in pattern.chars() {
             if c == '\\' && !escaped {
@@ -417,59 +442,149 @@ fn like(value: &str, pattern: &str) -> bool {
             escaped = false;
             needle.push(c.to_ascii_lowercase());
         }
-        return needle.is_empty() || value.windows(needle.len()).any(|w| w == needle.as_slice());
+        return needle.is_empty() || value.to_ascii_lowercase().contains(&needle);
     }
-    // Tokenize the pattern: literal chars, `_` (one char), `%` (any run).
-    #[derive(Clone, Copy, PartialEq)]
-    enum P {
-        Lit(char),
-        One,
-        Any,
-    }
-    let mut tokens = Vec::new();
+    // Segments between unescaped `%`s: literal chars and `_` (any one char).
+    let mut segments: Vec<Vec<Tok>> = Vec::new();
+    let mut current = Vec::new();
     let mut escaped = false;
     for c in pattern.chars() {
         if escaped {
-            tokens.push(P::Lit(c.to_ascii_lowercase()));
+            current.push(Tok::Lit(c.to_ascii_lowercase()));
             escaped = false;
         } else if c == '\\' {
             escaped = true;
         } else if c == '%' {
-            tokens.push(P::Any);
+            segments.push(std::mem::take(&mut current));
         } else if c == '_' {
-            tokens.push(P::One);
+            current.push(Tok::One);
         } else {
-            tokens.push(P::Lit(c.to_ascii_lowercase()));
+            current.push(Tok::Lit(c.to_ascii_lowercase()));
         }
     }
-    // Iterative wildcard matching with backtracking to the last `%`.
-    let (mut v, mut p) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while v < value.len() {
-        match tokens.get(p) {
-            Some(P::Lit(c)) if *c == value[v] => {
-                v += 1;
-                p += 1;
-            }
-            Some(P::One) => {
-                v += 1;
-                p += 1;
-            }
-            Some(P::Any) => {
-                star = Some((p, v));
-                p += 1;
-            }
-            _ => match star {
-                Some((sp, sv)) => {
-                    p = sp + 1;
-                    v = sv + 1;
-                    star = Some((sp, sv + 1));
-                }
-                None => return false,
-            },
+    segments.push(current);
+    let value: Vec<char> = value.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+        return true;
+    };
+    // There are at least two segments: `%` was found.
+    if value.len() < first.len() + last.len()
+        || !matches_at(&value[..first.len()], first)
+        || !matches_at(&value[value.len() - last.len()..], last)
+    {
+        return false;
+    }
+    let end = value.len() - last.len();
+    let mut at = first.len();
+    for segment in &segments[1..segments.len() - 1] {
+        if segment.is_empty() {
+            continue;
+        }
+        match find_segment(&value[at..end], segment) {
+            Some(start) => at += start + segment.len(),
+            None => return false,
         }
     }
-    tokens[p..].iter().all(|t| *t == P::Any)
+    true
+}
+
+/// One token of a LIKE segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Lit(char),
+    One,
+}
+
+/// True when `text` (as long as `segment`) matches it token by token.
+fn matches_at(text: &[char], segment: &[Tok]) -> bool {
+    text.len() == segment.len()
+        && text.iter().zip(segment).all(|(c, t)| match t {
+            Tok::Lit(l) => l == c,
+            Tok::One => true,
+        })
+}
+
+/// Where `segment` first occurs in `text`.
+fn find_segment(text: &[char], segment: &[Tok]) -> Option<usize> {
+    if segment.len() > text.len() {
+        return None;
+    }
+    if segment.iter().all(|t| matches!(t, Tok::Lit(_))) {
+        let needle: Vec<char> = segment
+            .iter()
+            .map(|t| match t {
+                Tok::Lit(c) => *c,
+                Tok::One => '\0',
+            })
+            .collect();
+        return kmp_find(text, &needle);
+    }
+    shift_and_find(text, segment)
+}
+
+/// Knuth-Morris-Pratt: the first occurrence of `needle` (non-empty) in `text`.
+fn kmp_find(text: &[char], needle: &[char]) -> Option<usize> {
+    let mut fail = vec![0usize; needle.len()];
+    let mut k = 0;
+    for i in 1..needle.len() {
+        while k > 0 && needle[i] != needle[k] {
+            k = fail[k - 1];
+        }
+        if needle[i] == needle[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let mut k = 0;
+    for (i, c) in text.iter().enumerate() {
+        while k > 0 && *c != needle[k] {
+            k = fail[k - 1];
+        }
+        if *c == needle[k] {
+            k += 1;
+        }
+        if k == needle.len() {
+            return Some(i + 1 - needle.len());
+        }
+    }
+    None
+}
+
+/// Shift-And over multi-word bit sets: the first occurrence of `segment` (non-empty, may
+/// hold `_`) in `text`.
+fn shift_and_find(text: &[char], segment: &[Tok]) -> Option<usize> {
+    let words = segment.len().div_ceil(64);
+    let bit = |i: usize| (i / 64, 1u64 << (i % 64));
+    // Positions any char may take (`_`), and per literal char the positions it may take.
+    let mut any = vec![0u64; words];
+    for (i, t) in segment.iter().enumerate() {
+        if *t == Tok::One {
+            let (w, b) = bit(i);
+            any[w] |= b;
+        }
+    }
+    let mut masks: std::collections::HashMap<char, Vec<u64>> = std::collections::HashMap::new();
+    for (i, t) in segment.iter().enumerate() {
+        if let Tok::Lit(c) = t {
+            let (w, b) = bit(i);
+            masks.entry(*c).or_insert_with(|| any.clone())[w] |= b;
+        }
+    }
+    let (last_word, last_bit) = bit(segment.len() - 1);
+    let mut state = vec![0u64; words];
+    for (i, c) in text.iter().enumerate() {
+        let mask = masks.get(c).unwrap_or(&any);
+        let mut carry = 1u64;
+        for (s, m) in state.iter_mut().zip(mask) {
+            let next_carry = *s >> 63;
+            *s = ((*s << 1) | carry) & m;
+            carry = next_carry;
+        }
+        if state[last_word] & last_bit != 0 {
+            return Some(i + 1 - segment.len());
+        }
+    }
+    None
 }
 
 fn scalar(op: Op, a: &Val, b: &Val) -> bool {

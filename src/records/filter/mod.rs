@@ -243,8 +243,10 @@ pub struct RequestInfo {
 pub(crate) enum Access {
     /// A plain field. `multi` when it holds a list matched item by item (multiple
     /// relation); `json_unless_each` when it holds a list compared as its JSON text unless
-    /// `:each` is used (multiple select, as PocketBase does).
-    Field { name: String, multi: bool, json_unless_each: bool },
+    /// `:each` is used (multiple select, as PocketBase does). `guarded` for an auth
+    /// collection's `email` read by an unprivileged caller: it reads as null unless the
+    /// record shows its email to the caller (see [`email_visible`]).
+    Field { name: String, multi: bool, json_unless_each: bool, guarded: bool },
     /// A path into a JSON field.
     Json { name: String, path: Vec<String> },
 }
@@ -346,11 +348,18 @@ impl Filter {
                 Op::Like | Op::NotLike => None,
             }
         }
-        fn walk(expr: &Expr, now: &Now, out: &mut Vec<Term>) -> bool {
+        // A guarded email is not a plain comparison (it reads null where it is hidden), so
+        // no index may answer for it.
+        let guarded = |field: &str| {
+            self.resolved.iter().any(|(_, p, r)| {
+                p.len() == 1 && p[0] == field && matches!(r.access, Access::Field { guarded: true, .. })
+            })
+        };
+        fn walk(expr: &Expr, now: &Now, guarded: &dyn Fn(&str) -> bool, out: &mut Vec<Term>) -> bool {
             match expr {
                 Expr::And(a, b) => {
-                    let left = walk(a, now, out);
-                    walk(b, now, out) && left
+                    let left = walk(a, now, guarded, out);
+                    walk(b, now, guarded, out) && left
                 }
                 Expr::Or(..) => false,
                 Expr::Compare { left, op, any: false, right, .. } => {
@@ -366,7 +375,7 @@ impl Filter {
                         }
                         _ => None,
                     };
-                    match term {
+                    match term.filter(|t| !guarded(&t.field)) {
                         Some(t) => {
                             out.push(t);
                             true
@@ -378,7 +387,7 @@ impl Filter {
             }
         }
         let mut out = Vec::new();
-        let only_terms = walk(&self.expr, now, &mut out) && self.joins.is_empty();
+        let only_terms = walk(&self.expr, now, &guarded, &mut out) && self.joins.is_empty();
         (out, only_terms)
     }
 
@@ -414,6 +423,10 @@ impl Filter {
                 if !out.contains(name) {
                     out.push(name.clone());
                 }
+                // A guarded email reads the record's visibility flag too.
+                if name == "email" && !out.iter().any(|k| k == "emailVisibility") {
+                    out.push("emailVisibility".into());
+                }
             }
         }
         fn walk(expr: &Expr, out: &mut Vec<String>) {
@@ -445,7 +458,7 @@ impl Filter {
         let mut joins = Vec::new();
         check(&expr, collection, catalog, privileged, &mut joins)?;
         let mut resolved = Vec::new();
-        cache_paths(&expr, collection, catalog, &mut resolved);
+        cache_paths(&expr, collection, catalog, privileged, &mut resolved);
         Ok(Filter { expr, joins, resolved })
     }
 
@@ -461,6 +474,32 @@ impl Filter {
     ) -> bool {
         eval::matches(&self.expr, &self.joins, &self.resolved, collection, record, request, now, env)
     }
+}
+
+/// True for the `email` field of an auth collection: whose value only superusers, the
+/// record's owner and (when its `emailVisibility` is on) everyone else may see.
+pub fn is_guarded_email(collection: &Collection, field: &str) -> bool {
+    field == "email" && collection.is_auth()
+}
+
+/// The one rule of email visibility, used by output, filters, sorts, cursors and search:
+/// `record` (of auth collection `collection_id`) shows its email to an unprivileged caller
+/// signed in as `auth` (`collectionId` and `id`) when its `emailVisibility` is on or when it
+/// is the caller's own record.
+pub fn email_visible(
+    collection_id: &str,
+    record: &Map<String, Value>,
+    auth: Option<&Map<String, Value>>,
+) -> bool {
+    if record.get("emailVisibility").and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    let Some(auth) = auth else {
+        return false;
+    };
+    auth.get("collectionId").and_then(Value::as_str) == Some(collection_id)
+        && auth.get("id").and_then(Value::as_str).is_some()
+        && auth.get("id") == record.get("id")
 }
 
 /// Resolves a field path within one collection (no relation hops).
@@ -480,7 +519,8 @@ pub(crate) fn access(collection: &Collection, path: &[String], privileged: bool)
         let multi = matches!(&field.kind, FieldKind::Relation(o) if o.is_multiple())
             || matches!(&field.kind, FieldKind::File(o) if o.is_multiple());
         let json_unless_each = matches!(&field.kind, FieldKind::Select(o) if o.is_multiple());
-        return Ok(Access::Field { name: field.name.clone(), multi, json_unless_each });
+        let guarded = !privileged && is_guarded_email(collection, &field.name);
+        return Ok(Access::Field { name: field.name.clone(), multi, json_unless_each, guarded });
     }
     match field.kind {
         FieldKind::Json(_) => Ok(Access::Json { name: field.name.clone(), path: path[1..].to_vec() }),
@@ -592,19 +632,21 @@ fn check_operand(
     }
 }
 
-/// Resolves every field path once (with full access: access was checked by `check`), for
-/// paths starting at `collection` and at each `@collection` join.
+/// Resolves every field path once (access was checked by `check`; `privileged` decides
+/// which emails are guarded), for paths starting at `collection` and at each `@collection`
+/// join.
 fn cache_paths(
     expr: &Expr,
     collection: &Collection,
     catalog: &Catalog,
+    privileged: bool,
     out: &mut Vec<(String, Vec<String>, Resolved)>,
 ) {
     let mut add = |c: &Collection, path: &[String]| {
         if out.iter().any(|(id, p, _)| *id == c.id && p == path) {
             return;
         }
-        if let Ok(r) = resolve(catalog, c, path, true) {
+        if let Ok(r) = resolve(catalog, c, path, privileged) {
             out.push((c.id.clone(), path.to_vec(), r));
         }
     };

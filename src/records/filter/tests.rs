@@ -183,3 +183,69 @@ fn superusers_may_filter_hidden_fields() {
     let c = collection();
     assert!(Filter::compile("secret = 'x'", &c, &Catalog::default(), true).is_ok());
 }
+
+/// The backtracking matcher `like` replaced: the reference its answers must equal.
+fn like_reference(value: &str, pattern: &str) -> bool {
+    fn go(v: &[char], p: &[(bool, char)]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some(((true, '%'), rest)) => (0..=v.len()).any(|i| go(&v[i..], rest)),
+            Some(((true, '_'), rest)) => !v.is_empty() && go(&v[1..], rest),
+            Some(((_, c), rest)) => v.first() == Some(c) && go(&v[1..], rest),
+        }
+    }
+    let mut tokens = Vec::new();
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if escaped {
+            tokens.push((false, c.to_ascii_lowercase()));
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else {
+            tokens.push((matches!(c, '%' | '_'), c.to_ascii_lowercase()));
+        }
+    }
+    let value: Vec<char> = value.chars().map(|c| c.to_ascii_lowercase()).collect();
+    if !tokens.contains(&(true, '%')) {
+        let needle: Vec<char> = tokens.iter().map(|t| t.1).collect();
+        return needle.is_empty() || value.windows(needle.len()).any(|w| w == needle.as_slice());
+    }
+    go(&value, &tokens)
+}
+
+proptest::proptest! {
+    #[test]
+    fn like_agrees_with_the_backtracking_reference(
+        value in "[abAB_%é]{0,12}",
+        pattern in "[ab_%\\\\é]{0,8}",
+    ) {
+        proptest::prop_assert_eq!(like(&value, &pattern), like_reference(&value, &pattern), "{:?} ~ {:?}", value, pattern);
+    }
+
+    #[test]
+    fn like_finds_long_segments_with_wildcards(prefix in "[ab]{0,70}", middle in "[ab]{60,140}", suffix in "[ab]{0,70}") {
+        // Segments longer than one 64-bit word, with `_` in them.
+        let value = format!("{prefix}{middle}{suffix}");
+        let pattern: String = middle.chars().enumerate().map(|(i, c)| if i % 7 == 3 { '_' } else { c }).collect();
+        let wrapped = format!("%{pattern}%");
+        proptest::prop_assert!(like(&value, &wrapped));
+        proptest::prop_assert_eq!(like(&value, &wrapped), like_reference(&value, &wrapped));
+    }
+}
+
+#[test]
+fn like_cost_is_bounded_on_hostile_patterns() {
+    // The audit's case: one 1 MiB value, an 8 KB pattern that backtracks at every position
+    // (7.5 s of CPU with the old matcher). Now linear-ish: well under a second even in debug.
+    let value = "a".repeat(1 << 20);
+    let started = std::time::Instant::now();
+    assert!(!like(&value, &format!("%{}b", "a".repeat(8 * 1024))));
+    assert!(!like(&value, &format!("%{}b%", "a".repeat(8 * 1024))));
+    // Segments with `_` cost |value| × ⌈|segment| / 64⌉ word operations.
+    let shorter = &value[..128 * 1024];
+    assert!(!like(shorter, &format!("%{}_b%", "a".repeat(8 * 1024))));
+    assert!(like(shorter, &format!("%{}%", "a_".repeat(4 * 1024))));
+    assert!(!like(&value, &format!("a{}b", "%a".repeat(4 * 1024))));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+}
