@@ -697,3 +697,21 @@ async fn credentialed_downloads_are_not_cached() {
         r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert!(cache.contains("no-store"), "Cache-Control: {cache}");
 }
+
+#[tokio::test]
+async fn one_time_codes_are_at_least_six_digits() {
+    let s = Server::start();
+    let su = s.setup_superuser().await;
+    users_collection(&s, &su, json!({})).await;
+    for (length, status) in [(4, 400), (5, 400), (6, 200), (12, 200), (13, 400)] {
+        let r = s
+            .call(
+                "PATCH",
+                "/api/collections/users",
+                Some(&su),
+                Some(json!({"otp": {"enabled": true, "duration": 180, "length": length}})),
+            )
+            .await;
+        assert_eq!(r.status, status, "length {length}: {}", r.text);
+    }
+}
