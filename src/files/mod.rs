@@ -157,7 +157,8 @@ impl Files {
     ) -> Result<Files, FilesError> {
         let root = data_dir.join("files");
         let tmp = root.join(TMP_DIR);
-        std::fs::create_dir_all(&tmp).map_err(|e| FilesError::Io(format!("{}: {e}", tmp.display())))?;
+        crate::datadir::create_dir_all(&tmp)
+            .map_err(|e| FilesError::Io(format!("{}: {e}", tmp.display())))?;
         let files = Files {
             inner: Arc::new(Inner {
                 root,
@@ -662,7 +663,7 @@ pub struct SweepReport {
 impl FileHooks for Files {
     fn place(&self, collection_id: &str, record_id: &str, uploads: &[Upload]) -> std::io::Result<()> {
         let dir = self.record_dir(collection_id, record_id);
-        std::fs::create_dir_all(&dir)?;
+        crate::datadir::create_dir_all(&dir)?;
         for upload in uploads {
             let target = dir.join(&upload.name);
             if target.exists() {
@@ -742,7 +743,8 @@ fn produce(
     for (size, target) in outputs {
         let bytes = thumbs::encode_webp(&thumbs::render(&img, *size)).map_err(ProduceError::Image)?;
         let dir = target.parent().ok_or_else(|| ProduceError::Io(std::io::Error::other("no parent")))?;
-        std::fs::create_dir_all(dir).map_err(ProduceError::Io)?;
+        crate::datadir::create_dir_all(dir).map_err(ProduceError::Io)?;
+        // `tempfile` creates 0600, and the rename keeps the mode.
         let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(ProduceError::Io)?;
         std::io::Write::write_all(&mut temp, &bytes).map_err(ProduceError::Io)?;
         temp.as_file().sync_all().map_err(ProduceError::Io)?;

@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod collections;
+mod data_dir;
 mod errors;
 mod files;
 mod filter;
