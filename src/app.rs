@@ -128,7 +128,14 @@ impl App {
         let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
         crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
-        let files = Files::prepare(dir, store.clone(), records.clone(), &config.files, &mut registry)?;
+        let files = Files::prepare(
+            dir,
+            store.clone(),
+            records.clone(),
+            &config.files,
+            config.limits.max_rss_mb,
+            &mut registry,
+        )?;
         let webhooks = Webhooks::prepare(store.clone(), &config, &mut registry)?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         files.attach(jobs.clone());

@@ -25,5 +25,6 @@ mod relations;
 mod rule_matrix;
 mod search;
 mod security;
+mod thumb_memory;
 mod users;
 mod webhooks;
