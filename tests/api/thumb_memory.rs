@@ -176,6 +176,8 @@ async fn concurrent_thumbnails_of_huge_images_stay_under_the_memory_cap() {
         get(format!("{}?thumb=50x50", files[0].1)),
         get(format!("{}?thumb=100x100", files[1].1))
     );
+    let peak = peak_rss_mb(pid);
+    assert!(peak <= CAP_MB, "peak RSS {peak} MiB over the {CAP_MB} MiB cap after the huge images");
     for (status, content_type, bytes) in [&a, &b] {
         assert_eq!(*status, 200);
         // Over the budget: the original is served, as for any image that cannot be decoded.
