@@ -107,7 +107,9 @@ pub struct App {
 impl App {
     /// Opens the data directory and every service.
     pub async fn build(config: Config, dir: &Path) -> Result<Arc<App>, AppError> {
-        std::fs::create_dir_all(dir)
+        // Private (0700) before anything in it is created, opened or bound: it holds the
+        // server secret and the token keys (see `datadir`).
+        crate::datadir::prepare(dir)
             .map_err(|source| AppError::DataDir { path: dir.to_path_buf(), source })?;
         let options = StoreOptions {
             cache_bytes: config.store.cache_mb.max(1) << 20,
@@ -128,7 +130,14 @@ impl App {
         let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
         crate::observe::alerts::register(&mut registry, alert_app.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
-        let files = Files::prepare(dir, store.clone(), records.clone(), &config.files, &mut registry)?;
+        let files = Files::prepare(
+            dir,
+            store.clone(),
+            records.clone(),
+            &config.files,
+            config.limits.max_rss_mb,
+            &mut registry,
+        )?;
         let webhooks = Webhooks::prepare(store.clone(), &config, &mut registry)?;
         let jobs = Jobs::open(store.clone(), config.jobs.clone(), registry, Arc::new(SystemClock)).await?;
         files.attach(jobs.clone());
@@ -194,6 +203,10 @@ impl App {
     /// Serves until `shutdown` resolves; then drains requests and flushes the store.
     /// Binds the admin socket `<dir>/backbone.sock` (mode 0600), replacing a stale one. Bind
     /// it before announcing the server, so CLI commands find it as soon as the server is up.
+    ///
+    /// The socket is created by `bind` with the umask's mode and `chmod`ed afterwards; that
+    /// is no window for other users, because [`App::build`] made the data directory 0700
+    /// before (`datadir::prepare`): nobody else can reach a path inside it.
     pub fn bind_admin_socket(&self) -> std::io::Result<std::os::unix::net::UnixListener> {
         use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(SOCKET_NAME);

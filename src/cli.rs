@@ -137,6 +137,12 @@ pub fn load_config(cli: &Cli, http: Option<String>) -> Result<Config, String> {
 
 /// Runs a parsed command; the error is printed by `main`.
 pub async fn run(cli: Cli) -> Result<(), String> {
+    if !matches!(cli.command, Command::Version | Command::ExportOpenapi) {
+        // Everything created from here on in the data directory is the owner's alone,
+        // including what redb and tantivy create (the systemd unit's `UMask=0077`, for
+        // `serve` started by hand).
+        crate::datadir::restrict_umask();
+    }
     match &cli.command {
         Command::Check { repair } => check(&cli, *repair),
         Command::Version => {

@@ -86,7 +86,9 @@ pub struct FilesSection {
     pub token_secs: u64,
     /// Largest image side (pixels) the variant decoder accepts.
     pub max_image_side: u32,
-    /// Most memory one image decode may allocate, in MiB.
+    /// Most memory one image decode may allocate, in MiB. With `[limits] max_rss_mb` set,
+    /// all decodes at once share a quarter of that cap, and one decode gets at most that
+    /// (`files::thumbs::DecodeBudget`).
     pub max_decode_mb: u64,
     /// Variants produced at once (each decode is CPU- and memory-bound).
     pub thumb_workers: usize,

@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::guard::client_ip;
 use super::{json_response, principal};
 use crate::app::App;
-use crate::records::rules::Op;
 use crate::records::schema;
 
 #[derive(Debug, Deserialize)]
@@ -107,8 +106,9 @@ pub async fn delete(
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
-/// JSON Schema 2020-12 of the collection's records. Visible to whoever may list or view
-/// the collection's records (the shape is not secret to them).
+/// JSON Schema 2020-12 of the collection's records. Visible to exactly those who find the
+/// collection in their `/api/openapi.json` (`schema::shape_visible`), and described as
+/// there: without hidden fields for anyone but superusers.
 #[handler]
 pub async fn json_schema(
     req: &Request,
@@ -117,13 +117,11 @@ pub async fn json_schema(
 ) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
     let entry = app.records.collection(&collection)?;
-    let c = &entry.collection;
-    let visible =
-        crate::records::rules::allows(Op::List, &who, c) || crate::records::rules::allows(Op::View, &who, c);
-    if !visible {
+    if !schema::shape_visible(&who, &entry.collection) {
         return Err(ApiError::forbidden("Only superusers can perform this action."));
     }
-    let doc = schema::json_schema_document(c, &app.public_url());
+    let c = schema::visible_collection(&who, &entry.collection);
+    let doc = schema::json_schema_document(&c, &app.public_url());
     Ok(Response::builder()
         .status(StatusCode::OK)
         .content_type("application/schema+json")

@@ -3,18 +3,19 @@
 //! [`static_spec`] describes every endpoint with generic record bodies; it is committed as
 //! `openapi/openapi.json` (a test fails when the file is stale; `backbone export-openapi`
 //! regenerates it). [`live_spec`] adds typed paths and component schemas for every
-//! collection that exists right now, generated from its fields.
+//! collection that exists right now and that the caller may see, generated from its fields.
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{handler, Response};
+use poem::{handler, Request, Response};
 use serde_json::{json, Map, Value};
 
 use super::json_response;
 use crate::app::App;
-use crate::records::schema::{record_schema, Shape};
+use crate::records::rules::Principal;
+use crate::records::schema::{record_schema, shape_visible, visible_collection, Shape};
 use crate::records::Catalog;
 
 fn problem_ref() -> Value {
@@ -1111,11 +1112,18 @@ fn component_name(collection: &str) -> String {
     out
 }
 
-/// The static spec plus typed paths and schemas for every collection in `catalog`.
-pub fn live_spec_for(catalog: &Catalog) -> Value {
+/// The static spec plus typed paths and schemas for every collection in `catalog` that
+/// `who` may see the shape of ([`shape_visible`]: superusers all of them, API keys those
+/// their scopes let them list or view, anyone else those whose list or view rule is not
+/// superuser-only), described without hidden fields unless `who` is a superuser. The
+/// static part is the same for everyone.
+pub fn live_spec_for(catalog: &Catalog, who: &Principal) -> Value {
     let mut spec = static_spec();
     for entry in catalog.all() {
-        let collection = &entry.collection;
+        if !shape_visible(who, &entry.collection) {
+            continue;
+        }
+        let collection = &*visible_collection(who, &entry.collection);
         let base = component_name(&collection.name);
         let (rec, create, update, list) = (
             format!("{base}Record"),
@@ -1165,8 +1173,9 @@ pub fn live_spec_for(catalog: &Catalog) -> Value {
 
 /// `GET /api/openapi.json`.
 #[handler]
-pub async fn live_spec(Data(app): Data<&Arc<App>>) -> Response {
-    let mut spec = live_spec_for(&app.records.catalog());
+pub async fn live_spec(req: &Request, Data(app): Data<&Arc<App>>) -> Response {
+    let who = super::principal(app, req).await;
+    let mut spec = live_spec_for(&app.records.catalog(), &who);
     spec["servers"] = json!([{"url": app.public_url()}]);
     json_response(StatusCode::OK, &spec)
 }

@@ -36,7 +36,7 @@ use crate::records::record::{decode, Stored};
 use crate::records::rules::Principal;
 use crate::records::{record_key, FieldErrors, Records, RecordsError};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
-use thumbs::{DecodeLimits, ThumbSize};
+use thumbs::{DecodeBudget, DecodeLimits, ThumbSize};
 
 /// Job kind: remove released blobs (and their variants) after the commit that released them.
 pub const JOB_DELETE: &str = "files.delete";
@@ -140,24 +140,33 @@ struct Inner {
     jobs: OnceLock<Jobs>,
     /// Variants being produced, by path: later requests for one wait on the first.
     pending: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
-    /// Bounds concurrent variant production (CPU and memory).
-    permits: tokio::sync::Semaphore,
+    /// Bounds concurrent variant production (CPU): `thumb_workers`.
+    permits: Arc<tokio::sync::Semaphore>,
+    /// What image work may hold (from `max_rss_mb`, `max_decode_mb`, `thumb_workers`).
+    budget: DecodeBudget,
+    /// The memory all decodes hold together, in KiB permits of `budget.total_bytes`: each
+    /// decode takes what its header says it needs before it allocates anything.
+    decode_bytes: Arc<tokio::sync::Semaphore>,
     /// Variants whose original could not be decoded (served as the original from then on).
     failed: Mutex<HashSet<PathBuf>>,
 }
 
 impl Files {
-    /// Creates `files/` and `files/.tmp/` and registers the file job kinds.
+    /// Creates `files/` and `files/.tmp/` and registers the file job kinds. Image decoding
+    /// is budgeted from `max_rss_mb` (`[limits]`, 0 for no cap): see [`DecodeBudget::derive`].
     pub fn prepare(
         data_dir: &Path,
         store: Store,
         records: Records,
         config: &FilesSection,
+        max_rss_mb: u64,
         registry: &mut Registry,
     ) -> Result<Files, FilesError> {
+        let budget = DecodeBudget::derive(max_rss_mb, config.max_decode_mb, config.thumb_workers);
         let root = data_dir.join("files");
         let tmp = root.join(TMP_DIR);
-        std::fs::create_dir_all(&tmp).map_err(|e| FilesError::Io(format!("{}: {e}", tmp.display())))?;
+        crate::datadir::create_dir_all(&tmp)
+            .map_err(|e| FilesError::Io(format!("{}: {e}", tmp.display())))?;
         let files = Files {
             inner: Arc::new(Inner {
                 root,
@@ -167,7 +176,13 @@ impl Files {
                 config: config.clone(),
                 jobs: OnceLock::new(),
                 pending: Mutex::new(HashMap::new()),
-                permits: tokio::sync::Semaphore::new(config.thumb_workers.max(1)),
+                permits: Arc::new(tokio::sync::Semaphore::new(config.thumb_workers.max(1))),
+                budget,
+                decode_bytes: Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(budget.total_bytes >> 10)
+                        .unwrap_or(usize::MAX)
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 failed: Mutex::new(HashSet::new()),
             }),
         };
@@ -217,12 +232,57 @@ impl Files {
         &self.inner.config
     }
 
-    /// The decoder limits from the config.
+    /// The decoder limits from the config and the memory budget.
     pub fn decode_limits(&self) -> DecodeLimits {
         DecodeLimits {
             max_side: self.inner.config.max_image_side.max(1),
-            max_alloc_bytes: self.inner.config.max_decode_mb.max(1) << 20,
+            max_alloc_bytes: self.inner.budget.per_decode_bytes,
         }
+    }
+
+    /// The memory budget of image work.
+    pub fn decode_budget(&self) -> DecodeBudget {
+        self.inner.budget
+    }
+
+    /// Produces `outputs` from `original` within the budgets: one of `thumb_workers` turns,
+    /// then the header is read and the bytes the work will hold are taken from the shared
+    /// budget before any pixel is decoded (waiting while other decodes hold it). An image
+    /// needing more than one decode may hold is refused without decoding (a `Limits` error:
+    /// the job dies, downloads serve the original). The permits move into the blocking
+    /// task: a caller that goes away (a closed connection) does not give back memory a
+    /// decode still holds.
+    async fn produce_within_budget(
+        &self,
+        original: PathBuf,
+        outputs: Vec<(ThumbSize, PathBuf)>,
+    ) -> Result<(), ProduceError> {
+        let join = |e: tokio::task::JoinError| ProduceError::Io(std::io::Error::other(e.to_string()));
+        let closed = |e: tokio::sync::AcquireError| ProduceError::Io(std::io::Error::other(e));
+        let turn = self.inner.permits.clone().acquire_owned().await.map_err(closed)?;
+        let limits = self.decode_limits();
+        let sizes: Vec<ThumbSize> = outputs.iter().map(|(size, _)| *size).collect();
+        let header_of = original.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(header_of).map_err(ProduceError::Io)?;
+            thumbs::probe(file, limits).map_err(ProduceError::Image)
+        })
+        .await
+        .map_err(join)??;
+        let needed = probe.produce_bytes(&sizes);
+        if needed > limits.max_alloc_bytes {
+            return Err(ProduceError::Image(thumbs::over_budget(&probe, needed, limits.max_alloc_bytes)));
+        }
+        let kib = u32::try_from(needed.div_ceil(1 << 10).max(1)).unwrap_or(u32::MAX);
+        let bytes = self.inner.decode_bytes.clone().acquire_many_owned(kib).await.map_err(closed)?;
+        tokio::task::spawn_blocking(move || {
+            let held = (turn, bytes);
+            let result = produce(&original, &outputs, limits);
+            drop(held);
+            result
+        })
+        .await
+        .map_err(join)?
     }
 
     fn record_dir(&self, collection_id: &str, record_id: &str) -> PathBuf {
@@ -333,14 +393,8 @@ impl Files {
             if exists(&target).await {
                 Ok(())
             } else {
-                let _permit =
-                    self.inner.permits.acquire().await.map_err(|e| FilesError::Io(e.to_string()))?;
                 let original = self.blob_path(collection_id, record_id, name);
-                let outputs = vec![(parsed, target.clone())];
-                let limits = self.decode_limits();
-                tokio::task::spawn_blocking(move || produce(&original, &outputs, limits))
-                    .await
-                    .map_err(|e| FilesError::Io(e.to_string()))?
+                self.produce_within_budget(original, vec![(parsed, target.clone())]).await
             }
         };
         if let Ok(mut pending) = self.inner.pending.lock() {
@@ -386,12 +440,7 @@ impl Files {
             // Nothing to do, or the file was deleted meanwhile.
             return Done::complete();
         }
-        let _permit = self.inner.permits.acquire().await.map_err(|e| JobFailure::retry(e.to_string()))?;
-        let limits = self.decode_limits();
-        let result = tokio::task::spawn_blocking(move || produce(&original, &outputs, limits))
-            .await
-            .map_err(|e| JobFailure::retry(e.to_string()))?;
-        match result {
+        match self.produce_within_budget(original, outputs).await {
             Ok(()) => Done::complete(),
             // A corrupt or oversized image will not get better: the job dies at once, and
             // downloads keep serving the original.
@@ -662,7 +711,7 @@ pub struct SweepReport {
 impl FileHooks for Files {
     fn place(&self, collection_id: &str, record_id: &str, uploads: &[Upload]) -> std::io::Result<()> {
         let dir = self.record_dir(collection_id, record_id);
-        std::fs::create_dir_all(&dir)?;
+        crate::datadir::create_dir_all(&dir)?;
         for upload in uploads {
             let target = dir.join(&upload.name);
             if target.exists() {
@@ -742,7 +791,8 @@ fn produce(
     for (size, target) in outputs {
         let bytes = thumbs::encode_webp(&thumbs::render(&img, *size)).map_err(ProduceError::Image)?;
         let dir = target.parent().ok_or_else(|| ProduceError::Io(std::io::Error::other("no parent")))?;
-        std::fs::create_dir_all(dir).map_err(ProduceError::Io)?;
+        crate::datadir::create_dir_all(dir).map_err(ProduceError::Io)?;
+        // `tempfile` creates 0600, and the rename keeps the mode.
         let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(ProduceError::Io)?;
         std::io::Write::write_all(&mut temp, &bytes).map_err(ProduceError::Io)?;
         temp.as_file().sync_all().map_err(ProduceError::Io)?;

@@ -5,6 +5,7 @@
 use std::io::{BufReader, Cursor, Read, Seek};
 
 use image::imageops::FilterType;
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 /// How a `WxH` thumb fills its box.
@@ -52,6 +53,96 @@ pub struct DecodeLimits {
     pub max_alloc_bytes: u64,
 }
 
+/// How much memory image work may hold, derived from the configuration by [`DecodeBudget::derive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeBudget {
+    /// Bytes all decodes running at once may hold together (a shared byte semaphore).
+    pub total_bytes: u64,
+    /// Bytes one decode (and the rendering of its variants) may hold; never above
+    /// `total_bytes`, so a decode that fits alone always gets its turn.
+    pub per_decode_bytes: u64,
+}
+
+impl DecodeBudget {
+    /// The share of `[limits] max_rss_mb` image work may hold at once: a quarter. The
+    /// memory cap sheds requests from two thirds of it on, and the rest of the process
+    /// (caches, requests in flight, the search writer) needs the remainder.
+    pub const RSS_SHARE_DIVISOR: u64 = 4;
+
+    /// From the memory cap (`max_rss_mb`, 0 for none), the per-decode setting
+    /// (`max_decode_mb`) and the number of decode workers. With a cap, everything decoding
+    /// at once holds at most a quarter of it, and one decode at most that (or
+    /// `max_decode_mb`, if smaller). Without a cap, each decode may hold `max_decode_mb`
+    /// and all workers together that many times (the settings as written).
+    pub fn derive(max_rss_mb: u64, max_decode_mb: u64, workers: usize) -> DecodeBudget {
+        let per_decode = max_decode_mb.max(1).saturating_mul(1 << 20);
+        if max_rss_mb == 0 {
+            let workers = u64::try_from(workers.max(1)).unwrap_or(u64::MAX);
+            return DecodeBudget {
+                total_bytes: per_decode.saturating_mul(workers),
+                per_decode_bytes: per_decode,
+            };
+        }
+        let total = (max_rss_mb.saturating_mul(1 << 20) / Self::RSS_SHARE_DIVISOR).max(1 << 20);
+        DecodeBudget { total_bytes: total, per_decode_bytes: per_decode.min(total) }
+    }
+}
+
+/// What an image's header says, read before any pixel is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per pixel of the decoded image (3 for RGB8, 4 for RGBA8, 8 for RGBA16...).
+    pub bytes_per_pixel: u64,
+    /// Applying the EXIF orientation makes a rotated copy (90°/270°; flips and 180° work in place).
+    pub rotates: bool,
+}
+
+impl Probe {
+    /// Bytes the decoded image holds, with its rotated copy if the orientation makes one.
+    pub fn decoded_bytes(&self) -> u64 {
+        let pixels = u64::from(self.width) * u64::from(self.height);
+        pixels.saturating_mul(self.bytes_per_pixel).saturating_mul(if self.rotates { 2 } else { 1 })
+    }
+
+    /// Bytes the whole variant pipeline holds at its peak, estimated from above: the
+    /// decoded image plus, for the largest of `sizes` (they are rendered one after the
+    /// other), the resized image, the cropped variant and the RGB(A) copy the encoder reads.
+    pub fn produce_bytes(&self, sizes: &[ThumbSize]) -> u64 {
+        let (iw, ih) = if self.rotates { (self.height, self.width) } else { (self.width, self.height) };
+        let per_pixel = self.bytes_per_pixel.max(4);
+        let variant = sizes
+            .iter()
+            .map(|size| {
+                let (rw, rh) = resized_dims(iw.max(1), ih.max(1), *size);
+                (u64::from(rw) * u64::from(rh)).saturating_mul(per_pixel).saturating_mul(3)
+            })
+            .max()
+            .unwrap_or(0);
+        self.decoded_bytes().saturating_add(variant)
+    }
+}
+
+/// The dimensions [`render`] resizes an `iw`×`ih` image to for `size` (before cropping).
+fn resized_dims(iw: u32, ih: u32, size: ThumbSize) -> (u32, u32) {
+    let ThumbSize { width: w, height: h, mode } = size;
+    if w == 0 {
+        return (scaled(iw, h, ih), h.max(1));
+    }
+    if h == 0 {
+        return (w, scaled(ih, w, iw));
+    }
+    let wide = u64::from(iw) * u64::from(h) >= u64::from(ih) * u64::from(w);
+    match mode {
+        Mode::Fit if iw <= w && ih <= h => (iw, ih),
+        Mode::Fit if wide => (w, scaled(ih, w, iw).min(h)),
+        Mode::Fit => (scaled(iw, h, ih).min(w), h),
+        _ if wide => (scaled(iw, h, ih).max(w), h),
+        _ => (w, scaled(ih, w, iw).max(h)),
+    }
+}
+
 /// Why a variant could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbError {
@@ -73,28 +164,66 @@ fn image_error(err: image::ImageError) -> ThumbError {
     }
 }
 
-/// Decodes an image within `limits`, with its EXIF orientation applied.
-pub fn decode<R: Read + Seek>(reader: R, limits: DecodeLimits) -> Result<DynamicImage, ThumbError> {
+fn decoder<'a, R: Read + Seek + 'a>(
+    reader: R,
+    limits: DecodeLimits,
+) -> Result<impl ImageDecoder + 'a, ThumbError> {
     let mut reader = ImageReader::new(BufReader::new(reader)).with_guessed_format()?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     l.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(l);
-    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    reader.into_decoder().map_err(image_error)
+}
+
+fn header(decoder: &mut impl ImageDecoder) -> Result<(Probe, Orientation), ThumbError> {
     let (w, h) = decoder.dimensions();
     // A zero side (a GIF may declare 1x0) has no variant to make: refused like a corrupt image.
     if w == 0 || h == 0 {
         return Err(ThumbError::Decode(format!("the image is {w}x{h} pixels")));
     }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let rotates = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    Ok((Probe { width: w, height: h, bytes_per_pixel, rotates }, orientation))
+}
+
+/// Reads an image's header within `limits` (the side limit applies) without decoding it.
+pub fn probe<R: Read + Seek>(reader: R, limits: DecodeLimits) -> Result<Probe, ThumbError> {
+    let mut decoder = decoder(reader, limits)?;
+    Ok(header(&mut decoder)?.0)
+}
+
+/// Decodes an image within `limits`, with its EXIF orientation applied.
+pub fn decode<R: Read + Seek>(reader: R, limits: DecodeLimits) -> Result<DynamicImage, ThumbError> {
+    let mut decoder = decoder(reader, limits)?;
+    let (probe, orientation) = header(&mut decoder)?;
     // Checked before allocating: decoders differ in how strictly they apply `max_alloc`.
-    if u64::from(w) * u64::from(h) * 4 > limits.max_alloc_bytes {
-        return Err(ThumbError::Limits(format!("{w}x{h} pixels need more than the allowed memory")));
+    let needed = probe.decoded_bytes();
+    if needed > limits.max_alloc_bytes {
+        return Err(over_budget(&probe, needed, limits.max_alloc_bytes));
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+/// The error for an image whose decode would need `needed` bytes, over `allowed`.
+pub fn over_budget(probe: &Probe, needed: u64, allowed: u64) -> ThumbError {
+    ThumbError::Limits(format!(
+        "{}x{} pixels need {} MiB to decode, over the {} MiB allowed per image",
+        probe.width,
+        probe.height,
+        needed.div_ceil(1 << 20),
+        allowed >> 20
+    ))
 }
 
 /// [`decode`] from bytes in memory (also the fuzzing entry point).
@@ -272,6 +401,58 @@ mod tests {
         assert!(matches!(decode_bytes(&bomb(10_000), limits), Err(ThumbError::Limits(_))));
         // A small truncated image is a decode error, not a panic.
         assert!(matches!(decode_bytes(&bomb(64), limits), Err(ThumbError::Decode(_) | ThumbError::Io(_))));
+    }
+
+    #[test]
+    fn the_decode_budget_is_a_quarter_of_the_memory_cap() {
+        const MIB: u64 = 1 << 20;
+        // The defaults: 1024 MiB cap, 512 MiB per decode, 2 workers. Before, 2 × 512 MiB
+        // could be decoding at once, more than the whole cap.
+        let d = DecodeBudget::derive(1024, 512, 2);
+        assert_eq!(d, DecodeBudget { total_bytes: 256 * MIB, per_decode_bytes: 256 * MIB });
+        // A small cap: everything scales down with it.
+        assert_eq!(
+            DecodeBudget::derive(256, 512, 2),
+            DecodeBudget { total_bytes: 64 * MIB, per_decode_bytes: 64 * MIB }
+        );
+        // A large cap: the per-decode setting still bounds one decode.
+        assert_eq!(
+            DecodeBudget::derive(8192, 512, 2),
+            DecodeBudget { total_bytes: 2048 * MIB, per_decode_bytes: 512 * MIB }
+        );
+        // No cap: the settings as written.
+        assert_eq!(
+            DecodeBudget::derive(0, 512, 2),
+            DecodeBudget { total_bytes: 1024 * MIB, per_decode_bytes: 512 * MIB }
+        );
+        assert_eq!(DecodeBudget::derive(0, 0, 0), DecodeBudget { total_bytes: MIB, per_decode_bytes: MIB });
+        // A tiny cap still leaves a MiB, and one decode never exceeds the total.
+        for cap in [1, 3, 100, 1024, 4096, 1 << 20] {
+            for workers in [1, 2, 8] {
+                let d = DecodeBudget::derive(cap, 512, workers);
+                assert!(d.per_decode_bytes <= d.total_bytes);
+                assert!(d.total_bytes <= (cap * MIB / 4).max(MIB), "cap {cap}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_estimate_counts_pixels_copies_and_variants() {
+        let rgba = Probe { width: 8000, height: 8000, bytes_per_pixel: 4, rotates: false };
+        assert_eq!(rgba.decoded_bytes(), 256_000_000);
+        let rotated = Probe { rotates: true, ..rgba };
+        assert_eq!(rotated.decoded_bytes(), 512_000_000);
+        let small = ThumbSize::parse("100x100").expect("size");
+        // 100x100 of a square image: resized to 100x100, three copies of 4 bytes per pixel.
+        assert_eq!(rgba.produce_bytes(&[small]), 256_000_000 + 100 * 100 * 4 * 3);
+        // The largest variant counts; an enlarging size is what it costs.
+        let big = ThumbSize::parse("20000x0").expect("size");
+        assert_eq!(rgba.produce_bytes(&[small, big]), 256_000_000 + 20_000 * 20_000 * 4 * 3);
+        // The header of a real image: an 8000² RGBA PNG is probed without decoding it.
+        let limits = DecodeLimits { max_side: 16_384, max_alloc_bytes: 64 << 20 };
+        let probe = probe(Cursor::new(bomb(8000)), limits).expect("probe");
+        assert_eq!((probe.width, probe.height, probe.bytes_per_pixel, probe.rotates), (8000, 8000, 4, false));
+        assert!(matches!(decode_bytes(&bomb(8000), limits), Err(ThumbError::Limits(_))));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! JSON Schema (2020-12) of a collection's records, also used for the OpenAPI components.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Map, Value};
 
 use super::collection::Collection;
 use super::field::{Field, FieldKind};
+use super::rules::{Op, Principal};
 
 /// Which shape of the record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,4 +172,36 @@ pub fn json_schema_document(collection: &Collection, base_url: &str) -> Value {
         return Value::Object(doc);
     }
     schema
+}
+
+/// Whether `principal` may see the shape of `collection`'s records (its paths and schemas
+/// in `/api/openapi.json`, its `/api/collections/{c}/schema`): superusers always; an API
+/// key when its scopes grant listing or viewing; anyone else when the list or the view
+/// rule is not `null` (superusers only), i.e. when some record could reach them through
+/// the API at all. A caller who may not see it gets neither the spec entry nor the schema.
+pub fn shape_visible(principal: &Principal, collection: &Collection) -> bool {
+    match principal {
+        Principal::Superuser { .. } => true,
+        Principal::ApiKey { scopes, .. } => {
+            scopes.grants(collection, Op::List) || scopes.grants(collection, Op::View)
+        }
+        Principal::Anonymous | Principal::Record { .. } => {
+            collection.list_rule.is_some() || collection.view_rule.is_some()
+        }
+    }
+}
+
+/// The collection as `principal` may see it described: superusers see every field, anyone
+/// else (API keys included) never sees hidden fields, whose names and constraints are not
+/// theirs to know. The one exception is an auth collection's system `password`, which stays
+/// in the create and update bodies (write-only: signing up needs it, and every auth
+/// collection has it); `password` and `tokenKey` are never in a response schema for anyone.
+pub fn visible_collection<'a>(principal: &Principal, collection: &'a Collection) -> Cow<'a, Collection> {
+    let shown = |f: &Field| !f.hidden || (collection.is_auth() && f.system && f.name == "password");
+    if principal.is_superuser() || collection.fields.iter().all(shown) {
+        return Cow::Borrowed(collection);
+    }
+    let mut described = collection.clone();
+    described.fields.retain(shown);
+    Cow::Owned(described)
 }

@@ -283,7 +283,8 @@ pub fn creating_path(path: &Path) -> PathBuf {
 /// under the real name: the file is built (every table, the schema version, committed and
 /// synced) under [`creating_path`], then renamed into place and the directory synced.
 /// A `.creating` file found at start was never acknowledged as open: it is removed and
-/// the creation starts over. An existing data file is never touched here.
+/// the creation starts over. An existing data file's content is never touched here; only
+/// its mode loses any group or other bits.
 fn create_atomically(path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
     let io = |what: &str, e: std::io::Error| StoreError::Internal(format!("{what} {}: {e}", path.display()));
     let creating = creating_path(path);
@@ -293,12 +294,26 @@ fn create_atomically(path: &Path, options: &StoreOptions) -> Result<(), StoreErr
             // later crash did not): it holds nothing.
             std::fs::remove_file(&creating).map_err(|e| io("removing the leftover of creating", e))?;
         }
+        // A file created before data files were private (or copied in loosely) holds the
+        // server secret and the token keys: owner only.
+        match crate::datadir::tighten(path) {
+            Ok(true) => {
+                tracing::warn!(path = %path.display(), "the data file was readable by other users; it is now 0600")
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot restrict the data file's mode")
+            }
+        }
         return Ok(());
     }
     if creating.exists() {
         tracing::warn!(path = %creating.display(), "removing a data file whose creation never finished");
         std::fs::remove_file(&creating).map_err(|e| io("removing the unfinished creation of", e))?;
     }
+    // Created 0600 by us (whatever the umask), then initialised by redb in place; the
+    // rename keeps the mode.
+    crate::datadir::create_private_file(&creating).map_err(|e| io("creating", e))?;
     drop(open_database(&creating, options)?);
     std::fs::File::open(&creating).and_then(|f| f.sync_all()).map_err(|e| io("syncing the new", e))?;
     std::fs::rename(&creating, path).map_err(|e| io("moving into place", e))?;

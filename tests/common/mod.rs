@@ -60,6 +60,8 @@ pub struct Server {
     pub child: Child,
     pub setup_token: Option<String>,
     pub client: reqwest::Client,
+    /// Every line the server wrote to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Options for starting a server.
@@ -90,7 +92,28 @@ impl Server {
 
     /// Starts a server on `dir` (which outlives it; used by restart tests).
     pub fn start_in(dir: &Path, options: StartOptions) -> Server {
-        let mut cmd = command();
+        Server::spawn(dir, options, None)
+    }
+
+    /// [`Server::start_in`] through `sh -c 'umask <mask>; exec backbone ...'` (the test
+    /// runner's own umask is whatever its shell had).
+    pub fn start_in_with_umask(dir: &Path, options: StartOptions, mask: u32) -> Server {
+        Server::spawn(dir, options, Some(mask))
+    }
+
+    fn spawn(dir: &Path, options: StartOptions, umask: Option<u32>) -> Server {
+        let mut cmd = match umask {
+            Some(mask) => {
+                let mut sh = Command::new("sh");
+                for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("BACKBONE_")) {
+                    sh.env_remove(key);
+                }
+                sh.env("BACKBONE_LOG", "warn");
+                sh.arg("-c").arg(format!("umask {mask:03o}; exec \"$0\" \"$@\"")).arg(binary());
+                sh
+            }
+            None => command(),
+        };
         cmd.arg("serve").arg("--http").arg("127.0.0.1:0").arg("--dir").arg(dir);
         cmd.args(&options.args);
         for (k, v) in &options.env {
@@ -110,8 +133,13 @@ impl Server {
             }
         });
         let (token_tx, token_rx) = mpsc::channel::<String>();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = log.lock() {
+                    log.push(line.clone());
+                }
                 if let Some(token) = line.strip_prefix("SETUP_TOKEN=") {
                     let _ = token_tx.send(token.trim().to_string());
                 } else if std::env::var("BACKBONE_TEST_LOGS").is_ok() {
@@ -137,6 +165,7 @@ impl Server {
             child,
             setup_token,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            stderr: lines,
         }
     }
 
