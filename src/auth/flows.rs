@@ -490,7 +490,7 @@ impl Auth {
         };
         if !self.passes_auth_rule(&entry.collection.id, &stored, request).await {
             self.audit(failed("authRule")).await;
-            return Err(AuthError::InvalidCredentials);
+            return Err(super::auth_rule_refusal());
         }
         if !stored_verified(&stored) {
             let mut body = Map::new();
