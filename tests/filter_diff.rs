@@ -22,9 +22,10 @@ struct Peer {
 impl Peer {
     fn start() -> Peer {
         // The project's own peer script; BACKBONE_PEER_SCRIPT overrides it.
-        let script = std::env::var("BACKBONE_PEER_SCRIPT").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pocketbase.sh")
-        });
+        let script =
+            std::env::var("BACKBONE_PEER_SCRIPT").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pocketbase.sh")
+            });
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
