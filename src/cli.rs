@@ -14,6 +14,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::app::{App, SOCKET_NAME};
 use crate::config::{Config, Overrides};
 
+/// `println!` for a stdout that may be closed early (`backbone export-openapi | head`): what
+/// nobody reads any more is dropped instead of panicking; other write errors are reported.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(err) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if err.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("error: cannot write to stdout: {err}");
+            }
+        }
+    }};
+}
+
 /// Backbone: a backend in one file.
 #[derive(Debug, Parser)]
 #[command(name = "backbone", version, about)]
@@ -146,13 +159,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match &cli.command {
         Command::Check { repair } => check(&cli, *repair),
         Command::Version => {
-            println!("backbone {}", env!("CARGO_PKG_VERSION"));
+            say!("backbone {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Command::ExportOpenapi => {
             let spec = crate::api::openapi::static_spec();
             let text = serde_json::to_string_pretty(&spec).map_err(|e| e.to_string())?;
-            println!("{text}");
+            say!("{text}");
             Ok(())
         }
         Command::Serve { http } => serve(&cli, http.clone()).await,
@@ -233,7 +246,7 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
         }
     }
     let shutdown = shutdown_signal();
-    println!(
+    say!(
         "Backbone {} listening on http://{local} (data: {}){}",
         env!("CARGO_PKG_VERSION"),
         cli.dir.display(),
@@ -268,7 +281,7 @@ async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), 
     let body = serde_json::json!({"email": email, "password": password});
     if let Ok((status, text)) = socket_request(&socket, "/superusers/upsert", &body).await {
         if status == 200 {
-            println!("superuser {email} saved (through the running server)");
+            say!("superuser {email} saved (through the running server)");
             return Ok(());
         }
         return Err(format!("the running server refused: {text}"));
@@ -286,7 +299,7 @@ async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), 
     let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
     match result {
         Ok(_) => {
-            println!("superuser {email} saved");
+            say!("superuser {email} saved");
             Ok(())
         }
         Err(err) => Err(format!("{err}: {}", describe_validation(&err))),
@@ -329,7 +342,7 @@ async fn search_reindex(cli: &Cli, collection: Option<&str>) -> Result<(), Strin
             result.map_err(|e| e.to_string())?.job.to_json()
         }
     };
-    println!(
+    say!(
         "reindex job {} is {}",
         job["id"].as_str().map(str::to_string).unwrap_or_else(|| job["id"].to_string()),
         job["state"].as_str().unwrap_or("?")
@@ -387,13 +400,13 @@ async fn jobs_command(cli: &Cli, action: &JobsAction) -> Result<(), String> {
     };
     match action {
         JobsAction::List { json: true, .. } => {
-            println!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
+            say!("{}", serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?);
         }
         JobsAction::List { .. } => {
-            println!("id\tstate\tkind\tqueue\tattempt\trun_at\tlast_error");
+            say!("id\tstate\tkind\tqueue\tattempt\trun_at\tlast_error");
             for job in answer["items"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 let s = |k: &str| job[k].as_str().unwrap_or("").to_string();
-                println!(
+                say!(
                     "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}",
                     s("id"),
                     s("state"),
@@ -407,14 +420,14 @@ async fn jobs_command(cli: &Cli, action: &JobsAction) -> Result<(), String> {
             }
             eprintln!("{} of {} jobs", answer["items"].as_array().map_or(0, Vec::len), answer["totalItems"]);
         }
-        JobsAction::Retry { id } => println!("job {id} is {}", answer["state"].as_str().unwrap_or("?")),
+        JobsAction::Retry { id } => say!("job {id} is {}", answer["state"].as_str().unwrap_or("?")),
         JobsAction::Cancel { id } => {
             let note = if answer["cancelRequested"].as_bool() == Some(true) {
                 " (cancellation requested)"
             } else {
                 ""
             };
-            println!("job {id} is {}{note}", answer["state"].as_str().unwrap_or("?"));
+            say!("job {id} is {}{note}", answer["state"].as_str().unwrap_or("?"));
         }
     }
     Ok(())
@@ -428,7 +441,7 @@ async fn send_test_email(cli: &Cli, to: &str, template: &str) -> Result<(), Stri
     match socket_request(&socket, "/mail/test", &body).await {
         Ok((202, text)) => {
             let job: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            println!(
+            say!(
                 "test email to {to} queued as job {} (see GET /api/mail/log or `backbone jobs list --kind mail.send`)",
                 job["id"].as_str().unwrap_or("?")
             );
@@ -444,7 +457,7 @@ async fn send_test_email(cli: &Cli, to: &str, template: &str) -> Result<(), Stri
                 crate::mail::MailError::Invalid { field, message, .. } => format!("{field}: {message}"),
                 other => other.to_string(),
             })?;
-            println!("test email to {to} stored as job {}; it is sent when `backbone serve` starts", id.0);
+            say!("test email to {to} stored as job {}; it is sent when `backbone serve` starts", id.0);
             Ok(())
         }
     }
@@ -463,7 +476,10 @@ fn describe_validation(err: &crate::auth::AuthError) -> String {
 pub fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a terminal: a log redirected to a file or a pipe stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if config.log_format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
@@ -507,17 +523,20 @@ fn check(cli: &Cli, repair: bool) -> Result<(), String> {
     report.problems.extend(search.problems);
     report.notes.extend(search.notes);
     for note in &report.notes {
-        println!("note: {note}");
+        say!("note: {note}");
     }
     if report.problems.is_empty() {
-        println!(
+        say!(
             "ok: {} collections, {} records, {} jobs, {} files, all tables consistent",
-            report.collections, report.records, jobs.jobs, files.files
+            report.collections,
+            report.records,
+            jobs.jobs,
+            files.files
         );
         Ok(())
     } else {
         for problem in &report.problems {
-            println!("problem: {problem}");
+            say!("problem: {problem}");
         }
         Err(format!("{} problem(s) found", report.problems.len()))
     }

@@ -1,5 +1,6 @@
 //! Differential test: the same filters over the same records give the same results in
-//! Backbone and in the real PocketBase (started with ../shared/peers/pocketbase.sh).
+//! Backbone and in the real PocketBase (started with tests/peers/pocketbase.sh, which
+//! installs the pinned release into .cache/peers on first use).
 
 mod common;
 
@@ -20,17 +21,11 @@ struct Peer {
 
 impl Peer {
     fn start() -> Peer {
-        // shared/ sits beside the clone (CI, sessions); BACKBONE_PEER_SCRIPT overrides.
-        let candidates = [
-            std::env::var("BACKBONE_PEER_SCRIPT").map(std::path::PathBuf::from).unwrap_or_default(),
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/pocketbase.sh"),
-            std::path::PathBuf::from("/work/shared/peers/pocketbase.sh"),
-        ];
-        let script = candidates
-            .iter()
-            .find(|p| p.is_file())
-            .cloned()
-            .unwrap_or_else(|| panic!("the PocketBase peer script is missing; looked at {candidates:?}"));
+        // The project's own peer script; BACKBONE_PEER_SCRIPT overrides it.
+        let script =
+            std::env::var("BACKBONE_PEER_SCRIPT").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pocketbase.sh")
+            });
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

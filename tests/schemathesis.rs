@@ -3,7 +3,8 @@
 //! API key and a superuser. No answer may be a 5xx, and every answer must conform to the
 //! spec (documented status code, content type and body schema).
 //!
-//! Needs the `st` command (`pip install schemathesis`; `.ci/run` installs it). Rate limits are
+//! Runs `st` from the test venv (`tests/requirements.txt`, installed on first use by
+//! `common::setup`). Rate limits are
 //! off for this server (the run sends hundreds of requests a second from one address).
 //! Operations that would revoke the caller's own credentials (sign-out, changing the
 //! superusers' records, revoking keys) are excluded so each run stays authenticated.
@@ -19,10 +20,6 @@ use common::{Server, StartOptions};
 /// Examples per operation and phase; small enough for CI, large enough to find crashes.
 const MAX_EXAMPLES: &str = "25";
 
-fn st_available() -> bool {
-    Command::new("st").arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
-}
-
 /// Runs schemathesis as one caller with the given phases; returns (generated, passed) test
 /// cases. The coverage phase skips `/api/batch`: schemathesis' own coverage generator fails on
 /// its schema with an internal "inconsistent results" error (batch still gets the examples and
@@ -33,7 +30,7 @@ fn run_as(server: &Server, label: &str, authorization: Option<&str>, phases: &st
     if phases.contains("coverage") {
         excluded.push_str("|^/api/batch$");
     }
-    let mut cmd = Command::new("st");
+    let mut cmd = Command::new(common::setup::venv_bin("st"));
     cmd.arg("run")
         .arg(server.url("/api/openapi.json"))
         .args([
@@ -92,7 +89,8 @@ fn run_as(server: &Server, label: &str, authorization: Option<&str>, phases: &st
 
 #[tokio::test]
 async fn generated_requests_never_get_a_5xx_or_an_answer_outside_the_spec() {
-    assert!(st_available(), "schemathesis (`st`) is not installed; .ci/run installs it with pip");
+    let st = common::setup::venv_bin("st");
+    assert!(st.is_file(), "{} is missing although the test venv is complete", st.display());
     let s = Server::start_with(StartOptions {
         env: vec![
             ("BACKBONE_RATE_LIMITS_ENABLED".into(), "false".into()),

@@ -111,7 +111,11 @@ async fn pocketbase_js_sdk_drives_the_server() {
     let dir = compat_dir();
     tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || ensure_sdk_installed(&dir)
+        move || {
+            common::setup::require_command("node", "nodejs");
+            common::setup::require_command("npm", "npm");
+            ensure_sdk_installed(&dir)
+        }
     })
     .await
     .expect("npm ci task");

@@ -89,7 +89,8 @@ fn preflight(app: &App, req: &Request, origin: &str) -> Response {
 /// Headers every response carries. API answers are never cached by shared caches, and
 /// answers to authenticated requests are never stored anywhere.
 fn secure(app: &App, path: &str, authenticated: bool, origin: Option<&str>, resp: &mut Response) {
-    let docs = path == "/api/docs" || path.starts_with("/api/docs/");
+    // The API reference and the account confirmation page (`/_/`) are pages with scripts.
+    let docs = path == "/api/docs" || path.starts_with("/api/docs/") || path.starts_with("/_/");
     let headers = resp.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -130,6 +131,20 @@ fn auth_kind(req: &Request) -> &'static str {
                 "token"
             }
         }
+    }
+}
+
+/// A request refused (401/403) that carried credentials the server did not accept (a
+/// malformed, expired or revoked token, an unknown API key) is answered 401 with the reason:
+/// the caller was treated as anonymous, and "only superusers" would send them looking in the
+/// wrong place. Refusals of accepted credentials stay as they are.
+async fn explain_refused_credentials(app: &App, credentials: Option<&str>, resp: Response) -> Response {
+    if !matches!(resp.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) || credentials.is_none() {
+        return resp;
+    }
+    match app.auth.rejection(credentials).await {
+        Some(reason) => ApiError::unauthenticated(reason).into_response(),
+        None => resp,
     }
 }
 
@@ -174,10 +189,12 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
                         overloaded(shed).into_response()
                     }
                     Ok(slot) => {
+                        let credentials = req.header("Authorization").map(str::to_string);
                         let resp = match ep.call(req).await {
                             Ok(r) => r.into_response(),
                             Err(err) => super::error::into_problem(err),
                         };
+                        let resp = explain_refused_credentials(&app, credentials.as_deref(), resp).await;
                         match slot {
                             // A large answer keeps the slot until it has been sent.
                             Some(slot) => {

@@ -70,6 +70,8 @@ fn route_table() -> Routes {
         .at("/api/openapi.json", get(openapi::live_spec))
         .at("/api/docs", get(docs::index))
         .at("/api/docs/*path", get(docs::asset))
+        .at("/_/", get(docs::account_page))
+        .at("/_/confirm.js", get(docs::account_script))
         .at("/api/batch", post(batch::batch))
         .at("/api/collections", get(collections::list).post(collections::create))
         .at(
@@ -217,8 +219,8 @@ mod tests {
         let paths = spec["paths"].as_object().cloned().unwrap_or_default();
         for template in super::route_table().templates {
             let (_, label) = instantiate(template);
-            if label.starts_with("/api/docs/") {
-                continue; // the reference's static assets
+            if label.starts_with("/api/docs/") || label == "/_" || label.starts_with("/_/") {
+                continue; // the reference's static assets, the account confirmation page
             }
             assert!(paths.contains_key(&label), "{label} is routed but missing from the spec");
         }

@@ -41,6 +41,11 @@ fn op(
     errs: &[u16],
 ) -> Value {
     let mut responses = errors(errs);
+    // Any refusal can be a 401: credentials the server did not accept (malformed, expired,
+    // revoked) are answered 401 with the reason (see `api::guard`).
+    if errs.contains(&403) {
+        responses.insert("401".into(), problem_ref());
+    }
     // The HTTP layer refuses an over-long request line before any handler runs.
     responses.insert(
         "414".into(),
@@ -692,13 +697,14 @@ pub fn static_spec() -> Value {
             "parameters": [c()],
             "responses": {
                 "200": {"description": "JSON Schema", "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                "401": problem_ref(),
                 "403": problem_ref(),
                 "404": problem_ref()
             }
         },
     }));
     paths.insert("/api/collections/{collection}/auth-with-password".into(), json!({
-        "post": op("authWithPassword", "Sign in to an auth collection", "auth", vec![c()], Some(r("AuthWithPassword")), (200, Some(r("AuthResponse"))), &[400, 404, 413, 415]),
+        "post": op("authWithPassword", "Sign in to an auth collection", "auth", vec![c()], Some(r("AuthWithPassword")), (200, Some(r("AuthResponse"))), &[400, 403, 404, 413, 415]),
     }));
     paths.insert("/api/collections/{collection}/auth-refresh".into(), json!({
         "post": op("authRefresh", "A fresh token for the signed-in record", "auth", vec![c()], None, (200, Some(r("AuthResponse"))), &[401, 404]),
@@ -793,7 +799,7 @@ pub fn static_spec() -> Value {
             "Sign in with an emailed one-time code (works once; 5 wrong tries burn it)",
             json!({"type": "object", "required": ["otpId", "password"], "properties": {"otpId": {"type": "string"}, "password": {"type": "string", "description": "The code."}}}),
             (200, Some(r("AuthResponse"))),
-            &[400, 404, 429],
+            &[400, 403, 404, 429],
         ),
     ];
     for (path, op_id, summary, body, ok, errs) in flows {

@@ -515,7 +515,7 @@ impl Auth {
         };
         if !self.passes_auth_rule(&entry.collection.id, &stored, request).await {
             self.audit(failed("authRule")).await;
-            return Err(AuthError::InvalidCredentials);
+            return Err(super::auth_rule_refusal());
         }
         if !stored_verified(&stored) {
             // The code proves who owns the email; the password (if any) was set by whoever

@@ -212,6 +212,50 @@ impl Auth {
         (principal, Some(stored))
     }
 
+    /// Why [`Auth::identify`] treats the credentials in `header` as anonymous, for a 401 that
+    /// says what to do; `None` when there are none or they are accepted. Only called on a
+    /// request already refused, so the extra lookups cost nothing on the happy path.
+    pub async fn rejection(&self, header: Option<&str>) -> Option<String> {
+        let raw = header.map(str::trim).filter(|h| !h.is_empty())?;
+        let token = bare_token(raw);
+        if token.starts_with(keys::PREFIX) {
+            return self
+                .keys
+                .authenticate(token)
+                .is_none()
+                .then(|| "The API key is unknown, revoked or expired.".to_string());
+        }
+        let Some(claims) = token::peek(token) else {
+            return Some(
+                "The authorization token is malformed: send the token a sign-in returned (or an API key)."
+                    .into(),
+            );
+        };
+        if claims.kind != "auth" {
+            return Some(format!(
+                "The token is a {:?} token, not an auth token from a sign-in.",
+                claims.kind
+            ));
+        }
+        if claims.exp <= now_unix() {
+            return Some("The authorization token has expired; sign in again.".into());
+        }
+        if self.is_revoked(token, claims.exp).await {
+            return Some("The authorization token was revoked (signed out); sign in again.".into());
+        }
+        let Ok(Some(stored)) = self.records.load_stored(&claims.collection_id, &claims.id).await else {
+            return Some("The account the authorization token was issued for no longer exists.".into());
+        };
+        let token_key = stored.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+        if token_key.is_empty() || token::verify(token, &self.secret, token_key, now_unix()).is_none() {
+            return Some(
+                "The authorization token's signature does not match (the password changed, or another server issued it); sign in again."
+                    .into(),
+            );
+        }
+        None
+    }
+
     /// A short-lived file token for the caller (`POST /api/files/token`): a `file` JWT
     /// signed with the record's token key, so a password change revokes it too.
     pub async fn file_token(&self, principal: &Principal, ttl_secs: u64) -> Result<String, AuthError> {
@@ -312,7 +356,7 @@ impl Auth {
         }
     }
 
-    /// Whether the record may sign in under its collection's auth rule.
+    /// Whether the record may sign in under its collection's auth rule (see [`auth_rule_refusal`]).
     async fn passes_auth_rule(&self, collection_id: &str, stored: &Stored, request: &RequestInfo) -> bool {
         let Ok(entry) = self.records.collection(collection_id) else {
             return false;
@@ -375,7 +419,7 @@ impl Auth {
                     )
                     .await;
                     self.logins.failed.inc();
-                    return Err(AuthError::InvalidCredentials);
+                    return Err(auth_rule_refusal());
                 }
                 self.audit(
                     Event::new("auth.login", actor, ip, target)
@@ -652,6 +696,17 @@ fn prune_revoked(tx: &mut WriteTx<'_>) -> Result<(), AuthError> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The answer to a correct password (or code) whose record fails the collection's
+/// `authRule`: PocketBase's 403, with the likeliest cause named, since the credentials are
+/// right and "failed to authenticate" would send the user hunting for a typo.
+pub(crate) fn auth_rule_refusal() -> AuthError {
+    AuthError::Forbidden(
+        "The request doesn't satisfy the collection requirements to authenticate (its authRule; \
+         for example `verified = true` while the email is not verified yet)."
+            .into(),
+    )
 }
 
 #[cfg(test)]

@@ -638,6 +638,16 @@ async fn deliver(core: Arc<Core>, ctx: JobContext) -> Result<Done, JobFailure> {
         Err(failure) => {
             let state =
                 if failure.permanent || last_attempt { DeliveryState::Dead } else { DeliveryState::Retrying };
+            // The server log says it too: an operator should not need /api/mail/log to learn
+            // that email does not go out.
+            tracing::warn!(
+                job = id,
+                attempt,
+                max_attempts = ctx.max_attempts,
+                gives_up = failure.permanent || last_attempt,
+                reply = %failure.reply,
+                "email delivery failed"
+            );
             let job_failure = if failure.permanent {
                 JobFailure::discard(failure.reply.clone())
             } else {

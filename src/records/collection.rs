@@ -595,6 +595,24 @@ const RESERVED_FIELD_NAMES: [&str; 5] =
 
 /// Parses the field list of a create/update. Fields without an id keep the id of the
 /// existing field of the same name and type, so a client that omits ids does not drop data.
+/// The first key of a field definition that names no option of its type (a typo such as
+/// `requird` would otherwise be dropped without a word), with the type's option list. When
+/// an existing field changes type, the old type's options (still in a definition edited from
+/// the one the API returned) are ignored, not refused.
+fn unknown_option(field: &Field, old: Option<&Field>, given: &[String]) -> Option<(String, String)> {
+    let keys = |f: &Field| match serde_json::to_value(f) {
+        Ok(Value::Object(map)) => map.keys().cloned().collect::<Vec<String>>(),
+        _ => Vec::new(),
+    };
+    let known = keys(field);
+    if known.is_empty() {
+        return None;
+    }
+    let previous = old.map(keys).unwrap_or_default();
+    let unknown = given.iter().find(|k| !known.contains(k) && !previous.contains(k))?;
+    Some((unknown.clone(), known.join(", ")))
+}
+
 fn build_fields(
     raw: Vec<Value>,
     existing: Option<&Collection>,
@@ -611,6 +629,7 @@ fn build_fields(
     }
     let mut fields: Vec<Field> = Vec::with_capacity(raw.len() + 3);
     for (i, value) in raw.into_iter().enumerate() {
+        let given: Vec<String> = value.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
         let mut field: Field = match serde_json::from_value(value) {
             Ok(f) => f,
             Err(err) => {
@@ -651,6 +670,23 @@ fn build_fields(
             continue;
         }
         let key = |suffix: &str| format!("fields.{i}.{suffix}");
+        // System fields keep their definition whatever was sent (PocketBase exports carry
+        // options of theirs that Backbone does not model); every other field is checked.
+        if old.is_none_or(|o| !o.system) {
+            if let Some((option, known)) = unknown_option(&field, old, &given) {
+                errors.insert(
+                    key(&option),
+                    FieldError::new(
+                        "validation_unknown_field_option",
+                        format!(
+                            "Unknown option {option:?} for a {} field; its options are: {known}.",
+                            field.type_name()
+                        ),
+                    ),
+                );
+                continue;
+            }
+        }
         if !valid_identifier(&field.name, 100) {
             errors.insert(
                 key("name"),

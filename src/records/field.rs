@@ -395,7 +395,7 @@ impl Field {
                 if s.len() > max {
                     return Err(FieldError::new(
                         "validation_max_text_constraint",
-                        format!("Must be less than {max} bytes."),
+                        format!("Must be at most {max} bytes."),
                     ));
                 }
                 Value::String(s)
@@ -460,7 +460,7 @@ impl Field {
                 if s.len() > max {
                     return Err(FieldError::new(
                         "validation_max_text_constraint",
-                        format!("Must be less than {max} character(s)."),
+                        format!("Must be at most {max} character(s)."),
                     ));
                 }
                 Value::String(s)
@@ -531,7 +531,7 @@ fn normalize_text(o: &TextOptions, input: &Value) -> Result<Value, FieldError> {
     if chars > max {
         return Err(FieldError::new(
             "validation_max_text_constraint",
-            format!("Must be less than {max} character(s)."),
+            format!("Must be at most {max} character(s)."),
         ));
     }
     if let Some(re) = o.regex() {
@@ -561,7 +561,7 @@ fn normalize_number(o: &NumberOptions, input: &Value) -> Result<Value, FieldErro
         if n < min {
             return Err(FieldError::new(
                 "validation_min_number_constraint",
-                format!("Must be larger than {min}."),
+                format!("Must be at least {min}."),
             ));
         }
     }
@@ -569,7 +569,7 @@ fn normalize_number(o: &NumberOptions, input: &Value) -> Result<Value, FieldErro
         if n > max {
             return Err(FieldError::new(
                 "validation_max_number_constraint",
-                format!("Must be less than {max}."),
+                format!("Must be at most {max}."),
             ));
         }
     }

@@ -100,6 +100,29 @@ fn export_openapi_prints_a_valid_document() {
     assert!(!dir.path().join("data.redb").exists(), "export-openapi does not touch the data dir");
 }
 
+#[test]
+fn export_openapi_into_a_pipe_closed_early_exits_quietly() {
+    use std::io::Read;
+    // `backbone export-openapi | head -3`: the reader goes away after a few bytes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = command()
+        .arg("export-openapi")
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run backbone");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("the first bytes");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
+
 #[tokio::test]
 async fn check_verifies_a_stopped_data_dir_and_refuses_a_running_one() {
     let dir = tempfile::tempdir().expect("tempdir");

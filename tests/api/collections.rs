@@ -49,12 +49,16 @@ async fn collections_api_is_superuser_only() {
     let s = Server::start();
     let t = s.setup_superuser().await;
     s.call("POST", "/api/collections", Some(&t), Some(posts_collection("posts"))).await;
-    s.call("GET", "/api/collections", None, None).await.assert_problem(403);
-    s.call("GET", "/api/collections/posts", None, None).await.assert_problem(403);
-    s.call("POST", "/api/collections", None, Some(posts_collection("x"))).await.assert_problem(403);
-    s.call("PATCH", "/api/collections/posts", None, Some(json!({"name": "y"}))).await.assert_problem(403);
-    s.call("DELETE", "/api/collections/posts", None, None).await.assert_problem(403);
-    s.call("GET", "/api/collections", Some("not-a-token"), None).await.assert_problem(403);
+    // Without credentials: PocketBase's 401.
+    s.call("GET", "/api/collections", None, None).await.assert_problem(401);
+    s.call("GET", "/api/collections/posts", None, None).await.assert_problem(401);
+    s.call("POST", "/api/collections", None, Some(posts_collection("x"))).await.assert_problem(401);
+    s.call("PATCH", "/api/collections/posts", None, Some(json!({"name": "y"}))).await.assert_problem(401);
+    s.call("DELETE", "/api/collections/posts", None, None).await.assert_problem(401);
+    // Credentials that are not accepted: 401 with the reason.
+    let r = s.call("GET", "/api/collections", Some("not-a-token"), None).await;
+    r.assert_problem(401);
+    assert!(r.body["message"].as_str().unwrap_or_default().contains("malformed"), "{}", r.text);
 }
 
 #[tokio::test]

@@ -187,3 +187,187 @@ async fn slow_request_bodies_are_cut_off_with_408() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(s.call("GET", "/api/health", None, None).await.status, 200);
 }
+
+/// A JWT with the given claims and a made-up signature (never valid).
+fn unsigned_token(claims: serde_json::Value) -> String {
+    use base64::Engine as _;
+    let encode = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+    };
+    format!("{}.{}.c2lnbmF0dXJl", encode(&json!({"alg": "HS256", "typ": "JWT"})), encode(&claims))
+}
+
+#[tokio::test]
+async fn refused_credentials_answer_401_with_the_reason() {
+    let (s, su) = ready().await;
+    let message = |r: &crate::common::Reply| r.body["message"].as_str().unwrap_or_default().to_string();
+
+    // No credentials on a superuser-only endpoint: PocketBase's 401.
+    let r = s.call("POST", "/api/collections", None, Some(posts_collection("x"))).await;
+    r.assert_problem(401);
+    assert!(message(&r).contains("requires valid superuser authorization token"), "{}", r.text);
+
+    // Garbage, expired, revoked: 401 with what went wrong, on every kind of refusal.
+    let garbage = s.call("GET", "/api/collections/posts/records", Some("Bearer garbage"), None).await;
+    garbage.assert_problem(401);
+    assert!(message(&garbage).contains("malformed"), "{}", garbage.text);
+    let expired = unsigned_token(
+        json!({"id": "abc", "collectionId": "pbc_3142635823", "type": "auth", "exp": 1_000_000_000, "refreshable": true}),
+    );
+    for path in ["/api/collections", "/api/collections/posts/records", "/api/jobs", "/api/settings"] {
+        let r = s.call("GET", path, Some(&expired), None).await;
+        r.assert_problem(401);
+        assert!(message(&r).contains("expired"), "{path}: {}", r.text);
+    }
+    let session = s
+        .call(
+            "POST",
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            Some(json!({"identity": crate::common::SU_EMAIL, "password": crate::common::SU_PASSWORD})),
+        )
+        .await;
+    let second = session.body["token"].as_str().expect("token").to_string();
+    let out = s.call("POST", "/api/collections/_superusers/auth-logout", Some(&second), None).await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    let revoked = s.call("GET", "/api/collections", Some(&second), None).await;
+    revoked.assert_problem(401);
+    assert!(message(&revoked).contains("revoked"), "{}", revoked.text);
+
+    // Accepted credentials that lack the right keep their 403.
+    let users = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "users", "type": "auth", "createRule": ""})),
+        )
+        .await;
+    assert_eq!(users.status, 200, "{}", users.text);
+    let signup = json!({"email": "u@example.com", "password": "user-password-1", "passwordConfirm": "user-password-1"});
+    assert_eq!(s.call("POST", "/api/collections/users/records", None, Some(signup)).await.status, 200);
+    let user = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "u@example.com", "password": "user-password-1"})),
+        )
+        .await;
+    let user = user.body["token"].as_str().expect("user token").to_string();
+    s.call("GET", "/api/collections", Some(&user), None).await.assert_problem(403);
+    // And a public endpoint serves a refused token as anonymous, as PocketBase does.
+    assert_eq!(s.call("GET", "/api/health", Some(&expired), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_unknown_field_option_is_refused_with_its_name() {
+    let (s, su) = ready().await;
+    let r = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "notes", "fields": [
+                {"name": "title", "type": "text", "max": 10},
+                {"name": "body", "type": "text", "requird": true}
+            ]})),
+        )
+        .await;
+    r.assert_problem(400).assert_field_error("fields.1.requird", "validation_unknown_field_option");
+    let text = r.body["data"]["fields.1.requird"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains("\"requird\"") && text.contains("required"), "{}", r.text);
+    // The same on update, and an option of another type is unknown too.
+    let r = s
+        .call(
+            "PATCH",
+            "/api/collections/posts",
+            Some(&su),
+            Some(json!({"fields": [{"name": "title", "type": "text", "onlyInt": true}]})),
+        )
+        .await;
+    r.assert_problem(400).assert_field_error("fields.0.onlyInt", "validation_unknown_field_option");
+    // Nothing was created.
+    s.call("GET", "/api/collections/notes", Some(&su), None).await.assert_problem(404);
+}
+
+#[tokio::test]
+async fn limit_messages_state_the_limit_that_holds() {
+    let (s, su) = ready().await;
+    let r = s
+        .call("POST", "/api/collections/posts/records", Some(&su), Some(json!({"title": "x", "views": -1})))
+        .await;
+    r.assert_problem(400).assert_field_error("views", "validation_min_number_constraint");
+    assert_eq!(r.body["data"]["views"]["message"], "Must be at least 0.", "{}", r.text);
+    // The limit itself is accepted.
+    let ok = s
+        .call("POST", "/api/collections/posts/records", Some(&su), Some(json!({"title": "x", "views": 0})))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    let long = "y".repeat(101);
+    let r = s.call("POST", "/api/collections/posts/records", Some(&su), Some(json!({"title": long}))).await;
+    r.assert_problem(400);
+    assert_eq!(r.body["data"]["title"]["message"], "Must be at most 100 character(s).", "{}", r.text);
+}
+
+#[tokio::test]
+async fn every_error_type_links_to_a_section_of_the_errors_reference() {
+    let (s, su) = ready().await;
+    let page = s.call("GET", "/api/docs/errors", None, None).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    // Every kind the server answers with.
+    let kinds = [
+        "bad-request",
+        "validation",
+        "batch",
+        "invalid-credentials",
+        "mail-disabled",
+        "unauthenticated",
+        "forbidden",
+        "not-found",
+        "method-not-allowed",
+        "timeout",
+        "conflict",
+        "too-large",
+        "unsupported-media-type",
+        "rate-limited",
+        "internal",
+        "unavailable",
+        "overloaded",
+        "disk-full",
+    ];
+    for kind in kinds {
+        assert!(page.text.contains(&format!("id=\"{kind}\"")), "no section for {kind}");
+    }
+    // Real answers' links resolve to a section that exists.
+    let answers = [
+        s.call("GET", "/api/nope", None, None).await,
+        s.call("POST", "/api/collections/posts/records", Some(&su), Some(json!({}))).await,
+        s.call("GET", "/api/collections", Some("garbage"), None).await,
+        s.call("DELETE", "/api/health", None, None).await,
+    ];
+    for answer in answers {
+        let link = answer.body["type"].as_str().expect("type").to_string();
+        let (path, anchor) = link.split_once('#').expect("an anchor");
+        let target = s.call("GET", path, None, None).await;
+        assert_eq!(target.status, 200, "{link}");
+        assert!(target.text.contains(&format!("id=\"{anchor}\"")), "{link} has no section");
+    }
+}
+
+#[tokio::test]
+async fn the_account_page_that_emails_link_to_exists() {
+    let s = Server::start();
+    let page = s.call("GET", "/_/", None, None).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
+    assert!(page.text.contains("/_/confirm.js"), "{}", page.text);
+    let csp = page.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(csp.contains("default-src 'self'"), "the page's script must be allowed: {csp}");
+    let script = s.call("GET", "/_/confirm.js", None, None).await;
+    assert_eq!(script.status, 200);
+    for action in ["confirm-verification", "confirm-password-reset", "confirm-email-change"] {
+        assert!(script.text.contains(action), "the page handles {action}");
+    }
+}

@@ -107,13 +107,11 @@ fn tmp_entries(dir: &Path) -> Vec<PathBuf> {
 }
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting until {what}");
 }
 
 #[tokio::test]
@@ -567,7 +565,8 @@ async fn decompression_bombs_and_corrupt_images_fail_their_job_and_the_original_
     }
     // Both variant jobs died at once (no retries), with the decoder's reason.
     let mut dead = Vec::new();
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
+    while std::time::Instant::now() < deadline {
         let r = s.call("GET", "/api/jobs?kind=files.thumbs&state=dead", Some(&t), None).await;
         dead = r.body["items"].as_array().cloned().unwrap_or_default();
         if dead.len() == 2 {

@@ -37,7 +37,11 @@ async fn wait_job(s: &Server, t: &str, id: &str, within: Duration, done: impl Fn
         if done(&r.body) {
             return r.body;
         }
-        assert!(started.elapsed() < within, "job {id} did not reach the expected state: {}", r.text);
+        assert!(
+            started.elapsed() < crate::common::patient(within),
+            "job {id} did not reach the expected state: {}",
+            r.text
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

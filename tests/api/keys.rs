@@ -102,9 +102,11 @@ async fn a_scoped_key_does_what_its_scopes_say_and_nothing_else() {
         .await;
     batch.assert_problem(400);
     assert_eq!(batch.body["data"]["requests"]["0"]["response"]["status"], 403, "{}", batch.text);
-    // A wrong secret for a real key id is anonymous.
+    // A wrong secret for a real key id is not accepted: 401, naming the key as the problem.
     let forged = format!("Bearer bbk_{key_id}_{}", "x".repeat(40));
-    s.call("GET", "/api/collections/posts/records", Some(&forged), None).await.assert_problem(403);
+    let r = s.call("GET", "/api/collections/posts/records", Some(&forged), None).await;
+    r.assert_problem(401);
+    assert!(r.body["message"].as_str().unwrap_or_default().contains("API key"), "{}", r.text);
 
     // Listing shows the key without its secret or hash, with its last use.
     let keys = s.call("GET", "/api/keys", Some(&su), None).await;
@@ -114,10 +116,10 @@ async fn a_scoped_key_does_what_its_scopes_say_and_nothing_else() {
     assert!(!keys.body["items"][0]["lastUsed"].as_str().unwrap_or_default().is_empty(), "{}", keys.text);
     assert_eq!(keys.body["items"][0]["scopes"][0]["collectionName"], "posts");
 
-    // Revoked: anonymous at once.
+    // Revoked: refused at once.
     let revoked = s.call("DELETE", &format!("/api/keys/{key_id}"), Some(&su), None).await;
     assert_eq!(revoked.status, 204, "{}", revoked.text);
-    s.call("GET", "/api/collections/posts/records", Some(&auth), None).await.assert_problem(403);
+    s.call("GET", "/api/collections/posts/records", Some(&auth), None).await.assert_problem(401);
     s.call("DELETE", &format!("/api/keys/{key_id}"), Some(&su), None).await.assert_problem(404);
     let audit = s.call("GET", "/api/audit?action=apikey", Some(&su), None).await;
     assert_eq!(audit.body["totalItems"], 2, "{}", audit.text);
@@ -153,7 +155,7 @@ async fn an_expired_key_is_refused_and_keys_survive_a_restart() {
     let long_auth = format!("Bearer {}", long.body["key"].as_str().expect("key"));
     assert_eq!(s.call("GET", "/api/collections/posts/records", Some(&short_auth), None).await.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    s.call("GET", "/api/collections/posts/records", Some(&short_auth), None).await.assert_problem(403);
+    s.call("GET", "/api/collections/posts/records", Some(&short_auth), None).await.assert_problem(401);
     s.terminate();
     let s = Server::start_in(dir.path(), Default::default());
     assert_eq!(s.call("GET", "/api/collections/posts/records", Some(&long_auth), None).await.status, 200);

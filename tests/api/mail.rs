@@ -61,9 +61,16 @@ async fn wait_log(s: &Server, t: &str, id: &str, within: Duration, done: impl Fn
             if done(&row) {
                 return row;
             }
-            assert!(started.elapsed() < within, "email {id} did not reach the expected state: {row}");
+            assert!(
+                started.elapsed() < crate::common::patient(within),
+                "email {id} did not reach the expected state: {row}"
+            );
         } else {
-            assert!(started.elapsed() < within, "email {id} is not in the log: {}", r.text);
+            assert!(
+                started.elapsed() < crate::common::patient(within),
+                "email {id} is not in the log: {}",
+                r.text
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -81,7 +88,11 @@ async fn wait_messages(out: &std::path::Path, n: usize, within: Duration) -> Vec
         if messages.len() >= n {
             return messages;
         }
-        assert!(started.elapsed() < within, "only {} of {n} messages arrived", messages.len());
+        assert!(
+            started.elapsed() < crate::common::patient(within),
+            "only {} of {n} messages arrived",
+            messages.len()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -548,6 +559,7 @@ async fn the_log_pages_newest_first_and_filters_by_state_and_recipient() {
 /// A throwaway CA and a certificate for 127.0.0.1 signed by it (openssl CLI); returns
 /// (ca.pem, cert.pem, key.pem).
 fn make_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    crate::common::setup::require_command("openssl", "openssl");
     let run = |args: &[&str]| {
         let out =
             std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
@@ -692,4 +704,28 @@ async fn email_queued_before_the_server_is_sigkilled_is_delivered_after_it_resta
     got.sort();
     let want: Vec<String> = (0..10).map(|i| format!("Crash {i}")).collect();
     assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_logged_at_warn_with_its_job_id_in_plain_text() {
+    // Nothing listens on the port: every attempt fails. The log goes to a file, as when an
+    // operator redirects stderr, so it must carry no colour codes.
+    let logs = tempfile::tempdir().expect("tempdir");
+    let log = logs.path().join("server.log");
+    let s = Server::start_logging_to(StartOptions { env: mail_env(free_port()), args: vec![] }, &log);
+    let t = s.setup_superuser().await;
+    let id = send(&s, &t, raw("ann@example.com", "Unlucky")).await;
+    let deadline = Instant::now() + crate::common::PATIENCE;
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("email delivery failed")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no delivery failure in the server log:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&format!("job={id}")), "the job id is in the line: {line}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains('\u{1b}'), "colour codes in a redirected log:\n{text}");
 }

@@ -23,18 +23,19 @@ struct Sample {
 /// Parses exposition text with `tests/observe/parse_metrics.py`; panics on a parse error.
 fn parse(text: &str) -> Vec<Sample> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/observe/parse_metrics.py");
-    let mut child = Command::new("python3")
+    let mut child = Command::new(crate::common::setup::python())
         .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 runs tests/observe/parse_metrics.py (needs prometheus_client)");
+        .expect("the test venv's python3 runs tests/observe/parse_metrics.py");
     child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("parser output");
     assert!(
         out.status.success(),
-        "the Prometheus parser rejected /metrics: {}\n{text}",
+        "tests/observe/parse_metrics.py failed: the Prometheus parser rejected /metrics, or the test \
+         venv is broken (its error says which; delete .cache/test-venv to rebuild it): {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
     let parsed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("parser json");
@@ -238,7 +239,7 @@ async fn wait_logs(s: &Server, su: &str, query: &str, n: u64) -> Value {
         if r.body["totalItems"].as_u64().unwrap_or(0) >= n {
             return r.body;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "fewer than {n} rows for {query}: {}", r.text);
+        assert!(started.elapsed() < crate::common::PATIENCE, "fewer than {n} rows for {query}: {}", r.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -285,7 +285,8 @@ async fn null_rules_mean_superusers_only_and_empty_rules_mean_public() {
         .assert_problem(403);
     s.call("PATCH", &one, None, Some(json!({"title": "y"}))).await.assert_problem(403);
     s.call("DELETE", &one, None, None).await.assert_problem(403);
-    s.call("GET", "/api/collections/posts/records", Some("garbage"), None).await.assert_problem(403);
+    // Without credentials PocketBase's 403 stays; a token that is not accepted gets 401 with the reason.
+    s.call("GET", "/api/collections/posts/records", Some("garbage"), None).await.assert_problem(401);
 
     let (p, pt) = with_posts(Some("")).await;
     let r = p.call("POST", "/api/collections/posts/records", None, Some(json!({"title": "public"}))).await;

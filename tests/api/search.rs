@@ -77,7 +77,7 @@ pub async fn caught_up(s: &Server, su: &str, limit: Duration) -> Duration {
         if r.body["lag"] == 0 && r.body["rebuilding"] == false {
             return started.elapsed();
         }
-        assert!(started.elapsed() < limit, "search did not catch up: {}", r.text);
+        assert!(started.elapsed() < crate::common::patient(limit), "search did not catch up: {}", r.text);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

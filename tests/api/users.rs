@@ -318,11 +318,23 @@ async fn the_auth_rule_decides_who_may_sign_in() {
     let su = s.setup_superuser().await;
     users_collection(&s, &su, json!({"authRule": "verified = true"})).await;
     let user = signup(&s, "vic@example.com").await;
+    // The password is right, so the refusal says why (PocketBase's 403).
+    let r = s
+        .call(
+            "POST",
+            "/api/collections/users/auth-with-password",
+            None,
+            Some(json!({"identity": "vic@example.com", "password": PASSWORD})),
+        )
+        .await;
+    r.assert_problem(403);
+    assert!(r.body["message"].as_str().unwrap_or_default().contains("authRule"), "{}", r.text);
+    // A wrong password still learns nothing.
     s.call(
         "POST",
         "/api/collections/users/auth-with-password",
         None,
-        Some(json!({"identity": "vic@example.com", "password": PASSWORD})),
+        Some(json!({"identity": "vic@example.com", "password": "wrong-password-1"})),
     )
     .await
     .assert_problem(400);
@@ -338,7 +350,7 @@ async fn the_auth_rule_decides_who_may_sign_in() {
         Some(json!({"identity": "vic@example.com", "password": PASSWORD})),
     )
     .await
-    .assert_problem(400);
+    .assert_problem(403);
 }
 
 #[tokio::test]

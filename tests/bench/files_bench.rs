@@ -1,5 +1,5 @@
 //! Files benchmark (a program, not a test): image variants and thumbnail serving, Backbone
-//! (release binary) against the real PocketBase (`../shared/peers/pocketbase.sh`) in one run,
+//! (release binary) against the real PocketBase (`tests/peers/pocketbase.sh`) in one run,
 //! both on 127.0.0.1.
 //!
 //! Phases:
@@ -15,7 +15,7 @@
 //!
 //! Run: `cargo build --release && cargo bench --bench files_bench`. Knobs:
 //! `FILES_BENCH_N` images (default 8), `FILES_BENCH_SECS` (default 5), `FILES_BENCH_CONC`
-//! (default 16), `FILES_BENCH_PB` (peer script, default `../shared/peers/pocketbase.sh`,
+//! (default 16), `FILES_BENCH_PB` (peer script, default `tests/peers/pocketbase.sh`,
 //! from the repository root; set to `none` to skip PocketBase).
 
 use std::io::Cursor;
@@ -143,7 +143,9 @@ async fn start_backbone(client: &reqwest::Client, work: &Path) -> Peer {
 }
 
 fn start_pocketbase(work: &Path) -> Option<Peer> {
-    let script = std::env::var("FILES_BENCH_PB").unwrap_or_else(|_| "../shared/peers/pocketbase.sh".into());
+    let script = std::env::var("FILES_BENCH_PB").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pocketbase.sh").to_string_lossy().into_owned()
+    });
     if script == "none" {
         return None;
     }

@@ -15,7 +15,7 @@ Options (defaults in brackets):
     --keep                keep the work directory (data dirs, logs, wrk outputs)
 
 What it does: starts Backbone (`serve`, own temp dir, rate limits off) and PocketBase
-(`/work/shared/peers/pocketbase.sh start`), both on 127.0.0.1; creates the same three
+(`tests/peers/pocketbase.sh start`), both on 127.0.0.1; creates the same three
 collections in both: `orgs` (name), `authors` (name, relation `org`), `items` (title,
 category, price, rating, relation `author`) with `CREATE INDEX idx_items_cat_price ON items
 (category, price)`; all rules public, so requests carry no token. Seeds 10 orgs, 100

@@ -27,7 +27,7 @@ Useful options (defaults in brackets):
                            --observe-on metrics: the "on" arm has metrics only (request log off)
 
 One run (about 6-10 minutes): copies target/release/backbone into a temporary work
-directory and starts it, starts PocketBase (`/work/shared/peers/pocketbase.sh start`),
+directory and starts it, starts PocketBase (`tests/peers/pocketbase.sh start`),
 both on 127.0.0.1 only; creates the same collection `bench` (text `title`, number `views`,
 autodate `created`/`updated`; rules public) in both; seeds both with the same N records
 (titles seed-0.., views 0..); waits idle and reads VmRSS; then runs wrk (tests/bench/bench.lua)
@@ -70,7 +70,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 LUA = os.path.join(HERE, "bench.lua")
-PB_SCRIPT = "/work/shared/peers/pocketbase.sh"
+PB_SCRIPT = os.path.join(REPO, "tests", "peers", "pocketbase.sh")
 SU_EMAIL = "bench-admin@example.com"
 SU_PASSWORD = "bench-admin-password-123"
 COLLECTION = "bench"

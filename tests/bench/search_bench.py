@@ -31,7 +31,7 @@ What runs, in one process, on 127.0.0.1:
 - SQLite FTS5 (Python's sqlite3, in-process, no HTTP): `fts5(title, body)`, inserted in one
   transaction. Queries: the top 20 by bm25 plus `count(*)` of the matches (what Backbone
   answers), --conns threads with their own connections.
-- PocketBase (`/work/shared/peers/pocketbase.sh`): the same collection, loaded through its
+- PocketBase (`tests/peers/pocketbase.sh`): the same collection, loaded through its
   batch API; queries `filter=((title~'w1' || body~'w1') && ...)&perPage=20` under wrk.
 
 Targets (issue #8): Backbone query p50 <= 5 ms, >= 50x PocketBase's `~` (p50 and req/s),

@@ -2,6 +2,7 @@
 //! port 0 with a temporary data directory, sign in, and make requests.
 #![allow(dead_code)]
 
+pub mod setup;
 pub mod smtp;
 pub mod webhook_sink;
 
@@ -14,6 +15,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub const SU_EMAIL: &str = "root@example.com";
+
+/// The least time a test waits for something to happen in the background (a job, an email,
+/// a blob removal) before failing. Waits poll, so a fast machine moves on at once; on a
+/// machine loaded with builds, seconds-long stalls happen and must not fail a test.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// How long to poll for something expected `within` a time: never less than [`PATIENCE`].
+pub fn patient(within: Duration) -> Duration {
+    within.max(PATIENCE)
+}
 pub const SU_PASSWORD: &str = "root-password-123";
 
 /// Path of the binary under test.
@@ -90,18 +101,32 @@ impl Server {
         server
     }
 
+    /// Starts a server whose stderr (its log) goes to the file `log`, as when an operator
+    /// redirects it.
+    pub fn start_logging_to(options: StartOptions, log: &Path) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = Server::start_inner(&dir, options, Some(log));
+        server._temp = Some(temp);
+        server
+    }
+
     /// Starts a server on `dir` (which outlives it; used by restart tests).
     pub fn start_in(dir: &Path, options: StartOptions) -> Server {
-        Server::spawn(dir, options, None)
+        Server::spawn(dir, options, None, None)
     }
 
     /// [`Server::start_in`] through `sh -c 'umask <mask>; exec backbone ...'` (the test
     /// runner's own umask is whatever its shell had).
     pub fn start_in_with_umask(dir: &Path, options: StartOptions, mask: u32) -> Server {
-        Server::spawn(dir, options, Some(mask))
+        Server::spawn(dir, options, Some(mask), None)
     }
 
-    fn spawn(dir: &Path, options: StartOptions, umask: Option<u32>) -> Server {
+    fn start_inner(dir: &Path, options: StartOptions, log: Option<&Path>) -> Server {
+        Server::spawn(dir, options, None, log)
+    }
+
+    fn spawn(dir: &Path, options: StartOptions, umask: Option<u32>, log: Option<&Path>) -> Server {
         let mut cmd = match umask {
             Some(mask) => {
                 let mut sh = Command::new("sh");
@@ -119,10 +144,15 @@ impl Server {
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        match log {
+            Some(path) => cmd.stderr(std::fs::File::create(path).expect("create the log file")),
+            None => cmd.stderr(Stdio::piped()),
+        };
+        let log_path_owned = log.map(Path::to_path_buf);
         let mut child = cmd.spawn().expect("spawn backbone");
         let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take();
         let (addr_tx, addr_rx) = mpsc::channel::<(String, bool)>();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -135,7 +165,22 @@ impl Server {
         let (token_tx, token_rx) = mpsc::channel::<String>();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = lines.clone();
+        let log_file = log_path_owned;
         std::thread::spawn(move || {
+            let Some(stderr) = stderr else {
+                // The log goes to a file: the token line is in it once the server listens.
+                let deadline = Instant::now() + PATIENCE;
+                while Instant::now() < deadline {
+                    let text =
+                        log_file.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+                    if let Some(token) = text.lines().find_map(|l| l.strip_prefix("SETUP_TOKEN=")) {
+                        let _ = token_tx.send(token.trim().to_string());
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            };
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(mut log) = log.lock() {
                     log.push(line.clone());
@@ -241,10 +286,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits (up to 20 s) for a clean exit; returns the exit status code.
+    /// Sends SIGTERM and waits (up to [`PATIENCE`]) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        for _ in 0..200 {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
             }
@@ -342,7 +388,7 @@ pub async fn wait_alert_history(s: &Server, su: &str, rule: &str, n: usize, with
         if items.len() >= n {
             return items;
         }
-        assert!(started.elapsed() < within, "fewer than {n} alert transitions: {}", r.text);
+        assert!(started.elapsed() < patient(within), "fewer than {n} alert transitions: {}", r.text);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

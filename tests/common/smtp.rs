@@ -1,5 +1,6 @@
-//! A real SMTP server for the mail tests: `tests/mail/smtp_sink.py` (Python `aiosmtpd`),
-//! started on a loopback port, writing every accepted message, parsed, as JSON.
+//! A real SMTP server for the mail tests: `tests/mail/smtp_sink.py` (Python `aiosmtpd`, from
+//! the test venv: see `setup`), started on a loopback port, writing every accepted message,
+//! parsed, as JSON.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ impl SmtpSink {
     /// (`--fail-first 2`, `--reject-reply "550 ..."`); returns once it accepts connections.
     pub fn start(port: u16, out: &Path, flags: &[&str]) -> SmtpSink {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mail/smtp_sink.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(super::setup::python())
             .arg(script)
             .arg("--port")
             .arg(port.to_string())
@@ -37,7 +38,7 @@ impl SmtpSink {
             .stderr(Stdio::inherit())
             .stdin(Stdio::null())
             .spawn()
-            .expect("python3 runs tests/mail/smtp_sink.py (needs aiosmtpd: pip install aiosmtpd)");
+            .expect("the test venv's python3 runs tests/mail/smtp_sink.py");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -49,7 +50,9 @@ impl SmtpSink {
         });
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
-            panic!("the SMTP sink did not start on port {port} (is aiosmtpd installed?)");
+            panic!(
+                "the SMTP sink (tests/mail/smtp_sink.py) did not start on port {port}; its error is above"
+            );
         }
         SmtpSink { port, out: out.to_path_buf(), child }
     }
