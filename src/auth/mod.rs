@@ -474,10 +474,7 @@ impl Auth {
         let stored =
             self.records.load_stored(&collection_id, &id).await?.ok_or(AuthError::Unauthenticated)?;
         if !self.passes_auth_rule(&collection_id, &stored, request).await {
-            return Err(AuthError::Forbidden(
-                "The record no longer satisfies the collection's auth rule, so it cannot refresh its token."
-                    .into(),
-            ));
+            return Err(auth_rule_refusal());
         }
         self.session(&collection_id, &stored)
     }

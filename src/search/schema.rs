@@ -22,7 +22,7 @@ use tantivy::{Index, TantivyDocument, Term};
 use crate::records::catalog::Catalog;
 use crate::records::collection::{Collection, SearchLanguage};
 use crate::records::field::{relation_ids, FieldKind};
-use crate::records::filter::{is_guarded_email, RecordSource};
+use crate::records::filter::{email_visible, is_guarded_email, RecordSource};
 use crate::records::record::Stored;
 
 /// Bump when the schema, the analyzers or the document layout change: an index written with
@@ -151,7 +151,7 @@ pub fn field_texts(
     let Some(field) = collection.field(name) else {
         return Vec::new();
     };
-    if is_guarded_email(collection, name) && !email_public(stored) {
+    if is_guarded_email(collection, name) && !email_visible(&collection.id, stored, None) {
         return Vec::new();
     }
     let value = stored.get(name);
@@ -174,7 +174,9 @@ pub fn field_texts(
             for id in relation_ids(value) {
                 if let Some(record) = related.record(&options.collection_id, &id) {
                     for name in &shown {
-                        if is_guarded_email(&target.collection, name) && !email_public(&record) {
+                        if is_guarded_email(&target.collection, name)
+                            && !email_visible(&target.collection.id, &record, None)
+                        {
                             continue;
                         }
                         out.extend(strings(record.get(*name)));
@@ -192,11 +194,6 @@ pub fn field_texts(
 /// then may its text stand in other collections' documents.
 pub fn publicly_viewable(collection: &Collection) -> bool {
     collection.view_rule.as_deref().is_some_and(|r| r.trim().is_empty())
-}
-
-/// True when an auth record shows its email to everyone.
-fn email_public(stored: &Stored) -> bool {
-    stored.get("emailVisibility").and_then(Value::as_bool) == Some(true)
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {

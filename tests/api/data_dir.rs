@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{Server, StartOptions};
+use crate::common::{multipart, Server, StartOptions};
 
 fn start_with_umask_022(dir: &Path) -> Server {
     Server::start_in_with_umask(dir, StartOptions::default(), 0o022)
@@ -60,26 +60,6 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     bytes.into_inner()
 }
 
-/// A multipart body with one text part and one file part.
-fn multipart(title: &str, field: &str, name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----backbone-test-boundary";
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 /// Creates a searchable collection with an image field, one record with an uploaded PNG,
 /// its thumbnail, and waits until the search index has committed it.
 async fn populate(s: &Server) {
@@ -102,7 +82,10 @@ async fn populate(s: &Server) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let (content_type, body) = multipart("private words", "image", "pic.png", &png(64, 48));
+    let (content_type, body) = multipart(
+        &[("title", "private words")],
+        &[("image", "pic.png", "application/octet-stream", &png(64, 48))],
+    );
     let r = s.raw("POST", "/api/collections/docs/records", None, Some(&content_type), body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.body["id"].as_str().expect("id").to_string();
@@ -139,7 +122,10 @@ async fn a_fresh_data_dir_and_everything_in_it_is_private_under_umask_022() {
     assert!(entries.iter().any(|(p, _, _)| p.to_string_lossy().contains("/thumbs_")), "no variant walked");
     assert!(entries.iter().any(|(p, _, _)| p.to_string_lossy().contains(".png")), "the blob was walked");
     // Uploads and search segments written while serving are private too.
-    let (content_type, body) = multipart("more words", "image", "b.png", &png(16, 16));
+    let (content_type, body) = multipart(
+        &[("title", "more words")],
+        &[("image", "b.png", "application/octet-stream", &png(16, 16))],
+    );
     let r = s.raw("POST", "/api/collections/docs/records", None, Some(&content_type), body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::users::{sign_in, signup, users_collection, PASSWORD};
 use crate::common::smtp::{free_port, SmtpSink};
-use crate::common::{Server, StartOptions};
+use crate::common::{multipart, Server, StartOptions};
 
 fn env(pairs: &[(&str, &str)]) -> StartOptions {
     StartOptions {
@@ -669,20 +669,8 @@ async fn credentialed_downloads_are_not_cached() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let boundary = "XhardeningX";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\
-         Content-Type: text/plain\r\n\r\nsecret contents\r\n--{boundary}--\r\n"
-    );
-    let up = s
-        .raw(
-            "POST",
-            "/api/collections/docs/records",
-            Some(&su),
-            Some(&format!("multipart/form-data; boundary={boundary}")),
-            body.into_bytes(),
-        )
-        .await;
+    let (content_type, body) = multipart(&[], &[("file", "a.txt", "text/plain", b"secret contents")]);
+    let up = s.raw("POST", "/api/collections/docs/records", Some(&su), Some(&content_type), body).await;
     assert_eq!(up.status, 200, "{}", up.text);
     let rec = up.body.clone();
     let file = rec["file"].as_str().expect("file name").to_string();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{Server, StartOptions};
+use crate::common::{multipart, Server, StartOptions};
 
 const CAP_MB: u64 = 256;
 
@@ -98,18 +98,6 @@ fn peak_rss_mb(pid: u32) -> u64 {
     kb / 1024
 }
 
-fn multipart(name: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----backbone-thumb-memory";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n\
-         Content-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 #[test]
 fn the_generated_png_decodes() {
     let png = big_png(300);
@@ -147,7 +135,7 @@ async fn concurrent_thumbnails_of_huge_images_stay_under_the_memory_cap() {
     for (name, bytes) in
         [("huge1.png", &huge), ("huge2.png", &huge), ("large1.png", &large), ("large2.png", &large)]
     {
-        let (content_type, body) = multipart(name, bytes);
+        let (content_type, body) = multipart(&[], &[("image", name, "image/png", bytes)]);
         let r = s.raw("POST", "/api/collections/pics/records", None, Some(&content_type), body).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let id = r.body["id"].as_str().expect("id").to_string();

@@ -378,6 +378,32 @@ pub fn posts_collection(name: &str) -> Value {
     })
 }
 
+/// A `multipart/form-data` body of text parts (name, value), then file parts (field, file
+/// name, content type, bytes); returns the `Content-Type` header and the body.
+pub fn multipart(texts: &[(&str, &str)], files: &[(&str, &str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----backbone-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in texts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (field, file_name, content_type, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
 /// Polls the alert history until `n` rows exist; returns them (newest first).
 pub async fn wait_alert_history(s: &Server, su: &str, rule: &str, n: usize, within: Duration) -> Vec<Value> {
     let started = Instant::now();
