@@ -14,15 +14,16 @@ use std::time::Duration;
 use poem::listener::{TcpAcceptor, UnixAcceptor};
 use poem::Server;
 
+use crate::accounts::{Auth, AuthError};
 use crate::auth::limits::Limiter;
 use crate::auth::password::PasswordHasher;
-use crate::auth::{Auth, AuthError};
 use crate::config::Config;
 use crate::files::{Files, FilesError};
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
 use crate::observe::Observe;
+use crate::records::hooks::ChangeHooks;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
@@ -120,8 +121,10 @@ impl App {
         let store = tokio::task::spawn_blocking(move || Store::open(&path, &options))
             .await
             .map_err(|e| AppError::Startup(e.to_string()))??;
+        // Every record write also notes itself in the search outbox, in its own transaction.
+        let changes: Vec<Arc<dyn ChangeHooks>> = vec![Arc::new(crate::search::outbox::OutboxHooks)];
         let mut records =
-            Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency)).await?;
+            Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency), changes).await?;
         records.set_query_budget(std::time::Duration::from_millis(config.limits.query_budget_ms));
         let auth = Auth::open(records.clone()).await?;
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);

@@ -463,9 +463,9 @@ async fn send_test_email(cli: &Cli, to: &str, template: &str) -> Result<(), Stri
     }
 }
 
-fn describe_validation(err: &crate::auth::AuthError) -> String {
+fn describe_validation(err: &crate::accounts::AuthError) -> String {
     match err {
-        crate::auth::AuthError::Records(crate::records::RecordsError::Validation { fields, .. }) => {
+        crate::accounts::AuthError::Records(crate::records::RecordsError::Validation { fields, .. }) => {
             fields.iter().map(|(k, v)| format!("{k}: {}", v.message)).collect::<Vec<_>>().join("; ")
         }
         _ => String::new(),

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::net::IpRange;
+
 /// Variables read by the CLI itself rather than mapped onto config keys.
 const CLI_VARIABLES: [&str; 2] = ["BACKBONE_DIR", "BACKBONE_CONFIG"];
 
@@ -53,7 +55,7 @@ pub struct WebhooksSection {
     pub allow_private_targets: bool,
     /// Non-public addresses or CIDR ranges allowed even so (a receiver on the LAN), e.g.
     /// `["192.168.1.20", "10.0.5.0/24"]`.
-    pub allowed_private_ranges: Vec<String>,
+    pub allowed_private_ranges: Vec<IpRange>,
     /// Seconds allowed for connecting, and for the whole request and response.
     pub timeout_secs: u64,
     /// Attempts of one delivery before it is dead (replayable from `/api/jobs`).
@@ -114,7 +116,7 @@ pub struct ObserveSection {
     pub metrics: bool,
     /// Addresses (IPs or CIDR ranges) that may read `/metrics` without credentials
     /// (a Prometheus scraper). Superusers and API keys with `metrics.read` always may.
-    pub metrics_allowed_ips: Vec<String>,
+    pub metrics_allowed_ips: Vec<IpRange>,
     /// Store one request log row per answered request (`GET /api/logs`).
     pub request_log: bool,
     /// Request log rows older than this many seconds are deleted.
@@ -168,7 +170,7 @@ pub struct RateLimits {
     pub rules: BTreeMap<String, String>,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     /// Empty: the connection's peer address is the client.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<IpRange>,
 }
 
 impl Default for RateLimits {
@@ -550,18 +552,6 @@ impl Config {
         {
             parse_limit(limit).map_err(|message| ConfigError::Value { name: name.into(), message })?;
         }
-        for proxy in &self.rate_limits.trusted_proxies {
-            parse_net(proxy).map_err(|message| ConfigError::Value {
-                name: "rate_limits.trusted_proxies".into(),
-                message,
-            })?;
-        }
-        for ip in &self.observe.metrics_allowed_ips {
-            parse_net(ip).map_err(|message| ConfigError::Value {
-                name: "observe.metrics_allowed_ips".into(),
-                message,
-            })?;
-        }
         if self.observe.history_sample_secs == 0 || self.observe.heartbeat_secs == 0 {
             return Err(ConfigError::Value {
                 name: "observe".into(),
@@ -576,12 +566,6 @@ impl Config {
                 name: "observe.heartbeat_url".into(),
                 message: format!("{heartbeat:?} is not an http(s) URL"),
             });
-        }
-        for range in &self.webhooks.allowed_private_ranges {
-            parse_net(range).map_err(|message| ConfigError::Value {
-                name: "webhooks.allowed_private_ranges".into(),
-                message,
-            })?;
         }
         if self.webhooks.timeout_secs == 0 || self.webhooks.max_attempts == 0 {
             return Err(ConfigError::Value {
@@ -642,22 +626,6 @@ pub fn parse_limit(raw: &str) -> Result<(u32, u64), String> {
         return Err(bad());
     }
     Ok((n, d))
-}
-
-/// Parses an IP address or CIDR range into (network address, prefix length).
-pub fn parse_net(raw: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let bad = || format!("{raw:?} is not an IP address or CIDR range");
-    let (addr, bits) = match raw.trim().split_once('/') {
-        Some((a, b)) => (a, Some(b)),
-        None => (raw.trim(), None),
-    };
-    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let bits = match bits {
-        Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(bad)?,
-        None => max,
-    };
-    Ok((ip, bits))
 }
 
 #[cfg(test)]

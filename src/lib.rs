@@ -2,8 +2,10 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the code map.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -15,4 +17,5 @@ pub mod observe;
 pub mod records;
 pub mod search;
 pub mod store;
+pub mod util;
 pub mod webhooks;

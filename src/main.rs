@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     if matches!(cli.command, backbone::cli::Command::Serve { .. }) {
         return_freed_memory_promptly();
     }
-    backbone::mail::install_crypto_provider();
+    backbone::util::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {

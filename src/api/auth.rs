@@ -11,8 +11,8 @@ use super::body::json_object;
 use super::error::ApiError;
 use super::guard::{client_ip, too_many_requests};
 use super::{caller, json_response, principal};
+use crate::accounts::Session;
 use crate::app::App;
-use crate::auth::Session;
 use crate::records::{FieldError, FieldErrors};
 
 /// A required string member of a JSON body, or a validation error naming it.
@@ -121,7 +121,7 @@ pub async fn impersonate(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let who = principal(app, req).await;
-    if matches!(who, crate::records::rules::Principal::Anonymous) {
+    if matches!(who, crate::auth::Principal::Anonymous) {
         return Err(ApiError::unauthenticated("Sign in as a superuser to impersonate."));
     }
     let duration = if body.is_empty() {

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::guard::client_ip;
 use super::{json_response, principal};
 use crate::app::App;
-use crate::records::rules::Principal;
+use crate::auth::Principal;
 use crate::records::schema;
 
 #[derive(Debug, Deserialize)]

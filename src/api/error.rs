@@ -9,7 +9,7 @@ use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::auth::AuthError;
+use crate::accounts::AuthError;
 use crate::files::FilesError;
 use crate::jobs::JobsError;
 use crate::mail::MailError;

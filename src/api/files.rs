@@ -73,7 +73,7 @@ pub async fn download(
             info.auth = auth;
             (who, info)
         }
-        None => (crate::records::rules::Principal::Anonymous, RequestInfo { auth: None, ..header.1.clone() }),
+        None => (crate::auth::Principal::Anonymous, RequestInfo { auth: None, ..header.1.clone() }),
     };
     let thumb = q.thumb.as_deref().filter(|t| !t.is_empty());
     let served = app

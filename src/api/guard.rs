@@ -125,7 +125,7 @@ fn auth_kind(req: &Request) -> &'static str {
         Some(v) => {
             let v = v.trim();
             let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
-            if token.trim_start().starts_with(crate::auth::keys::PREFIX) {
+            if token.trim_start().starts_with(crate::accounts::keys::PREFIX) {
                 "apiKey"
             } else {
                 "token"
@@ -159,7 +159,7 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
     let path = req.uri().path().to_string();
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let authenticated = req.headers().contains_key(header::AUTHORIZATION);
-    let method = crate::observe::metrics::method_label(req.method().as_str());
+    let method = crate::observe::http::method_label(req.method().as_str());
     let http = app.observe.http();
     let flight = http.filter(|_| app.config.observe.metrics).map(|h| h.start(method, &path));
     let log = app.observe.requests.is_enabled().then(|| auth_kind(&req));

@@ -13,9 +13,9 @@ use super::body::json_object;
 use super::error::ApiError;
 use super::{json_response, principal};
 use crate::app::App;
+use crate::auth::Principal;
 use crate::jobs::model::Job;
 use crate::jobs::{JobSpec, JobsError, ListFilter};
-use crate::records::rules::Principal;
 
 /// Query parameters of `GET /api/jobs`.
 #[derive(Debug, Default, Deserialize)]

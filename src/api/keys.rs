@@ -15,7 +15,7 @@ use super::guard::client_ip;
 use super::jobs::{envelope, require_superuser};
 use super::{json_response, principal};
 use crate::app::App;
-use crate::observe::audit::{self, Actor};
+use crate::audit::{self, Actor};
 
 #[handler]
 pub async fn list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {

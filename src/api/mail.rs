@@ -16,9 +16,9 @@ use super::guard::client_ip;
 use super::jobs::accepted;
 use super::{json_response, principal};
 use crate::app::App;
+use crate::audit::{Actor, Event};
+use crate::auth::Principal;
 use crate::mail::{MailId, OutgoingMail};
-use crate::observe::audit::{Actor, Event};
-use crate::records::rules::Principal;
 
 /// Query parameters of `GET /api/mail/log`.
 #[derive(Debug, Default, Deserialize)]
@@ -31,7 +31,7 @@ pub struct LogParams {
 }
 
 /// The API key capability that allows `POST /api/mail/send`.
-const CAPABILITY_MAIL_SEND: &str = crate::auth::keys::MAIL_SEND;
+const CAPABILITY_MAIL_SEND: &str = crate::accounts::keys::MAIL_SEND;
 
 /// Who may configure email and read its log: superusers.
 async fn require_superuser(app: &App, req: &Request) -> Result<(), ApiError> {

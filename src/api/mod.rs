@@ -28,8 +28,8 @@ use poem::{get, post, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Ro
 use serde_json::{Map, Value};
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::records::filter::RequestInfo;
-use crate::records::rules::Principal;
 
 /// A route table that remembers its templates (the label values of the request metrics).
 #[derive(Default)]
@@ -182,7 +182,7 @@ pub(crate) async fn caller(app: &App, req: &Request) -> (Principal, RequestInfo)
 
 #[cfg(test)]
 mod tests {
-    use crate::observe::metrics::RouteTable;
+    use crate::observe::http::RouteTable;
 
     /// `/a/:b/*c` → (`/a/x1/c1/c2`, `/a/{b}/{c}`).
     fn instantiate(template: &str) -> (String, String) {

@@ -16,13 +16,13 @@ use super::error::ApiError;
 use super::guard::ClientIp;
 use super::jobs::{envelope, require_superuser};
 use super::{json_response, principal};
+use crate::accounts::keys::METRICS_READ;
 use crate::app::App;
-use crate::auth::keys::METRICS_READ;
+use crate::auth::Principal;
 use crate::jobs::paging;
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
 use crate::observe::{alerts, exposition};
-use crate::records::rules::Principal;
 
 /// Superusers, or API keys holding `metrics.read`.
 async fn require_reader(app: &App, req: &Request) -> Result<(), ApiError> {
@@ -48,7 +48,7 @@ fn parse_time(name: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
             .map(Some)
             .ok_or_else(|| ApiError::bad_request(format!("{name} is out of range.")));
     }
-    let parsed = crate::records::time::parse(raw)
+    let parsed = crate::util::time::parse(raw)
         .or_else(|| chrono::DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&chrono::Utc)));
     match parsed {
         Some(t) => Ok(Some(t.timestamp_micros())),

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::json_response;
 use crate::app::App;
-use crate::records::rules::Principal;
+use crate::auth::Principal;
 use crate::records::schema::{record_schema, shape_visible, visible_collection, Shape};
 use crate::records::Catalog;
 

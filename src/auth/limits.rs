@@ -14,8 +14,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::{parse_limit, parse_net, RateLimits};
-use crate::observe::metrics::Counter;
+use crate::config::{parse_limit, RateLimits};
+use crate::util::metrics::Counter;
+use crate::util::net::{self, IpRange};
 
 type Bucket<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>;
 
@@ -34,7 +35,7 @@ pub struct Limiter {
     identity: Bucket<String>,
     account_mail: Bucket<String>,
     rules: Vec<(String, Bucket<IpAddr>)>,
-    trusted: Vec<(IpAddr, u8)>,
+    trusted: Vec<IpRange>,
     /// Requests and sign-in attempts refused by any bucket (for `/metrics`).
     pub refused: Counter,
 }
@@ -47,21 +48,6 @@ fn bucket<K: Hash + Eq + Clone>(raw: &str) -> Result<Bucket<K>, String> {
         .ok_or_else(|| format!("{raw:?}: the period must not be zero"))?
         .allow_burst(burst);
     Ok(RateLimiter::keyed(quota))
-}
-
-/// True when `ip` lies in `net/bits`.
-pub(crate) fn contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
-    match (net, ip) {
-        (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
-            u32::from(n) & mask == u32::from(i) & mask
-        }
-        (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
-            u128::from(n) & mask == u128::from(i) & mask
-        }
-        _ => false,
-    }
 }
 
 /// Paths of sign-in and account-recovery endpoints (the `auth_per_ip` bucket).
@@ -86,7 +72,6 @@ impl Limiter {
         for (prefix, limit) in &config.rules {
             rules.push((prefix.clone(), bucket(limit)?));
         }
-        let trusted = config.trusted_proxies.iter().map(|p| parse_net(p)).collect::<Result<Vec<_>, _>>()?;
         Ok(Limiter {
             enabled: config.enabled,
             clock: DefaultClock::default(),
@@ -95,13 +80,13 @@ impl Limiter {
             identity: bucket(&config.auth_per_identity)?,
             account_mail: bucket(&config.mail_per_account)?,
             rules,
-            trusted,
+            trusted: config.trusted_proxies.clone(),
             refused: Counter::default(),
         })
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|(net, bits)| contains(*net, *bits, ip))
+        net::any_contains(&self.trusted, ip)
     }
 
     /// The client's address: the peer, unless the peer is a trusted proxy, in which case the
@@ -191,7 +176,7 @@ mod tests {
     fn limiter(global: &str, proxies: &[&str]) -> Limiter {
         let config = RateLimits {
             global: global.into(),
-            trusted_proxies: proxies.iter().map(|s| s.to_string()).collect(),
+            trusted_proxies: proxies.iter().map(|s| s.parse().expect("range")).collect(),
             ..RateLimits::default()
         };
         Limiter::new(&config).expect("limiter")

@@ -27,13 +27,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use crate::auth::Principal;
 use crate::config::FilesSection;
 use crate::jobs::{Done, JobContext, JobFailure, JobSpec, Jobs, KindOptions, Registry};
 use crate::records::field::{file_names, is_valid_file_name, FieldKind, FileOptions};
 use crate::records::files::{file_ref_key, Added, FileHooks, FileMeta, Released, Upload};
 use crate::records::filter::RequestInfo;
 use crate::records::record::{decode, Stored};
-use crate::records::rules::Principal;
 use crate::records::{record_key, FieldErrors, Records, RecordsError};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
 use thumbs::{DecodeBudget, DecodeLimits, ThumbSize};
@@ -311,7 +311,7 @@ impl Files {
         thumb: Option<&str>,
     ) -> Result<Served, FilesError> {
         let entry = self.inner.records.collection(collection).map_err(|_| FilesError::NotFound)?;
-        if !is_valid_file_name(filename) || !crate::records::id::is_valid_record_id(record_id) {
+        if !is_valid_file_name(filename) || !crate::util::id::is_valid_record_id(record_id) {
             return Err(FilesError::NotFound);
         }
         let collection_id = entry.collection.id.clone();

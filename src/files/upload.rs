@@ -385,9 +385,9 @@ pub fn stored_name(original: &str, content_type: &str) -> String {
     let mut clean = clean.trim_matches('_').to_string();
     clean.truncate(100);
     if clean.len() < 3 {
-        clean.push_str(&crate::records::id::random_string(10));
+        clean.push_str(&crate::util::id::random_string(10));
     }
-    format!("{clean}_{}.{ext}", crate::records::id::random_string(10))
+    format!("{clean}_{}.{ext}", crate::util::id::random_string(10))
 }
 
 #[cfg(test)]

@@ -47,12 +47,12 @@ impl Clock for ManualClock {
 /// Formats epoch milliseconds in the API's UTC format (`YYYY-MM-DD HH:MM:SS.sssZ`).
 pub fn format_ms(ms: i64) -> String {
     match chrono::DateTime::from_timestamp_millis(ms) {
-        Some(t) => crate::records::time::format(t),
+        Some(t) => crate::util::time::format(t),
         None => String::new(),
     }
 }
 
 /// Parses a client date (RFC 3339 or the API's format) into epoch milliseconds.
 pub fn parse_ms(input: &str) -> Option<i64> {
-    crate::records::time::parse(input).map(|t| t.timestamp_millis())
+    crate::util::time::parse(input).map(|t| t.timestamp_millis())
 }

@@ -291,7 +291,7 @@ fn apply_input(
     let mut cron = match current {
         Some(c) => c.clone(),
         None => Cron {
-            id: crate::records::id::random_string(15),
+            id: crate::util::id::random_string(15),
             name: String::new(),
             expression: String::new(),
             kind: String::new(),

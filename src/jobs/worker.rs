@@ -10,7 +10,7 @@
 //! Nothing polls: dispatchers sleep on a `Notify` (enqueue, freed slot) or until the next
 //! `run_at` they saw; the pruner sleeps until the next expiry.
 
-use crate::observe::metrics::{Counter, Histogram, JOB_BUCKETS};
+use crate::util::metrics::{Counter, Histogram, JOB_BUCKETS};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};

@@ -40,12 +40,6 @@ pub const JOB_KIND: &str = "mail.send";
 /// with `[jobs.queues] mail = N`, default `[jobs] default_concurrency`).
 pub const QUEUE: &str = "mail";
 
-/// Installs ring as the process's rustls crypto provider (TLS to SMTP servers needs one).
-/// Safe to call more than once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The built-in templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Template {
@@ -313,11 +307,11 @@ struct Core {
 #[derive(Debug, Default)]
 pub struct MailCounters {
     /// Messages the SMTP server accepted.
-    pub sent: crate::observe::metrics::Counter,
+    pub sent: crate::util::metrics::Counter,
     /// Attempts that failed (retried or final).
-    pub failed: crate::observe::metrics::Counter,
+    pub failed: crate::util::metrics::Counter,
     /// Messages given up on (5xx reply or attempts exhausted).
-    pub dead: crate::observe::metrics::Counter,
+    pub dead: crate::util::metrics::Counter,
 }
 
 impl Core {
@@ -355,7 +349,7 @@ impl Mail {
         config: &Config,
         registry: &mut Registry,
     ) -> Result<PreparedMail, MailError> {
-        install_crypto_provider();
+        crate::util::tls::install_crypto_provider();
         let defaults = config.mail.clone();
         parse_address("mail.sender_address", &defaults.sender_address)?;
         let public_url = config.public_url(None);
@@ -404,7 +398,7 @@ impl Mail {
     pub async fn update_settings(
         &self,
         patch: Map<String, Value>,
-        audit: Option<crate::observe::audit::Event>,
+        audit: Option<crate::audit::Event>,
     ) -> Result<(Settings, SettingsChange), MailError> {
         let core = self.core.clone();
         self.core
@@ -414,7 +408,7 @@ impl Mail {
                 if let Some(event) = audit {
                     // The entry names what changed (secrets by name only), in the same commit.
                     let event = event.detail(serde_json::json!({"changed": change.changed}));
-                    crate::observe::audit::append(tx, event)?;
+                    crate::audit::append(tx, event)?;
                 }
                 let hook_core = core.clone();
                 let fresh = settings.clone();

@@ -162,7 +162,7 @@ pub fn apply_input(
     let mut fields = FieldErrors::new();
     let creating = base.is_none();
     let mut rule = base.unwrap_or_else(|| Rule {
-        id: crate::records::id::random_string(15),
+        id: crate::util::id::random_string(15),
         name: String::new(),
         series: String::new(),
         op: ">".into(),
@@ -585,7 +585,7 @@ fn rfc3339(ms: i64) -> Option<String> {
 /// `id` shared by the deliveries of this one transition.
 fn webhook_body(rule: &Rule, firing: bool, value: f64, now: i64, firing_since: Option<i64>) -> Value {
     json!({
-        "id": format!("evt_{}", crate::records::id::random_string(20)),
+        "id": format!("evt_{}", crate::util::id::random_string(20)),
         "event": if firing { "alert.firing" } else { "alert.resolved" },
         "rule": {
             "id": rule.id,

@@ -9,9 +9,9 @@
 
 use serde_json::Value;
 
-use super::metrics::Exposition;
 use super::ObserveError;
 use crate::app::App;
+use crate::util::metrics::Exposition;
 
 /// `backbone_search_*`: index lag, documents, commits, query latency.
 async fn render_search(app: &App, out: &mut Exposition) {

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::metrics::{quantile_of, LATENCY_BUCKETS};
 use super::ObserveError;
 use crate::app::App;
 use crate::store::{ScanControl, StoreError, Table, WriteTx};
+use crate::util::metrics::{quantile_of, LATENCY_BUCKETS};
 
 /// Resolution byte of the fine samples.
 const FINE: u8 = 0;

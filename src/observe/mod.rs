@@ -7,13 +7,12 @@
 //! module reads them when it renders or samples.
 
 pub mod alerts;
-pub mod audit;
 pub mod exposition;
 pub mod health;
 pub mod heartbeat;
 pub mod history;
 pub mod host;
-pub mod metrics;
+pub mod http;
 pub mod pressure;
 pub mod requests;
 
@@ -21,8 +20,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{parse_net, Limits, ObserveSection};
+use crate::config::{Limits, ObserveSection};
 use crate::store::{Store, StoreError};
+use crate::util::net::{self, IpRange};
 
 /// Why an observability request failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +48,12 @@ impl From<StoreError> for ObserveError {
 /// The observability services of a running server.
 pub struct Observe {
     pub config: ObserveSection,
-    http: OnceLock<metrics::HttpMetrics>,
+    http: OnceLock<http::HttpMetrics>,
     pub requests: Arc<requests::RequestLog>,
     pub host: Arc<host::Host>,
     /// Admission control: in-flight cap and memory shedding.
     pub pressure: Arc<pressure::Pressure>,
-    scrapers: Vec<(IpAddr, u8)>,
+    scrapers: Vec<IpRange>,
 }
 
 impl Observe {
@@ -63,8 +63,6 @@ impl Observe {
         config: &ObserveSection,
         limits: &Limits,
     ) -> Result<Observe, String> {
-        let scrapers =
-            config.metrics_allowed_ips.iter().map(|raw| parse_net(raw)).collect::<Result<_, _>>()?;
         let requests = requests::RequestLog::new(
             store,
             config.request_log,
@@ -77,24 +75,22 @@ impl Observe {
             requests: Arc::new(requests),
             host: Arc::new(host::Host::new(dir)),
             pressure: Arc::new(pressure::Pressure::new(limits)),
-            scrapers,
+            scrapers: config.metrics_allowed_ips.clone(),
         })
     }
 
     /// Installs the route templates of the HTTP API (once, when the routes are built).
     pub fn set_routes(&self, templates: &[&str]) {
-        let _ = self.http.set(metrics::HttpMetrics::new(metrics::RouteTable::new(templates)));
+        let _ = self.http.set(http::HttpMetrics::new(http::RouteTable::new(templates)));
     }
 
     /// The HTTP request metrics, once the routes are installed.
-    pub fn http(&self) -> Option<&metrics::HttpMetrics> {
+    pub fn http(&self) -> Option<&http::HttpMetrics> {
         self.http.get()
     }
 
     /// True when `ip` may read `/metrics` without credentials.
     pub fn is_scraper(&self, ip: Option<IpAddr>) -> bool {
-        ip.is_some_and(|ip| {
-            self.scrapers.iter().any(|(net, bits)| crate::auth::limits::contains(*net, *bits, ip))
-        })
+        ip.is_some_and(|ip| net::any_contains(&self.scrapers, ip))
     }
 }

@@ -24,9 +24,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::metrics::Counter;
 use super::ObserveError;
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::metrics::Counter;
 
 /// How often queued rows are written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -475,7 +475,7 @@ impl RequestLog {
 
 /// Microseconds since 1970 in the record time format.
 pub fn format_time(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us).map(crate::records::time::format).unwrap_or_default()
+    chrono::DateTime::from_timestamp_micros(us).map(crate::util::time::format).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -529,7 +529,7 @@ mod tests {
     #[tokio::test]
     #[ignore]
     async fn observe_cost() {
-        use crate::observe::metrics::{HttpMetrics, RouteTable};
+        use crate::observe::http::{HttpMetrics, RouteTable};
         let templates = [
             "/api/health",
             "/api/collections/:collection",

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
-use super::files::FileSync;
 use super::filter::{Env, Now, RequestInfo};
-use super::id::{self, IdGenerator};
+use super::hooks::Hooks;
 use super::record::{self, decode, FieldsFilter, Prepared};
-use super::rules::{self, Access, Op, Principal};
+use super::rules::{self, Access};
 use super::service::Records;
 use super::write::{self, not_found};
-use super::{record_key, time, FieldError, RecordsError};
+use super::{record_key, FieldError, RecordsError};
+use crate::auth::{Op, Principal};
 use crate::store::{Table, WriteTx};
+use crate::util::id::{self, IdGenerator};
+use crate::util::time;
 
 /// One sub-request as sent.
 #[derive(Debug, Clone)]
@@ -159,13 +161,13 @@ impl Records {
         let request = request.clone();
         let ids = self.id_generator();
         let catalog = self.catalog();
-        let files = self.file_sync().clone();
+        let hooks = self.hooks().clone();
         let replies = self
             .store()
             .write(move |tx: &mut WriteTx<'_>| -> Result<Vec<BatchReply>, RecordsError> {
                 let mut replies = Vec::with_capacity(planned.len());
                 for (index, op) in planned.into_iter().enumerate() {
-                    let reply = run_one(tx, &files, &catalog, &op, &principal, &request, &ids)
+                    let reply = run_one(tx, &hooks, &catalog, &op, &principal, &request, &ids)
                         .map_err(|e| failed(index, e))?;
                     replies.push(reply);
                 }
@@ -193,7 +195,7 @@ fn encode(stored: &super::record::Stored) -> Result<Vec<u8>, RecordsError> {
 
 fn run_one(
     tx: &mut WriteTx<'_>,
-    files: &FileSync,
+    hooks: &Hooks,
     catalog: &Catalog,
     op: &Planned,
     principal: &Principal,
@@ -223,7 +225,7 @@ fn run_one(
                 return Err(not_found());
             }
             let rule = rules::required(Op::Delete, principal, collection, catalog)?;
-            write::apply_delete(tx, files, catalog, entry, id, rule.as_deref(), &request)?;
+            write::apply_delete(tx, hooks, catalog, entry, id, rule.as_deref(), &request)?;
             Ok(BatchReply { status: 204, body: Value::Null })
         }
         (Action::Update(_) | Action::Upsert, Some(id)) => {
@@ -255,7 +257,7 @@ fn run_one(
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;
-            write::apply_update(tx, files, entry, &current, &prepared, bytes)?;
+            write::apply_update(tx, hooks, entry, &current, &prepared, bytes)?;
             Ok(BatchReply { status: 200, body })
         }
         (Action::Update(_), None) => Err(not_found()),
@@ -280,7 +282,7 @@ fn run_one(
             let prepared = with_password(prepared, &op.password_hash)?;
             let body = record::to_json(collection, &prepared.stored, privileged, &op.fields);
             let bytes = encode(&prepared.stored)?;
-            write::apply_create(tx, files, entry, &prepared, bytes)?;
+            write::apply_create(tx, hooks, entry, &prepared, bytes)?;
             Ok(BatchReply { status: 200, body })
         }
     }

@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use super::collection::Collection;
 use super::filter::{Filter, FilterError};
 use super::index::IndexDef;
-use super::rules::Op;
 use super::stats::CollectionStats;
+use crate::auth::Op;
 use crate::store::{ReadPlacement, ReadTx, ScanControl, StoreError, Table};
 
 /// A collection with the schema generation it was loaded at.

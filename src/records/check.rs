@@ -152,8 +152,8 @@ mod tests {
 
     use super::*;
     use crate::auth::password::PasswordHasher;
+    use crate::auth::Principal;
     use crate::records::filter::RequestInfo;
-    use crate::records::rules::Principal;
     use crate::records::Records;
     use crate::store::{Store, StoreError, StoreOptions, WriteTx};
 
@@ -164,7 +164,7 @@ mod tests {
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("store");
-            let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
+            let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             let su = Principal::Superuser { id: "t".into() };
             records
                 .create_collection(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}], "indexes": ["CREATE UNIQUE INDEX u ON a (name)"]}), "")
@@ -214,7 +214,7 @@ mod tests {
             let path = dir.path().join("data.redb");
             let su = Principal::Superuser { id: "t".into() };
             let store = Store::open(&path, &StoreOptions::default()).expect("store");
-            let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
+            let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             records
                 .create_collection(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}, {"name": "n", "type": "number"}], "indexes": ["CREATE INDEX i_n ON a (n)"]}), "")
                 .await
@@ -250,7 +250,7 @@ mod tests {
             assert!(before.notes.iter().any(|n| n.contains("rebuild pending")), "{:?}", before.notes);
 
             let store = Store::open(&path, &StoreOptions::default()).expect("reopen");
-            let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
+            let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             let report = store.read_blocking(check).expect("check");
             assert!(report.problems.is_empty(), "{:?}", report.problems);
             assert!(report.notes.is_empty(), "{:?}", report.notes);

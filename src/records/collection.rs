@@ -6,7 +6,9 @@ use serde_json::Value;
 use super::field::{
     AutodateOptions, BoolOptions, DomainOptions, Field, FieldKind, PasswordOptions, TextOptions,
 };
-use super::{id, FieldError, FieldErrors, RecordsError};
+use super::{FieldError, FieldErrors, RecordsError};
+use crate::auth::{Op, ScopeTarget};
+use crate::util::id;
 
 /// Fixed id of the built-in superusers collection (PocketBase uses the same).
 pub const SUPERUSERS_ID: &str = "pbc_3142635823";
@@ -175,6 +177,22 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// The rule that guards `op` on this collection's records.
+    pub fn rule(&self, op: Op) -> &Option<String> {
+        match op {
+            Op::List => &self.list_rule,
+            Op::View => &self.view_rule,
+            Op::Create => &self.create_rule,
+            Op::Update => &self.update_rule,
+            Op::Delete => &self.delete_rule,
+        }
+    }
+
+    /// This collection as the target of an API key scope.
+    pub fn scope_target(&self) -> ScopeTarget<'_> {
+        ScopeTarget { id: &self.id, name: &self.name, system: self.system }
+    }
+
     /// The field called `name`, if any.
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)

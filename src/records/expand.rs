@@ -14,9 +14,10 @@ use super::catalog::{Catalog, CatalogEntry};
 use super::field::{relation_ids, FieldKind};
 use super::filter::{Env, Now, RequestInfo};
 use super::record::{decode, to_json, FieldsFilter, Stored};
-use super::rules::{self, Access, Op, Principal};
+use super::rules::{self, Access};
 use super::write::{parse_ref, ref_prefix};
 use super::{record_key, RecordsError};
+use crate::auth::{Op, Principal};
 use crate::store::{ReadTx, ScanControl, Table};
 
 /// Deepest expand path.
@@ -170,7 +171,8 @@ impl<'a> Expander<'a> {
         tree: &ExpandTree,
     ) -> Result<Value, RecordsError> {
         // The one rule of email visibility: superusers, the record's owner, or its flag.
-        let sees_email = self.principal.sees_email_of(&entry.collection.id, stored);
+        let sees_email =
+            self.principal.sees_email_of(&entry.collection.id, stored.get("id").and_then(Value::as_str));
         let mut json = to_json(&entry.collection, stored, sees_email, &FieldsFilter::default());
         if !tree.is_empty() {
             if let (Value::Object(map), Some(expand)) = (&mut json, self.expand(entry, stored, tree)?) {

@@ -9,8 +9,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::time;
 use super::FieldError;
+use crate::util::time;
 
 /// Default text limit when `max` is 0, in characters.
 pub const DEFAULT_TEXT_MAX: usize = 5000;
@@ -660,7 +660,7 @@ fn normalize_relation(o: &RelationOptions, input: &Value) -> Result<Value, Field
     collect_unique(
         input,
         &mut ids,
-        super::id::is_valid_record_id,
+        crate::util::id::is_valid_record_id,
         "a record id or a list of record ids",
         |s| FieldError::new("validation_invalid_value", format!("Invalid record id {s:?}.")),
     )?;

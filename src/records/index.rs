@@ -228,7 +228,7 @@ pub fn column_value(collection: &Collection, record: &Stored, column: &str) -> V
 
 /// The record id at the end of an entry key.
 pub fn entry_id(key: &[u8]) -> Option<&str> {
-    let start = key.len().checked_sub(super::id::ID_LENGTH)?;
+    let start = key.len().checked_sub(crate::util::id::ID_LENGTH)?;
     std::str::from_utf8(&key[start..]).ok()
 }
 

@@ -23,10 +23,10 @@ use super::filter::{email_visible, is_guarded_email, resolve, Access, Env, Filte
 use super::index::{self, IndexDef};
 use super::plan::{self, IndexPlan, Span};
 use super::record::{decode, decode_keys, FieldsFilter, Stored};
-use super::rules::{Op, Principal};
 use super::source::VisibleSource;
 use super::stats::CollectionStats;
 use super::{collection_prefix, record_key, RecordsError};
+use crate::auth::{Op, Principal};
 use crate::store::{ReadTx, ScanControl, Table};
 
 /// Default page size.
@@ -94,7 +94,7 @@ impl CursorPosition {
         let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| invalid())?;
         let mut parts: Vec<Value> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
         let id = match parts.pop() {
-            Some(Value::String(id)) if super::id::is_valid_record_id(&id) => id,
+            Some(Value::String(id)) if crate::util::id::is_valid_record_id(&id) => id,
             _ => return Err(invalid()),
         };
         let fields = sort.iter().filter(|k| matches!(k, SortKey::Field { .. })).count();

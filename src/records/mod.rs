@@ -10,8 +10,9 @@ pub mod collection;
 pub mod expand;
 pub mod field;
 pub mod files;
+
 pub mod filter;
-pub mod id;
+pub mod hooks;
 pub mod index;
 pub mod list;
 pub mod migrate;
@@ -22,38 +23,20 @@ pub mod schema;
 pub mod service;
 pub mod source;
 pub mod stats;
-pub mod time;
 pub mod write;
 
 #[cfg(test)]
 mod model_tests;
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use crate::store::StoreError;
+use crate::util::invalid::Invalid;
 
 pub use catalog::Catalog;
 pub use collection::{Collection, CollectionKind};
 pub use field::{Field, FieldKind};
 pub use service::Records;
 
-/// One invalid field in a validation failure, in PocketBase's shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub code: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(code: &str, message: impl Into<String>) -> FieldError {
-        FieldError { code: code.to_string(), message: message.into() }
-    }
-}
-
-/// Field errors keyed by field name (or by a path such as `fields.2.name`).
-pub type FieldErrors = BTreeMap<String, FieldError>;
+pub use crate::util::invalid::{FieldError, FieldErrors};
 
 /// What can go wrong in the records domain.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +67,12 @@ pub enum RecordsError {
 impl From<StoreError> for RecordsError {
     fn from(err: StoreError) -> Self {
         RecordsError::Store(err)
+    }
+}
+
+impl From<Invalid> for RecordsError {
+    fn from(invalid: Invalid) -> Self {
+        RecordsError::Validation { message: invalid.message, fields: invalid.fields }
     }
 }
 

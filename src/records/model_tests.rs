@@ -11,9 +11,9 @@ use proptest::prelude::*;
 use serde_json::{json, Map};
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::Principal;
 use crate::records::filter::RequestInfo;
 use crate::records::list::ListParams;
-use crate::records::rules::Principal;
 use crate::records::Records;
 use crate::store::{Store, StoreOptions};
 
@@ -108,7 +108,7 @@ proptest! {
         runtime.block_on(async move {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("store");
-            let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
+            let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             let su = Principal::Superuser { id: "model".into() };
             records.create_collection(&su, json!({"name": "m", "indexes": ["CREATE INDEX idx_n ON m (n)", "CREATE INDEX idx_tn ON m (t, n)"], "fields": [
                 {"name": "n", "type": "number"},
@@ -204,9 +204,9 @@ mod random_schemas {
     use serde_json::{json, Map, Value};
 
     use crate::auth::password::PasswordHasher;
+    use crate::auth::Principal;
     use crate::records::filter::RequestInfo;
     use crate::records::list::ListParams;
-    use crate::records::rules::Principal;
     use crate::records::Records;
     use crate::store::{Store, StoreOptions};
 
@@ -420,7 +420,7 @@ mod random_schemas {
         runtime.block_on(async move {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("store");
-                let records = Records::open(store.clone(), PasswordHasher::new(1)).await.expect("records");
+                let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
                 let su = Principal::Superuser { id: "model".into() };
                 let fields: Vec<Value> = schema.iter().enumerate().map(|(i, k)| match k {
                     Kind::Num => json!({"name": format!("f{i}"), "type": "number"}),

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::collection::Collection;
 use super::field::FieldKind;
-use super::id::{self, IdGenerator};
 use super::{FieldError, FieldErrors, RecordsError};
+use crate::util::id::{self, IdGenerator};
 
 /// A record as stored.
 pub type Stored = Map<String, Value>;

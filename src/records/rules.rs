@@ -10,105 +10,7 @@ use super::catalog::Catalog;
 use super::collection::Collection;
 use super::filter::{Filter, FilterError};
 use super::{FieldError, FieldErrors, RecordsError};
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    Anonymous,
-    Superuser {
-        id: String,
-    },
-    Record {
-        collection_id: String,
-        id: String,
-    },
-    /// A server-to-server API key: within its scopes it passes the rules (like a superuser
-    /// limited to those collections and operations), outside them it is denied. It never
-    /// sees hidden fields and cannot change schema or settings.
-    ApiKey {
-        id: String,
-        scopes: std::sync::Arc<Scopes>,
-    },
-}
-
-impl Principal {
-    pub fn is_superuser(&self) -> bool {
-        matches!(self, Principal::Superuser { .. })
-    }
-
-    /// Whether this caller sees the `email` of `stored` (a record of `collection_id`) even when
-    /// its `emailVisibility` is off: superusers, and the signed-in user reading their own
-    /// record, as PocketBase does (the SDK's `authStore.record.email` relies on it).
-    pub fn sees_email_of(&self, collection_id: &str, stored: &super::record::Stored) -> bool {
-        match self {
-            Principal::Superuser { .. } => true,
-            Principal::Record { collection_id: own, id } => {
-                own == collection_id
-                    && stored.get("id").and_then(serde_json::Value::as_str) == Some(id.as_str())
-            }
-            Principal::Anonymous | Principal::ApiKey { .. } => false,
-        }
-    }
-}
-
-/// A record operation, each guarded by its own rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    List,
-    View,
-    Create,
-    Update,
-    Delete,
-}
-
-impl Op {
-    pub const ALL: [Op; 5] = [Op::List, Op::View, Op::Create, Op::Update, Op::Delete];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::List => "list",
-            Op::View => "view",
-            Op::Create => "create",
-            Op::Update => "update",
-            Op::Delete => "delete",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.as_str() == s)
-    }
-
-    /// The rule of `collection` that guards this operation.
-    pub fn rule(self, collection: &Collection) -> &Option<String> {
-        match self {
-            Op::List => &collection.list_rule,
-            Op::View => &collection.view_rule,
-            Op::Create => &collection.create_rule,
-            Op::Update => &collection.update_rule,
-            Op::Delete => &collection.delete_rule,
-        }
-    }
-}
-
-/// What an API key may do: operations per collection (by id), or on every collection (`*`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scopes {
-    pub grants: Vec<(String, Vec<Op>)>,
-    /// Named abilities beyond records, such as `mail.send`.
-    pub capabilities: Vec<String>,
-}
-
-impl Scopes {
-    /// True when the scopes grant `op` on the collection with this id or name. No scope ever
-    /// reaches a system collection (`_superusers`): not `*`, not its name (a key that could
-    /// create or change a superuser could sign in as one).
-    pub fn grants(&self, collection: &Collection, op: Op) -> bool {
-        !collection.system
-            && self.grants.iter().any(|(c, ops)| {
-                (c == "*" || *c == collection.id || *c == collection.name) && ops.contains(&op)
-            })
-    }
-}
+use crate::auth::{Op, Principal};
 
 /// The outcome of looking at a rule before seeing any record.
 #[derive(Debug)]
@@ -126,11 +28,11 @@ pub fn access(op: Op, principal: &Principal, collection: &Collection, catalog: &
     match principal {
         Principal::Superuser { .. } => return Access::Allow,
         Principal::ApiKey { scopes, .. } => {
-            return if scopes.grants(collection, op) { Access::Allow } else { Access::Deny };
+            return if scopes.grants(collection.scope_target(), op) { Access::Allow } else { Access::Deny };
         }
         Principal::Anonymous | Principal::Record { .. } => {}
     }
-    match op.rule(collection) {
+    match collection.rule(op) {
         None => Access::Deny,
         Some(r) if r.trim().is_empty() => Access::Allow,
         Some(r) => {
@@ -165,9 +67,9 @@ pub fn required(
 pub fn allows(op: Op, principal: &Principal, collection: &Collection) -> bool {
     match principal {
         Principal::Superuser { .. } => true,
-        Principal::ApiKey { scopes, .. } => scopes.grants(collection, op),
+        Principal::ApiKey { scopes, .. } => scopes.grants(collection.scope_target(), op),
         Principal::Anonymous | Principal::Record { .. } => {
-            matches!(op.rule(collection), Some(r) if r.trim().is_empty())
+            matches!(collection.rule(op), Some(r) if r.trim().is_empty())
         }
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::collection::Collection;
 use super::field::{Field, FieldKind};
-use super::rules::{Op, Principal};
+use crate::auth::{Op, Principal};
 
 /// Which shape of the record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,8 @@ pub fn shape_visible(principal: &Principal, collection: &Collection) -> bool {
     match principal {
         Principal::Superuser { .. } => true,
         Principal::ApiKey { scopes, .. } => {
-            scopes.grants(collection, Op::List) || scopes.grants(collection, Op::View)
+            scopes.grants(collection.scope_target(), Op::List)
+                || scopes.grants(collection.scope_target(), Op::View)
         }
         Principal::Anonymous | Principal::Record { .. } => {
             collection.list_rule.is_some() || collection.view_rule.is_some()

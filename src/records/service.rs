@@ -16,18 +16,21 @@ use super::expand::{self, ExpandTree, Expander};
 use super::field::{relation_ids, FieldKind};
 use super::files::{self, FileSync, Upload};
 use super::filter::{Env, Filter, Now, RequestInfo};
-use super::id::{self, IdGenerator};
+use super::hooks::{ChangeHooks, Hooks};
 use super::index;
 use super::list::{self, ListContext, ListParams, ListQuery};
 use super::migrate;
 use super::record::{self, decode, FieldsFilter, Prepared, Stored};
-use super::rules::{self, Op, Principal};
+use super::rules;
 use super::stats::CollectionStats;
 use super::write::{self, identity_key, not_found};
-use super::{collection_prefix, record_key, time, FieldError, FieldErrors, RecordsError};
+use super::{collection_prefix, record_key, FieldError, FieldErrors, RecordsError};
+use crate::audit::{self, Actor, Event};
 use crate::auth::password::PasswordHasher;
-use crate::observe::audit::{self, Actor, Event};
+use crate::auth::{Op, Principal};
 use crate::store::{ReadTx, Store, Table, WriteTx};
+use crate::util::id::{self, IdGenerator};
+use crate::util::time;
 
 /// How often an update retries when the record changed between its read and its write.
 const UPDATE_RETRIES: usize = 8;
@@ -56,8 +59,8 @@ pub struct Records {
     /// Bumped after every write that may change who a token belongs to (auth records,
     /// deletes, batches, schema changes); caches of verified tokens compare it.
     auth_generation: Arc<AtomicU64>,
-    /// The `files` module's hooks around writes of file fields.
-    files: FileSync,
+    /// What other modules do around writes: file placement, change consumers.
+    hooks: Hooks,
     /// The time one list or search may spend evaluating filters and rules.
     query_budget: Duration,
 }
@@ -77,7 +80,7 @@ fn check_system_rules_unchanged(current: &Collection, built: &Collection) -> Res
     let auth_rule = |c: &Collection| c.auth.as_ref().map(|a| a.auth_rule.clone());
     let mut errors = FieldErrors::new();
     for op in Op::ALL {
-        if op.rule(current) != op.rule(built) {
+        if current.rule(op) != built.rule(op) {
             errors.insert(
                 format!("{}Rule", op.as_str()),
                 FieldError::new("validation_system_rule", "The rules of system collections cannot change."),
@@ -148,7 +151,8 @@ pub(crate) fn render(
     fields: &FieldsFilter,
     tree: &ExpandTree,
 ) -> Result<Value, RecordsError> {
-    let sees_email = expander.principal.sees_email_of(&entry.collection.id, &stored);
+    let sees_email =
+        expander.principal.sees_email_of(&entry.collection.id, stored.get("id").and_then(Value::as_str));
     let expanded = if !tree.is_empty() && fields.keeps("expand") {
         expander.expand(entry, &stored, tree)?
     } else {
@@ -164,7 +168,12 @@ pub(crate) fn render(
 
 impl Records {
     /// Creates the built-in collections if missing and loads the catalog.
-    pub async fn open(store: Store, hasher: PasswordHasher) -> Result<Records, RecordsError> {
+    /// Opens the records of `store`; `changes` are called inside every change's transaction.
+    pub async fn open(
+        store: Store,
+        hasher: PasswordHasher,
+        changes: Vec<Arc<dyn ChangeHooks>>,
+    ) -> Result<Records, RecordsError> {
         let now = time::now();
         store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
@@ -194,7 +203,7 @@ impl Records {
             ids: Arc::new(IdGenerator::default()),
             auth_generation: Arc::new(AtomicU64::new(0)),
             hasher,
-            files: FileSync::default(),
+            hooks: Hooks::new(changes),
             query_budget: list::Budget::DEFAULT,
         })
     }
@@ -211,7 +220,12 @@ impl Records {
 
     /// The hooks of file fields (attached by the `files` module once the queue exists).
     pub fn file_sync(&self) -> &FileSync {
-        &self.files
+        &self.hooks.files
+    }
+
+    /// Every hook around writes.
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// The store these records live in.
@@ -385,25 +399,8 @@ impl Records {
         if current.system {
             check_system_rules_unchanged(&current, &built)?;
         }
-        // Searched collections index the text of related records only while the target's
-        // view rule is public: when it changes, their documents are rebuilt.
-        let related_searches: Vec<String> = if current.view_rule != built.view_rule {
-            catalog
-                .all()
-                .map(|e| &e.collection)
-                .filter(|c| c.search.enabled && c.id != built.id)
-                .filter(|c| {
-                    c.search.fields.iter().any(|w| {
-                        matches!(c.field(&w.name).map(|f| &f.kind),
-                            Some(FieldKind::Relation(o)) if o.collection_id == built.id)
-                    })
-                })
-                .map(|c| c.id.clone())
-                .collect()
-        } else {
-            Vec::new()
-        };
         let to_store = built.clone();
+        let hooks = self.hooks.clone();
         let event = Event::new("collection.update", Actor::of(principal), ip, built.id.clone())
             .detail(json!({"name": built.name, "before": current, "after": built}));
         self.store
@@ -431,14 +428,7 @@ impl Records {
                 if fields_changed || current.indexes != to_store.indexes {
                     rebuild_indexes(tx, &to_store)?;
                 }
-                let searched = current.search.enabled || to_store.search.enabled;
-                if searched && (fields_changed || current.search != to_store.search) {
-                    // The index is rebuilt from the migrated records by a reindex job.
-                    crate::search::outbox::collection_changed(tx, &to_store.id)?;
-                }
-                for related in &related_searches {
-                    crate::search::outbox::collection_changed(tx, related)?;
-                }
+                hooks.collection_updated(tx, &catalog, &current, &to_store)?;
                 let bytes =
                     serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
@@ -480,6 +470,7 @@ impl Records {
                 }
             }
         }
+        let hooks = self.hooks.clone();
         let event = Event::new("collection.delete", Actor::of(principal), ip, current.id.clone())
             .detail(json!({"name": current.name}));
         self.store
@@ -512,9 +503,7 @@ impl Records {
                     tx.delete(Table::AuthIdentities, &key);
                 }
                 index::clear(tx, &current.id)?;
-                if current.search.enabled {
-                    crate::search::outbox::collection_changed(tx, &current.id)?;
-                }
+                hooks.collection_deleted(tx, &current)?;
                 tx.delete(Table::Collections, current.id.as_bytes());
                 tx.delete(Table::CollectionNames, current.name.to_lowercase().as_bytes());
                 tx.delete(Table::CollectionStats, current.id.as_bytes());
@@ -779,9 +768,9 @@ impl Records {
         }
         let store = self.store.clone();
         let (collection_id, record_id) = (entry.collection.id.clone(), prepared.id.clone());
-        files::place(&self.files, &collection_id, &record_id, &prepared.uploads).await?;
+        files::place(&self.hooks.files, &collection_id, &record_id, &prepared.uploads).await?;
         let placed = prepared.uploads.clone();
-        let file_sync = self.files.clone();
+        let hooks = self.hooks.clone();
         let written = self
             .store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
@@ -808,11 +797,11 @@ impl Records {
                     );
                     record::check_protected(&entry.collection, None, &rule_view, manager)?;
                 }
-                write::apply_create(tx, &file_sync, &entry, &prepared, bytes)
+                write::apply_create(tx, &hooks, &entry, &prepared, bytes)
             })
             .await;
         if let Err(err) = written {
-            files::unplace(&self.files, &collection_id, &record_id, &placed).await;
+            files::unplace(&self.hooks.files, &collection_id, &record_id, &placed).await;
             return Err(err);
         }
         if is_auth {
@@ -879,7 +868,7 @@ impl Records {
             .update_attempts(principal, &entry, rule, record_id, &body, &uploads, &mut placed, request, guard)
             .await;
         if result.is_err() {
-            files::unplace(&self.files, &entry.collection.id, record_id, &placed).await;
+            files::unplace(&self.hooks.files, &entry.collection.id, record_id, &placed).await;
         }
         result
     }
@@ -955,7 +944,7 @@ impl Records {
                 .filter(|u| !placed.iter().any(|p| p.name == u.name))
                 .cloned()
                 .collect();
-            files::place(&self.files, &entry.collection.id, record_id, &fresh).await?;
+            files::place(&self.hooks.files, &entry.collection.id, record_id, &fresh).await?;
             placed.extend(fresh);
             if is_auth {
                 record::check_protected(&entry.collection, Some(&current), &prepared.stored, manager)?;
@@ -967,13 +956,14 @@ impl Records {
             let response = record::to_json(
                 &entry.collection,
                 &prepared.stored,
-                principal.sees_email_of(&entry.collection.id, &prepared.stored),
+                principal
+                    .sees_email_of(&entry.collection.id, prepared.stored.get("id").and_then(Value::as_str)),
                 &FieldsFilter::default(),
             );
             let bytes = encode(&prepared.stored)?;
             let entry = entry.clone();
             let key = key.clone();
-            let file_sync = self.files.clone();
+            let hooks = self.hooks.clone();
             let outcome = self
                 .store
                 .write(move |tx: &mut WriteTx<'_>| -> Result<bool, RecordsError> {
@@ -983,7 +973,7 @@ impl Records {
                         Some(now) if now != current_bytes => return Ok(false),
                         Some(_) => {}
                     }
-                    write::apply_update(tx, &file_sync, &entry, &current, &prepared, bytes)?;
+                    write::apply_update(tx, &hooks, &entry, &current, &prepared, bytes)?;
                     Ok(true)
                 })
                 .await?;
@@ -1013,10 +1003,10 @@ impl Records {
         }
         let record_id = record_id.to_string();
         let catalog = self.catalog();
-        let file_sync = self.files.clone();
+        let hooks = self.hooks.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
-                write::apply_delete(tx, &file_sync, &catalog, &entry, &record_id, rule.as_deref(), &request)
+                write::apply_delete(tx, &hooks, &catalog, &entry, &record_id, rule.as_deref(), &request)
             })
             .await?;
         self.bump_auth_generation();
@@ -1029,14 +1019,14 @@ impl Records {
         &self,
         collection_id: &str,
         record_id: &str,
-        event: Option<crate::observe::audit::Event>,
+        event: Option<crate::audit::Event>,
     ) -> Result<(), RecordsError> {
         let entry = self.collection(collection_id)?;
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
         }
         let key = record_key(&entry.collection.id, record_id);
-        let file_sync = self.files.clone();
+        let hooks = self.hooks.clone();
         self.store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 let current = decode(&tx.get(Table::Records, &key)?.ok_or_else(not_found)?)?;
@@ -1050,9 +1040,9 @@ impl Records {
                     uploads: Vec::new(),
                 };
                 let bytes = encode(&prepared.stored)?;
-                write::apply_update(tx, &file_sync, &entry, &current, &prepared, bytes)?;
+                write::apply_update(tx, &hooks, &entry, &current, &prepared, bytes)?;
                 if let Some(event) = event {
-                    crate::observe::audit::append(tx, event)?;
+                    crate::audit::append(tx, event)?;
                 }
                 Ok(())
             })

@@ -119,14 +119,14 @@ impl RecordSource for WriteTx<'_> {
 pub struct VisibleSource<'a> {
     pub inner: &'a dyn RecordSource,
     pub catalog: &'a super::catalog::Catalog,
-    pub principal: &'a super::rules::Principal,
+    pub principal: &'a crate::auth::Principal,
     pub request: &'a super::filter::RequestInfo,
     pub now: super::filter::Now,
 }
 
 impl VisibleSource<'_> {
     /// Whether the caller may see `record` of `collection_id` under the rule of `op`.
-    pub fn visible(&self, op: super::rules::Op, collection_id: &str, record: &Map<String, Value>) -> bool {
+    pub fn visible(&self, op: crate::auth::Op, collection_id: &str, record: &Map<String, Value>) -> bool {
         let Some(entry) = self.catalog.get(collection_id) else {
             return false;
         };
@@ -144,7 +144,7 @@ impl VisibleSource<'_> {
 impl RecordSource for VisibleSource<'_> {
     fn record(&self, collection_id: &str, id: &str) -> Option<Map<String, Value>> {
         let record = self.inner.record(collection_id, id)?;
-        self.visible(super::rules::Op::View, collection_id, &record).then_some(record)
+        self.visible(crate::auth::Op::View, collection_id, &record).then_some(record)
     }
 
     fn referrers(
@@ -165,7 +165,7 @@ impl RecordSource for VisibleSource<'_> {
         self.inner
             .all(collection_id, limit)
             .into_iter()
-            .filter(|r| self.visible(super::rules::Op::List, collection_id, r))
+            .filter(|r| self.visible(crate::auth::Op::List, collection_id, r))
             .collect()
     }
 }

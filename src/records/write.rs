@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{Collection, SUPERUSERS_ID};
 use super::field::{relation_ids, FieldKind};
-use super::files::{sync_files, FileSync};
+use super::files::sync_files;
 use super::filter::{Env, Filter, Now, RequestInfo};
+use super::hooks::Hooks;
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, index, record_key, FieldError, RecordsError};
-use crate::search::outbox;
 use crate::store::{Table, WriteTx};
 
 pub(crate) fn identity_key(collection_id: &str, email_lower: &str) -> Vec<u8> {
@@ -109,19 +109,6 @@ fn sync_refs(
     Ok(())
 }
 
-/// Writes the search outbox entry of a record change, in the change's own transaction, when
-/// the collection is searchable.
-fn note_for_search(
-    tx: &mut WriteTx<'_>,
-    collection: &Collection,
-    record_id: &str,
-) -> Result<(), RecordsError> {
-    if collection.search.enabled {
-        outbox::record_changed(tx, &collection.id, record_id)?;
-    }
-    Ok(())
-}
-
 /// Checks that the record was validated against the current schema; returns the counters.
 pub(crate) fn check_generation(
     tx: &WriteTx<'_>,
@@ -142,7 +129,7 @@ pub(crate) fn check_generation(
 /// Stages a new record (`bytes` is its encoded stored form).
 pub(crate) fn apply_create(
     tx: &mut WriteTx<'_>,
-    files: &FileSync,
+    hooks: &Hooks,
     entry: &CatalogEntry,
     prepared: &Prepared,
     bytes: Vec<u8>,
@@ -162,10 +149,18 @@ pub(crate) fn apply_create(
         }
     }
     sync_refs(tx, &entry.collection, &prepared.id, None, Some(&prepared.stored))?;
-    sync_files(tx, files, &entry.collection, &prepared.id, None, Some(&prepared.stored), &prepared.uploads)?;
+    sync_files(
+        tx,
+        &hooks.files,
+        &entry.collection,
+        &prepared.id,
+        None,
+        Some(&prepared.stored),
+        &prepared.uploads,
+    )?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, None, Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
-    note_for_search(tx, &entry.collection, &prepared.id)?;
+    hooks.record_changed(tx, &entry.collection, &prepared.id)?;
     stats.count += 1;
     if prepared.custom_id {
         stats.custom_ids += 1;
@@ -177,7 +172,7 @@ pub(crate) fn apply_create(
 /// Stages an update of `current` to `prepared`.
 pub(crate) fn apply_update(
     tx: &mut WriteTx<'_>,
-    files: &FileSync,
+    hooks: &Hooks,
     entry: &CatalogEntry,
     current: &Stored,
     prepared: &Prepared,
@@ -203,7 +198,7 @@ pub(crate) fn apply_update(
     sync_refs(tx, &entry.collection, &prepared.id, Some(current), Some(&prepared.stored))?;
     sync_files(
         tx,
-        files,
+        &hooks.files,
         &entry.collection,
         &prepared.id,
         Some(current),
@@ -212,7 +207,7 @@ pub(crate) fn apply_update(
     )?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, Some(current), Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
-    note_for_search(tx, &entry.collection, &prepared.id)?;
+    hooks.record_changed(tx, &entry.collection, &prepared.id)?;
     Ok(())
 }
 
@@ -221,7 +216,7 @@ pub(crate) fn apply_update(
 /// any other reference refuses the delete with a 400 naming the referencing collection.
 pub(crate) fn apply_delete(
     tx: &mut WriteTx<'_>,
-    files: &FileSync,
+    hooks: &Hooks,
     catalog: &Catalog,
     entry: &CatalogEntry,
     record_id: &str,
@@ -238,12 +233,12 @@ pub(crate) fn apply_delete(
         }
     }
     let mut visited = HashSet::new();
-    delete_cascading(tx, files, catalog, entry, record_id, stored, &mut visited)
+    delete_cascading(tx, hooks, catalog, entry, record_id, stored, &mut visited)
 }
 
 fn delete_cascading(
     tx: &mut WriteTx<'_>,
-    files: &FileSync,
+    hooks: &Hooks,
     catalog: &Catalog,
     entry: &CatalogEntry,
     record_id: &str,
@@ -283,12 +278,12 @@ fn delete_cascading(
         let source_key = record_key(&source.collection.id, &source_id);
         if let Some(source_bytes) = tx.get(Table::Records, &source_key)? {
             let source_stored = decode(&source_bytes)?;
-            delete_cascading(tx, files, catalog, source, &source_id, source_stored, visited)?;
+            delete_cascading(tx, hooks, catalog, source, &source_id, source_stored, visited)?;
         }
     }
     // Drop this record's own outgoing references and index entries.
     sync_refs(tx, collection, record_id, Some(&stored), None)?;
-    sync_files(tx, files, collection, record_id, Some(&stored), None, &[])?;
+    sync_files(tx, &hooks.files, collection, record_id, Some(&stored), None, &[])?;
     index::sync(tx, collection, &entry.indexes, record_id, Some(&stored), None)?;
     if collection.is_auth() {
         if let Some(email) = identity_of(&stored) {
@@ -296,7 +291,7 @@ fn delete_cascading(
         }
     }
     tx.delete(Table::Records, &record_key(&collection.id, record_id));
-    note_for_search(tx, collection, record_id)?;
+    hooks.record_changed(tx, collection, record_id)?;
     stats = CollectionStats::load(tx, &collection.id).unwrap_or(stats);
     stats.count = stats.count.saturating_sub(1);
     stats.save(tx, &collection.id);

@@ -28,9 +28,9 @@ use tantivy::directory::MmapDirectory;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
 use crate::jobs::{Done, Enqueued, JobContext, JobFailure, JobSpec, Jobs, KindOptions, Registry};
-use crate::observe::metrics::{Counter, Histogram, LATENCY_BUCKETS};
 use crate::records::{Records, RecordsError};
 use crate::store::{Store, StoreError, Table};
+use crate::util::metrics::{Counter, Histogram, LATENCY_BUCKETS};
 use indexer::{Command, Indexer, Shared};
 use schema::{IndexSchema, INDEX_VERSION};
 

@@ -6,6 +6,10 @@
 //! An entry names *what* changed, never the new content: the indexer reads the current state
 //! when it applies the entry, which makes applying an entry twice harmless.
 
+use crate::records::catalog::Catalog;
+use crate::records::collection::Collection;
+use crate::records::field::FieldKind;
+use crate::records::hooks::ChangeHooks;
 use crate::store::{ReadTx, ScanControl, StoreError, Table, WriteTx};
 
 /// The `Meta` key holding the last sequence number handed out.
@@ -133,6 +137,64 @@ pub fn prune(tx: &mut WriteTx<'_>, upto: u64, limit: usize) -> Result<usize, Sto
                 return Ok(deleted);
             }
         }
+    }
+}
+
+/// Keeps the outbox in step with every change to a searched collection (given to
+/// `Records::open`, so no write path can skip it).
+#[derive(Debug, Default)]
+pub struct OutboxHooks;
+
+impl ChangeHooks for OutboxHooks {
+    fn record_changed(
+        &self,
+        tx: &mut WriteTx<'_>,
+        collection: &Collection,
+        record_id: &str,
+    ) -> Result<(), StoreError> {
+        if collection.search.enabled {
+            record_changed(tx, &collection.id, record_id)?;
+        }
+        Ok(())
+    }
+
+    fn collection_updated(
+        &self,
+        tx: &mut WriteTx<'_>,
+        catalog: &Catalog,
+        before: &Collection,
+        after: &Collection,
+    ) -> Result<(), StoreError> {
+        let fields_changed =
+            serde_json::to_value(&before.fields).ok() != serde_json::to_value(&after.fields).ok();
+        let searched = before.search.enabled || after.search.enabled;
+        if searched && (fields_changed || before.search != after.search) {
+            // The index is rebuilt from the migrated records by a reindex job.
+            collection_changed(tx, &after.id)?;
+        }
+        // Searched collections index the text of related records only while the target's
+        // view rule is public: when it changes, their documents are rebuilt.
+        if before.view_rule != after.view_rule {
+            let indexes_relation_to = |c: &Collection| {
+                c.search.fields.iter().any(|w| {
+                    matches!(c.field(&w.name).map(|f| &f.kind),
+                        Some(FieldKind::Relation(o)) if o.collection_id == after.id)
+                })
+            };
+            for related in catalog.all().map(|e| &e.collection) {
+                if related.search.enabled && related.id != after.id && indexes_relation_to(related) {
+                    collection_changed(tx, &related.id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn collection_deleted(&self, tx: &mut WriteTx<'_>, collection: &Collection) -> Result<(), StoreError> {
+        if collection.search.enabled {
+            collection_changed(tx, &collection.id)?;
+        }
+        Ok(())
     }
 }
 

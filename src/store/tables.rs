@@ -51,7 +51,7 @@ pub enum Table {
     JobEffects,
     /// API key id → key (JSON, `auth::keys::ApiKey`: name, scopes, SHA-256 of the secret).
     ApiKeys,
-    /// Audit entry id (16 hex digits of µs since 1970 + 8 random) → entry (JSON, `observe::audit::Entry`).
+    /// Audit entry id (16 hex digits of µs since 1970 + 8 random) → entry (JSON, `audit::Entry`).
     AuditLog,
     /// SHA-256 of a signed-out token → its expiry (i64 BE, Unix seconds); pruned after expiry.
     RevokedTokens,

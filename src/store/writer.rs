@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::tx::{CommitHook, Generations, WriteTx};
 use super::{open_database, DbSlot, StoreError, StoreOptions};
-use crate::observe::metrics::{Counter, Histogram, BATCH_BUCKETS, LATENCY_BUCKETS};
+use crate::util::metrics::{Counter, Histogram, BATCH_BUCKETS, LATENCY_BUCKETS};
 
 /// Delivers a write's result once the batch's commit outcome is known.
 type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;

@@ -179,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_client_refuses_a_name_that_resolves_to_loopback_before_connecting() {
-        crate::mail::install_crypto_provider();
+        crate::util::tls::install_crypto_provider();
         let client = build_client(Arc::new(TargetPolicy::default()), Duration::from_secs(5)).expect("client");
         // Nothing listens on port 9; the refusal comes from the resolver, before any connect.
         let err = client.post("http://localhost:9/hook").send().await.expect_err("refused");

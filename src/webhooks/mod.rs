@@ -135,7 +135,7 @@ impl Webhooks {
         config: &Config,
         registry: &mut Registry,
     ) -> Result<PreparedWebhooks, WebhookError> {
-        let policy = Arc::new(TargetPolicy::from_config(&config.webhooks).map_err(WebhookError::Config)?);
+        let policy = Arc::new(TargetPolicy::from_config(&config.webhooks));
         let core = Arc::new(Core { store, config: config.webhooks.clone(), policy, client: OnceLock::new() });
         let handler_core = core.clone();
         registry.register(
@@ -169,7 +169,7 @@ impl Webhooks {
                 "a webhook body of {size} bytes (at most {MAX_BODY_BYTES})"
             )));
         }
-        let delivery_id = format!("whd_{}", crate::records::id::random_string(24));
+        let delivery_id = format!("whd_{}", crate::util::id::random_string(24));
         let payload = Payload {
             url: delivery.url,
             event: delivery.event,

@@ -69,7 +69,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs:
 
 /// A fresh secret: `whsec_` and 32 random characters `[a-z0-9]` (about 165 bits).
 pub fn generate_secret() -> String {
-    format!("{SECRET_PREFIX}{}", crate::records::id::random_string(32))
+    format!("{SECRET_PREFIX}{}", crate::util::id::random_string(32))
 }
 
 /// What a rule shows instead of its secret: the last four characters.

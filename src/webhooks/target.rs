@@ -20,7 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{parse_net, WebhooksSection};
+use crate::config::WebhooksSection;
+use crate::util::net::{self, IpRange};
 
 /// Longest accepted webhook URL, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
@@ -114,13 +115,15 @@ fn v6_range(ip: Ipv6Addr) -> Option<&'static str> {
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     allow_private: bool,
-    allowed: Vec<(IpAddr, u8)>,
+    allowed: Vec<IpRange>,
 }
 
 impl TargetPolicy {
-    pub fn from_config(config: &WebhooksSection) -> Result<TargetPolicy, String> {
-        let allowed = config.allowed_private_ranges.iter().map(|r| parse_net(r)).collect::<Result<_, _>>()?;
-        Ok(TargetPolicy { allow_private: config.allow_private_targets, allowed })
+    pub fn from_config(config: &WebhooksSection) -> TargetPolicy {
+        TargetPolicy {
+            allow_private: config.allow_private_targets,
+            allowed: config.allowed_private_ranges.clone(),
+        }
     }
 
     /// A policy that allows every address (`allow_private_targets = true`).
@@ -140,7 +143,7 @@ impl TargetPolicy {
         }
         let addr = addr.to_canonical();
         let Some(range) = non_public_range(addr) else { return Ok(()) };
-        if self.allowed.iter().any(|(net, bits)| crate::auth::limits::contains(*net, *bits, addr)) {
+        if net::any_contains(&self.allowed, addr) {
             return Ok(());
         }
         Err(TargetError::Forbidden { host: host.to_string(), addr, range })
@@ -395,10 +398,13 @@ mod tests {
     #[test]
     fn allowed_private_ranges_and_the_switch_lift_the_check() {
         let config = WebhooksSection {
-            allowed_private_ranges: vec!["192.168.1.0/24".into(), "10.9.9.9".into()],
+            allowed_private_ranges: vec![
+                "192.168.1.0/24".parse().expect("range"),
+                "10.9.9.9".parse().expect("range"),
+            ],
             ..WebhooksSection::default()
         };
-        let policy = TargetPolicy::from_config(&config).expect("policy");
+        let policy = TargetPolicy::from_config(&config);
         assert!(policy.parse_url("http://192.168.1.20/hook").is_ok());
         assert!(policy.parse_url("http://[::ffff:192.168.1.20]/hook").is_ok(), "mapped form matches too");
         assert!(policy.parse_url("http://10.9.9.9/hook").is_ok());

@@ -175,7 +175,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    backbone::mail::install_crypto_provider();
+    backbone::util::tls::install_crypto_provider();
     let n = env_usize("MAIL_BENCH_N", 3000);
     let connections: Vec<usize> = std::env::var("MAIL_BENCH_CONNECTIONS")
         .unwrap_or_else(|_| "1,4,16".into())

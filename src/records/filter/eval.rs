@@ -9,7 +9,7 @@ use super::{
 };
 use crate::records::collection::Collection;
 use crate::records::field::{relation_ids, FieldKind};
-use crate::records::time;
+use crate::util::time;
 
 /// The clock used for `@now` and the other date macros (fixed per request).
 #[derive(Debug, Clone, Copy)]

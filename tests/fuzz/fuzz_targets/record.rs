@@ -5,7 +5,7 @@
 #[path = "common.rs"]
 mod common;
 
-use backbone::records::id::IdGenerator;
+use backbone::util::id::IdGenerator;
 use backbone::records::record::{prepare_create, prepare_update, to_json, FieldsFilter};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

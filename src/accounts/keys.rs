@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::observe::audit::{self, Actor, Event};
-use crate::records::rules::{Op, Principal, Scopes};
-use crate::records::{id, time, FieldError, FieldErrors, Records, RecordsError};
+use crate::audit::{self, Actor, Event};
+use crate::auth::{Op, Principal, Scopes};
+use crate::records::{FieldError, FieldErrors, Records, RecordsError};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::{id, time};
 
 /// Prefix of every API key.
 pub const PREFIX: &str = "bbk_";

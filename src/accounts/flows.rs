@@ -22,14 +22,15 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{actor_for, now_unix, token, Auth, AuthError, Session};
+use crate::audit::{Actor, Event};
+use crate::auth::Principal;
 use crate::mail::{Mail, OutgoingMail, Template};
-use crate::observe::audit::{Actor, Event};
 use crate::records::filter::RequestInfo;
 use crate::records::record::{self, FieldsFilter, Stored};
-use crate::records::rules::Principal;
 use crate::records::service::RecordGuard;
-use crate::records::{id, FieldError, RecordsError};
+use crate::records::{FieldError, RecordsError};
 use crate::store::{Table, WriteTx};
+use crate::util::id;
 
 /// Wrong codes after which a one-time password is deleted.
 const OTP_MAX_TRIES: u32 = 5;

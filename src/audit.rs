@@ -10,7 +10,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::records::rules::Principal;
+use crate::auth::Principal;
 use crate::store::{ReadTx, ScanControl, StoreError, Table, WriteTx};
 
 /// Days an entry is kept.
