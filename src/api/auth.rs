@@ -7,6 +7,7 @@ use poem::web::{Data, Path};
 use poem::{handler, Body, Request, Response};
 use serde_json::{json, Map, Value};
 
+use super::access::superuser;
 use super::body::json_object;
 use super::error::ApiError;
 use super::guard::{client_ip, too_many_requests};
@@ -120,10 +121,7 @@ pub async fn impersonate(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
-    if matches!(who, crate::records::rules::Principal::Anonymous) {
-        return Err(ApiError::unauthenticated("Sign in as a superuser to impersonate."));
-    }
+    let who = superuser(app, req).await?;
     let duration = if body.is_empty() {
         None
     } else {

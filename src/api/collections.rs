@@ -8,12 +8,12 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::superuser;
 use super::body::json_value;
 use super::error::ApiError;
 use super::guard::client_ip;
 use super::{json_response, principal};
 use crate::app::App;
-use crate::records::rules::Principal;
 use crate::records::schema;
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +39,7 @@ pub async fn list(
     Query(params): Query<PageParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     let page = page_number(params.page.as_deref(), 1, "page")?;
     let per_page = page_number(params.per_page.as_deref(), 30, "perPage")?.min(1000);
     let all = app.records.list_collections(&who)?;
@@ -59,10 +59,7 @@ pub async fn list(
 
 #[handler]
 pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
-    if !who.is_superuser() {
-        return Err(ApiError::forbidden("Only superusers can perform this action."));
-    }
+    let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
     let created = app.records.create_collection(&who, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(created)))
@@ -74,7 +71,7 @@ pub async fn view(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     let found = app.records.get_collection(&who, &collection)?;
     Ok(json_response(StatusCode::OK, &json!(found)))
 }
@@ -86,10 +83,7 @@ pub async fn update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
-    if !who.is_superuser() {
-        return Err(ApiError::forbidden("Only superusers can perform this action."));
-    }
+    let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
     let updated = app.records.update_collection(&who, &collection, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(updated)))
@@ -101,7 +95,7 @@ pub async fn delete(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     app.records.delete_collection(&who, &collection, &client_ip(req)).await?;
     app.files.collection_deleted().await;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
@@ -127,15 +121,4 @@ pub async fn json_schema(
         .status(StatusCode::OK)
         .content_type("application/schema+json")
         .body(serde_json::to_vec(&doc).unwrap_or_default()))
-}
-
-/// The caller of a superuser-only endpoint, or PocketBase's 401 when the request carries no
-/// credentials (a signed-in non-superuser gets the endpoint's 403).
-async fn superuser_or_401(app: &App, req: &Request) -> Result<Principal, ApiError> {
-    match principal(app, req).await {
-        Principal::Anonymous => {
-            Err(ApiError::unauthenticated("The request requires valid superuser authorization token."))
-        }
-        who => Ok(who),
-    }
 }

@@ -9,13 +9,13 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::access::superuser;
 use super::body::json_object;
 use super::error::ApiError;
-use super::{json_response, principal};
+use super::json_response;
 use crate::app::App;
 use crate::jobs::model::Job;
 use crate::jobs::{JobSpec, JobsError, ListFilter};
-use crate::records::rules::Principal;
 
 /// Query parameters of `GET /api/jobs`.
 #[derive(Debug, Default, Deserialize)]
@@ -34,16 +34,6 @@ pub struct PageParams {
     page: Option<String>,
     #[serde(rename = "perPage")]
     per_page: Option<String>,
-}
-
-pub(crate) async fn require_superuser(app: &App, req: &Request) -> Result<(), ApiError> {
-    match principal(app, req).await {
-        Principal::Superuser { .. } => Ok(()),
-        Principal::Anonymous => Err(ApiError::unauthenticated("Sign in as a superuser.")),
-        Principal::Record { .. } | Principal::ApiKey { .. } => {
-            Err(ApiError::forbidden("Only superusers can perform this action."))
-        }
-    }
 }
 
 /// Job ids are decimal numbers; anything else names no job.
@@ -90,7 +80,7 @@ pub async fn list(
     Query(q): Query<JobListParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let filter =
         ListFilter { state: q.state, kind: q.kind, queue: q.queue, page: q.page, per_page: q.per_page };
     let page = app.jobs.list(filter).await?;
@@ -100,7 +90,7 @@ pub async fn list(
 
 #[handler]
 pub async fn enqueue(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let spec = JobSpec::from_json(&body, app.jobs.now_ms())?;
     let enqueued = app.jobs.enqueue(spec).await?;
@@ -110,7 +100,7 @@ pub async fn enqueue(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> R
 
 #[handler]
 pub async fn stats(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     Ok(json_response(StatusCode::OK, &app.jobs.stats().await?))
 }
 
@@ -120,7 +110,7 @@ pub async fn view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let job = app.jobs.get(job_id(&id)?).await?;
     Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
@@ -131,7 +121,7 @@ pub async fn retry(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let job = app.jobs.retry(job_id(&id)?).await?;
     Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
@@ -142,7 +132,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let job = app.jobs.cancel(job_id(&id)?).await?;
     Ok(json_response(StatusCode::OK, &job_json(&job)))
 }
@@ -153,14 +143,14 @@ pub async fn delete(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     app.jobs.delete(job_id(&id)?).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
 #[handler]
 pub async fn cron_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let crons = app.jobs.list_crons().await?;
     let total = crons.len();
     let items = crons.iter().map(|c| c.to_json()).collect();
@@ -173,7 +163,7 @@ pub async fn cron_create(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let cron = app.jobs.create_cron(body).await?;
     Ok(json_response(StatusCode::OK, &cron.to_json()))
@@ -185,7 +175,7 @@ pub async fn cron_view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     Ok(json_response(StatusCode::OK, &app.jobs.get_cron(&id).await?.to_json()))
 }
 
@@ -196,7 +186,7 @@ pub async fn cron_update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let cron = app.jobs.update_cron(&id, body).await?;
     Ok(json_response(StatusCode::OK, &cron.to_json()))
@@ -208,7 +198,7 @@ pub async fn cron_delete(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     app.jobs.delete_cron(&id).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
@@ -219,7 +209,7 @@ pub async fn cron_run(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let (_run, job) = app.jobs.run_cron_now(&id).await?;
     Ok(accepted(&job, StatusCode::ACCEPTED))
 }
@@ -231,7 +221,7 @@ pub async fn cron_runs(
     Query(q): Query<PageParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let (page, per_page, total, runs) =
         app.jobs.cron_runs(&id, q.page.as_deref(), q.per_page.as_deref()).await?;
     let items = runs.iter().map(|r| r.to_json()).collect();

@@ -8,18 +8,19 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::access::superuser;
 use super::body::json_object;
 use super::collections::page_number;
 use super::error::ApiError;
 use super::guard::client_ip;
-use super::jobs::{envelope, require_superuser};
-use super::{json_response, principal};
+use super::jobs::envelope;
+use super::json_response;
 use crate::app::App;
 use crate::observe::audit::{self, Actor};
 
 #[handler]
 pub async fn list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let items: Vec<Value> = app.auth.keys.list().iter().map(|k| k.to_json(&app.records)).collect();
     let total = items.len();
     Ok(json_response(StatusCode::OK, &envelope(1, total.max(1), total, items)))
@@ -28,8 +29,7 @@ pub async fn list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response,
 /// Creates a key; the answer holds the secret `key`, which is never shown again.
 #[handler]
 pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
-    let who = principal(app, req).await;
+    let who = superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let (key, secret) = app.auth.keys.create(&app.records, &body, Actor::of(&who), &client_ip(req)).await?;
     let mut out = key.to_json(&app.records);
@@ -45,7 +45,7 @@ pub async fn view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let key =
         app.auth.keys.get(&id).ok_or_else(|| ApiError::not_found("The requested API key wasn't found."))?;
     Ok(json_response(StatusCode::OK, &key.to_json(&app.records)))
@@ -58,8 +58,7 @@ pub async fn revoke(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
-    let who = principal(app, req).await;
+    let who = superuser(app, req).await?;
     if !app.auth.keys.revoke(&id, Actor::of(&who), &client_ip(req)).await? {
         return Err(ApiError::not_found("The requested API key wasn't found."));
     }
@@ -86,7 +85,7 @@ pub async fn audit_log(
     Query(q): Query<AuditParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let page = page_number(q.page.as_deref(), 1, "page")?;
     let per_page = page_number(q.per_page.as_deref(), 30, "perPage")?.min(500);
     let query = audit::Query {

@@ -10,15 +10,15 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::access::{superuser, superuser_or_key_with, MAIL_SEND};
 use super::body::json_object;
 use super::error::ApiError;
 use super::guard::client_ip;
 use super::jobs::accepted;
-use super::{json_response, principal};
+use super::json_response;
 use crate::app::App;
 use crate::mail::{MailId, OutgoingMail};
 use crate::observe::audit::{Actor, Event};
-use crate::records::rules::Principal;
 
 /// Query parameters of `GET /api/mail/log`.
 #[derive(Debug, Default, Deserialize)]
@@ -30,30 +30,6 @@ pub struct LogParams {
     per_page: Option<String>,
 }
 
-/// The API key capability that allows `POST /api/mail/send`.
-const CAPABILITY_MAIL_SEND: &str = crate::auth::keys::MAIL_SEND;
-
-/// Who may configure email and read its log: superusers.
-async fn require_superuser(app: &App, req: &Request) -> Result<(), ApiError> {
-    require(app, req, None).await
-}
-
-/// Superusers, or API keys holding `capability` when one is given.
-async fn require(app: &App, req: &Request, capability: Option<&str>) -> Result<(), ApiError> {
-    match principal(app, req).await {
-        Principal::Superuser { .. } => Ok(()),
-        Principal::ApiKey { scopes, .. }
-            if capability.is_some_and(|c| scopes.capabilities.iter().any(|k| k == c)) =>
-        {
-            Ok(())
-        }
-        Principal::Anonymous => Err(ApiError::unauthenticated("Sign in as a superuser to manage email.")),
-        Principal::Record { .. } | Principal::ApiKey { .. } => {
-            Err(ApiError::forbidden("Only superusers can perform this action."))
-        }
-    }
-}
-
 /// `202 Accepted` with the email's job.
 async fn queued(app: &App, id: MailId) -> Result<Response, ApiError> {
     let job = app.jobs.get(id.0).await?;
@@ -62,7 +38,7 @@ async fn queued(app: &App, id: MailId) -> Result<Response, ApiError> {
 
 #[handler]
 pub async fn settings_view(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     Ok(json_response(StatusCode::OK, &app.mail.settings().to_json()))
 }
 
@@ -72,9 +48,8 @@ pub async fn settings_update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    let who = superuser(app, req).await?;
     let patch = json_object(req, body, app.body_limits()).await?;
-    let who = principal(app, req).await;
     let event = Event::new("settings.update", Actor::of(&who), &client_ip(req), "mail");
     let (settings, change) = app.mail.update_settings(patch, Some(event)).await?;
     if !change.changed.is_empty() {
@@ -85,7 +60,7 @@ pub async fn settings_update(
 
 #[handler]
 pub async fn test_email(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let (email, template) = test_email_input(&body)?;
     let id = app.mail.send_test(&email, template.as_deref()).await?;
@@ -134,7 +109,7 @@ fn test_email_input(body: &serde_json::Map<String, Value>) -> Result<(String, Op
 
 #[handler]
 pub async fn send(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require(app, req, Some(CAPABILITY_MAIL_SEND)).await?;
+    superuser_or_key_with(app, req, &MAIL_SEND).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let mail = OutgoingMail::from_json(&body)?;
     let id = app.mail.enqueue(mail).await?;
@@ -147,7 +122,7 @@ pub async fn log(
     Query(q): Query<LogParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let (page, per_page, total, items) =
         app.mail.log(q.state.as_deref(), q.to.as_deref(), q.page.as_deref(), q.per_page.as_deref()).await?;
     Ok(json_response(StatusCode::OK, &super::jobs::envelope(page, per_page, total, items)))
@@ -159,7 +134,7 @@ pub async fn log_view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let not_found = || ApiError::not_found("The requested email wasn't found.");
     let id = id.parse::<u64>().map_err(|_| not_found())?;
     match app.mail.log_entry(MailId(id)).await? {

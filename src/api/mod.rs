@@ -3,6 +3,7 @@
 //! Handlers have one shape: extract → call the domain → map the result. Errors of every
 //! origin leave through [`error::ApiError`] as problem+json.
 
+mod access;
 mod auth;
 mod batch;
 pub mod body;

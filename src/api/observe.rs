@@ -11,32 +11,17 @@ use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 
+use super::access::{superuser, superuser_or_key_with, METRICS_READ};
 use super::body::json_object;
 use super::error::ApiError;
 use super::guard::ClientIp;
-use super::jobs::{envelope, require_superuser};
-use super::{json_response, principal};
+use super::jobs::envelope;
+use super::json_response;
 use crate::app::App;
-use crate::auth::keys::METRICS_READ;
 use crate::jobs::paging;
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
 use crate::observe::{alerts, exposition};
-use crate::records::rules::Principal;
-
-/// Superusers, or API keys holding `metrics.read`.
-async fn require_reader(app: &App, req: &Request) -> Result<(), ApiError> {
-    match principal(app, req).await {
-        Principal::Superuser { .. } => Ok(()),
-        Principal::ApiKey { scopes, .. } if scopes.capabilities.iter().any(|c| c == METRICS_READ) => Ok(()),
-        Principal::Anonymous => Err(ApiError::unauthenticated(
-            "Sign in as a superuser or send an API key with the metrics.read capability.",
-        )),
-        Principal::Record { .. } | Principal::ApiKey { .. } => Err(ApiError::forbidden(
-            "Only superusers and API keys with the metrics.read capability can read metrics and logs.",
-        )),
-    }
-}
 
 /// A time parameter: Unix seconds, or a date (`2026-01-02 03:04:05.000Z`, RFC 3339).
 /// Returns microseconds since 1970.
@@ -77,7 +62,7 @@ pub async fn prometheus(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Res
     }
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
     if !app.observe.is_scraper(ip) {
-        require_reader(app, req).await?;
+        superuser_or_key_with(app, req, &METRICS_READ).await?;
     }
     let text = exposition::render(app).await?;
     Ok(Response::builder()
@@ -102,7 +87,7 @@ pub async fn history(
     Query(q): Query<HistoryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let Some(series) = q.series.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(json_response(StatusCode::OK, &serde_json::json!({"available": stored::catalog()})));
     };
@@ -165,7 +150,7 @@ pub async fn logs(
     Query(q): Query<LogParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let filter = filter(&q)?;
     let (page, per_page) = paging(q.page.as_deref(), q.per_page.as_deref())?;
     let (total, items) = app.observe.requests.list(filter, page, per_page).await?;
@@ -180,7 +165,7 @@ pub async fn log_stats(
     Query(q): Query<LogParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let filter = filter(&q)?;
     let step = parse_step(q.step.as_deref())?.unwrap_or(3600);
     let value = app.observe.requests.stats(filter, step * 1_000_000).await?;
@@ -190,7 +175,7 @@ pub async fn log_stats(
 /// `GET /api/alerts`: every alert rule with its state (superusers).
 #[handler]
 pub async fn alert_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let rules = alerts::list(app).await?;
     let total = rules.len();
     let items = rules.iter().map(alerts::Rule::to_json).collect();
@@ -204,7 +189,7 @@ pub async fn alert_create(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let rule = alerts::create(app, body).await?;
     Ok(json_response(StatusCode::OK, &rule.to_json()))
@@ -217,7 +202,7 @@ pub async fn alert_view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     Ok(json_response(StatusCode::OK, &alerts::get(app, &id).await?.to_json()))
 }
 
@@ -229,7 +214,7 @@ pub async fn alert_update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     Ok(json_response(StatusCode::OK, &alerts::update(app, &id, body).await?.to_json()))
 }
@@ -241,7 +226,7 @@ pub async fn alert_delete(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     alerts::delete(app, &id).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
@@ -261,7 +246,7 @@ pub async fn alert_history(
     Query(q): Query<AlertHistoryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let (_, per_page) = paging(None, q.per_page.as_deref())?;
     let rule = q.rule.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let items = alerts::history_rows(app, rule, per_page).await?;

@@ -8,9 +8,10 @@ use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::access::superuser;
 use super::body::json_object;
 use super::error::ApiError;
-use super::jobs::{accepted, require_superuser};
+use super::jobs::accepted;
 use super::{caller, json_response};
 use crate::app::App;
 use crate::search::{SearchPage, SearchParams};
@@ -83,7 +84,7 @@ pub async fn search_all(
 /// The indexer's state: lag, sequence numbers, documents (superusers).
 #[handler]
 pub async fn search_status(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let status = app.search.status().await?;
     Ok(json_response(StatusCode::OK, &json!(status)))
 }
@@ -95,7 +96,7 @@ fn collection_member(body: &serde_json::Map<String, Value>) -> Option<String> {
 /// Enqueues a `search.reindex` job: `{"collection": "posts"}` or `{}` for everything.
 #[handler]
 pub async fn reindex(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let enqueued = app.search.enqueue_reindex(&app.jobs, collection_member(&body).as_deref()).await?;
     let status = if enqueued.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
