@@ -6,13 +6,14 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::access::superuser;
 use super::body::json_value;
 use super::error::ApiError;
 use super::guard::client_ip;
-use super::{json_response, principal};
+use super::openapi::{collection_param, list_envelope, op, page_params, problem_ref, r};
+use super::{json_response, principal, Routes};
 use crate::app::App;
 use crate::records::schema;
 
@@ -121,4 +122,105 @@ pub async fn json_schema(
         .status(StatusCode::OK)
         .content_type("application/schema+json")
         .body(serde_json::to_vec(&doc).unwrap_or_default()))
+}
+
+/// `/api/collections`, `/api/collections/{collection}` and its JSON Schema.
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/collections", |m| {
+        m.get(
+            list,
+            op("listCollections", "List collections (superusers)", "collections", page_params(), None, (200, Some(r("CollectionList"))), &[400, 403]),
+        )
+        .post(
+            create,
+            op("createCollection", "Create a collection (superusers)", "collections", vec![], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 413, 415]),
+        )
+    })
+    .at("/api/collections/:collection", |m| {
+        m.get(
+            view,
+            op("getCollection", "View a collection (superusers)", "collections", vec![collection_param()], None, (200, Some(r("Collection"))), &[403, 404]),
+        )
+        .patch(
+            update,
+            op("updateCollection", "Update a collection; records are migrated or the change is refused (superusers)", "collections", vec![collection_param()], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 404, 409, 413, 415]),
+        )
+        .delete(
+            delete,
+            op("deleteCollection", "Delete a collection and its records (superusers)", "collections", vec![collection_param()], None, (204, None), &[400, 403, 404]),
+        )
+    })
+    .at("/api/collections/:collection/schema", |m| {
+        m.get(
+            json_schema,
+            json!({
+                "operationId": "getCollectionSchema",
+                "summary": "JSON Schema (2020-12) of the collection's records",
+                "tags": ["collections"],
+                "parameters": [collection_param()],
+                "responses": {
+                    "200": {"description": "JSON Schema", "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                    "401": problem_ref(),
+                    "403": problem_ref(),
+                    "404": problem_ref()
+                }
+            }),
+        )
+    })
+}
+
+/// Schemas of collection definitions.
+pub(super) fn schemas() -> Value {
+    json!({
+        "Field": {
+            "type": "object",
+            "required": ["name", "type"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["text", "number", "bool", "email", "url", "date", "autodate", "select", "json", "editor", "password", "relation"]},
+                "system": {"type": "boolean"},
+                "hidden": {"type": "boolean"},
+                "presentable": {"type": "boolean"},
+                "required": {"type": "boolean"}
+            },
+            "additionalProperties": true
+        },
+        "Collection": {
+            "type": "object",
+            "required": ["id", "name", "type", "fields"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["base", "auth"]},
+                "system": {"type": "boolean"},
+                "fields": {"type": "array", "items": r("Field")},
+                "indexes": {"type": "array", "items": {"type": "string"}},
+                "listRule": {"type": ["string", "null"]},
+                "viewRule": {"type": ["string", "null"]},
+                "createRule": {"type": ["string", "null"]},
+                "updateRule": {"type": ["string", "null"]},
+                "deleteRule": {"type": ["string", "null"]},
+                "search": r("SearchSettings"),
+                "created": {"type": "string"},
+                "updated": {"type": "string"}
+            },
+            "additionalProperties": true
+        },
+        "CollectionInput": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["base"]},
+                "fields": {"type": "array", "items": r("Field")},
+                "indexes": {"type": "array", "items": {"type": "string"}, "maxItems": 0},
+                "listRule": {"type": ["string", "null"]},
+                "viewRule": {"type": ["string", "null"]},
+                "createRule": {"type": ["string", "null"]},
+                "updateRule": {"type": ["string", "null"]},
+                "deleteRule": {"type": ["string", "null"]}
+            }
+        },
+        "CollectionList": list_envelope(r("Collection")),
+    })
 }
