@@ -2,15 +2,18 @@
 
 use std::sync::Arc;
 
+use poem::endpoint::BoxEndpoint;
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
-use poem::{handler, Body, Request, Response};
+use poem::{handler, Body, EndpointExt, Request, Response};
 use serde_json::{json, Map, Value};
 
+use super::access::superuser;
 use super::body::json_object;
 use super::error::ApiError;
 use super::guard::{client_ip, too_many_requests};
-use super::{caller, json_response, principal};
+use super::openapi::{collection_param, op, r, record_id_param};
+use super::{caller, json_response, principal, Routes};
 use crate::accounts::Session;
 use crate::app::App;
 use crate::records::{FieldError, FieldErrors};
@@ -120,10 +123,7 @@ pub async fn impersonate(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = principal(app, req).await;
-    if matches!(who, crate::auth::Principal::Anonymous) {
-        return Err(ApiError::unauthenticated("Sign in as a superuser to impersonate."));
-    }
+    let who = superuser(app, req).await?;
     let duration = if body.is_empty() {
         None
     } else {
@@ -370,4 +370,250 @@ pub async fn auth_with_otp(
     let (_, info) = caller(app, req).await;
     let session = app.auth.auth_with_otp(&collection, &otp_id, &code, &info, &client_ip(req)).await?;
     Ok(session_response(session))
+}
+
+/// `/api/setup`.
+pub(super) fn setup_routes(api: Routes) -> Routes {
+    api.at("/api/setup", |m| {
+        m.get(
+            setup_status,
+            op(
+                "setupStatus",
+                "Whether the first superuser must still be created",
+                "auth",
+                vec![],
+                None,
+                (200, Some(json!({"type": "object", "properties": {"setupRequired": {"type": "boolean"}}}))),
+                &[],
+            ),
+        )
+        .post(
+            setup,
+            op(
+                "setup",
+                "Create the first superuser with the one-time setup token",
+                "auth",
+                vec![],
+                Some(r("SetupRequest")),
+                (200, Some(r("AuthResponse"))),
+                &[400, 403, 413, 415],
+            ),
+        )
+    })
+}
+
+/// Sign-in, sign-out, impersonation and the emailed account flows of auth collections.
+pub(super) fn routes(api: Routes) -> Routes {
+    let mut logout = op(
+        "authLogout",
+        "Sign out: revoke this token (or, with all, every token of the account)",
+        "auth",
+        vec![collection_param()],
+        Some(r("LogoutInput")),
+        (204, None),
+        &[400, 401, 404],
+    );
+    logout["requestBody"]["required"] = json!(false);
+    let mut impersonation = op(
+        "impersonate",
+        "A non-refreshable token of another account (superusers)",
+        "auth",
+        vec![collection_param(), record_id_param()],
+        Some(r("ImpersonateInput")),
+        (200, Some(r("AuthResponse"))),
+        &[400, 401, 403, 404],
+    );
+    impersonation["requestBody"]["required"] = json!(false);
+    let api = api
+        .at("/api/collections/:collection/auth-with-password", |m| {
+            m.post(
+                auth_with_password,
+                op(
+                    "authWithPassword",
+                    "Sign in to an auth collection",
+                    "auth",
+                    vec![collection_param()],
+                    Some(r("AuthWithPassword")),
+                    (200, Some(r("AuthResponse"))),
+                    &[400, 403, 404, 413, 415],
+                ),
+            )
+        })
+        .at("/api/collections/:collection/auth-refresh", |m| {
+            m.post(
+                auth_refresh,
+                op(
+                    "authRefresh",
+                    "A fresh token for the signed-in record",
+                    "auth",
+                    vec![collection_param()],
+                    None,
+                    (200, Some(r("AuthResponse"))),
+                    &[401, 404],
+                ),
+            )
+        })
+        .at("/api/collections/:collection/auth-methods", |m| {
+            m.get(
+                auth_methods,
+                op(
+                    "authMethods",
+                    "Sign-in methods of an auth collection",
+                    "auth",
+                    vec![collection_param()],
+                    None,
+                    (200, Some(r("AuthMethods"))),
+                    &[400, 404],
+                ),
+            )
+        })
+        .at("/api/collections/:collection/auth-logout", |m| m.post(auth_logout, logout))
+        .at("/api/collections/:collection/impersonate/:id", |m| m.post(impersonate, impersonation));
+    account_flows().into_iter().fold(api, |api, (template, handler, id, summary, body, ok, errs)| {
+        let operation = op(id, summary, "auth", vec![collection_param()], Some(body), ok, errs);
+        api.at(template, |m| m.post(handler, operation))
+    })
+}
+
+/// An emailed account flow: template, handler, operation id, summary, body schema, success,
+/// error statuses. Each is a `POST` with a JSON body, on an auth collection.
+type AccountFlow = (
+    &'static str,
+    BoxEndpoint<'static>,
+    &'static str,
+    &'static str,
+    Value,
+    (u16, Option<Value>),
+    &'static [u16],
+);
+
+fn account_flows() -> [AccountFlow; 8] {
+    [
+        (
+            "/api/collections/:collection/request-verification",
+            request_verification.map_to_response().boxed(),
+            "requestVerification",
+            "Email a verification link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/confirm-verification",
+            confirm_verification.map_to_response().boxed(),
+            "confirmVerification",
+            "Verify the account with the emailed token (works once)",
+            json!({"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/request-password-reset",
+            request_password_reset.map_to_response().boxed(),
+            "requestPasswordReset",
+            "Email a password-reset link (204 whether or not the account exists)",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/confirm-password-reset",
+            confirm_password_reset.map_to_response().boxed(),
+            "confirmPasswordReset",
+            "Set a new password with the emailed token (works once; ends every session)",
+            json!({"type": "object", "required": ["token", "password", "passwordConfirm"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/request-email-change",
+            request_email_change.map_to_response().boxed(),
+            "requestEmailChange",
+            "Email a confirmation link to a new address (signed-in owner)",
+            json!({"type": "object", "required": ["newEmail"], "properties": {"newEmail": {"type": "string"}}}),
+            (204, None),
+            &[400, 401, 403, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/confirm-email-change",
+            confirm_email_change.map_to_response().boxed(),
+            "confirmEmailChange",
+            "Move the account to the new address (token + account password; ends every session)",
+            json!({"type": "object", "required": ["token", "password"], "properties": {"token": {"type": "string"}, "password": {"type": "string"}}}),
+            (204, None),
+            &[400, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/request-otp",
+            request_otp.map_to_response().boxed(),
+            "requestOtp",
+            "Email a one-time code; answers an otpId whether or not the account exists",
+            json!({"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}),
+            (200, Some(json!({"type": "object", "properties": {"otpId": {"type": "string"}}}))),
+            &[400, 403, 404, 429],
+        ),
+        (
+            "/api/collections/:collection/auth-with-otp",
+            auth_with_otp.map_to_response().boxed(),
+            "authWithOtp",
+            "Sign in with an emailed one-time code (works once; 5 wrong tries burn it)",
+            json!({"type": "object", "required": ["otpId", "password"], "properties": {"otpId": {"type": "string"}, "password": {"type": "string", "description": "The code."}}}),
+            (200, Some(r("AuthResponse"))),
+            &[400, 403, 404, 429],
+        ),
+    ]
+}
+
+/// Schemas of signing in with a password and of the token answer.
+pub(super) fn sign_in_schemas() -> Value {
+    json!({
+        "AuthWithPassword": {
+            "type": "object",
+            "required": ["identity", "password"],
+            "properties": {"identity": {"type": "string"}, "password": {"type": "string"}}
+        },
+        "AuthResponse": {
+            "type": "object",
+            "required": ["token", "record"],
+            "properties": {"token": {"type": "string"}, "record": r("Record")}
+        },
+    })
+}
+
+/// The schema of the first-superuser setup.
+pub(super) fn setup_schemas() -> Value {
+    json!({
+        "SetupRequest": {
+            "type": "object",
+            "required": ["token", "email", "password"],
+            "properties": {
+                "token": {"type": "string", "description": "The one-time token printed at first start."},
+                "email": {"type": "string", "format": "email"},
+                "password": {"type": "string", "minLength": 8}
+            }
+        }
+    })
+}
+
+/// Schemas of sign-in methods, sign-out and impersonation.
+pub(super) fn session_schemas() -> Value {
+    json!({
+        "AuthMethods": {
+            "type": "object",
+            "properties": {
+                "password": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "identityFields": {"type": "array", "items": {"type": "string"}}}},
+                "oauth2": {"type": "object"},
+                "mfa": {"type": "object"},
+                "otp": {"type": "object", "properties": {"enabled": {"type": "boolean"}, "duration": {"type": "integer"}}}
+            }
+        },
+        "LogoutInput": {
+            "type": "object",
+            "properties": {"all": {"type": "boolean", "description": "Revoke every token of the account, not only this one."}}
+        },
+        "ImpersonateInput": {
+            "type": "object",
+            "properties": {"duration": {"type": "integer", "minimum": 0, "description": "Token lifetime in seconds; 0 = the collection's."}}
+        }
+    })
 }

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use super::body::json_object;
 use super::error::ApiError;
-use super::{caller, json_response};
+use super::openapi::{op, r};
+use super::{caller, json_response, Routes};
 use crate::app::App;
 use crate::records::batch::BatchOp;
 use crate::records::{FieldError, FieldErrors};
@@ -50,4 +51,55 @@ pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Res
     let replies = app.records.batch(&who, ops, &info, app.config.limits.max_batch_requests).await?;
     let out: Vec<Value> = replies.into_iter().map(|r| json!({"status": r.status, "body": r.body})).collect();
     Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+/// `POST /api/batch`.
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/batch", |m| {
+        m.post(
+            batch,
+            op(
+                "batch",
+                "Apply several record writes all-or-nothing in one transaction",
+                "records",
+                vec![],
+                Some(r("BatchRequest")),
+                (200, Some(r("BatchResponse"))),
+                &[400, 403, 413, 415, 503, 507],
+            ),
+        )
+    })
+}
+
+/// Schemas of the batch request and answer.
+pub(super) fn schemas() -> Value {
+    json!({
+        "BatchRequest": {
+            "type": "object",
+            "required": ["requests"],
+            "properties": {
+                "requests": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["method", "url"],
+                        "properties": {
+                            "method": {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]},
+                            "url": {"type": "string", "examples": ["/api/collections/posts/records"]},
+                            "body": {"type": "object", "additionalProperties": true}
+                        }
+                    }
+                }
+            }
+        },
+        "BatchResponse": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status", "body"],
+                "properties": {"status": {"type": "integer"}, "body": {}}
+            }
+        },
+    })
 }

@@ -6,14 +6,15 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::access::superuser;
 use super::body::json_value;
 use super::error::ApiError;
 use super::guard::client_ip;
-use super::{json_response, principal};
+use super::openapi::{collection_param, list_envelope, op, page_params, problem_ref, r};
+use super::{json_response, principal, Routes};
 use crate::app::App;
-use crate::auth::Principal;
 use crate::records::schema;
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +40,7 @@ pub async fn list(
     Query(params): Query<PageParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     let page = page_number(params.page.as_deref(), 1, "page")?;
     let per_page = page_number(params.per_page.as_deref(), 30, "perPage")?.min(1000);
     let all = app.records.list_collections(&who)?;
@@ -59,10 +60,7 @@ pub async fn list(
 
 #[handler]
 pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
-    if !who.is_superuser() {
-        return Err(ApiError::forbidden("Only superusers can perform this action."));
-    }
+    let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
     let created = app.records.create_collection(&who, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(created)))
@@ -74,7 +72,7 @@ pub async fn view(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     let found = app.records.get_collection(&who, &collection)?;
     Ok(json_response(StatusCode::OK, &json!(found)))
 }
@@ -86,10 +84,7 @@ pub async fn update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
-    if !who.is_superuser() {
-        return Err(ApiError::forbidden("Only superusers can perform this action."));
-    }
+    let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
     let updated = app.records.update_collection(&who, &collection, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(updated)))
@@ -101,7 +96,7 @@ pub async fn delete(
     Path(collection): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    let who = superuser_or_401(app, req).await?;
+    let who = superuser(app, req).await?;
     app.records.delete_collection(&who, &collection, &client_ip(req)).await?;
     app.files.collection_deleted().await;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
@@ -129,13 +124,103 @@ pub async fn json_schema(
         .body(serde_json::to_vec(&doc).unwrap_or_default()))
 }
 
-/// The caller of a superuser-only endpoint, or PocketBase's 401 when the request carries no
-/// credentials (a signed-in non-superuser gets the endpoint's 403).
-async fn superuser_or_401(app: &App, req: &Request) -> Result<Principal, ApiError> {
-    match principal(app, req).await {
-        Principal::Anonymous => {
-            Err(ApiError::unauthenticated("The request requires valid superuser authorization token."))
-        }
-        who => Ok(who),
-    }
+/// `/api/collections`, `/api/collections/{collection}` and its JSON Schema.
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/collections", |m| {
+        m.get(
+            list,
+            op("listCollections", "List collections (superusers)", "collections", page_params(), None, (200, Some(r("CollectionList"))), &[400, 403]),
+        )
+        .post(
+            create,
+            op("createCollection", "Create a collection (superusers)", "collections", vec![], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 413, 415]),
+        )
+    })
+    .at("/api/collections/:collection", |m| {
+        m.get(
+            view,
+            op("getCollection", "View a collection (superusers)", "collections", vec![collection_param()], None, (200, Some(r("Collection"))), &[403, 404]),
+        )
+        .patch(
+            update,
+            op("updateCollection", "Update a collection; records are migrated or the change is refused (superusers)", "collections", vec![collection_param()], Some(r("CollectionInput")), (200, Some(r("Collection"))), &[400, 403, 404, 409, 413, 415]),
+        )
+        .delete(
+            delete,
+            op("deleteCollection", "Delete a collection and its records (superusers)", "collections", vec![collection_param()], None, (204, None), &[400, 403, 404]),
+        )
+    })
+    .at("/api/collections/:collection/schema", |m| {
+        m.get(
+            json_schema,
+            json!({
+                "operationId": "getCollectionSchema",
+                "summary": "JSON Schema (2020-12) of the collection's records",
+                "tags": ["collections"],
+                "parameters": [collection_param()],
+                "responses": {
+                    "200": {"description": "JSON Schema", "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                    "401": problem_ref(),
+                    "403": problem_ref(),
+                    "404": problem_ref()
+                }
+            }),
+        )
+    })
+}
+
+/// Schemas of collection definitions.
+pub(super) fn schemas() -> Value {
+    json!({
+        "Field": {
+            "type": "object",
+            "required": ["name", "type"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["text", "number", "bool", "email", "url", "date", "autodate", "select", "json", "editor", "password", "relation"]},
+                "system": {"type": "boolean"},
+                "hidden": {"type": "boolean"},
+                "presentable": {"type": "boolean"},
+                "required": {"type": "boolean"}
+            },
+            "additionalProperties": true
+        },
+        "Collection": {
+            "type": "object",
+            "required": ["id", "name", "type", "fields"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["base", "auth"]},
+                "system": {"type": "boolean"},
+                "fields": {"type": "array", "items": r("Field")},
+                "indexes": {"type": "array", "items": {"type": "string"}},
+                "listRule": {"type": ["string", "null"]},
+                "viewRule": {"type": ["string", "null"]},
+                "createRule": {"type": ["string", "null"]},
+                "updateRule": {"type": ["string", "null"]},
+                "deleteRule": {"type": ["string", "null"]},
+                "search": r("SearchSettings"),
+                "created": {"type": "string"},
+                "updated": {"type": "string"}
+            },
+            "additionalProperties": true
+        },
+        "CollectionInput": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["base"]},
+                "fields": {"type": "array", "items": r("Field")},
+                "indexes": {"type": "array", "items": {"type": "string"}, "maxItems": 0},
+                "listRule": {"type": ["string", "null"]},
+                "viewRule": {"type": ["string", "null"]},
+                "createRule": {"type": ["string", "null"]},
+                "updateRule": {"type": ["string", "null"]},
+                "deleteRule": {"type": ["string", "null"]}
+            }
+        },
+        "CollectionList": list_envelope(r("Collection")),
+    })
 }

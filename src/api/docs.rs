@@ -2,12 +2,14 @@
 //! error `type`, and `/_/`, the page account emails link to; served from assets embedded in
 //! the binary.
 
-use poem::http::StatusCode;
+use poem::http::{Method, StatusCode};
 use poem::web::Path;
 use poem::{handler, Response};
 use rust_embed::RustEmbed;
+use serde_json::json;
 
 use super::error::ApiError;
+use super::Routes;
 
 #[derive(RustEmbed)]
 #[folder = "assets/docs/"]
@@ -75,4 +77,17 @@ pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
         return serve("errors.html");
     }
     serve(&path)
+}
+
+/// `/api/docs` (described in the spec), its assets and `/_/` (not described).
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/docs", |m| {
+        m.get(
+            index,
+            json!({"operationId": "docs", "summary": "Interactive API reference", "tags": ["meta"], "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}}),
+        )
+    })
+    .at("/api/docs/*path", |m| m.undocumented(Method::GET, asset))
+    .at("/_/", |m| m.undocumented(Method::GET, account_page))
+    .at("/_/confirm.js", |m| m.undocumented(Method::GET, account_script))
 }

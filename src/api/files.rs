@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::ApiError;
-use super::{caller, json_response, principal};
+use super::openapi::{collection_param, op, path_param, query_param};
+use super::{caller, json_response, principal, Routes};
 use crate::app::App;
 use crate::files::upload::{self, TempFiles, UploadLimits};
 use crate::files::{DownloadCaller, FilesError, Served};
@@ -257,6 +258,36 @@ pub(crate) async fn discard_temps(temps: TempFiles) {
         return;
     }
     let _ = tokio::task::spawn_blocking(move || temps.remove()).await;
+}
+
+/// `/api/files/{collection}/{recordId}/{filename}`, `/api/files/token`, `/api/files/usage`.
+pub(super) fn routes(api: Routes) -> Routes {
+    let file_params = vec![
+        collection_param(),
+        path_param("recordId", "Record id."),
+        path_param("filename", "Stored file name."),
+        query_param("thumb", "A variant size the field lists (`WxH`, `WxHt`, `WxHb`, `WxHf`, `0xH`, `Wx0`) or `100x100`; served as WebP. Other sizes, and files that are not images, answer the original.", json!({"type": "string"})),
+        query_param("token", "A file token (`POST /api/files/token`); required for protected fields.", json!({"type": "string"})),
+        query_param("download", "Non-empty: always `Content-Disposition: attachment`.", json!({"type": "string"})),
+    ];
+    let mut download_op = op("downloadFile", "Download a file; the record must be visible under the collection's view rule. Supports Range, ETag/If-None-Match and Last-Modified/If-Modified-Since. The content type is sniffed at upload; SVG, HTML and unknown types are attachments.", "files", file_params, None, (200, None), &[404]);
+    download_op["responses"]["200"] = json!({"description": "The file", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}});
+    download_op["responses"]["206"] = json!({"description": "The requested byte range"});
+    download_op["responses"]["304"] = json!({"description": "Not modified"});
+    download_op["responses"]["416"] = json!({"description": "Range not satisfiable"});
+    api.at("/api/files/:collection/:recordId/:filename", |m| m.get(download, download_op))
+    .at("/api/files/token", |m| {
+        m.post(
+            token,
+            op("fileToken", "A short-lived token for protected files (signed-in callers)", "files", vec![], None, (200, Some(json!({"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}))), &[401]),
+        )
+    })
+    .at("/api/files/usage", |m| {
+        m.get(
+            usage,
+            op("fileUsage", "Storage used by files: total, per collection, and with `collection` per record (superusers)", "files", vec![query_param("collection", "Collection id or name: add per-record usage.", json!({"type": "string"}))], None, (200, Some(json!({"type": "object", "properties": {"totalBytes": {"type": "integer"}, "totalFiles": {"type": "integer"}, "collections": {"type": "array", "items": {"type": "object"}}, "records": {"type": "array", "items": {"type": "object"}}}, "required": ["totalBytes", "totalFiles", "collections"]}))), &[401, 403, 404]),
+        )
+    })
 }
 
 #[cfg(test)]

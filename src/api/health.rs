@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
+use poem::http::{Method, StatusCode};
 use poem::web::Data;
 use poem::{handler, IntoResponse, Request, Response};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::json_response;
+use super::openapi::op;
+use super::{json_response, Routes};
 use crate::app::App;
 
 /// Liveness: the process answers.
@@ -44,4 +45,21 @@ pub async fn ready(req: &Request, Data(app): Data<&Arc<App>>) -> Response {
     }
     err.retry_after = Some(1);
     err.into_response()
+}
+
+/// `/api/health` (also `HEAD`) and `/api/ready`.
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/health", |m| {
+        m.get(
+            health,
+            op("health", "Liveness check", "health", vec![], None, (200, Some(json!({"type": "object"}))), &[]),
+        )
+        .undocumented(Method::HEAD, health)
+    })
+    .at("/api/ready", |m| {
+        m.get(
+            ready,
+            op("ready", "Readiness: storage writable, job workers running, free disk above [observe] ready_min_disk_free_mb, search indexer running; superusers also get each check's detail", "health", vec![], None, (200, Some(json!({"type": "object", "properties": {"ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}}}}))), &[503]),
+        )
+    })
 }

@@ -3,6 +3,7 @@
 //! Handlers have one shape: extract → call the domain → map the result. Errors of every
 //! origin leave through [`error::ApiError`] as problem+json.
 
+mod access;
 mod auth;
 mod batch;
 pub mod body;
@@ -23,29 +24,91 @@ mod search;
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
-use poem::{get, post, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
+use poem::http::{Method, StatusCode};
+use poem::{post, Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, RouteMethod};
 use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::auth::Principal;
 use crate::records::filter::RequestInfo;
 
-/// A route table that remembers its templates (the label values of the request metrics).
+/// The route table and the static OpenAPI paths, registered together so that they cannot
+/// drift apart: each area (`jobs::routes`, `mail::routes`, ...) registers every method it
+/// serves under a template with that method's operation, or, for the few pages the spec does
+/// not describe, explicitly without one. The templates are also the labels of the request
+/// metrics.
 #[derive(Default)]
 struct Routes {
     route: Route,
     templates: Vec<&'static str>,
+    /// The spec's path items, in registration order (the order of `openapi/openapi.json`).
+    paths: Map<String, Value>,
+    /// Every method served under every template, and whether the spec describes it.
+    served: Vec<(Method, &'static str, bool)>,
 }
 
 impl Routes {
-    fn at<E>(mut self, template: &'static str, ep: E) -> Routes
+    /// Serves the methods `methods` registers at `template`, and adds their operations to the
+    /// spec under the template's OpenAPI path (`:id` → `{id}`).
+    fn at(mut self, template: &'static str, methods: impl FnOnce(Methods) -> Methods) -> Routes {
+        let Methods { route, operations, served } = methods(Methods::default());
+        self.templates.push(template);
+        self.route = self.route.at(template, route);
+        if !operations.is_empty() {
+            self.paths.insert(openapi::path_of(template), Value::Object(operations));
+        }
+        self.served.extend(served.into_iter().map(|(method, documented)| (method, template, documented)));
+        self
+    }
+
+    /// Adds an area's routes.
+    fn with(self, area: fn(Routes) -> Routes) -> Routes {
+        area(self)
+    }
+}
+
+/// The methods served at one template, each with its OpenAPI operation.
+#[derive(Default)]
+struct Methods {
+    route: RouteMethod,
+    /// Lower-case method → operation.
+    operations: Map<String, Value>,
+    served: Vec<(Method, bool)>,
+}
+
+/// `Methods::get(handler, operation)` and the like: serve the method and describe it.
+macro_rules! documented_methods {
+    ($($name:ident => $method:ident),*) => {$(
+        fn $name<E: IntoEndpoint>(self, ep: E, operation: Value) -> Methods
+        where
+            E::Endpoint: 'static,
+        {
+            self.serve(Method::$method, ep, Some(operation))
+        }
+    )*};
+}
+
+impl Methods {
+    documented_methods!(get => GET, post => POST, patch => PATCH, delete => DELETE);
+
+    /// Serves `method` without describing it in the spec: the reference's own pages and
+    /// assets, the account confirmation page, `HEAD /api/health`.
+    fn undocumented<E: IntoEndpoint>(self, method: Method, ep: E) -> Methods
     where
-        E: IntoEndpoint,
         E::Endpoint: 'static,
     {
-        self.templates.push(template);
-        self.route = self.route.at(template, ep);
+        self.serve(method, ep, None)
+    }
+
+    fn serve<E: IntoEndpoint>(mut self, method: Method, ep: E, operation: Option<Value>) -> Methods
+    where
+        E::Endpoint: 'static,
+    {
+        self.served.push((method.clone(), operation.is_some()));
+        if let Some(operation) = operation {
+            self.operations.insert(method.as_str().to_ascii_lowercase(), operation);
+        }
+        self.route = self.route.method(method, ep);
         self
     }
 }
@@ -61,76 +124,23 @@ pub fn routes(app: Arc<App>) -> impl Endpoint {
         .around(move |ep, req| guard::guard(ep, req, app.clone()))
 }
 
-/// Every route of the public API with its template.
+/// Every route of the public API with its operation, area by area, in the spec's order.
 fn route_table() -> Routes {
     Routes::default()
-        .at("/api/health", get(health::health).head(health::health))
-        .at("/api/ready", get(health::ready))
-        .at("/api/setup", get(auth::setup_status).post(auth::setup))
-        .at("/api/openapi.json", get(openapi::live_spec))
-        .at("/api/docs", get(docs::index))
-        .at("/api/docs/*path", get(docs::asset))
-        .at("/_/", get(docs::account_page))
-        .at("/_/confirm.js", get(docs::account_script))
-        .at("/api/batch", post(batch::batch))
-        .at("/api/collections", get(collections::list).post(collections::create))
-        .at(
-            "/api/collections/:collection",
-            get(collections::view).patch(collections::update).delete(collections::delete),
-        )
-        .at("/api/collections/:collection/schema", get(collections::json_schema))
-        .at("/api/collections/:collection/auth-with-password", post(auth::auth_with_password))
-        .at("/api/collections/:collection/auth-refresh", post(auth::auth_refresh))
-        .at("/api/collections/:collection/auth-methods", get(auth::auth_methods))
-        .at("/api/collections/:collection/auth-logout", post(auth::auth_logout))
-        .at("/api/collections/:collection/request-verification", post(auth::request_verification))
-        .at("/api/collections/:collection/confirm-verification", post(auth::confirm_verification))
-        .at("/api/collections/:collection/request-password-reset", post(auth::request_password_reset))
-        .at("/api/collections/:collection/confirm-password-reset", post(auth::confirm_password_reset))
-        .at("/api/collections/:collection/request-email-change", post(auth::request_email_change))
-        .at("/api/collections/:collection/confirm-email-change", post(auth::confirm_email_change))
-        .at("/api/collections/:collection/request-otp", post(auth::request_otp))
-        .at("/api/collections/:collection/auth-with-otp", post(auth::auth_with_otp))
-        .at("/api/collections/:collection/impersonate/:id", post(auth::impersonate))
-        .at("/api/collections/:collection/records", get(records::list).post(records::create))
-        .at("/api/collections/:collection/search", get(search::collection_search))
-        .at(
-            "/api/collections/:collection/records/:id",
-            get(records::view).patch(records::update).delete(records::delete),
-        )
-        .at("/api/search", get(search::search_all))
-        .at("/api/search/status", get(search::search_status))
-        .at("/api/search/reindex", post(search::reindex))
-        .at("/api/files/token", post(files::token))
-        .at("/api/files/usage", get(files::usage))
-        .at("/api/files/:collection/:recordId/:filename", get(files::download))
-        .at("/api/jobs", get(jobs::list).post(jobs::enqueue))
-        .at("/api/jobs/stats", get(jobs::stats))
-        .at("/api/jobs/:id", get(jobs::view).delete(jobs::delete))
-        .at("/api/jobs/:id/retry", post(jobs::retry))
-        .at("/api/jobs/:id/cancel", post(jobs::cancel))
-        .at("/api/keys", get(keys::list).post(keys::create))
-        .at("/api/keys/:id", get(keys::view).delete(keys::revoke))
-        .at("/api/audit", get(keys::audit_log))
-        .at("/api/crons", get(jobs::cron_list).post(jobs::cron_create))
-        .at("/api/crons/:id", get(jobs::cron_view).patch(jobs::cron_update).delete(jobs::cron_delete))
-        .at("/api/crons/:id/run", post(jobs::cron_run))
-        .at("/api/crons/:id/runs", get(jobs::cron_runs))
-        .at("/api/settings", get(mail::settings_view).patch(mail::settings_update))
-        .at("/api/settings/test/email", post(mail::test_email))
-        .at("/api/mail/send", post(mail::send))
-        .at("/api/mail/log", get(mail::log))
-        .at("/api/mail/log/:id", get(mail::log_view))
-        .at("/metrics", get(observe::prometheus))
-        .at("/api/metrics", get(observe::history))
-        .at("/api/logs", get(observe::logs))
-        .at("/api/logs/stats", get(observe::log_stats))
-        .at("/api/alerts", get(observe::alert_list).post(observe::alert_create))
-        .at("/api/alerts/history", get(observe::alert_history))
-        .at(
-            "/api/alerts/:id",
-            get(observe::alert_view).patch(observe::alert_update).delete(observe::alert_delete),
-        )
+        .with(health::routes)
+        .with(auth::setup_routes)
+        .with(openapi::routes)
+        .with(docs::routes)
+        .with(batch::routes)
+        .with(collections::routes)
+        .with(auth::routes)
+        .with(records::routes)
+        .with(search::routes)
+        .with(files::routes)
+        .with(jobs::routes)
+        .with(mail::routes)
+        .with(keys::routes)
+        .with(observe::routes)
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration
@@ -182,6 +192,12 @@ pub(crate) async fn caller(app: &App, req: &Request) -> (Principal, RequestInfo)
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use poem::error::{MethodNotAllowedError, NotFoundError};
+    use poem::http::Method;
+    use poem::{Endpoint, Request};
+
     use crate::observe::http::RouteTable;
 
     /// `/a/:b/*c` → (`/a/x1/c1/c2`, `/a/{b}/{c}`).
@@ -213,16 +229,71 @@ mod tests {
         }
     }
 
+    /// The spec's (path, method) pairs and the registry's documented ones are the same set,
+    /// and the only routes the spec leaves out are the listed pages.
     #[test]
-    fn every_route_is_in_the_openapi_spec() {
-        let spec = super::openapi::static_spec();
-        let paths = spec["paths"].as_object().cloned().unwrap_or_default();
-        for template in super::route_table().templates {
-            let (_, label) = instantiate(template);
-            if label.starts_with("/api/docs/") || label == "/_" || label.starts_with("/_/") {
-                continue; // the reference's static assets, the account confirmation page
+    fn every_served_route_has_an_operation_and_every_operation_is_served() {
+        let table = super::route_table();
+        let mut documented = BTreeSet::new();
+        let mut undocumented = BTreeSet::new();
+        for (method, template, described) in &table.served {
+            let entry = (super::openapi::path_of(template), method.as_str().to_ascii_lowercase());
+            if *described {
+                documented.insert(entry);
+            } else {
+                undocumented.insert(entry);
             }
-            assert!(paths.contains_key(&label), "{label} is routed but missing from the spec");
+        }
+        let spec = super::openapi::static_spec();
+        let mut in_spec = BTreeSet::new();
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                in_spec.insert((path.clone(), method.clone()));
+            }
+        }
+        assert_eq!(
+            documented.difference(&in_spec).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served and registered as documented, but missing from the spec"
+        );
+        assert_eq!(
+            in_spec.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "in the spec, but not served"
+        );
+        let pages: BTreeSet<(String, String)> =
+            [("/api/health", "head"), ("/api/docs/{path}", "get"), ("/_/", "get"), ("/_/confirm.js", "get")]
+                .into_iter()
+                .map(|(p, m)| (p.to_string(), m.to_string()))
+                .collect();
+        assert_eq!(undocumented, pages, "served without an operation");
+    }
+
+    /// The registry's list of served methods is what the router really serves: every
+    /// registered method is routed, every other one is answered 405.
+    #[tokio::test]
+    async fn the_router_serves_exactly_the_registered_methods() {
+        let table = super::route_table();
+        let methods = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+        for template in &table.templates {
+            let path: Vec<String> = template
+                .split('/')
+                .map(|part| match part.chars().next() {
+                    Some(':') => "x1".to_string(),
+                    Some('*') => "c1/c2".to_string(),
+                    _ => part.to_string(),
+                })
+                .collect();
+            let path = path.join("/");
+            for method in &methods {
+                let registered = table.served.iter().any(|(m, t, _)| m == method && t == template);
+                let req = Request::builder().method(method.clone()).uri_str(&path).finish();
+                let routed = match table.route.call(req).await {
+                    Ok(_) => true,
+                    Err(err) => !(err.is::<NotFoundError>() || err.is::<MethodNotAllowedError>()),
+                };
+                assert_eq!(routed, registered, "{method} {path}");
+            }
         }
     }
 }

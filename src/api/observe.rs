@@ -10,33 +10,20 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
+use serde_json::{json, Value};
 
+use super::access::{superuser, superuser_or_key_with, METRICS_READ};
 use super::body::json_object;
 use super::error::ApiError;
 use super::guard::ClientIp;
-use super::jobs::{envelope, require_superuser};
-use super::{json_response, principal};
-use crate::accounts::keys::METRICS_READ;
+use super::jobs::envelope;
+use super::openapi::{list_envelope, op, page_params, path_param, problem_ref, query_param};
+use super::{json_response, Routes};
 use crate::app::App;
-use crate::auth::Principal;
 use crate::jobs::paging;
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
 use crate::observe::{alerts, exposition};
-
-/// Superusers, or API keys holding `metrics.read`.
-async fn require_reader(app: &App, req: &Request) -> Result<(), ApiError> {
-    match principal(app, req).await {
-        Principal::Superuser { .. } => Ok(()),
-        Principal::ApiKey { scopes, .. } if scopes.capabilities.iter().any(|c| c == METRICS_READ) => Ok(()),
-        Principal::Anonymous => Err(ApiError::unauthenticated(
-            "Sign in as a superuser or send an API key with the metrics.read capability.",
-        )),
-        Principal::Record { .. } | Principal::ApiKey { .. } => Err(ApiError::forbidden(
-            "Only superusers and API keys with the metrics.read capability can read metrics and logs.",
-        )),
-    }
-}
 
 /// A time parameter: Unix seconds, or a date (`2026-01-02 03:04:05.000Z`, RFC 3339).
 /// Returns microseconds since 1970.
@@ -77,7 +64,7 @@ pub async fn prometheus(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Res
     }
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
     if !app.observe.is_scraper(ip) {
-        require_reader(app, req).await?;
+        superuser_or_key_with(app, req, &METRICS_READ).await?;
     }
     let text = exposition::render(app).await?;
     Ok(Response::builder()
@@ -102,7 +89,7 @@ pub async fn history(
     Query(q): Query<HistoryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let Some(series) = q.series.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(json_response(StatusCode::OK, &serde_json::json!({"available": stored::catalog()})));
     };
@@ -165,7 +152,7 @@ pub async fn logs(
     Query(q): Query<LogParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let filter = filter(&q)?;
     let (page, per_page) = paging(q.page.as_deref(), q.per_page.as_deref())?;
     let (total, items) = app.observe.requests.list(filter, page, per_page).await?;
@@ -180,7 +167,7 @@ pub async fn log_stats(
     Query(q): Query<LogParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_reader(app, req).await?;
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
     let filter = filter(&q)?;
     let step = parse_step(q.step.as_deref())?.unwrap_or(3600);
     let value = app.observe.requests.stats(filter, step * 1_000_000).await?;
@@ -190,7 +177,7 @@ pub async fn log_stats(
 /// `GET /api/alerts`: every alert rule with its state (superusers).
 #[handler]
 pub async fn alert_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let rules = alerts::list(app).await?;
     let total = rules.len();
     let items = rules.iter().map(alerts::Rule::to_json).collect();
@@ -204,7 +191,7 @@ pub async fn alert_create(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     let rule = alerts::create(app, body).await?;
     Ok(json_response(StatusCode::OK, &rule.to_json()))
@@ -217,7 +204,7 @@ pub async fn alert_view(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     Ok(json_response(StatusCode::OK, &alerts::get(app, &id).await?.to_json()))
 }
 
@@ -229,7 +216,7 @@ pub async fn alert_update(
     body: Body,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let body = json_object(req, body, app.body_limits()).await?;
     Ok(json_response(StatusCode::OK, &alerts::update(app, &id, body).await?.to_json()))
 }
@@ -241,7 +228,7 @@ pub async fn alert_delete(
     Path(id): Path<String>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     alerts::delete(app, &id).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
@@ -261,10 +248,133 @@ pub async fn alert_history(
     Query(q): Query<AlertHistoryParams>,
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
-    require_superuser(app, req).await?;
+    superuser(app, req).await?;
     let (_, per_page) = paging(None, q.per_page.as_deref())?;
     let rule = q.rule.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
     let items = alerts::history_rows(app, rule, per_page).await?;
     let total = items.len();
     Ok(json_response(StatusCode::OK, &envelope(1, per_page, total, items)))
+}
+
+/// `/metrics`, `/api/metrics`, the request log and `/api/alerts`.
+pub(super) fn routes(api: Routes) -> Routes {
+    let alert_rule = json!({"type": "object", "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "series": {"type": "string"},
+        "op": {"enum": [">", ">=", "<", "<="]}, "threshold": {"type": "number"},
+        "forSecs": {"type": "integer"}, "cooldownSecs": {"type": "integer"}, "enabled": {"type": "boolean"},
+        "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "webhooks": {"type": "array", "maxItems": 5, "items": {"type": "string", "format": "uri"},
+            "description": "Receivers of signed POSTs (alert.firing, alert.resolved)."},
+        "webhookSecretHint": {"type": ["string", "null"], "description": "The last characters of the webhook signing secret."},
+        "webhookSecret": {"type": "string", "description": "The generated signing secret: only in the answer that generated it."},
+        "state": {"enum": ["ok", "pending", "firing"]}, "since": {"type": ["integer", "null"]},
+        "lastNotified": {"type": ["integer", "null"]}, "notified": {"type": "boolean"},
+        "firingSince": {"type": ["integer", "null"]}, "value": {"type": ["number", "null"]}
+    }});
+    let alert_input = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": {"type": "string"}, "series": {"type": "string"}, "op": {"enum": [">", ">=", "<", "<="]},
+        "threshold": {"type": "number"}, "forSecs": {"type": "integer", "minimum": 0}, "cooldownSecs": {"type": "integer", "minimum": 0},
+        "enabled": {"type": "boolean"}, "emails": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "webhooks": {"type": "array", "maxItems": 5, "items": {"type": "string", "format": "uri"},
+            "description": "http(s) URLs; targets on private, loopback and link-local addresses are refused unless [webhooks] allows them."},
+        "webhookSecret": {"type": "string", "minLength": 16, "maxLength": 256,
+            "description": "The HMAC-SHA256 signing secret (write-only). Omitted: one is generated when the rule first gets webhooks."}
+    }});
+    api.at("/metrics", |m| {
+        m.get(
+            prometheus,
+            json!({"operationId": "prometheusMetrics", "summary": "Every metric in the Prometheus text format (superusers, API keys with metrics.read, or [observe] metrics_allowed_ips)", "tags": ["observe"], "responses": {"200": {"description": "Prometheus text exposition 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": problem_ref(), "403": problem_ref(), "404": problem_ref()}}),
+        )
+    })
+    .at("/api/metrics", |m| {
+        m.get(
+            history,
+            op("metricHistory", "Stored metric history: without series, the list of series; with series, [unixSeconds, value] points averaged per step (superusers, API keys with metrics.read)", "observe", vec![
+                query_param("series", "Comma-separated series names.", json!({"type": "string"})),
+                time_param("from"),
+                time_param("to"),
+                query_param("step", "Seconds between points (chosen when absent).", json!({"type": "integer", "minimum": 1})),
+            ], None, (200, Some(json!({"type": "object"}))), &[400, 401, 403]),
+        )
+    })
+    .at("/api/logs", |m| {
+        m.get(
+            logs,
+            op("requestLog", "Request log, newest first: time, method, route template, status, duration, client IP, auth kind (superusers, API keys with metrics.read)", "observe", [log_filters(), page_params()].concat(), None, (200, Some(list_envelope(json!({"type": "object", "properties": {
+                "id": {"type": "string"}, "time": {"type": "string"}, "method": {"type": "string"}, "route": {"type": "string"},
+                "status": {"type": "integer"}, "durationMs": {"type": "number"}, "ip": {"type": "string"}, "auth": {"type": "string"}
+            }})))), &[400, 401, 403]),
+        )
+    })
+    .at("/api/logs/stats", |m| {
+        m.get(
+            log_stats,
+            op("requestLogStats", "Request counts per status class per step (default: the last 24 hours by hour)", "observe", [log_filters(), vec![
+                query_param("step", "Seconds per bucket (default 3600).", json!({"type": "integer", "minimum": 1})),
+            ]].concat(), None, (200, Some(json!({"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}))), &[400, 401, 403]),
+        )
+    })
+    .at("/api/alerts", |m| {
+        m.get(
+            alert_list,
+            op("listAlertRules", "Alert rules with their state (superusers)", "observe", vec![], None, (200, Some(list_envelope(alert_rule.clone()))), &[401, 403]),
+        )
+        .post(
+            alert_create,
+            op("createAlertRule", "Create an alert rule over a history series (superusers)", "observe", vec![], Some(alert_input.clone()), (200, Some(alert_rule.clone())), &[400, 401, 403, 413, 415, 503, 507]),
+        )
+    })
+    .at("/api/alerts/history", |m| {
+        m.get(
+            alert_history,
+            op("alertHistory", "Firing and resolving transitions, newest first (superusers)", "observe", vec![
+                query_param("rule", "Only this rule's transitions.", json!({"type": "string"})),
+                query_param("perPage", "Most rows (default 30, at most 1000).", json!({"type": "integer", "minimum": 1})),
+            ], None, (200, Some(list_envelope(json!({"type": "object"})))), &[400, 401, 403]),
+        )
+    })
+    .at("/api/alerts/:id", |m| {
+        m.get(
+            alert_view,
+            op("getAlertRule", "One alert rule (superusers)", "observe", vec![rule_id_param()], None, (200, Some(alert_rule.clone())), &[401, 403, 404]),
+        )
+        .patch(
+            alert_update,
+            op("updateAlertRule", "Change an alert rule; it starts over in the ok state (superusers)", "observe", vec![rule_id_param()], Some(alert_input), (200, Some(alert_rule)), &[400, 401, 403, 404, 413, 415, 503, 507]),
+        )
+        .delete(
+            alert_delete,
+            op("deleteAlertRule", "Delete an alert rule (superusers)", "observe", vec![rule_id_param()], None, (204, None), &[401, 403, 404, 503, 507]),
+        )
+    })
+}
+
+fn time_param(name: &str) -> Value {
+    query_param(name, "Unix seconds or a date (2026-01-02 03:04:05.000Z).", json!({"type": "string"}))
+}
+
+/// The filters of the request log and its stats.
+fn log_filters() -> Vec<Value> {
+    vec![
+        time_param("from"),
+        time_param("to"),
+        query_param("method", "HTTP method.", json!({"type": "string"})),
+        query_param(
+            "route",
+            "Route template, e.g. /api/collections/{collection}/records/{id}.",
+            json!({"type": "string"}),
+        ),
+        query_param("status", "Status code (404) or class (4xx).", json!({"type": "string"})),
+        query_param("ip", "Client IP address.", json!({"type": "string"})),
+        query_param("auth", "none, token or apiKey.", json!({"type": "string"})),
+        query_param(
+            "minDurationMs",
+            "Only requests that took at least this long.",
+            json!({"type": "number", "minimum": 0}),
+        ),
+    ]
+}
+
+fn rule_id_param() -> Value {
+    path_param("id", "Alert rule id.")
 }

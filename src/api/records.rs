@@ -6,11 +6,14 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Body, Request, Response};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::files::{discard_temps, record_body};
-use super::{caller, json_response};
+use super::openapi::{
+    self, collection_param, expand_param, fields_param, list_params, op, r, record_id_param, with_multipart,
+};
+use super::{caller, json_response, Routes};
 use crate::app::App;
 use crate::records::list::ListParams;
 
@@ -155,4 +158,52 @@ pub async fn delete(
     let (who, info) = caller(app, req).await;
     app.records.delete_record(&who, &collection, &id, &info).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
+}
+
+/// `/api/collections/{collection}/records` and `.../records/{id}`.
+pub(super) fn routes(api: Routes) -> Routes {
+    api.at("/api/collections/:collection/records", |m| {
+        m.get(
+            list,
+            op("listRecords", "List records", "records", [vec![collection_param()], list_params()].concat(), None, (200, Some(r("RecordList"))), &[400, 403, 404]),
+        )
+        .post(
+            create,
+            with_multipart(op("createRecord", "Create a record (JSON, or multipart/form-data with files)", "records", vec![collection_param()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507])),
+        )
+    })
+    .at("/api/collections/:collection/records/:id", |m| {
+        m.get(
+            view,
+            op("getRecord", "View a record", "records", vec![collection_param(), record_id_param(), fields_param(), expand_param()], None, (200, Some(r("Record"))), &[400, 403, 404]),
+        )
+        .patch(
+            update,
+            with_multipart(op("updateRecord", "Update a record (absent fields are kept; multipart/form-data with files, `field+`/`field-` to add/remove files)", "records", vec![collection_param(), record_id_param()], Some(r("RecordBody")), (200, Some(r("Record"))), &[400, 403, 404, 409, 413, 415, 503, 507])),
+        )
+        .delete(
+            delete,
+            op("deleteRecord", "Delete a record", "records", vec![collection_param(), record_id_param()], None, (204, None), &[403, 404, 409, 503, 507]),
+        )
+    })
+}
+
+/// Schemas of generic records.
+pub(super) fn schemas() -> Value {
+    json!({
+        "Record": {
+            "type": "object",
+            "description": "A record; with `fields`, only the selected properties are present.",
+            "properties": {
+                "collectionId": {"type": "string"},
+                "collectionName": {"type": "string"},
+                "id": {"type": "string", "pattern": "^[a-z0-9]{15}$"},
+                "created": {"type": "string"},
+                "updated": {"type": "string"}
+            },
+            "additionalProperties": true
+        },
+        "RecordBody": {"type": "object", "additionalProperties": true},
+        "RecordList": openapi::list_envelope(r("Record")),
+    })
 }
