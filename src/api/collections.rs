@@ -43,7 +43,7 @@ pub async fn list(
     let who = superuser(app, req).await?;
     let page = page_number(params.page.as_deref(), 1, "page")?;
     let per_page = page_number(params.per_page.as_deref(), 30, "perPage")?.min(1000);
-    let all = app.records.list_collections(&who)?;
+    let all = app.records.collections().list(&who)?;
     let total = all.len();
     let items: Vec<_> = all.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).collect();
     Ok(json_response(
@@ -62,7 +62,7 @@ pub async fn list(
 pub async fn create(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
-    let created = app.records.create_collection(&who, input, &client_ip(req)).await?;
+    let created = app.records.collections().create(&who, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(created)))
 }
 
@@ -73,7 +73,7 @@ pub async fn view(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let who = superuser(app, req).await?;
-    let found = app.records.get_collection(&who, &collection)?;
+    let found = app.records.collections().get(&who, &collection)?;
     Ok(json_response(StatusCode::OK, &json!(found)))
 }
 
@@ -86,7 +86,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     let who = superuser(app, req).await?;
     let input = json_value(req, body, app.body_limits()).await?;
-    let updated = app.records.update_collection(&who, &collection, input, &client_ip(req)).await?;
+    let updated = app.records.collections().update(&who, &collection, input, &client_ip(req)).await?;
     Ok(json_response(StatusCode::OK, &json!(updated)))
 }
 
@@ -97,7 +97,7 @@ pub async fn delete(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     let who = superuser(app, req).await?;
-    app.records.delete_collection(&who, &collection, &client_ip(req)).await?;
+    app.records.collections().delete(&who, &collection, &client_ip(req)).await?;
     app.files.collection_deleted().await;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }

@@ -167,11 +167,11 @@ mod tests {
             let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             let su = Principal::Superuser { id: "t".into() };
             records
-                .create_collection(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}], "indexes": ["CREATE UNIQUE INDEX u ON a (name)"]}), "")
+                .collections().create(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}], "indexes": ["CREATE UNIQUE INDEX u ON a (name)"]}), "")
                 .await
                 .expect("a");
             records
-                .create_collection(&su, json!({"name": "b", "fields": [{"name": "to", "type": "relation", "collectionId": "a", "maxSelect": 1}]}), "")
+                .collections().create(&su, json!({"name": "b", "fields": [{"name": "to", "type": "relation", "collectionId": "a", "maxSelect": 1}]}), "")
                 .await
                 .expect("b");
             let mut body = Map::new();
@@ -216,7 +216,7 @@ mod tests {
             let store = Store::open(&path, &StoreOptions::default()).expect("store");
             let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             records
-                .create_collection(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}, {"name": "n", "type": "number"}], "indexes": ["CREATE INDEX i_n ON a (n)"]}), "")
+                .collections().create(&su, json!({"name": "a", "fields": [{"name": "name", "type": "text"}, {"name": "n", "type": "number"}], "indexes": ["CREATE INDEX i_n ON a (n)"]}), "")
                 .await
                 .expect("a");
             for n in [3, 1, 2] {

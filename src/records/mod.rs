@@ -7,6 +7,7 @@ pub mod batch;
 pub mod catalog;
 pub mod check;
 pub mod collection;
+pub mod collections;
 pub mod expand;
 pub mod field;
 pub mod files;

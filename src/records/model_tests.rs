@@ -110,7 +110,7 @@ proptest! {
             let store = Store::open(&dir.path().join("data.redb"), &StoreOptions::default()).expect("store");
             let records = Records::open(store.clone(), PasswordHasher::new(1), Vec::new()).await.expect("records");
             let su = Principal::Superuser { id: "model".into() };
-            records.create_collection(&su, json!({"name": "m", "indexes": ["CREATE INDEX idx_n ON m (n)", "CREATE INDEX idx_tn ON m (t, n)"], "fields": [
+            records.collections().create(&su, json!({"name": "m", "indexes": ["CREATE INDEX idx_n ON m (n)", "CREATE INDEX idx_tn ON m (t, n)"], "fields": [
                 {"name": "n", "type": "number"},
                 {"name": "t", "type": "text"},
                 {"name": "tags", "type": "select", "values": ["x", "y", "z"], "maxSelect": 3}
@@ -430,7 +430,7 @@ mod random_schemas {
                     Kind::Date => json!({"name": format!("f{i}"), "type": "date"}),
                 }).collect();
                 // A relation to a small collection, for sorts by `rel.name`.
-                records.create_collection(&su, json!({"name": "t", "fields": [{"name": "name", "type": "text"}]}), "").await.expect("t");
+                records.collections().create(&su, json!({"name": "t", "fields": [{"name": "name", "type": "text"}]}), "").await.expect("t");
                 let mut targets: Vec<(String, Value)> = Vec::new();
                 for name in ["m", "a", "m"] {
                     let mut body = Map::new();
@@ -450,7 +450,7 @@ mod random_schemas {
                     }
                     format!("CREATE INDEX i{n} ON r ({})", names.join(", "))
                 }).collect();
-                records.create_collection(&su, json!({"name": "r", "fields": fields, "indexes": index_sql}), "").await.expect("collection");
+                records.collections().create(&su, json!({"name": "r", "fields": fields, "indexes": index_sql}), "").await.expect("collection");
                 let mut model: Vec<Map<String, Value>> = Vec::new();
                 for picks in &rows {
                     let mut body = Map::new();
