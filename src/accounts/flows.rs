@@ -28,6 +28,7 @@ use crate::mail::{Mail, OutgoingMail, Template};
 use crate::records::filter::RequestInfo;
 use crate::records::record::{self, FieldsFilter, Stored};
 use crate::records::service::RecordGuard;
+use crate::records::RecordWrite;
 use crate::records::{FieldError, RecordsError};
 use crate::store::{Table, WriteTx};
 use crate::util::id;
@@ -219,11 +220,11 @@ impl Auth {
         let guard = self.token_guard(raw, purpose);
         let request = RequestInfo::default();
         self.records
-            .update_record_guarded(
+            .update_record(
                 &su(),
                 &entry.collection.id,
                 &claims.id,
-                body(&claims),
+                RecordWrite::body(body(&claims)),
                 &request,
                 Some(guard),
             )
@@ -533,7 +534,14 @@ impl Auth {
                 body.insert("passwordConfirm".into(), json!(random));
             }
             self.records
-                .update_record(&su(), &entry.collection.id, &record_id, body, &RequestInfo::default())
+                .update_record(
+                    &su(),
+                    &entry.collection.id,
+                    &record_id,
+                    RecordWrite::body(body),
+                    &RequestInfo::default(),
+                    None,
+                )
                 .await?;
             stored = self
                 .records

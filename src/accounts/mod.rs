@@ -20,7 +20,7 @@ use crate::auth::{token, Principal};
 use crate::records::collection::SUPERUSERS_ID;
 use crate::records::filter::{Env, Filter, Now, RequestInfo};
 use crate::records::record::{self, FieldsFilter, Stored};
-use crate::records::{FieldError, Records, RecordsError};
+use crate::records::{FieldError, RecordWrite, Records, RecordsError};
 use crate::store::{ScanControl, Table, WriteTx};
 
 const META_SERVER_SECRET: &[u8] = b"server_secret";
@@ -570,14 +570,23 @@ impl Auth {
                 let id = existing.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
                 Ok(self
                     .records
-                    .update_record(&cli, SUPERUSERS_ID, &id, body, &RequestInfo::default())
+                    .update_record(
+                        &cli,
+                        SUPERUSERS_ID,
+                        &id,
+                        RecordWrite::body(body),
+                        &RequestInfo::default(),
+                        None,
+                    )
                     .await?)
             }
             None => {
                 body.insert("email".into(), json!(email));
                 body.insert("verified".into(), json!(true));
-                let record =
-                    self.records.create_record(&cli, SUPERUSERS_ID, body, &RequestInfo::default()).await?;
+                let record = self
+                    .records
+                    .create_record(&cli, SUPERUSERS_ID, RecordWrite::body(body), &RequestInfo::default())
+                    .await?;
                 self.clear_setup_token().await?;
                 Ok(record)
             }

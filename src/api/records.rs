@@ -16,6 +16,7 @@ use super::openapi::{
 use super::{caller, json_response, Routes};
 use crate::app::App;
 use crate::records::list::ListParams;
+use crate::records::RecordWrite;
 
 /// Query parameters of the list endpoint (unknown ones are ignored, as PocketBase does).
 #[derive(Debug, Default, Deserialize)]
@@ -119,7 +120,9 @@ pub async fn create(
     app.records.collection(&collection)?;
     let (input, uploads, temps) = record_body(app, req, body, &collection).await?;
     let created = match app.records.check_expand(&who, &collection, q.expand.as_deref()) {
-        Ok(()) => app.records.create_record_with_files(&who, &collection, input, uploads, &info).await,
+        Ok(()) => {
+            app.records.create_record(&who, &collection, RecordWrite { body: input, uploads }, &info).await
+        }
         Err(e) => Err(e),
     };
     discard_temps(temps).await;
@@ -140,7 +143,11 @@ pub async fn update(
     app.records.collection(&collection)?;
     let (input, uploads, temps) = record_body(app, req, body, &collection).await?;
     let updated = match app.records.check_expand(&who, &collection, q.expand.as_deref()) {
-        Ok(()) => app.records.update_record_with_files(&who, &collection, &id, input, uploads, &info).await,
+        Ok(()) => {
+            app.records
+                .update_record(&who, &collection, &id, RecordWrite { body: input, uploads }, &info, None)
+                .await
+        }
         Err(e) => Err(e),
     };
     discard_temps(temps).await;

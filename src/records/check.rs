@@ -154,7 +154,7 @@ mod tests {
     use crate::auth::password::PasswordHasher;
     use crate::auth::Principal;
     use crate::records::filter::RequestInfo;
-    use crate::records::Records;
+    use crate::records::{RecordWrite, Records};
     use crate::store::{Store, StoreError, StoreOptions, WriteTx};
 
     #[test]
@@ -176,11 +176,11 @@ mod tests {
                 .expect("b");
             let mut body = Map::new();
             body.insert("name".into(), json!("x"));
-            let a = records.create_record(&su, "a", body, &RequestInfo::default()).await.expect("record a");
+            let a = records.create_record(&su, "a", RecordWrite::body(body), &RequestInfo::default()).await.expect("record a");
             let a_id = a["id"].as_str().expect("id").to_string();
             let mut body = Map::new();
             body.insert("to".into(), json!(a_id));
-            records.create_record(&su, "b", body, &RequestInfo::default()).await.expect("record b");
+            records.create_record(&su, "b", RecordWrite::body(body), &RequestInfo::default()).await.expect("record b");
             let report = store.read_blocking(check).expect("check");
             assert!(report.problems.is_empty(), "{:?}", report.problems);
             assert_eq!(report.records, 2);
@@ -222,7 +222,7 @@ mod tests {
             for n in [3, 1, 2] {
                 let mut body = Map::new();
                 body.insert("n".into(), json!(n));
-                records.create_record(&su, "a", body, &RequestInfo::default()).await.expect("record");
+                records.create_record(&su, "a", RecordWrite::body(body), &RequestInfo::default()).await.expect("record");
             }
             // Turn the file into a version 1 file: old-style entries (canonical JSON values
             // separated by 0x00) and version 1 in the meta table.

@@ -35,7 +35,7 @@ use crate::util::invalid::Invalid;
 pub use catalog::Catalog;
 pub use collection::{Collection, CollectionKind};
 pub use field::{Field, FieldKind};
-pub use service::Records;
+pub use service::{RecordWrite, Records};
 
 pub use crate::util::invalid::{FieldError, FieldErrors};
 

@@ -14,7 +14,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::Principal;
 use crate::records::filter::RequestInfo;
 use crate::records::list::ListParams;
-use crate::records::Records;
+use crate::records::{RecordWrite, Records};
 use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ proptest! {
                 body.insert("n".into(), json!(n));
                 body.insert("t".into(), json!(t));
                 body.insert("tags".into(), json!(tags));
-                let created = records.create_record(&su, "m", body, &RequestInfo::default()).await.expect("create");
+                let created = records.create_record(&su, "m", RecordWrite::body(body), &RequestInfo::default()).await.expect("create");
                 let id = created["id"].as_str().expect("id").to_string();
                 // Tags are stored in the order of the field's values, deduplicated.
                 model.push(Row { id, n, t, tags });
@@ -179,7 +179,7 @@ proptest! {
                     let mut body = Map::new();
                     body.insert("n".into(), json!(steps % 5));
                     body.insert("t".into(), json!("ab"));
-                    records.create_record(&su, "m", body, &RequestInfo::default()).await.expect("insert between pages");
+                    records.create_record(&su, "m", RecordWrite::body(body), &RequestInfo::default()).await.expect("insert between pages");
                 }
                 steps += 1;
                 prop_assert!(steps < 200, "cursor walk does not end");
@@ -207,7 +207,7 @@ mod random_schemas {
     use crate::auth::Principal;
     use crate::records::filter::RequestInfo;
     use crate::records::list::ListParams;
-    use crate::records::Records;
+    use crate::records::{RecordWrite, Records};
     use crate::store::{Store, StoreOptions};
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -435,7 +435,7 @@ mod random_schemas {
                 for name in ["m", "a", "m"] {
                     let mut body = Map::new();
                     body.insert("name".into(), json!(name));
-                    let t = records.create_record(&su, "t", body, &RequestInfo::default()).await.expect("target");
+                    let t = records.create_record(&su, "t", RecordWrite::body(body), &RequestInfo::default()).await.expect("target");
                     targets.push((t["id"].as_str().unwrap_or_default().to_string(), json!(name)));
                 }
                 let mut fields = fields;
@@ -460,7 +460,7 @@ mod random_schemas {
                     }
                     let rel = picks.iter().sum::<usize>() % (targets.len() + 1);
                     body.insert("rel".into(), json!(targets.get(rel).map(|(id, _)| id.as_str()).unwrap_or("")));
-                    let created = records.create_record(&su, "r", body, &RequestInfo::default()).await.expect("create");
+                    let created = records.create_record(&su, "r", RecordWrite::body(body), &RequestInfo::default()).await.expect("create");
                     // The model keeps what the engine stored (normalized), as it returned it.
                     let mut row = created.as_object().cloned().expect("object");
                     // What `rel.name` sorts by: the target's name, null without a target.

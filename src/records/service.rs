@@ -47,7 +47,22 @@ pub struct RecordPage {
     pub explain: Option<Value>,
 }
 
-/// Collections and records.
+/// What a record create or update writes: the fields of the body (an update's body is
+/// partial: absent fields keep their values) and the uploaded files it may reference.
+#[derive(Debug, Default)]
+pub struct RecordWrite {
+    pub body: Map<String, Value>,
+    pub uploads: Vec<Upload>,
+}
+
+impl RecordWrite {
+    /// A write of `body` alone.
+    pub fn body(body: Map<String, Value>) -> RecordWrite {
+        RecordWrite { body, ..RecordWrite::default() }
+    }
+}
+
+/// Record operations.
 #[derive(Clone)]
 pub struct Records {
     store: Store,
@@ -385,27 +400,16 @@ impl Records {
         Ok(())
     }
 
-    /// Creates a record.
+    /// Creates a record. The blobs of uploaded files the record references are moved into
+    /// place (durably) before the write is queued, and removed again if it does not commit.
     pub async fn create_record(
         &self,
         principal: &Principal,
         collection: &str,
-        body: Map<String, Value>,
+        write: RecordWrite,
         request: &RequestInfo,
     ) -> Result<Value, RecordsError> {
-        self.create_record_with_files(principal, collection, body, Vec::new(), request).await
-    }
-
-    /// Creates a record with uploaded files: the blobs the record references are moved into
-    /// place (durably) before the write is queued, and removed again if it does not commit.
-    pub async fn create_record_with_files(
-        &self,
-        principal: &Principal,
-        collection: &str,
-        body: Map<String, Value>,
-        uploads: Vec<Upload>,
-        request: &RequestInfo,
-    ) -> Result<Value, RecordsError> {
+        let RecordWrite { body, uploads } = write;
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Create, principal, &entry.collection, &self.catalog())?;
         let is_auth = entry.collection.is_auth();
@@ -501,57 +505,20 @@ impl Records {
         Ok(response)
     }
 
-    /// Updates a record (a partial body: absent fields keep their values).
+    /// Updates a record (uploads as in [`Records::create_record`]). With a `guard`, checked
+    /// against the record as it is updated, the write commits only if the record is still
+    /// exactly what the guard saw (so a one-time token checked by the guard can be used
+    /// once, even under races).
     pub async fn update_record(
         &self,
         principal: &Principal,
         collection: &str,
         record_id: &str,
-        body: Map<String, Value>,
-        request: &RequestInfo,
-    ) -> Result<Value, RecordsError> {
-        self.update_record_guarded(principal, collection, record_id, body, request, None).await
-    }
-
-    /// Updates a record with uploaded files (see [`Records::create_record_with_files`]).
-    pub async fn update_record_with_files(
-        &self,
-        principal: &Principal,
-        collection: &str,
-        record_id: &str,
-        body: Map<String, Value>,
-        uploads: Vec<Upload>,
-        request: &RequestInfo,
-    ) -> Result<Value, RecordsError> {
-        self.update_record_inner(principal, collection, record_id, body, uploads, request, None).await
-    }
-
-    /// Like [`Records::update_record`], with `guard` checked against the record as it is
-    /// updated: the write commits only if the record is still exactly what the guard saw
-    /// (so a one-time token checked by the guard can be used once, even under races).
-    pub async fn update_record_guarded(
-        &self,
-        principal: &Principal,
-        collection: &str,
-        record_id: &str,
-        body: Map<String, Value>,
+        write: RecordWrite,
         request: &RequestInfo,
         guard: Option<RecordGuard>,
     ) -> Result<Value, RecordsError> {
-        self.update_record_inner(principal, collection, record_id, body, Vec::new(), request, guard).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn update_record_inner(
-        &self,
-        principal: &Principal,
-        collection: &str,
-        record_id: &str,
-        body: Map<String, Value>,
-        uploads: Vec<Upload>,
-        request: &RequestInfo,
-        guard: Option<RecordGuard>,
-    ) -> Result<Value, RecordsError> {
+        let RecordWrite { body, uploads } = write;
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Update, principal, &entry.collection, &self.catalog())?;
         let mut placed: Vec<Upload> = Vec::new();
