@@ -327,7 +327,6 @@ fn run_unchecked(
     ctx: &ListContext<'_>,
 ) -> Result<Page, RecordsError> {
     let stats = CollectionStats::read(tx, &collection.id)?;
-    let after = query.cursor.clone().flatten();
     // Cursor pages start after a position, not at an offset.
     let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
     let prefix = collection_prefix(&collection.id);
@@ -364,10 +363,36 @@ fn run_unchecked(
         ctx.principal.is_superuser() || email_visible(collection_id, record, ctx.request.auth.as_ref())
     };
     let view = Visibility { related: &sees, email: &shows_email };
-    // The keys filters, rules and sorts read: records are probed with only these decoded,
-    // and fully decoded only when they make the page.
+    let probe_keys = probe_keys(collection, query, ctx.rule);
+    let (plan, key_order) = strategy_inputs(collection, query, ctx, stats.custom_ids);
+    let after = query.cursor.clone().flatten();
+    let scan = Scan {
+        tx,
+        collection,
+        query,
+        ctx,
+        count: stats.count,
+        after: after.as_ref(),
+        offset,
+        prefix: &prefix,
+        filtered,
+        probe: Probe { keys: &probe_keys, keep: &keep },
+    };
+    match (&plan, key_order) {
+        (None, Some(reverse)) => scan_in_key_order(&scan, reverse),
+        (None, None) => collect_and_sort(&scan, None, &view),
+        (Some(plan), _) => match plan.sort {
+            Some(reverse) => stream_index(&scan, plan, reverse),
+            None => collect_and_sort(&scan, Some(plan), &view),
+        },
+    }
+}
+
+/// The keys filters, rules and sorts read: records are probed with only these decoded,
+/// and fully decoded only when they make the page.
+fn probe_keys(collection: &Collection, query: &ListQuery, rule: Option<&Filter>) -> Vec<String> {
     let mut probe_keys: Vec<String> = vec!["id".into()];
-    for f in query.filter.iter().chain(ctx.rule) {
+    for f in query.filter.iter().chain(rule) {
         probe_keys.extend(f.record_keys());
     }
     for key in &query.sort {
@@ -380,8 +405,17 @@ fn run_unchecked(
     }
     probe_keys.sort();
     probe_keys.dedup();
-    let probe_keys = probe_keys;
+    probe_keys
+}
 
+/// The index plan for the query (if an index helps), and the record key order that serves
+/// the sort (if one does: `Some(reverse)`).
+fn strategy_inputs(
+    collection: &Collection,
+    query: &ListQuery,
+    ctx: &ListContext<'_>,
+    custom_ids: u64,
+) -> (Option<IndexPlan>, Option<bool>) {
     let (terms, only_terms) = match &query.filter {
         Some(f) => f.terms(&ctx.now),
         None => (Vec::new(), true),
@@ -403,80 +437,108 @@ fn run_unchecked(
     let key_order = match query.sort.as_slice() {
         [] => Some(false),
         [SortKey::Field { name, descending }] if name == "id" => Some(*descending),
-        [SortKey::Field { name, descending }] if name == "created" && stats.custom_ids == 0 => {
-            Some(*descending)
-        }
+        [SortKey::Field { name, descending }] if name == "created" && custom_ids == 0 => Some(*descending),
         _ => None,
     };
     // Walking an index only for its order is no better than walking the records in key order.
-    let plan = plan.filter(|p| p.narrows() || key_order.is_none());
-    if let (None, Some(reverse)) = (&plan, key_order) {
-        let mut items = Vec::with_capacity(query.per_page.min(stats.count as usize));
-        let mut matched = 0usize;
-        let mut failure = None;
-        let start = after.as_ref().map(|c| record_key(&collection.id, &c.id));
-        tx.scan_prefix(Table::Records, &prefix, reverse, start.as_deref(), |_, value| {
-            if ctx.budget.spent() {
-                return ScanControl::Stop;
-            }
-            if !filtered && matched < offset {
-                // Unfiltered: skip without decoding.
-                matched += 1;
-                return ScanControl::Continue;
-            }
-            if filtered {
-                match decode_keys(value, &probe_keys) {
-                    Ok(probe) if keep(&probe) => {}
-                    Ok(_) => return ScanControl::Continue,
-                    Err(err) => {
-                        failure = Some(err);
-                        return ScanControl::Stop;
-                    }
-                }
-            }
-            matched += 1;
-            if matched > offset && items.len() < query.per_page {
-                match decode(value) {
-                    Ok(record) => items.push(record),
-                    Err(err) => {
-                        failure = Some(err);
-                        return ScanControl::Stop;
-                    }
-                }
-            }
-            // Unfiltered totals come from the counters; filtered ones need the full scan.
-            if items.len() >= query.per_page && (!filtered || query.skip_total) {
-                ScanControl::Stop
-            } else {
-                ScanControl::Continue
-            }
-        })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
-        let total = match (query.skip_total, filtered, query.cursor.is_some()) {
-            (true, _, _) => None,
-            (false, false, _) => Some(stats.count),
-            // A continued cursor scan saw only the records after the cursor.
-            (false, true, true) if after.is_some() => {
-                Some(count_matches(tx, &prefix, &probe_keys, &keep, ctx.budget)?)
-            }
-            (false, true, _) => Some(matched as u64),
-        };
-        let next_cursor = next_cursor(query, &items);
-        let plan = json!({"strategy": "key-order scan", "reverse": reverse, "filtered": filtered});
-        return Ok(Page { plan, items, total, next_cursor });
-    }
-    if let Some(plan) = &plan {
-        if let Some(reverse) = plan.sort {
-            let probe = Probe { keys: &probe_keys, keep: &keep };
-            return stream_index(tx, collection, query, ctx, plan, reverse, &probe, filtered, stats.count);
-        }
-    }
+    (plan.filter(|p| p.narrows() || key_order.is_none()), key_order)
+}
 
-    let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { stats.count as usize });
+/// One list query being answered: what each strategy reads.
+#[derive(Clone, Copy)]
+struct Scan<'a, 'c> {
+    tx: &'a ReadTx,
+    collection: &'a Collection,
+    query: &'a ListQuery,
+    ctx: &'a ListContext<'c>,
+    /// Records in the collection (from its counters).
+    count: u64,
+    /// Cursor pages start after this position.
+    after: Option<&'a CursorPosition>,
+    /// Offset pages skip this many matches.
+    offset: usize,
+    /// Prefix of the collection's keys in `Table::Records`.
+    prefix: &'a [u8],
+    /// Whether the caller's filter or the list rule may drop records.
+    filtered: bool,
+    probe: Probe<'a>,
+}
+
+/// The bare collection, walked in record key order (id order, or creation order while no
+/// id was chosen by a client), newest first when `reverse`; filters test each record on
+/// the way, and the walk stops at the end of the page unless a filtered total is wanted.
+fn scan_in_key_order(scan: &Scan<'_, '_>, reverse: bool) -> Result<Page, RecordsError> {
+    let Scan { tx, collection, query, ctx, count, after, offset, prefix, filtered, probe } = *scan;
+    let (probe_keys, keep) = (probe.keys, probe.keep);
+    let mut items = Vec::with_capacity(query.per_page.min(count as usize));
+    let mut matched = 0usize;
     let mut failure = None;
-    let plan_json = match &plan {
+    let start = after.map(|c| record_key(&collection.id, &c.id));
+    tx.scan_prefix(Table::Records, prefix, reverse, start.as_deref(), |_, value| {
+        if ctx.budget.spent() {
+            return ScanControl::Stop;
+        }
+        if !filtered && matched < offset {
+            // Unfiltered: skip without decoding.
+            matched += 1;
+            return ScanControl::Continue;
+        }
+        if filtered {
+            match decode_keys(value, probe_keys) {
+                Ok(probe) if keep(&probe) => {}
+                Ok(_) => return ScanControl::Continue,
+                Err(err) => {
+                    failure = Some(err);
+                    return ScanControl::Stop;
+                }
+            }
+        }
+        matched += 1;
+        if matched > offset && items.len() < query.per_page {
+            match decode(value) {
+                Ok(record) => items.push(record),
+                Err(err) => {
+                    failure = Some(err);
+                    return ScanControl::Stop;
+                }
+            }
+        }
+        // Unfiltered totals come from the counters; filtered ones need the full scan.
+        if items.len() >= query.per_page && (!filtered || query.skip_total) {
+            ScanControl::Stop
+        } else {
+            ScanControl::Continue
+        }
+    })?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    let total = match (query.skip_total, filtered, query.cursor.is_some()) {
+        (true, _, _) => None,
+        (false, false, _) => Some(count),
+        // A continued cursor scan saw only the records after the cursor.
+        (false, true, true) if after.is_some() => {
+            Some(count_matches(tx, prefix, probe_keys, keep, ctx.budget)?)
+        }
+        (false, true, _) => Some(matched as u64),
+    };
+    let next_cursor = next_cursor(query, &items);
+    let plan = json!({"strategy": "key-order scan", "reverse": reverse, "filtered": filtered});
+    Ok(Page { plan, items, total, next_cursor })
+}
+
+/// Every matching record (candidates from an index that narrows the search, or the whole
+/// collection), sorted in memory: for sorts no index serves, and random order.
+fn collect_and_sort(
+    scan: &Scan<'_, '_>,
+    plan: Option<&IndexPlan>,
+    view: &Visibility<'_>,
+) -> Result<Page, RecordsError> {
+    let Scan { tx, collection, query, ctx, count, after, offset, prefix, filtered, probe } = *scan;
+    let (probe_keys, keep) = (probe.keys, probe.keep);
+    let mut all: Vec<Stored> = Vec::with_capacity(if filtered { 64 } else { count as usize });
+    let mut failure = None;
+    let plan_json = match plan {
         Some(plan) => {
             // Candidates from the index (in id order: the default order), then the whole
             // filter on each.
@@ -495,7 +557,7 @@ fn run_unchecked(
                 if ctx.budget.spent() {
                     break;
                 }
-                for record in fetch_keys(tx, collection, chunk, &probe_keys)? {
+                for record in fetch_keys(tx, collection, chunk, probe_keys)? {
                     if keep(&record) {
                         all.push(record);
                     }
@@ -507,11 +569,11 @@ fn run_unchecked(
         }
         None => {
             let mut examined = 0u64;
-            tx.scan_prefix(Table::Records, &prefix, false, None, |_, value| {
+            tx.scan_prefix(Table::Records, prefix, false, None, |_, value| {
                 if ctx.budget.spent() {
                     return ScanControl::Stop;
                 }
-                match decode_keys(value, &probe_keys) {
+                match decode_keys(value, probe_keys) {
                     Ok(record) => {
                         examined += 1;
                         if !filtered || keep(&record) {
@@ -548,14 +610,14 @@ fn run_unchecked(
         all.into_iter().map(|r| (Vec::new(), r)).collect()
     } else {
         all.into_iter()
-            .map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r, &view), r))
+            .map(|r| (sort_values(tx, ctx.catalog, collection, &query.sort, &r, view), r))
             .collect()
     };
     let id_of = |r: &Stored| r.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if !directions.is_empty() {
         decorated.sort_by(|(av, a), (bv, b)| order(av, &id_of(a), bv, &id_of(b), &directions));
     }
-    let start = match &after {
+    let start = match after {
         Some(position) => decorated.partition_point(|(values, r)| {
             order(values, &id_of(r), &position.values, &position.id, &directions) != Ordering::Greater
         }),
@@ -656,6 +718,7 @@ fn fetch_keys(
 }
 
 /// How candidates are tested: decoded with `keys` only, then `keep`.
+#[derive(Clone, Copy)]
 struct Probe<'a> {
     keys: &'a [String],
     keep: &'a dyn Fn(&Stored) -> bool,
@@ -705,23 +768,11 @@ fn cursor_key(
 /// span, fetching records in growing chunks, and stops at the end of the page. Totals come
 /// from counting keys when the plan is exact (and no rule applies), from the counters when
 /// nothing filters, and otherwise from evaluating every candidate.
-#[allow(clippy::too_many_arguments)]
-fn stream_index(
-    tx: &ReadTx,
-    collection: &Collection,
-    query: &ListQuery,
-    ctx: &ListContext<'_>,
-    plan: &IndexPlan,
-    reverse: bool,
-    probe: &Probe<'_>,
-    filtered: bool,
-    count: u64,
-) -> Result<Page, RecordsError> {
+fn stream_index(scan: &Scan<'_, '_>, plan: &IndexPlan, reverse: bool) -> Result<Page, RecordsError> {
+    let Scan { tx, collection, query, ctx, count, after, offset, filtered, probe, .. } = *scan;
     let keep = probe.keep;
-    let after = query.cursor.clone().flatten();
-    let offset = if query.cursor.is_some() { 0 } else { (query.page - 1).saturating_mul(query.per_page) };
     let mut spans = plan.spans.clone();
-    if let Some(pos) = &after {
+    if let Some(pos) = after {
         let key = cursor_key(collection, plan, &query.sort, pos).ok_or_else(|| {
             RecordsError::BadRequest(
                 "Invalid cursor: pass back the nextCursor of a previous page with the same sort.".into(),
