@@ -62,6 +62,17 @@ impl RecordWrite {
     }
 }
 
+/// One update being attempted (see [`Records::update_record`]).
+struct Update<'a> {
+    principal: &'a Principal,
+    entry: &'a Arc<CatalogEntry>,
+    rule: Option<Arc<Filter>>,
+    record_id: &'a str,
+    write: &'a RecordWrite,
+    request: &'a RequestInfo,
+    guard: Option<RecordGuard>,
+}
+
 /// Record operations.
 #[derive(Clone)]
 pub struct Records {
@@ -518,35 +529,28 @@ impl Records {
         request: &RequestInfo,
         guard: Option<RecordGuard>,
     ) -> Result<Value, RecordsError> {
-        let RecordWrite { body, uploads } = write;
         let entry = self.collection(collection)?;
         let rule = rules::required(Op::Update, principal, &entry.collection, &self.catalog())?;
         let mut placed: Vec<Upload> = Vec::new();
-        let result = self
-            .update_attempts(principal, &entry, rule, record_id, &body, &uploads, &mut placed, request, guard)
-            .await;
+        let update = Update { principal, entry: &entry, rule, record_id, write: &write, request, guard };
+        let result = self.update_attempts(&update, &mut placed).await;
         if result.is_err() {
             files::unplace(&self.hooks.files, &entry.collection.id, record_id, &placed).await;
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Reads, prepares and writes `update`, again while the record changes in between.
     async fn update_attempts(
         &self,
-        principal: &Principal,
-        entry: &Arc<CatalogEntry>,
-        rule: Option<Arc<Filter>>,
-        record_id: &str,
-        body: &Map<String, Value>,
-        uploads: &[Upload],
+        update: &Update<'_>,
         placed: &mut Vec<Upload>,
-        request: &RequestInfo,
-        guard: Option<RecordGuard>,
     ) -> Result<Value, RecordsError> {
+        let Update { principal, entry, record_id, write, .. } = *update;
+        let (rule, guard, uploads) = (update.rule.clone(), update.guard.clone(), write.uploads.as_slice());
         let entry = entry.clone();
-        let body = body.clone();
-        let mut request = request.clone();
+        let body = write.body.clone();
+        let mut request = update.request.clone();
         request.body = body.clone();
         if !id::is_valid_record_id(record_id) {
             return Err(not_found());
