@@ -34,7 +34,7 @@ pub struct Cli {
     /// Data directory (data.redb, search index, files, backups).
     #[arg(long, global = true, env = "BACKBONE_DIR", default_value = "./backbone_data")]
     pub dir: PathBuf,
-    /// Config file (default: <dir>/backbone.toml when it exists).
+    /// Config file (default: `<dir>/backbone.toml` when it exists).
     #[arg(long, global = true, env = "BACKBONE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format on stderr: `text` (for a terminal) or `json` (one object per line, for

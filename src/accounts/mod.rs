@@ -3,8 +3,49 @@
 //! and on `auth` (principal, passwords, tokens, rate limits).
 //!
 //! Superusers are records of the `_superusers` auth collection. Tokens are JWTs signed per
-//! record (see `auth::token`). There is no default account: while no superuser exists, the
+//! record (see [`crate::auth::token`]). There is no default account: while no superuser exists, the
 //! server holds a one-time setup token (only its hash is stored) that creates the first one.
+//!
+//! # How it works
+//!
+//! - `accounts/mod.rs` — `Auth`: who is calling (`identify`: session token, or API key), password
+//!   sign-in (checking the collection's `authRule`; success and failure audited), refresh
+//!   (re-checks the `authRule`; impersonation tokens are not refreshable), sign-out (the token's hash goes into
+//!   `revoked_tokens` until its expiry; `all` rotates the token key), impersonation, the
+//!   first-superuser setup token (only its hash is stored) and superuser upsert. A verified
+//!   token is remembered for up to 5 s so authenticated requests skip re-reading the auth
+//!   record; `Records` bumps an auth generation on every auth-record write, delete, batch and
+//!   schema change, and on every sign-out (so a request racing the sign-out cannot re-cache
+//!   the revoked token), which invalidates all remembered tokens at once.
+//! - `auth/token.rs` — HS256 JWTs signed with `HMAC(server secret, key)`; session tokens use the
+//!   record's token key (rotated on password or email change, which revokes them all), each
+//!   with a random `jti`.
+//! - `accounts/flows.rs` — verification, password reset, email change and one-time codes, through the
+//!   mail outbox. Purpose tokens are signed with the token key plus the state they change
+//!   (unverified email, password hash, current email), so each works once without being
+//!   stored; the confirming update re-checks the token inside a guarded update
+//!   ([`Records::update_record`] with a guard), so two concurrent confirmations cannot both win.
+//!   OTPs are stored hashed with the queued email in one transaction; 5 wrong tries burn one.
+//!   `api::auth` answers these requests before looking the account up (the lookup and the
+//!   fsync'd enqueue run in a spawned task, as PocketBase sends in the background), so the
+//!   answer's timing says nothing about who has an account; `limits.rs` bounds the emails
+//!   per address. A code that signs an unverified account in also replaces its password by
+//!   a random one (account pre-hijacking: the registrant's password is unproven).
+//! - `accounts/keys.rs` — API keys (`bbk_<id>_<secret>`, SHA-256 stored, all held in memory), scopes
+//!   (collections × operations) and capabilities (`mail.send`); [`Principal::ApiKey`] passes the
+//!   rules within its scopes and nothing else. No scope reaches a system collection
+//!   (`_superusers`): `*` skips them and a scope naming one is refused.
+//! - `auth/limits.rs` — `governor` token buckets per client IP (global, auth endpoints, per-path
+//!   rules), per sign-in identity, and per address for account emails
+//!   (`mail_per_account`); the client IP honours `X-Forwarded-For` only from
+//!   trusted proxies (right-most untrusted entry). Idle buckets are swept every minute.
+//! - `auth/password.rs` — Argon2id on the blocking pool behind a semaphore; unknown accounts verify
+//!   against a decoy hash so failures take the same time.
+//!
+//! Rules live in [`crate::records::rules`] (`Op`, `Principal` and `Scopes` in [`crate::auth::principal`]): `access(op, principal, ...)`
+//! decides (superuser: allow; API key: its scopes; others: the collection's rule), and
+//! `can_manage` evaluates an auth collection's `manageRule`. [`record::check_protected`] keeps
+//! `verified` and `email` for managers; a non-manager's password change needs `oldPassword`.
 
 pub mod flows;
 pub mod keys;

@@ -2,6 +2,41 @@
 //!
 //! Handlers have one shape: extract → call the domain → map the result. Errors of every
 //! origin leave through [`error::ApiError`] as problem+json.
+//!
+//! # How it works
+//!
+//! Handlers in one shape: extract → call the domain → map. `error.rs` is the one error
+//! shape (RFC 9457 problem+json that is also PocketBase's `{status, message, data}`), with
+//! explicit mappings from `RecordsError`, `AuthError` and `StoreError`, and a catch-all
+//! that rewrites poem's own errors (404, 405, bad query) into it. `body.rs` enforces body
+//! limits on the stream and the JSON content type. `guard.rs` wraps every request: the
+//! client IP (after trusted proxies), rate limits (429 + `Retry-After`), admission (503 +
+//! `Retry-After` when over the in-flight or memory cap), CORS preflights and
+//! the allowlist, security headers and `Cache-Control: no-store`; and it turns a 401 or 403
+//! answered to a request whose credentials were not accepted (malformed, expired, revoked
+//! token; unknown API key) into a 401 that gives the reason ([`crate::accounts::Auth::rejection`]), since that
+//! caller was served as anonymous. Superuser-only endpoints answer a request without
+//! credentials 401 (PocketBase's "The request requires valid superuser authorization token."),
+//! a signed-in non-superuser 403; `access.rs` is the one place that decides this (also for the
+//! endpoints that admit API keys holding a capability). `keys.rs` serves API keys and the audit
+//! log. Each area file (`jobs.rs`, `mail.rs`, ...) registers its routes together with their
+//! OpenAPI operations and owns its component schemas; a test checks that every served method has
+//! an operation and every operation is served. `openapi.rs` holds the shared pieces and
+//! assembles the spec: the static part (the same for everyone) plus typed paths and schemas for
+//! the collections the caller may see the shape of ([`crate::records::schema::shape_visible`]:
+//! superusers all; API keys those their scopes let them list or view; anyone else those whose
+//! list or view rule is not superuser-only), described without hidden fields for anyone but
+//! superusers ([`crate::records::schema::visible_collection`]; an auth collection's `password` stays write-only
+//! in the create/update bodies). `/api/collections/{c}/schema` uses the same two functions, so
+//! it answers 403 exactly when the collection is absent from the caller's spec. `docs.rs`
+//! serves the embedded interactive reference, the errors reference at `/api/docs/errors`
+//! (every problem's `type` is `/api/docs/errors#<kind>`, and each kind has a section there),
+//! and `/_/`, the page account emails link to (`/_/#/auth/confirm-verification/<token>` and
+//! the reset and email-change forms; it reads the token's collection and calls its confirm
+//! endpoint).
+//!
+//! **Architecture invariant:** `api` is the only module that imports poem. Domain modules
+//! return domain errors; 5xx bodies carry no internals (the log has them).
 
 mod access;
 mod auth;

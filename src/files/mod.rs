@@ -14,6 +14,64 @@
 //! Released blobs are removed only by the `files.delete` job, which runs after the commit.
 //!
 //! This module owns no HTTP (the `api` layer serves the bytes) and names no redb type.
+//!
+//! # How it works
+//!
+//! Blob storage, uploads, downloads and image variants. `Files` (on `App` as `app.files`).
+//! - `upload.rs` — multipart bodies as the PocketBase SDKs send them (multer): file parts
+//!   under the field name or `name+`/`+name`, text parts (repeated keys make a list),
+//!   `@jsonPayload`. `limited` wraps the body stream with the whole-body cap
+//!   (`[files] max_upload_bytes`; past it a little more is drained so the client reads the
+//!   413); each file part streams into a `tempfile` in `files/.tmp/` with the field's
+//!   `maxSize` enforced per chunk, its type sniffed from the first 512 bytes and checked
+//!   against `mimeTypes` before the rest is read, then `sync_all`. Stored names are
+//!   PocketBase's: snake-cased stem, `_`, 10 random characters, a safe extension.
+//! - `sniff.rs` — content types from magic numbers (never the client's header or name), which
+//!   types are safe inline (SVG, HTML and anything unknown are not), extensions.
+//! - `thumbs.rs` — `ThumbSize` (`WxH` centre crop, `WxHt`/`WxHb` top/bottom crop, `WxHf` fit
+//!   without enlarging, `0xH`/`Wx0` keep the ratio), `decode` (pure Rust, `image`) with [`image::Limits`] (largest
+//!   side, most bytes allocated; width × height × bytes per pixel, doubled for a rotating EXIF
+//!   orientation, is checked against the budget before any pixel is decoded) and the EXIF
+//!   orientation applied, `render` (shrinking by area averaging, enlarging bilinear),
+//!   `encode_webp` (lossy, libwebp). `probe` reads only the header; [`thumbs::Probe::produce_bytes`]
+//!   estimates from above what decoding plus rendering the largest requested size holds.
+//!   [`DecodeBudget::derive`] turns the config into the memory budget: with `[limits]
+//!   max_rss_mb`, all decodes at once share a quarter of the cap and one decode may take at
+//!   most that (or `max_decode_mb`, if smaller); without a cap, `max_decode_mb` per decode.
+//! - `mod.rs` — the service: `FileHooks` for record writes (`place`: rename the referenced
+//!   temp files into `files/<c>/<r>/` and fsync the directories, before the write is queued;
+//!   `unplace` after a write that did not commit; `changed_in`: enqueue `files.delete` for
+//!   released blobs and one `files.thumbs` per new image, in the record's transaction),
+//!   `resolve` (a download: the record under the view rule; protected fields only for the
+//!   holder of a `file` token; `?thumb=` for listed sizes and `100x100`), `ensure_thumb` (a
+//!   variant made on request: one producer per path, later callers wait for it), the job
+//!   handlers, `sweep` and `usage`. Both the request path and the `files.thumbs` job go through
+//!   `produce_within_budget`: a turn among `thumb_workers`, then the header is probed and the
+//!   estimated bytes are taken (KiB permits) from one semaphore holding the shared budget
+//!   before anything is decoded; an image needing more than one decode may hold is refused
+//!   without decoding (its job dies, downloads serve the original).
+//! - `api/files.rs` serves the bytes: `Range` (one range; 206/416), `ETag` and
+//!   `Last-Modified` with 304s, `Content-Disposition: inline` only for safe types,
+//!   `Cache-Control: private`.
+//!
+//! The record side lives in `records/files.rs`: the `file_refs` rows (one per stored file:
+//! field id, size, sniffed type, time), `sync_files` in `write.rs` next to `sync_refs` (a name
+//! a record gains must be one of this write's uploads; names it loses are released), and
+//! PocketBase's `name+`/`+name`/`name-` modifiers in `record.rs`.
+//!
+//! **Architecture invariant:** a record never names a blob that is not durably on disk: blobs
+//! are placed and their directory fsync'd before the record's write is queued. A blob is
+//! deleted only by `files.delete`, enqueued in the transaction that released it (so it runs
+//! after that commit), or by the sweep when no `file_refs` row or record names it (at startup
+//! everything unreferenced; while serving — the daily `files.sweep` schedule created at first
+//! start, or after a collection is deleted — only what is older than an hour, or belongs to a
+//! deleted collection).
+//!
+//! **Architecture invariant:** image decoding and encoding run on the blocking pool (job or
+//! request), never on the async executor, and always under the decoder limits and inside the
+//! shared decode budget (so concurrent decodes never hold more than a quarter of
+//! `max_rss_mb`); a corrupt or
+//! oversized image kills its job at once and downloads keep serving the original.
 
 pub mod check;
 pub mod sniff;

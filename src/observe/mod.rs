@@ -3,7 +3,7 @@
 //!
 //! This module owns no HTTP: `api/` calls it and maps [`ObserveError`] to problem+json.
 //! Counters that belong to a domain (store commits, job runs, mail deliveries, sign-ins,
-//! rate-limit refusals) live in that domain as plain atomics built from [`metrics`]; this
+//! rate-limit refusals) live in that domain as plain atomics built from [`crate::util::metrics`]; this
 //! module reads them when it renders or samples.
 
 pub mod alerts;

@@ -1,7 +1,7 @@
 //! The query planner: picks a secondary index for a list's filter and sort.
 //!
 //! From the filter's top-level `&&` chain it takes the `field op literal` terms
-//! ([`Filter::terms`]). For each index it pins the leading columns that terms fix with
+//! ([`crate::records::filter::Filter::terms`]). For each index it pins the leading columns that terms fix with
 //! equalities, then narrows the next column with range terms (`>`, `>=`, `<`, `<=`) or a
 //! case-insensitive `~ 'prefix%'`, giving key spans in the index. The index also serves
 //! the sort when the sort keys (minus pinned columns) are exactly the remaining columns in

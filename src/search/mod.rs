@@ -5,10 +5,79 @@
 //! It never writes records; it reads them through the store and the records module.
 //!
 //! Consistency: every record change of a searchable collection writes an outbox entry in
-//! its own transaction (`outbox.rs`, called from `records::write`). The indexer applies
+//! its own transaction ([`outbox::OutboxHooks`], the [`crate::records::hooks::ChangeHooks`]
+//! that [`Records::open`] is given, so no write path can skip it). The indexer applies
 //! entries in order and commits the index with the last applied sequence number as the
 //! commit payload; at startup it replays every entry above that number. The index is
 //! derived: a missing, unreadable or outdated index is rebuilt by a `search.reindex` job.
+//!
+//! # How it works
+//!
+//! Full-text search over tantivy 0.27 (`mmap`, `lz4-compression`, `stemmer`, `stopwords`; no
+//! zstd). One index under `<data dir>/search/` holds every searchable collection.
+//! - `outbox.rs` — the outbox (`search_outbox`, key = sequence number u64 BE; the `Meta` key
+//!   `search_outbox_seq` hands sequence numbers out). An entry names what changed — a record
+//!   (`collection id`, `record id`) or a whole collection (deleted, or its schema/search
+//!   settings changed) — never the content, so applying one twice is harmless. Written by
+//!   [`crate::records::write`] (create, update, delete, cascades, batch) and [`crate::records::collections::Collections::update`]
+//!   / `delete_collection`, always inside the change's own transaction.
+//! - `indexer.rs` — the one thread that owns the `IndexWriter` (one indexing thread, 64 MB). It
+//!   sleeps on a condvar until the store reports a commit that wrote the outbox or a command
+//!   arrives; reads up to 2000 entries per snapshot; applies each against the same snapshot
+//!   (record present and collection searchable → replace its document; otherwise delete it;
+//!   collection entries either drop the collection's documents or, when it is still
+//!   searchable, enqueue a `search.reindex` job); commits at most once per second with
+//!   `{"seq": last applied, "version": INDEX_VERSION}` as the commit payload, reloads the reader,
+//!   and then deletes the outbox entries the commit covers. A failed commit rolls the writer
+//!   back and re-reads from the committed sequence.
+//! - `schema.rs` — the tantivy schema: `key` (`collection/record`), `collection`, the stored
+//!   record `id`, and two JSON fields, `plain` (simple tokenizer, lower-case, ASCII folding) and
+//!   `english` (the same plus English stemming), positions indexed. A record's searched fields
+//!   go to its collection's language field, one JSON path per field, so `title:rust` is a path
+//!   and field boosts are per path. Editor HTML is indexed as text; relation fields index the
+//!   presentable fields of the records they point at (as of indexing) when the target
+//!   collection's view rule is public (`""`), and nothing otherwise: one index answers every
+//!   caller, so it holds only what every permitted viewer may see. Hidden emails
+//!   (`emailVisibility` off) are not indexed. A change of a collection's view rule reindexes
+//!   the searched collections that relate to it.
+//! - `query.rs` — the search box language: words (all must match), `"phrases"`,
+//!   `field:word`, `-word`. Each word matches exactly (BM25 × field boost); a word no document
+//!   holds (term lookup in the index, as Typesense does by default) also with typos (one edit
+//!   from 5 characters, two from 9, Levenshtein with transpositions, weight 0.3); the last word,
+//!   when no space follows, also as a prefix (weight 0.5; a one-term phrase prefix with no
+//!   expansion limit, i.e. a term-dictionary range, each match scored the boost). Queries are built on the blocking
+//!   pool, since the term lookups read the index.
+//! - `find.rs` — running a search for a caller. The index ranks candidates; the store decides
+//!   visibility: each candidate is loaded from one snapshot and must still exist and pass the
+//!   list rule and the caller's `filter` (the [`crate::records::list`] evaluation, relation paths through
+//!   `VisibleSource`). Totals and facets (value counts of select fields) are computed over the
+//!   visible records only; at most 10,000 ranked candidates per collection are examined (the
+//!   documented cap: beyond it, totals count the visible records among the best 10,000). When
+//!   no rule, filter, sort or facet applies, every match is visible and the page and total come
+//!   from the index directly. `/api/search` runs this per collection (skipping collections
+//!   whose list rule denies the caller) and merges by score. Hits are rendered as `list`
+//!   renders records plus `@search: {score, highlights}`; snippets are cut from the rendered
+//!   values, so a field the caller does not get yields no snippet.
+//! - `highlight.rs` — snippets: HTML-escaped text around the first match with `<mark>` around
+//!   every matching word. A `Highlighter` per collection and request holds the analyzer and
+//!   scratch buffers. All-ASCII text of a collection without stemming is split by a byte scan
+//!   equivalent to the analyzer (a property test compares them), starting at the first token
+//!   where an exact or prefix term occurs in the lower-cased text (substring search; from the
+//!   start when the query has typo terms) and stopping at the snippet's end; other text runs
+//!   through the analyzer.
+//! - `mod.rs` — the `Search` service (`app.search`): `start` (open the index; if it is missing,
+//!   unreadable or of another `INDEX_VERSION`, queue the rebuild job durably *before* creating
+//!   an empty index whose payload is the current sequence, so a crash in between finds it
+//!   missing again), `stop`, `status` (outbox sequence, indexed sequence, lag, documents), and
+//!   the `search.reindex` job kind, which hands a rebuild (one collection, or all) to the
+//!   indexer thread and reports `{"indexed", "total"}` progress.
+//!
+//! **Architecture invariant:** the index is derived. Every change to what it holds is in the
+//! outbox, written in the transaction of the change; the index commit carries the last applied
+//! sequence; startup replays everything after it. Deleting `search/` loses nothing.
+//!
+//! **Architecture invariant:** search never decides visibility from the index. Every result,
+//! count and facet comes from records read from the store and checked against the list rule.
 
 pub mod check;
 pub mod find;

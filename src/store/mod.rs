@@ -5,6 +5,39 @@
 //! (see `writer.rs`): concurrent writes are applied in one transaction, committed with one
 //! fsync, and only then acknowledged. Reads run on MVCC snapshots on the blocking pool,
 //! never on the async executor.
+//!
+//! # How it works
+//!
+//! Ordered key-value interface over redb: `Store`, `ReadTx`, `WriteTx`, `Table`.
+//! `tables.rs` lists every table with its key and value encoding, plus the schema version
+//! and its upgrade hook (`open_database` runs upgrade steps in the opening transaction;
+//! 1 → 2 drops the old index entries and sets a flag on which [`crate::records::Records::open`] rebuilds them in
+//! the new encoding before serving; 2 → 3 drops the job state indexes and sets a flag on
+//! which [`crate::jobs::Jobs::open`] rebuilds them in the one-entry-per-job layout; `backbone check` on a
+//! not-yet-upgraded file says the rebuild is pending instead of reporting missing entries). `writer.rs` is the group-commit writer thread. `tx.rs` has the
+//! per-write overlay that makes one write's failure invisible to its batch neighbours.
+//! `fault.rs` holds the test-only storage backends: `FaultInjector` (failing fsync, ENOSPC) and
+//! `PowerLossDisk` (a simulated disk that loses unsynced writes and fails every I/O after N
+//! operations, for the power-loss sweep). `Store::on_commit(table, watcher)` calls a watcher on
+//! the writer thread after every durable commit that wrote that table (the search indexer's
+//! wake-up: no polling). [`Store::read`] runs a snapshot read on the blocking pool;
+//! [`Store::read_now`] runs it on the calling async thread, guided by a `ReadPlacement` (kept per
+//! read kind, e.g. in each catalog entry): cheap reads stay inline (no two context switches per
+//! read), a kind whose reads keep exceeding 500 µs moves to the pool for good. A missing data
+//! file is created atomically: built and synced as `data.redb.creating`, then renamed into place
+//! (a leftover `.creating` is removed at start; a damaged real file is refused, never replaced).
+//!
+//! **Architecture invariant:** nothing in the data directory is reachable by other local
+//! users: the directory is 0700 before anything in it is opened or bound, and files and
+//! directories are created 0600/0700 whatever the umask (new code creating paths there uses
+//! [`crate::datadir::create_dir_all`] / `create_private_file`).
+//!
+//! **Architecture invariant:** `store` is the only module that names redb. Everything else
+//! sees byte keys and values, which keeps the door open to another backend.
+//!
+//! **Architecture invariant:** no write is acknowledged before its transaction is durably
+//! committed ([`redb::Durability::Immediate`], two-phase commit). A commit failure answers every
+//! write of the batch with an error (503/507) and the writer reopens the file.
 
 pub mod fault;
 mod tables;

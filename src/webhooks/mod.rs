@@ -12,6 +12,44 @@
 //! (the `X-Backbone-Delivery` header, the same on every attempt, for the receiver to
 //! de-duplicate) and a reference to its secret, never the secret itself: the jobs API shows
 //! payloads, and a rotated secret signs the retries that follow.
+//!
+//! # How it works
+//!
+//! Outbound webhooks: signed JSON POSTs to URLs users register, delivered by the job queue.
+//! `Webhooks` (on `App` as `app.webhooks`) is what other modules call:
+//! `Webhooks::enqueue_in(&self, tx, Delivery { url, event, body, secret_owner })` inside their
+//! own write transaction (the delivery exists if and only if that write commits). Alert rules
+//! use it; record webhooks are meant to reuse it unchanged.
+//! - `mod.rs` — the service, the `webhooks.deliver` kind (queue `webhooks`, `[webhooks]
+//!   max_attempts` 8, first retry after 30 s, doubling), and the signing secrets: table
+//!   `webhook_secrets`, owner (`alert/<rule id>`) → secret. The job payload is `{url, event,
+//!   deliveryId, secretOwner, body}`: the secret is read at send time, so the jobs API never
+//!   shows it and a rotated secret signs the retries that follow. `deliveryId` (`whd_…`, the
+//!   `X-Backbone-Delivery` header) is fixed at enqueue, the same on every attempt and replay.
+//! - `sign.rs` — `X-Backbone-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+//!   (Stripe's scheme: the timestamp is signed, each attempt signed afresh), `verify` as a
+//!   receiver does it, generated secrets (`whsec_` + 32 random characters) and their hints.
+//! - `target.rs` — the SSRF policy. `non_public_range` names the range of any non-public
+//!   address (loopback, RFC 1918, link-local incl. 169.254.169.254, CGNAT, benchmarking,
+//!   documentation, multicast, reserved, unique-local/site-local/link-local IPv6, and IPv6 forms
+//!   embedding such an IPv4 address: mapped, NAT64, 6to4); `TargetPolicy` adds `[webhooks]
+//!   allow_private_targets` and `allowed_private_ranges`; `parse_url` (http/https, a host, no
+//!   credentials, ≤ 2048 bytes, literal addresses checked) runs when a URL is saved, then
+//!   `check_resolved` resolves names before the write (a name that does not resolve yet is
+//!   accepted). `GuardedResolver` is the HTTP client's only resolver: it checks every address a
+//!   name resolves to and refuses the name if any is forbidden.
+//! - `deliver.rs` — the handler: one POST with `Content-Type: application/json`,
+//!   `User-Agent: Backbone/<version>`, `X-Backbone-Event`, `X-Backbone-Delivery` and the
+//!   signature; reqwest with rustls (ring), no proxies, no redirects, `timeout_secs` for
+//!   connecting and for the whole exchange; at most 64 KiB of the answer read. 2xx completes
+//!   (the status goes into the job's progress); 410, a refused target, a missing secret or a
+//!   malformed payload are final ([`crate::jobs::registry::JobFailure::discard`]); anything else retries, the status and
+//!   the start of the answer in the attempt's error.
+//!
+//! **Architecture invariant:** every webhook request is a `webhooks.deliver` job, and its
+//! client connects only to addresses the target policy checked at that moment: names resolve
+//! through `GuardedResolver`, literal addresses are checked before sending, redirects are not
+//! followed, proxies are not used.
 
 pub mod deliver;
 pub mod sign;
