@@ -126,10 +126,9 @@ const CREATE_FAILED: &str = "Failed to create the API key.";
 /// Collection → operations, as sent.
 type ScopesInput = IndexMap<String, Typed<Vec<Typed<String>>>>;
 
-/// The body of `POST /api/keys`. Unknown members are refused: a misspelt `expires` would
-/// otherwise create a key that never expires.
+/// The body of `POST /api/keys`. Unknown members are ignored, as the published spec
+/// allows (`ApiKeyInput` has no `additionalProperties: false`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateInput {
     #[serde(default)]
     name: Option<Typed<String>>,

@@ -488,10 +488,8 @@ fn an_enqueue_body_reports_every_problem_summarized_by_the_first() {
         .expect_err("invalid");
     let JobsError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
     assert_eq!(invalid.message, "Cannot be blank.", "kind is checked first");
-    let codes: Vec<(&str, &str)> =
-        invalid.fields.iter().map(|(field, e)| (field.as_str(), e.code.as_str())).collect();
     assert_eq!(
-        codes,
+        invalid.codes(),
         [
             ("kind", "validation_required"),
             ("priority", "validation_invalid_number"),

@@ -175,10 +175,8 @@ fn a_send_body_reports_every_problem_summarized_by_the_first() {
     let err = OutgoingMail::from_json(&vars(json!({"toName": 5, "subject": " "}))).expect_err("invalid");
     let MailError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
     assert_eq!(invalid.message, "Cannot be blank.");
-    let codes: Vec<(&str, &str)> =
-        invalid.fields.iter().map(|(field, e)| (field.as_str(), e.code.as_str())).collect();
     assert_eq!(
-        codes,
+        invalid.codes(),
         [
             ("subject", "validation_required"),
             ("text", "validation_required"),
@@ -209,10 +207,8 @@ async fn a_settings_patch_reports_every_problem_and_writes_nothing() {
     }));
     let err = f.mail.update_settings(patch, None).await.expect_err("invalid");
     let MailError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
-    let codes: Vec<(&str, &str)> =
-        invalid.fields.iter().map(|(field, e)| (field.as_str(), e.code.as_str())).collect();
     assert_eq!(
-        codes,
+        invalid.codes(),
         [
             ("backups", "validation_unknown_field"),
             ("meta.appName", "validation_invalid_type"),

@@ -57,6 +57,12 @@ impl Invalid {
         Invalid::field(&message, field, code, text)
     }
 
+    /// Each invalid field with its code, by name (for tests that read like the answer).
+    #[cfg(test)]
+    pub fn codes(&self) -> Vec<(&str, &str)> {
+        self.fields.iter().map(|(field, e)| (field.as_str(), e.code.as_str())).collect()
+    }
+
     /// The first invalid field and its error (by name), if any.
     pub fn first(&self) -> Option<(&String, &FieldError)> {
         self.fields.iter().next()
