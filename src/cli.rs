@@ -454,7 +454,10 @@ async fn send_test_email(cli: &Cli, to: &str, template: &str) -> Result<(), Stri
             let store = app.store.clone();
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
             let id = result.map_err(|e| match e {
-                crate::mail::MailError::Invalid { field, message, .. } => format!("{field}: {message}"),
+                crate::mail::MailError::Validation(invalid) => match invalid.first() {
+                    Some((field, error)) => format!("{field}: {}", error.message),
+                    None => invalid.message,
+                },
                 other => other.to_string(),
             })?;
             say!("test email to {to} stored as job {}; it is sent when `backbone serve` starts", id.0);

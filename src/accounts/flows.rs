@@ -442,7 +442,7 @@ impl Auth {
         vars.insert("record".into(), self.record_vars(&entry.collection.id, &stored));
         let outgoing = OutgoingMail::template(to, Template::Otp, vars);
         let bytes = serde_json::to_vec(&otp)
-            .map_err(|e| AuthError::Records(RecordsError::BadRequest(e.to_string())))?;
+            .map_err(|e| AuthError::Records(RecordsError::Internal(e.to_string())))?;
         let (mail, key) = (mail.clone(), otp_id.clone());
         self.records
             .store()
@@ -478,7 +478,7 @@ impl Auth {
                     return Ok(None);
                 };
                 let mut otp: Otp = serde_json::from_slice(&bytes)
-                    .map_err(|e| AuthError::Records(RecordsError::BadRequest(e.to_string())))?;
+                    .map_err(|e| AuthError::Records(RecordsError::Internal(e.to_string())))?;
                 if otp.expires <= now || otp.collection_id != collection_id {
                     tx.delete(Table::AuthOtps, key.as_bytes());
                     return Ok(None);
@@ -489,7 +489,7 @@ impl Auth {
                         tx.delete(Table::AuthOtps, key.as_bytes());
                     } else {
                         let bytes = serde_json::to_vec(&otp)
-                            .map_err(|e| AuthError::Records(RecordsError::BadRequest(e.to_string())))?;
+                            .map_err(|e| AuthError::Records(RecordsError::Internal(e.to_string())))?;
                         tx.put(Table::AuthOtps, key.as_bytes(), bytes);
                     }
                     return Ok(None);

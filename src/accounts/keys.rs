@@ -9,14 +9,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, Actor, Event};
 use crate::auth::{Op, Principal, Scopes};
-use crate::records::{FieldError, FieldErrors, Records, RecordsError};
+use crate::records::{Records, RecordsError};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::invalid::{parse_object, Collector, Invalid, Typed};
 use crate::util::{id, time};
 
 /// Prefix of every API key.
@@ -118,8 +120,105 @@ pub struct Keys {
     used: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
-fn invalid(name: &str, code: &str, message: &str) -> RecordsError {
-    RecordsError::field("Failed to create the API key.", name, FieldError::new(code, message))
+/// The summary of every refused key creation.
+const CREATE_FAILED: &str = "Failed to create the API key.";
+
+/// Collection → operations, as sent.
+type ScopesInput = IndexMap<String, Typed<Vec<Typed<String>>>>;
+
+/// The body of `POST /api/keys`. Unknown members are ignored, as the published spec
+/// allows (`ApiKeyInput` has no `additionalProperties: false`).
+#[derive(Debug, Deserialize)]
+struct CreateInput {
+    #[serde(default)]
+    name: Option<Typed<String>>,
+    /// Collection (id, name or `*`) → operations, in the order given.
+    #[serde(default)]
+    scopes: Option<Typed<ScopesInput>>,
+    #[serde(default)]
+    capabilities: Option<Typed<Vec<Typed<String>>>>,
+    /// A future date, or `""`/`null` for never.
+    #[serde(default)]
+    expires: Option<Typed<String>>,
+}
+
+/// The capabilities of a key, each once; unknown ones are noted in `c`.
+fn known_capabilities(c: &mut Collector, list: Vec<Typed<String>>) -> Vec<String> {
+    let mut capabilities: Vec<String> = Vec::new();
+    for capability in list {
+        match capability {
+            Typed::Ok(name) if CAPABILITIES.contains(&name.as_str()) => {
+                if !capabilities.contains(&name) {
+                    capabilities.push(name);
+                }
+            }
+            _ => c.add(
+                "capabilities",
+                "validation_invalid_capability",
+                format!("Known capabilities: {}.", CAPABILITIES.join(", ")),
+            ),
+        }
+    }
+    capabilities
+}
+
+/// The grants of `scopes` (collections resolved to ids, operations each once); problems
+/// are noted in `c`.
+fn grants(c: &mut Collector, records: &Records, scopes: ScopesInput) -> Vec<Grant> {
+    let mut grants = Vec::new();
+    for (collection, ops) in scopes {
+        let collection_id = if collection == "*" {
+            "*".to_string()
+        } else {
+            match records.collection(&collection) {
+                Ok(e) if e.collection.system => {
+                    c.add(
+                        "scopes",
+                        "validation_system_collection",
+                        format!(
+                            "API keys cannot be scoped to the system collection {:?}.",
+                            e.collection.name
+                        ),
+                    );
+                    continue;
+                }
+                Ok(e) => e.collection.id.clone(),
+                Err(_) => {
+                    c.add(
+                        "scopes",
+                        "validation_unknown_collection",
+                        format!("No collection {collection:?}."),
+                    );
+                    continue;
+                }
+            }
+        };
+        let list = match ops {
+            Typed::Ok(list) if !list.is_empty() => list,
+            _ => {
+                c.add("scopes", "validation_invalid_scope", "Each scope is a non-empty list of operations.");
+                continue;
+            }
+        };
+        let mut operations: Vec<String> = Vec::new();
+        for op in list {
+            let parsed = match op {
+                Typed::Ok(op) => Op::parse(&op),
+                Typed::Wrong(_) => None,
+            };
+            match parsed {
+                Some(op) if operations.iter().any(|o| o == op.as_str()) => {}
+                Some(op) => operations.push(op.as_str().to_string()),
+                None => c.add(
+                    "scopes",
+                    "validation_invalid_scope",
+                    "Operations are list, view, create, update and delete.",
+                ),
+            }
+        }
+        grants.push(Grant { collection: collection_id, operations });
+    }
+    grants
 }
 
 impl Keys {
@@ -160,8 +259,9 @@ impl Keys {
         self.keys.read().ok().and_then(|k| k.get(key_id).cloned())
     }
 
-    /// Creates a key from `{"name", "scopes": {"<collection>": ["list", ...]}, "expires"}`
-    /// and returns it with its secret (the only time the secret exists outside the client).
+    /// Creates a key from `{"name", "scopes": {"<collection>": ["list", ...]}, "capabilities",
+    /// "expires"}` and returns it with its secret (the only time the secret exists outside
+    /// the client). Every problem with the body is reported at once.
     pub async fn create(
         &self,
         records: &Records,
@@ -169,157 +269,64 @@ impl Keys {
         actor: Actor,
         ip: &str,
     ) -> Result<(ApiKey, String), RecordsError> {
-        let mut errors = FieldErrors::new();
-        let name = match body.get("name") {
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
+        let input: CreateInput = parse_object(Value::Object(body.clone()), CREATE_FAILED)?;
+        let mut c = Collector::new();
+        let name = match input.name {
+            Some(Typed::Ok(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
             _ => {
-                errors.insert(
-                    "name".into(),
-                    FieldError::new("validation_required", "Give the key a name (1-200 characters)."),
-                );
+                c.add("name", "validation_required", "Give the key a name (1-200 characters).");
                 String::new()
             }
         };
-        let mut capabilities = Vec::new();
-        match body.get("capabilities") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(list)) => {
-                for c in list {
-                    match c.as_str().filter(|c| CAPABILITIES.contains(c)) {
-                        Some(c) if !capabilities.iter().any(|k| k == c) => capabilities.push(c.to_string()),
-                        Some(_) => {}
-                        None => {
-                            errors.insert(
-                                "capabilities".into(),
-                                FieldError::new(
-                                    "validation_invalid_capability",
-                                    format!("Known capabilities: {}.", CAPABILITIES.join(", ")),
-                                ),
-                            );
-                        }
-                    }
-                }
+        let capabilities = match input.capabilities {
+            None => Vec::new(),
+            Some(Typed::Ok(list)) => known_capabilities(&mut c, list),
+            Some(Typed::Wrong(_)) => {
+                c.add("capabilities", "validation_invalid_type", "Must be a list of capability names.");
+                Vec::new()
             }
-            Some(_) => {
-                errors.insert(
-                    "capabilities".into(),
-                    FieldError::new("validation_invalid_type", "Must be a list of capability names."),
-                );
-            }
-        }
-        let mut scopes = Vec::new();
-        match body.get("scopes") {
-            None | Some(Value::Null) if !capabilities.is_empty() => {}
-            Some(Value::Object(map)) if map.is_empty() && !capabilities.is_empty() => {}
-            Some(Value::Object(map)) if !map.is_empty() => {
-                for (collection, ops) in map {
-                    let collection_id = if collection == "*" {
-                        "*".to_string()
-                    } else {
-                        match records.collection(collection) {
-                            Ok(e) if e.collection.system => {
-                                errors.insert(
-                                    "scopes".into(),
-                                    FieldError::new(
-                                        "validation_system_collection",
-                                        format!(
-                                            "API keys cannot be scoped to the system collection {:?}.",
-                                            e.collection.name
-                                        ),
-                                    ),
-                                );
-                                continue;
-                            }
-                            Ok(e) => e.collection.id.clone(),
-                            Err(_) => {
-                                errors.insert(
-                                    "scopes".into(),
-                                    FieldError::new(
-                                        "validation_unknown_collection",
-                                        format!("No collection {collection:?}."),
-                                    ),
-                                );
-                                continue;
-                            }
-                        }
-                    };
-                    let Some(list) = ops.as_array().filter(|l| !l.is_empty()) else {
-                        errors.insert(
-                            "scopes".into(),
-                            FieldError::new(
-                                "validation_invalid_scope",
-                                "Each scope is a non-empty list of operations.",
-                            ),
-                        );
-                        continue;
-                    };
-                    let mut operations = Vec::new();
-                    for op in list {
-                        match op.as_str().and_then(Op::parse) {
-                            Some(op) if !operations.contains(&op.as_str().to_string()) => {
-                                operations.push(op.as_str().to_string())
-                            }
-                            Some(_) => {}
-                            None => {
-                                errors.insert(
-                                    "scopes".into(),
-                                    FieldError::new(
-                                        "validation_invalid_scope",
-                                        "Operations are list, view, create, update and delete.",
-                                    ),
-                                );
-                            }
-                        }
-                    }
-                    scopes.push(Grant { collection: collection_id, operations });
-                }
-            }
+        };
+        let scopes = match input.scopes {
+            None if !capabilities.is_empty() => Vec::new(),
+            Some(Typed::Ok(map)) if map.is_empty() && !capabilities.is_empty() => Vec::new(),
+            Some(Typed::Ok(map)) if !map.is_empty() => grants(&mut c, records, map),
             _ => {
-                errors.insert(
-                    "scopes".into(),
-                    FieldError::new(
-                        "validation_required",
-                        "Give the scopes: {\"<collection>\": [\"list\", \"view\", ...]} (\"*\" = every collection).",
-                    ),
+                c.add(
+                    "scopes",
+                    "validation_required",
+                    "Give the scopes: {\"<collection>\": [\"list\", \"view\", ...]} (\"*\" = every collection).",
                 );
+                Vec::new()
             }
-        }
-        let expires = match body.get("expires") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) if s.is_empty() => String::new(),
-            Some(Value::String(s)) => match time::parse(s) {
+        };
+        let expires = match input.expires {
+            None => String::new(),
+            Some(Typed::Ok(s)) if s.is_empty() => String::new(),
+            Some(Typed::Ok(s)) => match time::parse(&s) {
                 Some(t) if t > chrono::Utc::now() => time::format(t),
                 _ => {
-                    errors.insert(
-                        "expires".into(),
-                        FieldError::new(
-                            "validation_invalid_date",
-                            "Must be a future date such as 2030-01-01 00:00:00Z.",
-                        ),
+                    c.add(
+                        "expires",
+                        "validation_invalid_date",
+                        "Must be a future date such as 2030-01-01 00:00:00Z.",
                     );
                     String::new()
                 }
             },
-            Some(_) => {
-                errors.insert(
-                    "expires".into(),
-                    FieldError::new("validation_invalid_type", "Must be a date string."),
-                );
+            Some(Typed::Wrong(_)) => {
+                c.add("expires", "validation_invalid_type", "Must be a date string.");
                 String::new()
             }
         };
-        if !errors.is_empty() {
-            return Err(RecordsError::Validation {
-                message: "Failed to create the API key.".into(),
-                fields: errors,
-            });
-        }
+        c.finish(CREATE_FAILED)?;
         if self.keys.read().map(|k| k.len()).unwrap_or(0) >= MAX_KEYS {
-            return Err(invalid(
+            return Err(Invalid::field(
+                CREATE_FAILED,
                 "name",
                 "validation_too_many",
                 "Too many API keys; revoke unused ones first.",
-            ));
+            )
+            .into());
         }
         let key_id = id::random_string(15);
         let secret = id::random_string(40);
@@ -334,8 +341,7 @@ impl Keys {
             created_by: actor.id.clone(),
             last_used: String::new(),
         };
-        let bytes =
-            serde_json::to_vec(&key).map_err(|e| RecordsError::Store(StoreError::Internal(e.to_string())))?;
+        let bytes = serde_json::to_vec(&key).map_err(|e| RecordsError::Internal(e.to_string()))?;
         let event = Event::new("apikey.create", actor, ip, key_id.clone()).detail(json!({
             "name": key.name,
             "scopes": key.scopes,

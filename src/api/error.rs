@@ -16,6 +16,7 @@ use crate::mail::MailError;
 use crate::records::{FieldErrors, RecordsError};
 use crate::search::SearchError;
 use crate::store::StoreError;
+use crate::util::invalid::Invalid;
 
 /// An HTTP error answer.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
     }
 
+    /// The one answer to a validation failure of any domain: 400, the failure's message, and
+    /// `data` keyed by field with each field's code and message.
     pub fn validation(detail: impl Into<String>, fields: &FieldErrors) -> ApiError {
         let mut e = ApiError::new(StatusCode::BAD_REQUEST, "validation", "Validation failed", detail);
         for (name, err) in fields {
@@ -162,6 +165,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> ApiError {
+        ApiError::validation(invalid.message, &invalid.fields)
+    }
+}
+
+/// A domain's internal failure: logged with its details, answered 500 without them.
+fn internal_failure(domain: &str, detail: &str) -> ApiError {
+    tracing::error!(error = %detail, domain, "internal failure");
+    ApiError::internal()
+}
+
 impl From<RecordsError> for ApiError {
     fn from(err: RecordsError) -> ApiError {
         match err {
@@ -171,6 +186,7 @@ impl From<RecordsError> for ApiError {
             RecordsError::Forbidden(m) => ApiError::forbidden(m),
             RecordsError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m),
             RecordsError::Store(e) => ApiError::from(e),
+            RecordsError::Internal(m) => internal_failure("records", &m),
             RecordsError::Batch { index, error } => {
                 let inner = ApiError::from(*error);
                 if inner.status.is_server_error() {
@@ -212,10 +228,7 @@ impl From<SearchError> for ApiError {
                 e.retry_after = Some(1);
                 e
             }
-            SearchError::Internal(m) => {
-                tracing::error!(error = %m, "search failure");
-                ApiError::internal()
-            }
+            SearchError::Internal(m) => internal_failure("search", &m),
         }
     }
 }
@@ -246,10 +259,7 @@ impl From<FilesError> for ApiError {
             ),
             FilesError::DiskFull => ApiError::from(StoreError::DiskFull),
             FilesError::Records(e) => ApiError::from(e),
-            FilesError::Io(detail) => {
-                tracing::error!(error = %detail, "file storage failed");
-                ApiError::internal()
-            }
+            FilesError::Io(detail) => internal_failure("files", &detail),
         }
     }
 }
@@ -276,11 +286,7 @@ impl From<JobsError> for ApiError {
     fn from(err: JobsError) -> ApiError {
         match err {
             JobsError::NotFound(m) => ApiError::not_found(m),
-            JobsError::Invalid { field, code, message } => {
-                let mut fields = FieldErrors::new();
-                fields.insert(field, crate::records::FieldError::new(code, message.clone()));
-                ApiError::validation(message, &fields)
-            }
+            JobsError::Validation(invalid) => ApiError::from(invalid),
             JobsError::BadRequest(m) => ApiError::bad_request(m),
             JobsError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", m),
             JobsError::Stale => ApiError::new(
@@ -289,10 +295,7 @@ impl From<JobsError> for ApiError {
                 "Conflict",
                 "The job changed while the request ran; retry.",
             ),
-            JobsError::Internal(m) => {
-                tracing::error!(error = %m, "jobs failure");
-                ApiError::internal()
-            }
+            JobsError::Internal(m) => internal_failure("jobs", &m),
             JobsError::Store(e) => ApiError::from(e),
         }
     }
@@ -301,21 +304,14 @@ impl From<JobsError> for ApiError {
 impl From<MailError> for ApiError {
     fn from(err: MailError) -> ApiError {
         match err {
-            MailError::Invalid { field, code, message } => {
-                let mut fields = FieldErrors::new();
-                fields.insert(field, crate::records::FieldError::new(code, message.clone()));
-                ApiError::validation(message, &fields)
-            }
+            MailError::Validation(invalid) => ApiError::from(invalid),
             MailError::BadRequest(m) => ApiError::bad_request(m),
             MailError::Disabled(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "mail-disabled", "Email disabled", m)
             }
             MailError::Jobs(e) => ApiError::from(e),
             MailError::Store(e) => ApiError::from(e),
-            MailError::Internal(m) => {
-                tracing::error!(error = %m, "mail failure");
-                ApiError::internal()
-            }
+            MailError::Internal(m) => internal_failure("mail", &m),
         }
     }
 }

@@ -20,7 +20,7 @@ use super::openapi::{accepted_job, list_envelope, op, page_params, query_param, 
 use super::{json_response, Routes};
 use crate::app::App;
 use crate::audit::{Actor, Event};
-use crate::mail::{MailId, OutgoingMail};
+use crate::mail::{test_email_input, MailId, OutgoingMail};
 
 /// Query parameters of `GET /api/mail/log`.
 #[derive(Debug, Default, Deserialize)]
@@ -67,46 +67,6 @@ pub async fn test_email(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -
     let (email, template) = test_email_input(&body)?;
     let id = app.mail.send_test(&email, template.as_deref()).await?;
     queued(app, id).await
-}
-
-/// `{email, template?}` (PocketBase's body; its optional `collection` is accepted and ignored).
-fn test_email_input(body: &serde_json::Map<String, Value>) -> Result<(String, Option<String>), ApiError> {
-    for key in body.keys() {
-        if !matches!(key.as_str(), "email" | "template" | "collection") {
-            return Err(
-                crate::mail::MailError::invalid(key, "validation_unknown_field", "Unknown field.").into()
-            );
-        }
-    }
-    let email = match body.get("email") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => {
-            return Err(
-                crate::mail::MailError::invalid("email", "validation_required", "Cannot be blank.").into()
-            )
-        }
-        Some(_) => {
-            return Err(crate::mail::MailError::invalid(
-                "email",
-                "validation_invalid_type",
-                "Must be a string.",
-            )
-            .into())
-        }
-    };
-    let template = match body.get("template") {
-        Some(Value::String(s)) => Some(s.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => {
-            return Err(crate::mail::MailError::invalid(
-                "template",
-                "validation_invalid_type",
-                "Must be a string.",
-            )
-            .into())
-        }
-    };
-    Ok((email, template))
 }
 
 #[handler]

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::clock::format_ms;
-use super::{invalid, opt_string, opt_u64, paging, JobSpec, Jobs, JobsError, MAX_PRIORITY};
+use super::{paging, whole_number, JobSpec, Jobs, JobsError, MAX_PRIORITY};
 use crate::store::{ScanControl, Table, WriteTx};
+use crate::util::invalid::{parse_object, present, Collector, Invalid, Summary, Typed};
 
 /// Most runs kept per schedule (older ones are dropped when a run is recorded).
 const KEPT_RUNS: usize = 200;
@@ -114,23 +115,19 @@ impl CronRun {
 /// `@hourly`-style nickname. Always UTC.
 pub fn parse_expression(expression: &str) -> Result<croner::Cron, JobsError> {
     let trimmed = expression.trim();
+    let invalid = |message: String| Invalid::of("expression", "validation_invalid_cron", message);
     let fields = trimmed.split_whitespace().count();
     if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
-        return Err(invalid(
-            "expression",
-            "validation_invalid_cron",
-            format!(
-                "Expected 5 fields (minute hour day month weekday) or 6 (with seconds first), got {fields}."
-            ),
-        ));
+        return Err(invalid(format!(
+            "Expected 5 fields (minute hour day month weekday) or 6 (with seconds first), got {fields}."
+        ))
+        .into());
     }
     let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
-    let cron = parser.parse(trimmed).map_err(|e| {
-        invalid("expression", "validation_invalid_cron", format!("Invalid cron expression: {e}."))
-    })?;
+    let cron = parser.parse(trimmed).map_err(|e| invalid(format!("Invalid cron expression: {e}.")))?;
     // An expression that never matches (e.g. 30 February) is refused, not stored.
     if next_after(&cron, 0).is_none() {
-        return Err(invalid("expression", "validation_invalid_cron", "The expression never matches."));
+        return Err(invalid("The expression never matches.".into()).into());
     }
     Ok(cron)
 }
@@ -273,21 +270,41 @@ pub(super) async fn schedule_loop(jobs: Jobs) {
     }
 }
 
-/// Reads and validates a cron body. `current` is the stored schedule for a PATCH.
-fn apply_input(
-    jobs: &Jobs,
-    body: &Map<String, Value>,
-    current: Option<&Cron>,
-    now: i64,
-) -> Result<Cron, JobsError> {
-    for key in body.keys() {
-        if !matches!(
-            key.as_str(),
-            "name" | "expression" | "kind" | "payload" | "queue" | "priority" | "maxAttempts" | "enabled"
-        ) {
-            return Err(invalid(key, "validation_unknown_field", "Unknown field."));
-        }
+/// The body of `POST /api/crons` and `PATCH /api/crons/{id}`. Absent members (and `null`
+/// name, expression, kind and enabled) leave a PATCH's schedule as it is; a present
+/// `payload` is taken as sent, and a `null` queue, priority or maxAttempts clears it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CronInput {
+    #[serde(default)]
+    name: Option<Typed<String>>,
+    #[serde(default)]
+    expression: Option<Typed<String>>,
+    #[serde(default)]
+    kind: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    payload: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    queue: Option<Option<Typed<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    priority: Option<Option<Typed<u64>>>,
+    #[serde(default, deserialize_with = "present")]
+    max_attempts: Option<Option<Typed<u64>>>,
+    #[serde(default)]
+    enabled: Option<Typed<bool>>,
+}
+
+impl CronInput {
+    /// Parses a cron body (unknown members are refused).
+    fn parse(body: Map<String, Value>) -> Result<CronInput, JobsError> {
+        Ok(parse_object(Value::Object(body), Summary::FirstProblem)?)
     }
+}
+
+/// Validates `input` against the stored schedule (`current`, for a PATCH) and returns the
+/// schedule to store. Every problem with the body is reported at once, summarized by the
+/// first; the job options are then checked exactly as an enqueue would.
+fn apply_input(jobs: &Jobs, input: CronInput, current: Option<&Cron>, now: i64) -> Result<Cron, JobsError> {
     let mut cron = match current {
         Some(c) => c.clone(),
         None => Cron {
@@ -308,49 +325,59 @@ fn apply_input(
     };
     let was_enabled = current.map(|c| c.enabled).unwrap_or(false);
     let old_expression = cron.expression.clone();
-    if let Some(name) = opt_string(body, "name")? {
+    let mut c = Collector::new();
+    let string = "Must be a string.";
+    if let Some(name) = c.typed("name", input.name, "validation_invalid_type", string) {
         cron.name = name;
     }
-    if let Some(expression) = opt_string(body, "expression")? {
+    if let Some(expression) = c.typed("expression", input.expression, "validation_invalid_type", string) {
         cron.expression = expression.trim().to_string();
     }
-    if let Some(kind) = opt_string(body, "kind")? {
+    if let Some(kind) = c.typed("kind", input.kind, "validation_invalid_type", string) {
         cron.kind = kind;
     }
-    if let Some(payload) = body.get("payload") {
-        cron.payload = payload.clone();
+    if let Some(payload) = input.payload {
+        cron.payload = payload;
     }
-    if body.contains_key("queue") {
-        cron.queue = opt_string(body, "queue")?;
+    if let Some(queue) = input.queue {
+        cron.queue = c.typed("queue", queue, "validation_invalid_type", string);
     }
-    if body.contains_key("priority") {
-        cron.priority = opt_u64(body, "priority", u64::from(MAX_PRIORITY))?.map(|p| p as u8);
+    if let Some(priority) = input.priority {
+        cron.priority = whole_number(&mut c, "priority", priority, u64::from(MAX_PRIORITY)).map(|p| p as u8);
     }
-    if body.contains_key("maxAttempts") {
-        cron.max_attempts = opt_u64(body, "maxAttempts", 1000)?.map(|n| n as u32);
+    if let Some(max_attempts) = input.max_attempts {
+        cron.max_attempts = whole_number(&mut c, "maxAttempts", max_attempts, 1000).map(|n| n as u32);
     }
-    match body.get("enabled") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => cron.enabled = *b,
-        Some(_) => return Err(invalid("enabled", "validation_invalid_type", "Must be true or false.")),
+    if let Some(enabled) =
+        c.typed("enabled", input.enabled, "validation_invalid_type", "Must be true or false.")
+    {
+        cron.enabled = enabled;
     }
     if cron.name.trim().is_empty() || cron.name.len() > 200 {
-        return Err(invalid("name", "validation_required", "Cannot be blank (at most 200 characters)."));
+        c.add("name", "validation_required", "Cannot be blank (at most 200 characters).");
     }
     if cron.expression.is_empty() {
-        return Err(invalid("expression", "validation_required", "Cannot be blank."));
+        c.add("expression", "validation_required", "Cannot be blank.");
     }
-    let parsed = parse_expression(&cron.expression)?;
+    let parsed = match parse_expression(&cron.expression) {
+        Ok(parsed) => Some(parsed),
+        Err(JobsError::Validation(invalid)) => {
+            c.add_invalid(invalid);
+            None
+        }
+        Err(other) => return Err(other),
+    };
     if cron.kind.is_empty() {
-        return Err(invalid("kind", "validation_required", "Cannot be blank."));
+        c.add("kind", "validation_required", "Cannot be blank.");
     }
+    c.finish(Summary::FirstProblem)?;
     // Validates kind, queue, priority and attempts exactly as an enqueue would.
     jobs.build(cron.spec())?;
     cron.updated = now;
     if !cron.enabled {
         cron.next_run_at = None;
     } else if !was_enabled || old_expression != cron.expression || cron.next_run_at.is_none() {
-        cron.next_run_at = next_after(&parsed, now);
+        cron.next_run_at = parsed.and_then(|parsed| next_after(&parsed, now));
     }
     Ok(cron)
 }
@@ -365,7 +392,7 @@ impl Jobs {
 
     /// Creates a schedule.
     pub async fn create_cron(&self, body: Map<String, Value>) -> Result<Cron, JobsError> {
-        let cron = apply_input(self, &body, None, self.now_ms())?;
+        let cron = apply_input(self, CronInput::parse(body)?, None, self.now_ms())?;
         let jobs = self.clone();
         self.inner
             .store
@@ -419,11 +446,13 @@ impl Jobs {
         let id = id.to_string();
         let jobs = self.clone();
         let now = self.now_ms();
+        // A body that does not parse is reported after the schedule is found (404 first).
+        let input = CronInput::parse(body);
         self.inner
             .store
             .write(move |tx: &mut WriteTx<'_>| {
                 let current = decode(&tx.get(Table::Crons, id.as_bytes())?.ok_or_else(cron_not_found)?)?;
-                let cron = apply_input(&jobs, &body, Some(&current), now)?;
+                let cron = apply_input(&jobs, input?, Some(&current), now)?;
                 tx.put(Table::Crons, cron.id.as_bytes(), encode(&cron)?);
                 jobs.wake_cron_after_commit(tx);
                 Ok(cron)

@@ -24,10 +24,12 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::JobsSection;
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::invalid::{parse_object, Collector, FieldError, Invalid, Summary, Typed};
 use clock::{parse_ms, Clock};
 use model::{job_key, load, parse_ready_key, save, visit_states, Job, JobState};
 pub use registry::{Done, JobContext, JobFailure, KindOptions, Registry};
@@ -43,9 +45,9 @@ pub enum JobsError {
     /// No job or cron with that id.
     #[error("{0}")]
     NotFound(String),
-    /// An input field is invalid.
-    #[error("{message}")]
-    Invalid { field: String, code: &'static str, message: String },
+    /// The input is invalid; the failure says where (summarized by its first problem).
+    #[error("{0}")]
+    Validation(Invalid),
     /// A malformed request parameter (filter, paging).
     #[error("{0}")]
     BadRequest(String),
@@ -64,8 +66,10 @@ pub enum JobsError {
     Store(#[from] StoreError),
 }
 
-fn invalid(field: &str, code: &'static str, message: impl Into<String>) -> JobsError {
-    JobsError::Invalid { field: field.to_string(), code, message: message.into() }
+impl From<Invalid> for JobsError {
+    fn from(invalid: Invalid) -> JobsError {
+        JobsError::Validation(invalid)
+    }
 }
 
 fn job_not_found() -> JobsError {
@@ -122,73 +126,81 @@ impl JobSpec {
     }
 
     /// Reads the API's enqueue body: `kind`, `payload`, `queue`, `priority`, `runAt` (date)
-    /// or `delayMs`, `maxAttempts`, `uniqueKey`, `timeoutMs`.
+    /// or `delayMs`, `maxAttempts`, `uniqueKey`, `timeoutMs`. Every problem is reported at
+    /// once, summarized by the first.
     pub fn from_json(body: &Map<String, Value>, now_ms: i64) -> Result<JobSpec, JobsError> {
-        for key in body.keys() {
-            if !matches!(
-                key.as_str(),
-                "kind"
-                    | "payload"
-                    | "queue"
-                    | "priority"
-                    | "runAt"
-                    | "delayMs"
-                    | "maxAttempts"
-                    | "uniqueKey"
-                    | "timeoutMs"
-            ) {
-                return Err(invalid(key, "validation_unknown_field", "Unknown field."));
-            }
+        let input: EnqueueInput = parse_object(Value::Object(body.clone()), Summary::FirstProblem)?;
+        let mut c = Collector::new();
+        let kind = c.typed("kind", input.kind, "validation_required", "Cannot be blank.").unwrap_or_default();
+        if kind.is_empty() {
+            c.add("kind", "validation_required", "Cannot be blank.");
         }
-        let kind = match body.get("kind") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(invalid("kind", "validation_required", "Cannot be blank.")),
-        };
-        let mut spec = JobSpec::new(&kind, body.get("payload").cloned().unwrap_or_else(|| json!({})));
-        spec.queue = opt_string(body, "queue")?;
-        spec.unique_key = opt_string(body, "uniqueKey")?;
-        spec.priority = opt_u64(body, "priority", u64::from(MAX_PRIORITY))?.map(|p| p as u8);
-        spec.max_attempts = opt_u64(body, "maxAttempts", 1000)?.map(|n| n as u32);
-        spec.timeout_ms = opt_u64(body, "timeoutMs", 7 * 86_400_000)?;
-        match (body.get("runAt"), opt_u64(body, "delayMs", 366 * 86_400_000)?) {
-            (Some(Value::String(s)), None) => {
-                spec.run_at = Some(
-                    parse_ms(s)
-                        .ok_or_else(|| invalid("runAt", "validation_invalid_date", "Invalid date."))?,
-                )
+        let mut spec = JobSpec::new(&kind, input.payload);
+        spec.queue = c.typed("queue", input.queue, "validation_invalid_type", "Must be a string.");
+        spec.unique_key =
+            c.typed("uniqueKey", input.unique_key, "validation_invalid_type", "Must be a string.");
+        spec.priority =
+            whole_number(&mut c, "priority", input.priority, u64::from(MAX_PRIORITY)).map(|p| p as u8);
+        spec.max_attempts = whole_number(&mut c, "maxAttempts", input.max_attempts, 1000).map(|n| n as u32);
+        spec.timeout_ms = whole_number(&mut c, "timeoutMs", input.timeout_ms, 7 * 86_400_000);
+        let delay = whole_number(&mut c, "delayMs", input.delay_ms, 366 * 86_400_000);
+        match (input.run_at, delay) {
+            (Some(Typed::Ok(date)), None) => {
+                spec.run_at = c.check("runAt", parse_ms(&date).ok_or_else(|| date_error("Invalid date.")))
             }
-            (Some(Value::Null) | None, None) => {}
-            (Some(Value::Null) | None, Some(delay)) => spec.run_at = Some(now_ms + delay as i64),
-            (Some(Value::String(_)), Some(_)) => {
-                return Err(invalid("runAt", "validation_conflict", "Give runAt or delayMs, not both."))
+            (None, None) => {}
+            (None, Some(delay)) => spec.run_at = Some(now_ms + delay as i64),
+            (Some(Typed::Ok(_)), Some(_)) => {
+                c.add("runAt", "validation_conflict", "Give runAt or delayMs, not both.")
             }
-            (Some(_), _) => {
-                return Err(invalid("runAt", "validation_invalid_date", "Must be a date string."))
-            }
+            (Some(Typed::Wrong(_)), _) => c.add_error("runAt", date_error("Must be a date string.")),
         }
+        c.finish(Summary::FirstProblem)?;
         Ok(spec)
     }
 }
 
-fn opt_string(body: &Map<String, Value>, name: &str) -> Result<Option<String>, JobsError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(name, "validation_invalid_type", "Must be a string.")),
-    }
+/// The enqueue body of `POST /api/jobs`; members sent as `null` count as absent.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EnqueueInput {
+    #[serde(default)]
+    kind: Option<Typed<String>>,
+    /// Any JSON (`null` included); `{}` when absent.
+    #[serde(default = "empty_object")]
+    payload: Value,
+    #[serde(default)]
+    queue: Option<Typed<String>>,
+    #[serde(default)]
+    priority: Option<Typed<u64>>,
+    #[serde(default)]
+    run_at: Option<Typed<String>>,
+    #[serde(default)]
+    delay_ms: Option<Typed<u64>>,
+    #[serde(default)]
+    max_attempts: Option<Typed<u64>>,
+    #[serde(default)]
+    unique_key: Option<Typed<String>>,
+    #[serde(default)]
+    timeout_ms: Option<Typed<u64>>,
 }
 
-fn opt_u64(body: &Map<String, Value>, name: &str, max: u64) -> Result<Option<u64>, JobsError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n <= max => Ok(Some(n)),
-            _ => Err(invalid(
-                name,
-                "validation_invalid_number",
-                format!("Must be a whole number from 0 to {max}."),
-            )),
-        },
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn date_error(message: &str) -> FieldError {
+    FieldError::new("validation_invalid_date", message)
+}
+
+/// An optional whole number from 0 to `max`, or a problem noted for `field`.
+fn whole_number(c: &mut Collector, field: &str, value: Option<Typed<u64>>, max: u64) -> Option<u64> {
+    match value? {
+        Typed::Ok(n) if n <= max => Some(n),
+        _ => {
+            c.add(field, "validation_invalid_number", format!("Must be a whole number from 0 to {max}."));
+            None
+        }
     }
 }
 
@@ -331,7 +343,7 @@ impl Jobs {
     pub fn build(&self, spec: JobSpec) -> Result<Job, JobsError> {
         let config = &self.inner.config;
         let Some(kind) = self.inner.registry.get(&spec.kind) else {
-            return Err(invalid(
+            return Err(Invalid::of(
                 "kind",
                 "validation_unknown_kind",
                 format!(
@@ -339,28 +351,26 @@ impl Jobs {
                     spec.kind,
                     self.inner.registry.names().join(", ")
                 ),
-            ));
+            )
+            .into());
         };
+        let mut c = Collector::new();
         let queue = spec.queue.or_else(|| kind.options.queue.clone()).unwrap_or_else(|| "default".into());
         if !valid_queue_name(&queue) {
-            return Err(invalid(
-                "queue",
-                "validation_invalid_queue",
-                "Use 1-64 characters A-Z a-z 0-9 _ . -",
-            ));
+            c.add("queue", "validation_invalid_queue", "Use 1-64 characters A-Z a-z 0-9 _ . -");
         }
         let priority = spec.priority.unwrap_or(0);
         if priority > MAX_PRIORITY {
-            return Err(invalid("priority", "validation_invalid_number", "Must be from 0 to 9."));
+            c.add("priority", "validation_invalid_number", "Must be from 0 to 9.");
         }
         let max_attempts =
             spec.max_attempts.or(kind.options.max_attempts).unwrap_or(config.default_max_attempts);
         if max_attempts == 0 {
-            return Err(invalid("maxAttempts", "validation_invalid_number", "Must be at least 1."));
+            c.add("maxAttempts", "validation_invalid_number", "Must be at least 1.");
         }
         if let Some(key) = &spec.unique_key {
             if key.is_empty() || key.len() > 200 {
-                return Err(invalid("uniqueKey", "validation_length", "Must be 1-200 bytes."));
+                c.add("uniqueKey", "validation_length", "Must be 1-200 bytes.");
             }
         }
         let timeout_ms = spec
@@ -368,8 +378,9 @@ impl Jobs {
             .or(kind.options.timeout.map(|t| t.as_millis() as u64))
             .unwrap_or(config.default_timeout_secs.saturating_mul(1000));
         if timeout_ms == 0 {
-            return Err(invalid("timeoutMs", "validation_invalid_number", "Must be at least 1."));
+            c.add("timeoutMs", "validation_invalid_number", "Must be at least 1.");
         }
+        c.finish(Summary::FirstProblem)?;
         let now = self.now_ms();
         let run_at = spec.run_at.unwrap_or(now);
         Ok(Job {

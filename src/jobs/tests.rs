@@ -105,7 +105,10 @@ async fn enqueue_refuses_unknown_kinds_and_bad_options() {
         (JobSpec::new("noop", json!({})).unique_key(""), "uniqueKey"),
     ] {
         match f.jobs.enqueue(spec).await {
-            Err(JobsError::Invalid { field: got, .. }) => assert_eq!(got, field),
+            Err(JobsError::Validation(invalid)) => {
+                assert_eq!(invalid.fields.keys().collect::<Vec<_>>(), [field]);
+                assert_eq!(invalid.message, invalid.fields[field].message, "summarized by the problem");
+            }
             other => panic!("expected an invalid {field}, got {other:?}"),
         }
     }
@@ -473,4 +476,53 @@ async fn a_failure_with_an_effect_commits_the_effect_with_the_retry_or_the_death
         .await
         .expect("read");
     assert_eq!((a, b), (Some(b"retrying".to_vec()), Some(b"dead".to_vec())));
+}
+
+fn body(v: serde_json::Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+#[test]
+fn an_enqueue_body_reports_every_problem_summarized_by_the_first() {
+    let err = JobSpec::from_json(&body(json!({"priority": "high", "runAt": 5, "queue": 1})), T0)
+        .expect_err("invalid");
+    let JobsError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
+    assert_eq!(invalid.message, "Cannot be blank.", "kind is checked first");
+    assert_eq!(
+        invalid.codes(),
+        [
+            ("kind", "validation_required"),
+            ("priority", "validation_invalid_number"),
+            ("queue", "validation_invalid_type"),
+            ("runAt", "validation_invalid_date"),
+        ]
+    );
+    let err = JobSpec::from_json(&body(json!({"kind": "noop", "surprise": 1})), T0).expect_err("unknown");
+    assert!(
+        matches!(&err, JobsError::Validation(i) if i.fields["surprise"].code == "validation_unknown_field"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_enqueue_body_reads_every_option_and_treats_null_as_absent() {
+    let spec = JobSpec::from_json(
+        &body(json!({"kind": "noop", "payload": null, "queue": "q", "priority": 3, "delayMs": 10,
+            "maxAttempts": 2, "uniqueKey": "u", "timeoutMs": 5})),
+        T0,
+    )
+    .expect("valid");
+    assert_eq!((spec.kind.as_str(), &spec.payload, spec.queue.as_deref()), ("noop", &json!(null), Some("q")));
+    assert_eq!((spec.priority, spec.run_at, spec.max_attempts), (Some(3), Some(T0 + 10), Some(2)));
+    assert_eq!((spec.unique_key.as_deref(), spec.timeout_ms), (Some("u"), Some(5)));
+    let spec =
+        JobSpec::from_json(&body(json!({"kind": "noop", "queue": null, "runAt": null})), T0).expect("valid");
+    assert_eq!((spec.payload, spec.queue, spec.run_at), (json!({}), None, None));
+    let err =
+        JobSpec::from_json(&body(json!({"kind": "noop", "runAt": "2030-01-01 00:00:00Z", "delayMs": 1})), T0)
+            .expect_err("both");
+    assert!(
+        matches!(&err, JobsError::Validation(i) if i.fields["runAt"].code == "validation_conflict"),
+        "{err:?}"
+    );
 }

@@ -5,7 +5,7 @@
 //! stripped. Addresses are plain ASCII `local@domain` (RFC 5321 dot-atoms; no quoted local
 //! parts, no SMTPUTF8).
 
-use super::MailError;
+use crate::util::invalid::Invalid;
 
 /// Longest address accepted (RFC 5321 path limit minus the angle brackets).
 const MAX_ADDRESS: usize = 254;
@@ -16,15 +16,15 @@ const MAX_HEADER_TEXT: usize = 998;
 const ATEXT_SPECIALS: &[u8] = b"!#$%&'*+/=?^_`{|}~-";
 
 /// Checks an email address and returns it trimmed. `field` names the input in the error.
-pub fn parse_address(field: &str, raw: &str) -> Result<String, MailError> {
+pub fn parse_address(field: &str, raw: &str) -> Result<String, Invalid> {
     let value = raw.trim();
     if has_control(value) {
         return Err(header_injection(field));
     }
     if value.is_empty() {
-        return Err(MailError::invalid(field, "validation_required", "Cannot be blank."));
+        return Err(Invalid::of(field, "validation_required", "Cannot be blank."));
     }
-    let invalid = || MailError::invalid(field, "validation_invalid_email", "Must be a valid email address.");
+    let invalid = || Invalid::of(field, "validation_invalid_email", "Must be a valid email address.");
     if value.len() > MAX_ADDRESS {
         return Err(invalid());
     }
@@ -55,12 +55,12 @@ pub fn parse_address(field: &str, raw: &str) -> Result<String, MailError> {
 
 /// Checks a display name or subject: no control characters (CR/LF would inject headers),
 /// at most 998 bytes. Non-ASCII text is fine (it is encoded when the message is built).
-pub fn parse_header_text(field: &str, raw: &str) -> Result<String, MailError> {
+pub fn parse_header_text(field: &str, raw: &str) -> Result<String, Invalid> {
     if has_control(raw) {
         return Err(header_injection(field));
     }
     if raw.len() > MAX_HEADER_TEXT {
-        return Err(MailError::invalid(
+        return Err(Invalid::of(
             field,
             "validation_max_text_constraint",
             format!("Must be at most {MAX_HEADER_TEXT} bytes."),
@@ -73,8 +73,8 @@ fn has_control(value: &str) -> bool {
     value.chars().any(char::is_control)
 }
 
-fn header_injection(field: &str) -> MailError {
-    MailError::invalid(
+fn header_injection(field: &str) -> Invalid {
+    Invalid::of(
         field,
         "validation_header_injection",
         "Must not contain line breaks or other control characters.",
@@ -118,10 +118,10 @@ mod tests {
     fn line_breaks_in_any_header_value_are_refused_as_injection() {
         for bad in ["a@b.co\r\nBcc: x@y.z", "a@b.co\nBcc: x@y.z"] {
             let err = parse_address("to", bad).expect_err("injection");
-            assert!(matches!(err, MailError::Invalid { code: "validation_header_injection", .. }), "{err:?}");
+            assert_eq!(err.fields["to"].code, "validation_header_injection", "{err:?}");
         }
         let err = parse_header_text("subject", "Hi\r\nBcc: victim@example.com").expect_err("injection");
-        assert!(matches!(err, MailError::Invalid { code: "validation_header_injection", .. }), "{err:?}");
+        assert_eq!(err.fields["subject"].code, "validation_header_injection", "{err:?}");
         assert!(parse_header_text("toName", "Zoë \"Z\" Ødegaard").is_ok());
     }
 }

@@ -29,6 +29,7 @@ use serde_json::{json, Map, Value};
 use crate::config::Config;
 use crate::jobs::{Done, JobContext, JobFailure, JobSpec, Jobs, JobsError, KindOptions, Registry};
 use crate::store::{Store, StoreError, Table, WriteTx};
+use crate::util::invalid::{parse_object, Collector, Invalid, Summary, Typed};
 use address::{parse_address, parse_header_text};
 use log::{DeliveryState, LogFilter, LogRow};
 use settings::{Settings, SettingsChange};
@@ -140,73 +141,120 @@ impl OutgoingMail {
     }
 
     /// Reads the body of `POST /api/mail/send`: `to`, `toName`, `locale`, and either
-    /// `template` + `vars` or `subject` + `text` (+ `html`).
+    /// `template` + `vars` or `subject` + `text` (+ `html`). Every problem is reported at
+    /// once, summarized by the first.
     pub fn from_json(body: &Map<String, Value>) -> Result<OutgoingMail, MailError> {
-        for key in body.keys() {
-            if !matches!(
-                key.as_str(),
-                "to" | "toName" | "locale" | "template" | "vars" | "subject" | "text" | "html"
-            ) {
-                return Err(MailError::invalid(key, "validation_unknown_field", "Unknown field."));
-            }
+        let input: SendInput = parse_object(Value::Object(body.clone()), Summary::FirstProblem)?;
+        let mut c = Collector::new();
+        let to = string(&mut c, "to", input.to);
+        if to.is_none() {
+            c.add("to", "validation_required", "Cannot be blank.");
         }
-        let string = |name: &str| -> Result<Option<String>, MailError> {
-            match body.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(MailError::invalid(name, "validation_invalid_type", "Must be a string.")),
-            }
-        };
-        let to = string("to")?
-            .ok_or_else(|| MailError::invalid("to", "validation_required", "Cannot be blank."))?;
-        let content = match string("template")? {
-            Some(name) => {
-                for raw in ["subject", "text", "html"] {
-                    if body.get(raw).is_some_and(|v| !v.is_null()) {
-                        return Err(MailError::invalid(
-                            raw,
+        let content = match input.template {
+            Some(Typed::Ok(name)) => {
+                let raw = [("subject", &input.subject), ("text", &input.text), ("html", &input.html)];
+                for (field, value) in raw {
+                    if value.is_some() {
+                        c.add(
+                            field,
                             "validation_conflict",
                             "Give either a template (with vars) or subject and text, not both.",
-                        ));
+                        );
                     }
                 }
-                let template = Template::parse(&name).ok_or_else(|| {
-                    MailError::invalid(
-                        "template",
-                        "validation_unknown_template",
-                        format!("Unknown template; use one of {}.", Template::names().join(", ")),
-                    )
-                })?;
-                let vars = match body.get("vars") {
-                    None | Some(Value::Null) => Map::new(),
-                    Some(Value::Object(vars)) => vars.clone(),
-                    Some(_) => {
-                        return Err(MailError::invalid(
-                            "vars",
-                            "validation_invalid_type",
-                            "Must be an object.",
-                        ))
-                    }
-                };
-                Content::Template { template, vars }
+                let template = Template::parse(&name);
+                if template.is_none() {
+                    c.add("template", "validation_unknown_template", unknown_template());
+                }
+                let vars = c.typed("vars", input.vars, "validation_invalid_type", "Must be an object.");
+                template.map(|template| Content::Template { template, vars: vars.unwrap_or_default() })
+            }
+            Some(Typed::Wrong(_)) => {
+                c.add("template", "validation_invalid_type", "Must be a string.");
+                None
             }
             None => {
-                if body.get("vars").is_some_and(|v| !v.is_null()) {
-                    return Err(MailError::invalid("vars", "validation_conflict", "vars needs a template."));
+                if input.vars.is_some() {
+                    c.add("vars", "validation_conflict", "vars needs a template.");
                 }
-                let subject = string("subject")?.unwrap_or_default();
-                let text = string("text")?.unwrap_or_default();
+                let subject = string(&mut c, "subject", input.subject).unwrap_or_default();
+                let text = string(&mut c, "text", input.text).unwrap_or_default();
                 if subject.trim().is_empty() {
-                    return Err(MailError::invalid("subject", "validation_required", "Cannot be blank."));
+                    c.add("subject", "validation_required", "Cannot be blank.");
                 }
                 if text.trim().is_empty() {
-                    return Err(MailError::invalid("text", "validation_required", "Cannot be blank."));
+                    c.add("text", "validation_required", "Cannot be blank.");
                 }
-                Content::Raw { subject, html: string("html")?, text }
+                let html = string(&mut c, "html", input.html);
+                Some(Content::Raw { subject, html, text })
             }
         };
-        Ok(OutgoingMail { to, to_name: string("toName")?, locale: string("locale")?, content })
+        let to_name = string(&mut c, "toName", input.to_name);
+        let locale = string(&mut c, "locale", input.locale);
+        c.finish(Summary::FirstProblem)?;
+        match (to, content) {
+            (Some(to), Some(content)) => Ok(OutgoingMail { to, to_name, locale, content }),
+            _ => Err(MailError::Internal("a mail body passed validation without its content".into())),
+        }
     }
+}
+
+/// The body of `POST /api/mail/send`; members sent as `null` count as absent.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SendInput {
+    #[serde(default)]
+    to: Option<Typed<String>>,
+    #[serde(default)]
+    to_name: Option<Typed<String>>,
+    #[serde(default)]
+    locale: Option<Typed<String>>,
+    #[serde(default)]
+    template: Option<Typed<String>>,
+    #[serde(default)]
+    vars: Option<Typed<Map<String, Value>>>,
+    #[serde(default)]
+    subject: Option<Typed<String>>,
+    #[serde(default)]
+    text: Option<Typed<String>>,
+    #[serde(default)]
+    html: Option<Typed<String>>,
+}
+
+/// The body of a test email (`POST /api/settings/test/email` and the admin socket):
+/// PocketBase's `{email, template?}`, whose optional `collection` is accepted and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestEmailInput {
+    #[serde(default)]
+    email: Option<Typed<String>>,
+    #[serde(default)]
+    template: Option<Typed<String>>,
+    #[serde(default, rename = "collection")]
+    _collection: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads a test-email body into the recipient and the template name, if given (see
+/// [`Mail::send_test`]). Every problem is reported at once, summarized by the first.
+pub fn test_email_input(body: &Map<String, Value>) -> Result<(String, Option<String>), MailError> {
+    let input: TestEmailInput = parse_object(Value::Object(body.clone()), Summary::FirstProblem)?;
+    let mut c = Collector::new();
+    let email = string(&mut c, "email", input.email);
+    if email.is_none() {
+        c.add("email", "validation_required", "Cannot be blank.");
+    }
+    let template = string(&mut c, "template", input.template);
+    c.finish(Summary::FirstProblem)?;
+    Ok((email.unwrap_or_default(), template))
+}
+
+/// An optional string member, or a type problem noted for `field`.
+fn string(c: &mut Collector, field: &str, value: Option<Typed<String>>) -> Option<String> {
+    c.typed(field, value, "validation_invalid_type", "Must be a string.")
+}
+
+fn unknown_template() -> String {
+    format!("Unknown template; use one of {}.", Template::names().join(", "))
 }
 
 /// An email's id: the id of its `mail.send` job (and of its delivery log row).
@@ -216,9 +264,10 @@ pub struct MailId(pub u64);
 /// What can go wrong in the mail domain.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    /// An input field is invalid (including CR/LF in a header value).
-    #[error("{message}")]
-    Invalid { field: String, code: &'static str, message: String },
+    /// The input is invalid (including CR/LF in a header value); the failure says where
+    /// (summarized by its first problem).
+    #[error("{0}")]
+    Validation(Invalid),
     /// A malformed request parameter.
     #[error("{0}")]
     BadRequest(String),
@@ -236,9 +285,9 @@ pub enum MailError {
     Internal(String),
 }
 
-impl MailError {
-    pub fn invalid(field: &str, code: &'static str, message: impl Into<String>) -> MailError {
-        MailError::Invalid { field: field.to_string(), code, message: message.into() }
+impl From<Invalid> for MailError {
+    fn from(invalid: Invalid) -> MailError {
+        MailError::Validation(invalid)
     }
 }
 
@@ -428,11 +477,12 @@ impl Mail {
         let locale = match mail.locale.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
             Some(l) if l != "default" && template::valid_locale(l) => Some(l.to_string()),
             Some(_) => {
-                return Err(MailError::invalid(
+                return Err(Invalid::of(
                     "locale",
                     "validation_invalid_locale",
                     "Use a language tag such as en or pt-BR.",
-                ))
+                )
+                .into())
             }
             None => None,
         };
@@ -461,7 +511,7 @@ impl Mail {
         };
         let subject = parse_header_text("subject", &subject)?;
         if subject.is_empty() {
-            return Err(MailError::invalid("subject", "validation_required", "Cannot be blank."));
+            return Err(Invalid::of("subject", "validation_required", "Cannot be blank.").into());
         }
         let rendered = Rendered {
             from,
@@ -525,13 +575,8 @@ impl Mail {
             ));
         }
         let name = template.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("verification");
-        let template = Template::parse(name).ok_or_else(|| {
-            MailError::invalid(
-                "template",
-                "validation_unknown_template",
-                format!("Unknown template; use one of {}.", Template::names().join(", ")),
-            )
-        })?;
+        let template = Template::parse(name)
+            .ok_or_else(|| Invalid::of("template", "validation_unknown_template", unknown_template()))?;
         let vars = json!({
             "token": "TEST-TOKEN",
             "otp": "123456",

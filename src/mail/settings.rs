@@ -16,6 +16,7 @@ use super::template::{valid_locale, TemplateOverrides, TemplateText};
 use super::{MailError, Template};
 use crate::config::MailSection;
 use crate::store::{Table, WriteTx};
+use crate::util::invalid::{parse_object, present, Collector, Invalid, Summary, Typed};
 
 /// The key of the mail section's overrides in [`Table::Settings`].
 pub const SETTINGS_KEY: &[u8] = b"mail";
@@ -152,82 +153,244 @@ impl Settings {
     }
 
     /// Validates `patch`, applies it to the stored overrides inside `tx`, and returns the
-    /// new effective settings with what changed. The only writer of mail settings.
+    /// new effective settings with what changed (sorted). The only writer of mail settings.
+    /// Every problem with the patch is reported at once, summarized by the first.
     pub fn update(
         tx: &mut WriteTx<'_>,
         defaults: &MailSection,
         public_url: &str,
         patch: &Map<String, Value>,
     ) -> Result<(Settings, SettingsChange), MailError> {
+        let patch: SettingsPatch = parse_object(Value::Object(patch.clone()), Summary::FirstProblem)?;
         let mut overrides = Settings::read_overrides(tx.get(Table::Settings, SETTINGS_KEY)?.as_deref())?;
         let before = Settings::effective(defaults, public_url, &overrides)?;
         let mut change = SettingsChange::default();
-        for (section, value) in patch {
-            let Value::Object(values) = value else {
-                return Err(MailError::invalid(section, "validation_invalid_type", "Must be an object."));
-            };
-            match section.as_str() {
-                "meta" => {
-                    for (key, value) in values {
-                        let checked = check_meta(key, value)?;
-                        set(&mut overrides, "meta", key, checked, &mut change);
-                    }
-                }
-                "smtp" => {
-                    let explicit_security = values.contains_key("security");
-                    for (key, value) in values {
-                        if key == "tls" {
-                            let Some(tls) = value.as_bool() else {
-                                return Err(MailError::invalid(
-                                    "smtp.tls",
-                                    "validation_invalid_type",
-                                    "Must be true or false.",
-                                ));
-                            };
-                            if explicit_security {
-                                continue;
-                            }
-                            // PocketBase's flag: true means implicit TLS; false leaves a
-                            // plain or STARTTLS choice alone and turns implicit TLS into STARTTLS.
-                            let security = match (tls, before.smtp.security) {
-                                (true, _) => "tls",
-                                (false, Security::Tls) => "starttls",
-                                (false, Security::Starttls) => "starttls",
-                                (false, Security::None) => "none",
-                            };
-                            set(&mut overrides, "smtp", "security", json!(security), &mut change);
-                            continue;
-                        }
-                        let checked = check_smtp(key, value)?;
-                        set(&mut overrides, "smtp", key, checked, &mut change);
-                    }
-                }
-                "templates" => {
-                    for (name, variants) in values {
-                        apply_template(&mut overrides, name, variants, &mut change)?;
-                    }
-                }
-                other => {
-                    return Err(MailError::invalid(
-                        other,
-                        "validation_unknown_field",
-                        "Unknown settings section; Backbone has meta, smtp and templates.",
-                    ))
+        let mut c = Collector::new();
+        let object = "Must be an object.";
+        match patch.meta {
+            None => {}
+            Some(Typed::Wrong(_)) => c.add("meta", "validation_invalid_type", object),
+            Some(Typed::Ok(meta)) => {
+                for (key, value) in meta.checked(&mut c) {
+                    set(&mut overrides, "meta", key, value, &mut change);
                 }
             }
         }
+        match patch.smtp {
+            None => {}
+            Some(Typed::Wrong(_)) => c.add("smtp", "validation_invalid_type", object),
+            Some(Typed::Ok(smtp)) => {
+                for (key, value) in smtp.checked(&mut c, before.smtp.security) {
+                    set(&mut overrides, "smtp", key, value, &mut change);
+                }
+            }
+        }
+        match patch.templates {
+            None => {}
+            Some(Typed::Wrong(_)) => c.add("templates", "validation_invalid_type", object),
+            Some(Typed::Ok(templates)) => {
+                for (name, variants) in &templates {
+                    apply_template(&mut overrides, name, variants, &mut change, &mut c)?;
+                }
+            }
+        }
+        for section in patch.unknown.keys() {
+            c.add(
+                section,
+                "validation_unknown_field",
+                "Unknown settings section; Backbone has meta, smtp and templates.",
+            );
+        }
+        c.finish(Summary::FirstProblem)?;
         let after = Settings::effective(defaults, public_url, &overrides)?;
         if after.smtp.enabled && after.smtp.host.is_empty() {
-            return Err(MailError::invalid(
-                "smtp.host",
-                "validation_required",
-                "Required while SMTP is enabled.",
-            ));
+            return Err(
+                Invalid::of("smtp.host", "validation_required", "Required while SMTP is enabled.").into()
+            );
         }
         let bytes = serde_json::to_vec(&overrides).map_err(|e| MailError::Internal(e.to_string()))?;
         tx.put(Table::Settings, SETTINGS_KEY, bytes);
         change.changed.retain(|key| key_differs(&before, &after, key));
+        change.changed.sort();
         Ok((after, change))
+    }
+}
+
+/// A `PATCH /api/settings` body. Every member is optional; a member sent as `null` is a
+/// type problem (only template variants can be removed).
+#[derive(Debug, Deserialize)]
+struct SettingsPatch {
+    #[serde(default, deserialize_with = "present")]
+    meta: Option<Typed<MetaPatch>>,
+    #[serde(default, deserialize_with = "present")]
+    smtp: Option<Typed<SmtpPatch>>,
+    /// `templates.<name>`: see [`apply_template`].
+    #[serde(default, deserialize_with = "present")]
+    templates: Option<Typed<Map<String, Value>>>,
+    /// Sections Backbone does not have (PocketBase's others): refused by name.
+    #[serde(flatten)]
+    unknown: Map<String, Value>,
+}
+
+/// The `meta` members of a settings patch.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaPatch {
+    #[serde(default, deserialize_with = "present")]
+    app_name: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present", rename = "appURL")]
+    app_url: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    sender_name: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    sender_address: Option<Typed<String>>,
+    #[serde(flatten)]
+    unknown: Map<String, Value>,
+}
+
+impl MetaPatch {
+    /// The overrides to store, by key; problems go to `c`.
+    fn checked(self, c: &mut Collector) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        let members = [
+            ("appName", self.app_name),
+            ("appURL", self.app_url),
+            ("senderName", self.sender_name),
+            ("senderAddress", self.sender_address),
+        ];
+        for (key, value) in members {
+            let field = format!("meta.{key}");
+            let Some(text) = c.typed(&field, value, "validation_invalid_type", "Must be a string.") else {
+                continue;
+            };
+            let checked = match key {
+                "senderAddress" => parse_address(&field, &text),
+                "appURL" => parse_header_text(&field, &text).and_then(|url| checked_app_url(&field, url)),
+                _ => parse_header_text(&field, &text),
+            };
+            if let Some(checked) = c.check_invalid(checked) {
+                out.push((key, Value::String(checked)));
+            }
+        }
+        unknown_members(c, "meta", &self.unknown);
+        out
+    }
+}
+
+/// An empty or http(s) application URL, without a trailing slash.
+fn checked_app_url(field: &str, url: String) -> Result<String, Invalid> {
+    if !url.is_empty()
+        && url::Url::parse(&url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+    {
+        return Err(Invalid::of(field, "validation_invalid_url", "Must be an http(s) URL."));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The `smtp` members of a settings patch.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SmtpPatch {
+    #[serde(default, deserialize_with = "present")]
+    enabled: Option<Typed<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    host: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    port: Option<Typed<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    username: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    password: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    auth_method: Option<Typed<String>>,
+    /// PocketBase's flag (true: implicit TLS); ignored when `security` is given too.
+    #[serde(default, deserialize_with = "present")]
+    tls: Option<Typed<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    security: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    local_name: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    timeout_secs: Option<Typed<u64>>,
+    #[serde(flatten)]
+    unknown: Map<String, Value>,
+}
+
+impl SmtpPatch {
+    /// The overrides to store, by key; problems go to `c`. `current` is the security in
+    /// effect, which PocketBase's `tls: false` keeps unless it is implicit TLS.
+    fn checked(self, c: &mut Collector, current: Security) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        let bool_type = "Must be true or false.";
+        let string_type = "Must be a string.";
+        if let Some(enabled) = c.typed("smtp.enabled", self.enabled, "validation_invalid_type", bool_type) {
+            out.push(("enabled", json!(enabled)));
+        }
+        let numbers = [
+            ("port", self.port, 1..=65535, "Must be a port from 1 to 65535."),
+            ("timeoutSecs", self.timeout_secs, 1..=600, "Must be from 1 to 600 seconds."),
+        ];
+        for (key, value, range, message) in numbers {
+            match value {
+                None => {}
+                Some(Typed::Ok(n)) if range.contains(&n) => out.push((key, json!(n))),
+                Some(_) => c.add(&format!("smtp.{key}"), "validation_invalid_number", message),
+            }
+        }
+        let strings = [
+            ("host", self.host),
+            ("localName", self.local_name),
+            ("username", self.username),
+            ("password", self.password),
+            ("authMethod", self.auth_method),
+            ("security", self.security.clone()),
+        ];
+        for (key, value) in strings {
+            let field = format!("smtp.{key}");
+            let Some(text) = c.typed(&field, value, "validation_invalid_type", string_type) else {
+                continue;
+            };
+            let refusal = match key {
+                "host" | "localName" => {
+                    (!text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b)))
+                        .then_some(("validation_invalid_host", "Must be a host name or IP address."))
+                }
+                "username" | "password" => text
+                    .chars()
+                    .any(char::is_control)
+                    .then_some(("validation_header_injection", "Must not contain control characters.")),
+                "authMethod" => (!matches!(text.as_str(), "PLAIN" | "LOGIN"))
+                    .then_some(("validation_invalid_value", "Must be PLAIN or LOGIN.")),
+                _ => Security::parse(&text)
+                    .is_none()
+                    .then_some(("validation_invalid_value", "Must be tls, starttls or none.")),
+            };
+            match refusal {
+                Some((code, message)) => c.add(&field, code, message),
+                None => out.push((key, Value::String(text))),
+            }
+        }
+        if let Some(tls) = c.typed("smtp.tls", self.tls, "validation_invalid_type", bool_type) {
+            if self.security.is_none() {
+                // PocketBase's flag: true means implicit TLS; false leaves a plain or
+                // STARTTLS choice alone and turns implicit TLS into STARTTLS.
+                let security = match (tls, current) {
+                    (true, _) => "tls",
+                    (false, Security::Tls | Security::Starttls) => "starttls",
+                    (false, Security::None) => "none",
+                };
+                out.push(("security", json!(security)));
+            }
+        }
+        unknown_members(c, "smtp", &self.unknown);
+        out
+    }
+}
+
+/// Notes each member of `unknown` as an unknown field of `section`.
+fn unknown_members(c: &mut Collector, section: &str, unknown: &Map<String, Value>) {
+    for key in unknown.keys() {
+        c.add(&format!("{section}.{key}"), "validation_unknown_field", "Unknown field.");
     }
 }
 
@@ -257,99 +420,6 @@ fn set(
     change.changed.push(format!("{section}.{key}"));
 }
 
-fn string_value<'a>(field: &str, value: &'a Value) -> Result<&'a str, MailError> {
-    value.as_str().ok_or_else(|| MailError::invalid(field, "validation_invalid_type", "Must be a string."))
-}
-
-fn check_meta(key: &str, value: &Value) -> Result<Value, MailError> {
-    let field = format!("meta.{key}");
-    let text = string_value(&field, value)?;
-    let checked = match key {
-        "appName" | "senderName" => parse_header_text(&field, text)?,
-        "senderAddress" => parse_address(&field, text)?,
-        "appURL" => {
-            let trimmed = parse_header_text(&field, text)?;
-            if !trimmed.is_empty()
-                && url::Url::parse(&trimmed).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
-            {
-                return Err(MailError::invalid(&field, "validation_invalid_url", "Must be an http(s) URL."));
-            }
-            trimmed.trim_end_matches('/').to_string()
-        }
-        _ => return Err(MailError::invalid(&field, "validation_unknown_field", "Unknown field.")),
-    };
-    Ok(Value::String(checked))
-}
-
-fn check_smtp(key: &str, value: &Value) -> Result<Value, MailError> {
-    let field = format!("smtp.{key}");
-    let type_error =
-        |what: &str| MailError::invalid(&field, "validation_invalid_type", format!("Must be {what}."));
-    Ok(match key {
-        "enabled" => Value::Bool(value.as_bool().ok_or_else(|| type_error("true or false"))?),
-        "port" => match value.as_u64() {
-            Some(port @ 1..=65535) => json!(port),
-            _ => {
-                return Err(MailError::invalid(
-                    &field,
-                    "validation_invalid_number",
-                    "Must be a port from 1 to 65535.",
-                ))
-            }
-        },
-        "timeoutSecs" => match value.as_u64() {
-            Some(secs @ 1..=600) => json!(secs),
-            _ => {
-                return Err(MailError::invalid(
-                    &field,
-                    "validation_invalid_number",
-                    "Must be from 1 to 600 seconds.",
-                ))
-            }
-        },
-        "host" | "localName" => {
-            let text = string_value(&field, value)?;
-            let ok = text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-            if !ok {
-                return Err(MailError::invalid(
-                    &field,
-                    "validation_invalid_host",
-                    "Must be a host name or IP address.",
-                ));
-            }
-            Value::String(text.to_string())
-        }
-        "username" | "password" => {
-            let text = string_value(&field, value)?;
-            if text.chars().any(char::is_control) {
-                return Err(MailError::invalid(
-                    &field,
-                    "validation_header_injection",
-                    "Must not contain control characters.",
-                ));
-            }
-            Value::String(text.to_string())
-        }
-        "authMethod" => match string_value(&field, value)? {
-            m @ ("PLAIN" | "LOGIN") => Value::String(m.to_string()),
-            _ => {
-                return Err(MailError::invalid(&field, "validation_invalid_value", "Must be PLAIN or LOGIN."))
-            }
-        },
-        "security" => match Security::parse(string_value(&field, value)?) {
-            Some(_) => value.clone(),
-            None => {
-                return Err(MailError::invalid(
-                    &field,
-                    "validation_invalid_value",
-                    "Must be tls, starttls or none.",
-                ))
-            }
-        },
-        _ => return Err(MailError::invalid(&field, "validation_unknown_field", "Unknown field.")),
-    })
-}
-
 /// `templates.<name>`: `null` removes every variant; an object sets (`{subject, text,
 /// html?}`) or removes (`null`) one variant per locale.
 fn apply_template(
@@ -357,14 +427,16 @@ fn apply_template(
     name: &str,
     variants: &Value,
     change: &mut SettingsChange,
+    c: &mut Collector,
 ) -> Result<(), MailError> {
     let field = format!("templates.{name}");
     if Template::parse(name).is_none() {
-        return Err(MailError::invalid(
+        c.add(
             &field,
             "validation_unknown_template",
             format!("Unknown template; use one of {}.", Template::names().join(", ")),
-        ));
+        );
+        return Ok(());
     }
     let section = overrides.entry("templates".to_string()).or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(section) = section else {
@@ -383,30 +455,35 @@ fn apply_template(
             for (locale, variant) in by_locale {
                 let locale_field = format!("{field}.{locale}");
                 if !valid_locale(locale) {
-                    return Err(MailError::invalid(
+                    c.add(
                         &locale_field,
                         "validation_invalid_locale",
                         "Use default or a language tag such as en or pt-BR.",
-                    ));
+                    );
+                    continue;
                 }
                 let key = locale.to_ascii_lowercase();
                 if variant.is_null() {
                     slot.remove(&key);
                 } else {
-                    let text: TemplateText = serde_json::from_value(variant.clone()).map_err(|e| {
-                        MailError::invalid(
-                            &locale_field,
-                            "validation_invalid_template",
-                            format!("Must be {{subject, text, html?}}: {e}."),
-                        )
-                    })?;
-                    parse_header_text(&format!("{locale_field}.subject"), &text.subject)?;
+                    let text = match TemplateText::deserialize(variant) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            c.add(
+                                &locale_field,
+                                "validation_invalid_template",
+                                format!("Must be {{subject, text, html?}}: {e}."),
+                            );
+                            continue;
+                        }
+                    };
+                    let subject = parse_header_text(&format!("{locale_field}.subject"), &text.subject);
+                    if c.check_invalid(subject).is_none() {
+                        continue;
+                    }
                     if text.subject.trim().is_empty() || text.text.trim().is_empty() {
-                        return Err(MailError::invalid(
-                            &locale_field,
-                            "validation_required",
-                            "subject and text cannot be blank.",
-                        ));
+                        c.add(&locale_field, "validation_required", "subject and text cannot be blank.");
+                        continue;
                     }
                     slot.insert(
                         key.clone(),
@@ -416,13 +493,7 @@ fn apply_template(
                 change.changed.push(format!("{field}.{key}"));
             }
         }
-        _ => {
-            return Err(MailError::invalid(
-                &field,
-                "validation_invalid_type",
-                "Must be an object of locale → template, or null.",
-            ))
-        }
+        _ => c.add(&field, "validation_invalid_type", "Must be an object of locale → template, or null."),
     }
     Ok(())
 }

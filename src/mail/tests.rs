@@ -95,7 +95,10 @@ async fn a_refused_email_is_refused_before_anything_is_written() {
         content: Content::Raw { subject: "a\nb".into(), html: None, text: "x".into() },
     };
     let err = f.mail.enqueue(bad).await.expect_err("injection");
-    assert!(matches!(err, MailError::Invalid { ref field, .. } if field == "subject"), "{err:?}");
+    assert!(
+        matches!(err, MailError::Validation(ref invalid) if invalid.fields.contains_key("subject")),
+        "{err:?}"
+    );
     assert_eq!(counts(&f).await, (0, 0));
 }
 
@@ -165,4 +168,55 @@ async fn log_retention_deletes_only_a_few_of_the_oldest_rows_and_never_the_curre
         .await
         .expect("read");
     assert_eq!(left, vec![ids[0], ids[3], ids[4], ids[5]]);
+}
+
+#[test]
+fn a_send_body_reports_every_problem_summarized_by_the_first() {
+    let err = OutgoingMail::from_json(&vars(json!({"toName": 5, "subject": " "}))).expect_err("invalid");
+    let MailError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
+    assert_eq!(invalid.message, "Cannot be blank.");
+    assert_eq!(
+        invalid.codes(),
+        [
+            ("subject", "validation_required"),
+            ("text", "validation_required"),
+            ("to", "validation_required"),
+            ("toName", "validation_invalid_type"),
+        ]
+    );
+    let mail = OutgoingMail::from_json(&vars(
+        json!({"to": "a@example.com", "template": "otp", "vars": {"otp": "1"}, "html": null}),
+    ))
+    .expect("valid");
+    assert_eq!(mail.content, Content::Template { template: Template::Otp, vars: vars(json!({"otp": "1"})) });
+    assert_eq!(
+        test_email_input(&vars(json!({"email": "a@example.com", "collection": "users"}))).expect("valid"),
+        ("a@example.com".to_string(), None)
+    );
+    let err = test_email_input(&vars(json!({"email": 1}))).expect_err("type");
+    assert!(matches!(&err, MailError::Validation(i) if i.message == "Must be a string."), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_settings_patch_reports_every_problem_and_writes_nothing() {
+    let f = fixture().await;
+    let patch = vars(json!({
+        "meta": {"appName": null, "colour": "red"},
+        "smtp": {"port": 0, "tls": "yes"},
+        "backups": {},
+    }));
+    let err = f.mail.update_settings(patch, None).await.expect_err("invalid");
+    let MailError::Validation(invalid) = err else { panic!("expected a validation failure, got {err:?}") };
+    assert_eq!(
+        invalid.codes(),
+        [
+            ("backups", "validation_unknown_field"),
+            ("meta.appName", "validation_invalid_type"),
+            ("meta.colour", "validation_unknown_field"),
+            ("smtp.port", "validation_invalid_number"),
+            ("smtp.tls", "validation_invalid_type"),
+        ]
+    );
+    assert_eq!(invalid.message, "Must be a string.", "summarized by the first problem noted");
+    assert_eq!(f.mail.settings().meta.app_name, Config::default().mail.app_name);
 }

@@ -140,12 +140,7 @@ impl Records {
                         && !p.is_empty()
                         && p.len() <= super::field::PASSWORD_MAX =>
                 {
-                    Some(
-                        self.hasher()
-                            .hash(p.to_string())
-                            .await
-                            .map_err(|e| RecordsError::Store(crate::store::StoreError::Internal(e)))?,
-                    )
+                    Some(self.hasher().hash(p.to_string()).await.map_err(RecordsError::Internal)?)
                 }
                 _ => None,
             };
@@ -190,7 +185,7 @@ fn with_password(mut prepared: Prepared, hash: &Option<String>) -> Result<Prepar
 }
 
 fn encode(stored: &super::record::Stored) -> Result<Vec<u8>, RecordsError> {
-    serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
+    serde_json::to_vec(stored).map_err(|e| RecordsError::Internal(format!("cannot encode record: {e}")))
 }
 
 fn run_one(

@@ -1,6 +1,6 @@
 //! Collection definitions (PocketBase's collection JSON) and the checks on client input.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::field::{
@@ -9,6 +9,7 @@ use super::field::{
 use super::{FieldError, FieldErrors, RecordsError};
 use crate::auth::{Op, ScopeTarget};
 use crate::util::id;
+use crate::util::invalid::{parse_object, present};
 
 /// Fixed id of the built-in superusers collection (PocketBase uses the same).
 pub const SUPERUSERS_ID: &str = "pbc_3142635823";
@@ -284,16 +285,8 @@ pub fn autodate_field(name: &str, on_update: bool) -> Field {
     }
 }
 
-/// Distinguishes "absent" (`None`) from "null" (`Some(None)`) in PATCH bodies.
-fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
-/// A collection create or update body. Every member is optional so one type serves both.
+/// A collection create or update body. Every member is optional so one type serves both;
+/// a rule sent as `null` is `Some(None)` ("superusers only"), an absent one `None`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CollectionInput {
@@ -307,19 +300,19 @@ pub struct CollectionInput {
     pub fields: Option<Vec<Value>>,
     #[serde(default)]
     pub indexes: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub list_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub view_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub create_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub update_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub delete_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub auth_rule: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "present")]
     pub manage_rule: Option<Option<String>>,
     #[serde(default)]
     pub auth_token: Option<TokenSettings>,
@@ -338,18 +331,13 @@ pub struct CollectionInput {
 }
 
 impl CollectionInput {
-    /// Parses a JSON body, turning type errors into a validation failure.
+    /// Parses a JSON body, turning type errors into a validation failure. A body that is
+    /// not an object is a bad request, as in PocketBase.
     pub fn parse(body: Value) -> Result<CollectionInput, RecordsError> {
         if !body.is_object() {
             return Err(RecordsError::BadRequest("The body must be a JSON object.".into()));
         }
-        serde_json::from_value(body).map_err(|err| {
-            RecordsError::field(
-                "Failed to validate the collection.",
-                "body",
-                FieldError::new("validation_invalid_type", err.to_string()),
-            )
-        })
+        Ok(parse_object(body, "Failed to validate the collection.")?)
     }
 }
 

@@ -155,7 +155,7 @@ impl Collections {
                     ));
                 }
                 let bytes =
-                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::Internal(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
                 tx.put(Table::CollectionNames, name_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 CollectionStats::default().save(tx, &to_store.id);
@@ -227,7 +227,7 @@ impl Collections {
                 }
                 hooks.collection_updated(tx, &catalog, &current, &to_store)?;
                 let bytes =
-                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::Internal(e.to_string()))?;
                 tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
                 let mut stats = CollectionStats::load(tx, &to_store.id)?;
                 stats.schema_generation += 1;

@@ -150,7 +150,7 @@ pub(crate) fn sync_files(
                 created: now,
             };
             let bytes = serde_json::to_vec(&meta)
-                .map_err(|e| RecordsError::BadRequest(format!("cannot encode file metadata: {e}")))?;
+                .map_err(|e| RecordsError::Internal(format!("cannot encode file metadata: {e}")))?;
             tx.put(Table::FileRefs, &file_ref_key(&collection.id, record_id, name), bytes);
             added.push(Added {
                 collection: collection.id.clone(),
@@ -249,7 +249,7 @@ pub(crate) async fn place(
     let (c, r, u) = (collection_id.to_string(), record_id.to_string(), uploads.to_vec());
     let result = tokio::task::spawn_blocking(move || hooks.place(&c, &r, &u))
         .await
-        .map_err(|e| RecordsError::Store(crate::store::StoreError::Internal(e.to_string())))?;
+        .map_err(|e| RecordsError::Internal(e.to_string()))?;
     result.map_err(|e| {
         if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
             RecordsError::Store(crate::store::StoreError::DiskFull)

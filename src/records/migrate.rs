@@ -114,7 +114,7 @@ pub fn migrate(tx: &mut WriteTx<'_>, old: &Collection, new: &Collection) -> Resu
         }
         if next != current {
             let bytes = serde_json::to_vec(&next)
-                .map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))?;
+                .map_err(|e| RecordsError::Internal(format!("cannot encode record: {e}")))?;
             tx.put(Table::Records, &key, bytes);
             rewritten += 1;
         }

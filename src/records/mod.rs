@@ -154,6 +154,10 @@ pub enum RecordsError {
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
+    /// Encoding or invariant failure (a bug, not the caller's doing); details for the log
+    /// only, answered 500.
+    #[error("{0}")]
+    Internal(String),
     /// Sub-request `index` of a batch failed; nothing of the batch was applied.
     #[error("batch request {index} failed: {error}")]
     Batch { index: usize, error: Box<RecordsError> },

@@ -92,7 +92,7 @@ pub struct Records {
 }
 
 fn encode(stored: &Stored) -> Result<Vec<u8>, RecordsError> {
-    serde_json::to_vec(stored).map_err(|e| RecordsError::BadRequest(format!("cannot encode record: {e}")))
+    serde_json::to_vec(stored).map_err(|e| RecordsError::Internal(format!("cannot encode record: {e}")))
 }
 
 /// Record JSON plus its `expand` object (when requested and kept by `fields`).
@@ -131,8 +131,7 @@ impl Records {
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 if tx.get(Table::Collections, SUPERUSERS_ID.as_bytes())?.is_none() {
                     let c = Collection::superusers(&now);
-                    let bytes =
-                        serde_json::to_vec(&c).map_err(|e| RecordsError::BadRequest(e.to_string()))?;
+                    let bytes = serde_json::to_vec(&c).map_err(|e| RecordsError::Internal(e.to_string()))?;
                     tx.put(Table::Collections, c.id.as_bytes(), bytes);
                     tx.put(
                         Table::CollectionNames,
@@ -401,11 +400,7 @@ impl Records {
 
     async fn hash_new_password(&self, prepared: &mut Prepared) -> Result<(), RecordsError> {
         if let Some(plain) = prepared.new_password.take() {
-            let hash = self
-                .hasher
-                .hash(plain)
-                .await
-                .map_err(|e| RecordsError::Store(crate::store::StoreError::Internal(e)))?;
+            let hash = self.hasher.hash(plain).await.map_err(RecordsError::Internal)?;
             prepared.stored.insert("password".into(), Value::String(hash));
         }
         Ok(())
