@@ -7,6 +7,60 @@
 //! clock (`clock.rs`). Enqueue can join the caller's own write transaction
 //! ([`Jobs::enqueue_in`]); completion is recorded in one transaction with the handler's
 //! [`registry::Effect`]. Knows nothing of HTTP; errors are [`JobsError`].
+//!
+//! # How it works
+//!
+//! The durable job queue, its workers and cron, in `data.redb` with the data.
+//! `model.rs` (job, states, keys, the one `save` that moves index entries with every state
+//! change), `registry.rs` (kinds → async handlers, `JobContext`, `Done`/`Effect`, built-in
+//! kinds), `worker.rs` (dispatchers, runners, completer, orphan recovery, pruner), `cron.rs`,
+//! `clock.rs` (injectable clock for backoff and cron tests).
+//! - Tables: `jobs` (id → JSON body) and three state indexes, each job in exactly one
+//!   (`model::index_key`): `jobs_ready` (queue, priority, run_at, id → state, kind: waiting
+//!   jobs), `jobs_by_state` (running, queue, id → kind: running jobs, for orphan recovery) and
+//!   `jobs_finished` (finished at, id → state, queue, kind: retention). Listing and stats read
+//!   the three (`model::visit_states`) without decoding bodies. Plus `jobs_unique` (unique
+//!   key → id while waiting or running), `crons`, `cron_runs`, `job_effects` (test kinds
+//!   only). A job's life is 8 key writes (enqueue 2, claim 3, completion 3); until schema 3
+//!   every job also had a by-state entry (11 writes) — the 2 → 3 upgrade drops the state
+//!   indexes and `Jobs::open` rebuilds them. Ids are `max(last + 1, now_ms << 10)`:
+//!   time-ordered, and above every stored id.
+//! - States: `scheduled`/`available`/`retrying` (waiting in `jobs_ready`) → `running` →
+//!   `completed` | `retrying` | `dead` | `cancelled`; `scheduled` again after a snooze. Retry
+//!   delay `base · 2^(attempt-1)`, capped, + ≤10 % jitter. `dead`/`cancelled`/`completed` jobs
+//!   are kept until retention and can be replayed (attempts reset). A kind may set its own
+//!   base delay (`KindOptions::backoff_base`; `webhooks.deliver` starts at 30 s), still capped
+//!   by `[jobs] backoff_max_ms`.
+//! - Enqueue: `Jobs::enqueue_in(tx, spec)` stages the job in the caller's `WriteTx`; a
+//!   `WriteTx::after_commit` hook wakes the queue's dispatcher only once the commit is durable.
+//! - Claim: one dispatcher task per queue takes up to `free slots` due jobs (priority, then
+//!   run_at, then id) in one write that sets `running`, `attempt + 1`; the runners start as
+//!   soon as the writer has *applied* that write (before its fsync): a crash before the claim
+//!   commits leaves the jobs `available`, and a completion always commits in a later batch.
+//!   Dispatchers sleep on a `Notify` (enqueue, freed slot) or until the next `run_at` they
+//!   saw — no polling. The pruner sleeps until the next expiry; cron until the next occurrence.
+//! - Complete: the completer writes outcomes, batching plain ones; a handler's `Effect` runs in
+//!   the completing transaction (its own write, so a failing effect discards only its writes
+//!   and is recorded as a failed attempt). Completions are fenced: they apply only while the
+//!   job is `running` with the same attempt (a zombie or duplicate completion is dropped).
+//! - Cancel: a waiting job is cancelled at once; a running one gets `cancelRequested` and its
+//!   runner's token fires; a handler that ignores it is dropped after 2 s. Timeouts use the
+//!   same token. Graceful shutdown stops claiming, gives runners the grace period, then
+//!   requeues the rest without counting the attempt.
+//! - Orphans: redb's file lock means one process owns the queue, so at `Jobs::start` every
+//!   `running` job is an orphan: requeued at once (the attempt counts; out of attempts → dead)
+//!   before any dispatcher starts. CLI commands open the file without starting workers.
+//! - Cron: the next occurrence is stored; firing enqueues the job, records the run and stores
+//!   the next occurrence *after now* in one transaction: one run per occurrence, and one
+//!   catch-up run after downtime however many occurrences were missed.
+//!
+//! - Handlers end with `Ok(Done::Complete(effect?))`, `Ok(Done::Snooze(d))`,
+//!   `Err(JobFailure::retry|discard)`, or `Ok(Done::FailWith(failure, effect))`: a failed
+//!   attempt whose effect (e.g. the mail log row with the SMTP reply) commits in the same
+//!   transaction as the retry or death.
+//!
+//! **Architecture invariant:** a job's body and its index entries change only through
+//! `model::save`/`model::remove`, inside the writer.
 
 pub mod check;
 pub mod clock;

@@ -11,6 +11,46 @@
 //! HTML, so the log shows the real subject, a template edit never changes an email already
 //! queued, and a render error is the caller's 400 instead of a dead job. The transport
 //! settings (host, credentials) are read at send time, so fixing them lets queued email go.
+//!
+//! # How it works
+//!
+//! Outgoing email. `Mail` (on `App` as `app.mail`) is what other modules call:
+//! `Mail::enqueue_in(&self, tx, OutgoingMail) -> Result<MailId, MailError>` inside their own
+//! write transaction (the email exists if and only if that write commits) or
+//! `Mail::enqueue(OutgoingMail)` on its own. `OutgoingMail { to, to_name, locale, content }`
+//! with `Content::Template { template: Template, vars }` or `Content::Raw { subject, html,
+//! text }`; `MailId` is the id of the email's `mail.send` job.
+//! - `mod.rs` — the service, rendering, and the `mail.send` handler (queue `mail`, whose
+//!   concurrency is the number of SMTP connections).
+//! - `address.rs` — addresses (ASCII dot-atom `local@domain`) and header text; any control
+//!   character (CR/LF) in a header value is a field error, never stripped.
+//! - `template.rs` — the six built-in templates (HTML + text), variant choice by locale
+//!   (`pt-br` → `pt` → `default` → built-in), and rendering: `{{name}}`/`{{record.field}}` plus
+//!   PocketBase's `{APP_NAME}`-style placeholders, HTML-escaped in the HTML part, one pass.
+//! - `settings.rs` — `GET/PATCH /api/settings` (PocketBase's `meta`/`smtp` shape plus
+//!   `smtp.security`, `smtp.timeoutSecs`, `templates`). The config's `[mail]` section gives
+//!   defaults; the `settings` table holds only the superuser's overrides, so config changes
+//!   still reach keys nobody overrode. `Settings::update(tx, ...)` is the only writer and
+//!   returns a `SettingsChange` (changed key paths, secrets by name only) for the audit log to
+//!   come. The SMTP password is never serialized.
+//! - `log.rs` — the delivery log (`mail_log` table, keyed by job id): written `queued` with the
+//!   job, then `sent`/`retrying`/`dead` with the SMTP reply by the handler's effects, in the
+//!   transaction that records the attempt on the job. Outcomes the handler never sees (cancel,
+//!   timeout, crash) are read from the job when listing. Retention (`[mail] keep_log_secs`):
+//!   each successful send's transaction also deletes up to 8 of the oldest expired rows.
+//! - `transport.rs` — mail-send over TCP (+ TLS via rustls/ring): implicit TLS, STARTTLS or
+//!   plain; AUTH; one timeout for connecting and for each command; TCP_NODELAY; a pool of idle
+//!   connections (dropped after 30 s or a settings change; a dead pooled connection falls back
+//!   to a fresh one). A 5xx reply to MAIL/RCPT/DATA is permanent; everything else (4xx,
+//!   connection, TLS, AUTH, timeouts, a 5xx greeting) is retried.
+//!
+//! Rendering happens at enqueue: the job payload is the finished message, so the log shows the
+//! real subject, template edits never change queued email, and bad input is the caller's 400
+//! rather than a dead job. Transport settings are read at send time, so fixing them lets
+//! waiting email go; while `smtp.enabled` is false, email waits and retries.
+//!
+//! **Architecture invariant:** every email is a `mail.send` job; nothing sends SMTP outside the
+//! job handler (the test email too goes through the outbox).
 
 pub mod address;
 pub mod log;
