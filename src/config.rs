@@ -159,15 +159,15 @@ pub struct RateLimits {
     /// Off only for benchmarks or behind a proxy that limits already.
     pub enabled: bool,
     /// Every request of one client IP.
-    pub global: String,
+    pub global: Rate,
     /// Sign-in, OTP, password-reset and verification requests of one client IP.
-    pub auth_per_ip: String,
+    pub auth_per_ip: Rate,
     /// Sign-in attempts for one identity (collection + email), from any IP.
-    pub auth_per_identity: String,
+    pub auth_per_identity: Rate,
     /// Verification, password-reset and one-time-code emails to one address, from any IP.
-    pub mail_per_account: String,
+    pub mail_per_account: Rate,
     /// Extra limits per client IP by path prefix, e.g. `"/api/batch" = "20/1s"`.
-    pub rules: BTreeMap<String, String>,
+    pub rules: BTreeMap<String, Rate>,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     /// Empty: the connection's peer address is the client.
     pub trusted_proxies: Vec<IpRange>,
@@ -177,11 +177,11 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             enabled: true,
-            global: "1000/1s".into(),
-            auth_per_ip: "20/60s".into(),
-            auth_per_identity: "10/60s".into(),
-            mail_per_account: "5/3600s".into(),
-            rules: BTreeMap::from([("/api/batch".to_string(), "50/1s".to_string())]),
+            global: Rate { count: 1000, secs: 1 },
+            auth_per_ip: Rate { count: 20, secs: 60 },
+            auth_per_identity: Rate { count: 10, secs: 60 },
+            mail_per_account: Rate { count: 5, secs: 3600 },
+            rules: BTreeMap::from([("/api/batch".to_string(), Rate { count: 50, secs: 1 })]),
             trusted_proxies: Vec::new(),
         }
     }
@@ -541,17 +541,6 @@ impl Config {
                 message: "max_attempts and timeout_secs must be at least 1".into(),
             });
         }
-        for (name, limit) in [
-            ("rate_limits.global", &self.rate_limits.global),
-            ("rate_limits.auth_per_ip", &self.rate_limits.auth_per_ip),
-            ("rate_limits.auth_per_identity", &self.rate_limits.auth_per_identity),
-            ("rate_limits.mail_per_account", &self.rate_limits.mail_per_account),
-        ]
-        .into_iter()
-        .chain(self.rate_limits.rules.values().map(|v| ("rate_limits.rules", v)))
-        {
-            parse_limit(limit).map_err(|message| ConfigError::Value { name: name.into(), message })?;
-        }
         if self.observe.history_sample_secs == 0 || self.observe.heartbeat_secs == 0 {
             return Err(ConfigError::Value {
                 name: "observe".into(),
@@ -616,16 +605,44 @@ fn find_slot<'a>(tree: &'a mut toml::Value, upper: &str) -> Option<&'a mut toml:
     find_slot(table.get_mut(&section)?, rest)
 }
 
-/// Parses a rate limit `"N/Ds"` into (N, D seconds).
-pub fn parse_limit(raw: &str) -> Result<(u32, u64), String> {
-    let bad = || format!("{raw:?} is not a limit such as \"100/10s\"");
-    let (n, d) = raw.trim().split_once('/').ok_or_else(bad)?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    let d: u64 = d.trim().strip_suffix('s').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
-    if n == 0 || d == 0 {
-        return Err(bad());
+/// A rate limit, `"N/Ds"` in config: at most N events per D seconds (N and D at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub secs: u64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Rate, String> {
+        let bad = || format!("{raw:?} is not a limit such as \"100/10s\"");
+        let (n, d) = raw.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        let secs: u64 = d.trim().strip_suffix('s').ok_or_else(bad)?.trim().parse().map_err(|_| bad())?;
+        if count == 0 || secs == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { count, secs })
     }
-    Ok((n, d))
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}s", self.count, self.secs)
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -688,6 +705,31 @@ mod tests {
         )
         .expect_err("bad number");
         assert!(err.to_string().contains("BACKBONE_LIMITS_MAX_BODY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_ranges_are_read_once_into_typed_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("backbone.toml"),
+            "[rate_limits]\nglobal = \"30/10s\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .expect("write");
+        let vars = env(&[("BACKBONE_RATE_LIMITS_AUTH_PER_IP", "7/60s")]);
+        let config = Config::load(dir.path(), None, &vars, &Overrides::default()).expect("config");
+        assert_eq!(config.rate_limits.global, Rate { count: 30, secs: 10 });
+        assert_eq!(config.rate_limits.auth_per_ip, Rate { count: 7, secs: 60 });
+        let proxies: Vec<String> = config.rate_limits.trusted_proxies.iter().map(|r| r.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1"]);
+        for (file, bad) in [
+            ("[rate_limits]\nglobal = \"0/1s\"\n", "\"0/1s\""),
+            ("[rate_limits]\nglobal = \"ten/1s\"\n", "\"ten/1s\""),
+            ("[observe]\nmetrics_allowed_ips = [\"10.0.0.0/33\"]\n", "\"10.0.0.0/33\""),
+        ] {
+            std::fs::write(dir.path().join("backbone.toml"), file).expect("write");
+            let err = Config::load(dir.path(), None, &env(&[]), &Overrides::default()).expect_err(file);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
     }
 
     #[test]

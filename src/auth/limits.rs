@@ -14,7 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::{parse_limit, RateLimits};
+use crate::config::{Rate, RateLimits};
 use crate::util::metrics::Counter;
 use crate::util::net::{self, IpRange};
 
@@ -40,12 +40,11 @@ pub struct Limiter {
     pub refused: Counter,
 }
 
-fn bucket<K: Hash + Eq + Clone>(raw: &str) -> Result<Bucket<K>, String> {
-    let (n, secs) = parse_limit(raw)?;
-    let burst = NonZeroU32::new(n).ok_or_else(|| format!("{raw:?}: the count must be at least 1"))?;
-    let period = Duration::from_secs(secs) / n;
+fn bucket<K: Hash + Eq + Clone>(rate: &Rate) -> Result<Bucket<K>, String> {
+    let burst = NonZeroU32::new(rate.count).ok_or_else(|| format!("{rate}: the count must be at least 1"))?;
+    let period = Duration::from_secs(rate.secs) / rate.count;
     let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-        .ok_or_else(|| format!("{raw:?}: the period must not be zero"))?
+        .ok_or_else(|| format!("{rate}: the period must not be zero"))?
         .allow_burst(burst);
     Ok(RateLimiter::keyed(quota))
 }
@@ -175,7 +174,7 @@ mod tests {
 
     fn limiter(global: &str, proxies: &[&str]) -> Limiter {
         let config = RateLimits {
-            global: global.into(),
+            global: global.parse().expect("rate"),
             trusted_proxies: proxies.iter().map(|s| s.parse().expect("range")).collect(),
             ..RateLimits::default()
         };
