@@ -27,6 +27,7 @@ use crate::records::hooks::ChangeHooks;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
 use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
+use crate::util::metrics::Exposition;
 use crate::webhooks::{WebhookError, Webhooks};
 
 /// Name of the admin socket inside the data directory.
@@ -191,6 +192,22 @@ impl App {
     /// The URL clients reach this server at.
     pub fn public_url(&self) -> String {
         self.config.public_url(self.bound.get().copied())
+    }
+
+    /// The `/metrics` document: each part renders its own families, in the order
+    /// `observe::exposition` lists.
+    pub async fn render_metrics(&self) -> Result<String, JobsError> {
+        let mut out = Exposition::default();
+        self.observe.render_http_metrics(&mut out);
+        self.limiter.render_metrics(&mut out);
+        self.observe.pressure.render_metrics(&mut out);
+        self.store.render_metrics(&mut out);
+        self.search.render_metrics(&mut out).await;
+        self.jobs.render_metrics(&mut out).await?;
+        self.mail.counters().render_metrics(&mut out);
+        self.auth.logins.render_metrics(&mut out);
+        self.observe.render_process_metrics(&mut out).await;
+        Ok(out.finish())
     }
 
     /// A tiny durable write through the group-commit writer (readiness probe).

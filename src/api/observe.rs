@@ -20,9 +20,9 @@ use crate::accounts::keys::METRICS_READ;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::jobs::paging;
+use crate::observe::alerts;
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
-use crate::observe::{alerts, exposition};
 
 /// Superusers, or API keys holding `metrics.read`.
 async fn require_reader(app: &App, req: &Request) -> Result<(), ApiError> {
@@ -79,7 +79,7 @@ pub async fn prometheus(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Res
     if !app.observe.is_scraper(ip) {
         require_reader(app, req).await?;
     }
-    let text = exposition::render(app).await?;
+    let text = app.render_metrics().await?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::ObserveError;
 use crate::app::App;
+use crate::jobs::model::JobState;
 use crate::store::{ScanControl, StoreError, Table, WriteTx};
 use crate::util::metrics::{quantile_of, LATENCY_BUCKETS};
 
@@ -126,15 +127,10 @@ async fn sample(app: &App, prev: &Counters, now: &Counters) -> Map<String, Value
     put("store_commits_per_sec", rate(prev.commits, now.commits));
     put("store_file_bytes", app.store.file_bytes() as f64);
     if let Ok(jobs) = app.jobs.stats().await {
-        let state =
-            |name: &str| jobs.get("states").and_then(|s| s.get(name)).and_then(Value::as_f64).unwrap_or(0.0);
-        put("jobs_waiting", state("scheduled") + state("available") + state("retrying"));
-        put("jobs_running", state("running"));
-        put("jobs_dead", state("dead"));
-        put(
-            "jobs_oldest_waiting_secs",
-            jobs.get("oldestWaitingMs").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0,
-        );
+        put("jobs_waiting", jobs.states.waiting() as f64);
+        put("jobs_running", jobs.states.get(JobState::Running) as f64);
+        put("jobs_dead", jobs.states.get(JobState::Dead) as f64);
+        put("jobs_oldest_waiting_secs", jobs.oldest_waiting_ms.unwrap_or(0) as f64 / 1000.0);
     }
     put("mail_sent_per_sec", rate(prev.mail_sent, now.mail_sent));
     put("mail_failed_per_sec", rate(prev.mail_failed, now.mail_failed));

@@ -474,3 +474,63 @@ async fn reindex_job(search: Search, ctx: JobContext) -> Result<Done, JobFailure
         }
     }
 }
+
+impl Search {
+    /// `backbone_search_*`: index lag, documents, indexer health (when the status can be
+    /// read), commits, outbox entries applied, reindexed documents, commit and query latency.
+    pub async fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        let metrics = self.metrics();
+        if let Ok(status) = self.status().await {
+            out.single(
+                "backbone_search_index_lag",
+                "gauge",
+                "Outbox sequence minus the sequence committed to the search index (changes not yet searchable).",
+                status.lag as f64,
+            );
+            out.single(
+                "backbone_search_documents",
+                "gauge",
+                "Documents in the search index.",
+                status.documents as f64,
+            );
+            out.single(
+                "backbone_search_indexer_healthy",
+                "gauge",
+                "1 while the indexer runs and its last commit succeeded.",
+                if status.healthy { 1.0 } else { 0.0 },
+            );
+        }
+        out.single(
+            "backbone_search_commits_total",
+            "counter",
+            "Search index commits that succeeded.",
+            metrics.commits.get() as f64,
+        );
+        out.single(
+            "backbone_search_commit_failures_total",
+            "counter",
+            "Search index commits that failed.",
+            metrics.commit_failures.get() as f64,
+        );
+        out.single(
+            "backbone_search_outbox_applied_total",
+            "counter",
+            "Search outbox entries applied to the index.",
+            metrics.outbox_applied.get() as f64,
+        );
+        out.single(
+            "backbone_search_reindexed_documents_total",
+            "counter",
+            "Documents written by reindex jobs.",
+            metrics.reindexed_docs.get() as f64,
+        );
+        out.family(
+            "backbone_search_commit_duration_seconds",
+            "histogram",
+            "Time to commit the search index.",
+        );
+        out.histogram("backbone_search_commit_duration_seconds", &[], &metrics.commit_seconds);
+        out.family("backbone_search_query_duration_seconds", "histogram", "Time to answer a search.");
+        out.histogram("backbone_search_query_duration_seconds", &[], &metrics.query_seconds);
+    }
+}

@@ -225,6 +225,38 @@ impl Store {
             guard.take();
         }
     }
+
+    /// `backbone_store_*`: file size, health, group commits, batch sizes, commit latency.
+    pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        let stats = self.writer_stats();
+        out.single("backbone_store_file_bytes", "gauge", "Size of the data file.", self.file_bytes() as f64);
+        out.single(
+            "backbone_store_healthy",
+            "gauge",
+            "1 while the store takes writes (0 after a failed commit until the file is reopened).",
+            if self.is_healthy() { 1.0 } else { 0.0 },
+        );
+        out.single(
+            "backbone_store_commits_total",
+            "counter",
+            "Group commits that succeeded.",
+            stats.commits.get() as f64,
+        );
+        out.single(
+            "backbone_store_commit_failures_total",
+            "counter",
+            "Group commits that failed.",
+            stats.failed_commits.get() as f64,
+        );
+        out.family("backbone_store_batch_size", "histogram", "Writes per group commit.");
+        out.histogram("backbone_store_batch_size", &[], &stats.batch_size);
+        out.family(
+            "backbone_store_commit_duration_seconds",
+            "histogram",
+            "Time to apply and durably commit a batch.",
+        );
+        out.histogram("backbone_store_commit_duration_seconds", &[], &stats.commit_seconds);
+    }
 }
 
 /// The data file opened read-only (for `backbone check`): no writer, no repair.
