@@ -22,11 +22,12 @@ use crate::files::{Files, FilesError};
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
+use crate::observe::health::{self, Check, Readiness};
 use crate::observe::Observe;
 use crate::records::hooks::ChangeHooks;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
-use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
+use crate::store::{Store, StoreError, StoreOptions};
 use crate::util::metrics::Exposition;
 use crate::webhooks::{WebhookError, Webhooks};
 
@@ -210,14 +211,18 @@ impl App {
         Ok(out.finish())
     }
 
-    /// A tiny durable write through the group-commit writer (readiness probe).
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
-        self.store
-            .write(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
-                tx.put(Table::Meta, b"ready_probe", chrono::Utc::now().timestamp().to_le_bytes().to_vec());
-                Ok(())
-            })
-            .await
+    /// The readiness checks (`GET /api/ready`): a probe write, the job workers, the free
+    /// disk space, the search indexer.
+    pub async fn readiness(&self) -> Vec<Check> {
+        let host = self.observe.host.read().await;
+        let state = Readiness {
+            workers_enabled: self.config.jobs.workers,
+            workers_running: self.jobs.is_started(),
+            disk_free_bytes: host.disk_free_bytes,
+            min_disk_free_mb: self.config.observe.ready_min_disk_free_mb,
+            search_healthy: self.search.is_healthy(),
+        };
+        health::checks(&self.store, &state).await
     }
 
     /// Serves until `shutdown` resolves; then drains requests and flushes the store.
@@ -296,7 +301,11 @@ impl App {
 
         let log_task = tokio::spawn(self.observe.requests.clone().run(stop_rx.clone()));
         let history_task = tokio::spawn(crate::observe::history::run(self.clone(), stop_rx.clone()));
-        let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(self.clone(), stop_rx.clone()));
+        let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(
+            self.store.clone(),
+            self.config.observe.clone(),
+            stop_rx.clone(),
+        ));
         let pressure_task = tokio::spawn(self.observe.pressure.clone().run(stop_rx.clone()));
 
         let mut http_stop = stop_rx;
