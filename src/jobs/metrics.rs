@@ -148,18 +148,12 @@ impl Jobs {
             out.sample("backbone_jobs_oldest_waiting_seconds", &[("queue", queue)], age);
         }
         let runs = self.run_metrics();
-        out.single(
-            "backbone_jobs_runs_total",
-            "counter",
-            "Job handler runs that finished.",
-            runs.runs.get() as f64,
-        );
-        out.single(
-            "backbone_jobs_failures_total",
-            "counter",
-            "Job runs that failed (retried or dead).",
-            runs.failures.get() as f64,
-        );
+        for (name, help, counter) in [
+            ("backbone_jobs_runs_total", "Job handler runs that finished.", &runs.runs),
+            ("backbone_jobs_failures_total", "Job runs that failed (retried or dead).", &runs.failures),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
         out.family("backbone_jobs_run_duration_seconds", "histogram", "Time a job handler ran.");
         out.histogram("backbone_jobs_run_duration_seconds", &[], &runs.duration);
         Ok(())

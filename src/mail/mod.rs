@@ -317,24 +317,17 @@ pub struct MailCounters {
 impl MailCounters {
     /// `backbone_mail_*`: deliveries accepted, failed and given up on.
     pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
-        out.single(
-            "backbone_mail_sent_total",
-            "counter",
-            "Emails the SMTP server accepted.",
-            self.sent.get() as f64,
-        );
-        out.single(
-            "backbone_mail_failed_total",
-            "counter",
-            "Email delivery attempts that failed.",
-            self.failed.get() as f64,
-        );
-        out.single(
-            "backbone_mail_dead_total",
-            "counter",
-            "Emails given up on (permanent failure or attempts exhausted).",
-            self.dead.get() as f64,
-        );
+        for (name, help, counter) in [
+            ("backbone_mail_sent_total", "Emails the SMTP server accepted.", &self.sent),
+            ("backbone_mail_failed_total", "Email delivery attempts that failed.", &self.failed),
+            (
+                "backbone_mail_dead_total",
+                "Emails given up on (permanent failure or attempts exhausted).",
+                &self.dead,
+            ),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
     }
 }
 

@@ -30,87 +30,61 @@ impl Observe {
     /// `backbone_request_log_*`, `backbone_process_*`, `backbone_host_*` and `backbone_disk_*`.
     pub async fn render_process_metrics(&self, out: &mut Exposition) {
         let log = &self.requests;
-        out.single(
-            "backbone_request_log_written_total",
-            "counter",
-            "Request log rows stored.",
-            log.written.get() as f64,
-        );
-        out.single(
-            "backbone_request_log_dropped_total",
-            "counter",
-            "Request log rows dropped because the in-memory queue was full.",
-            log.dropped.get() as f64,
-        );
-
+        for (name, help, counter) in [
+            ("backbone_request_log_written_total", "Request log rows stored.", &log.written),
+            (
+                "backbone_request_log_dropped_total",
+                "Request log rows dropped because the in-memory queue was full.",
+                &log.dropped,
+            ),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
         let host = self.host.read().await;
-        out.single(
-            "backbone_process_cpu_percent",
-            "gauge",
-            "CPU used by the server process, percent of one core.",
-            host.process_cpu_percent,
-        );
-        out.single(
-            "backbone_process_resident_memory_bytes",
-            "gauge",
-            "Resident memory of the server process.",
-            host.process_rss_bytes as f64,
-        );
-        out.single(
-            "backbone_process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory of the server process.",
-            host.process_virtual_bytes as f64,
-        );
-        out.single(
-            "backbone_process_open_fds",
-            "gauge",
-            "Open file descriptors.",
-            host.process_open_files as f64,
-        );
-        out.single(
-            "backbone_process_uptime_seconds",
-            "gauge",
-            "Seconds since the server started.",
-            host.process_uptime_secs as f64,
-        );
-        out.single(
-            "backbone_host_cpu_percent",
-            "gauge",
-            "CPU used by the whole host, percent.",
-            host.host_cpu_percent,
-        );
-        out.single(
-            "backbone_host_memory_total_bytes",
-            "gauge",
-            "Memory of the host.",
-            host.host_memory_total_bytes as f64,
-        );
-        out.single(
-            "backbone_host_memory_available_bytes",
-            "gauge",
-            "Memory available for new work on the host.",
-            host.host_memory_available_bytes as f64,
-        );
-        out.single("backbone_host_load1", "gauge", "Host load average over one minute.", host.host_load1);
-        out.single(
-            "backbone_host_uptime_seconds",
-            "gauge",
-            "Seconds since the host booted.",
-            host.host_uptime_secs as f64,
-        );
-        out.single(
-            "backbone_disk_free_bytes",
-            "gauge",
-            "Free space of the file system holding the data directory.",
-            host.disk_free_bytes as f64,
-        );
-        out.single(
-            "backbone_disk_total_bytes",
-            "gauge",
-            "Size of the file system holding the data directory.",
-            host.disk_total_bytes as f64,
-        );
+        for (name, help, value) in [
+            (
+                "backbone_process_cpu_percent",
+                "CPU used by the server process, percent of one core.",
+                host.process_cpu_percent,
+            ),
+            (
+                "backbone_process_resident_memory_bytes",
+                "Resident memory of the server process.",
+                host.process_rss_bytes as f64,
+            ),
+            (
+                "backbone_process_virtual_memory_bytes",
+                "Virtual memory of the server process.",
+                host.process_virtual_bytes as f64,
+            ),
+            ("backbone_process_open_fds", "Open file descriptors.", host.process_open_files as f64),
+            (
+                "backbone_process_uptime_seconds",
+                "Seconds since the server started.",
+                host.process_uptime_secs as f64,
+            ),
+            ("backbone_host_cpu_percent", "CPU used by the whole host, percent.", host.host_cpu_percent),
+            ("backbone_host_memory_total_bytes", "Memory of the host.", host.host_memory_total_bytes as f64),
+            (
+                "backbone_host_memory_available_bytes",
+                "Memory available for new work on the host.",
+                host.host_memory_available_bytes as f64,
+            ),
+            ("backbone_host_load1", "Host load average over one minute.", host.host_load1),
+            ("backbone_host_uptime_seconds", "Seconds since the host booted.", host.host_uptime_secs as f64),
+            (
+                "backbone_disk_free_bytes",
+                "Free space of the file system holding the data directory.",
+                host.disk_free_bytes as f64,
+            ),
+            (
+                "backbone_disk_total_bytes",
+                "Size of the file system holding the data directory.",
+                host.disk_total_bytes as f64,
+            ),
+        ] {
+            out.single(name, "gauge", help, value);
+        }
     }
 }
 

@@ -481,56 +481,52 @@ impl Search {
     pub async fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
         let metrics = self.metrics();
         if let Ok(status) = self.status().await {
-            out.single(
-                "backbone_search_index_lag",
-                "gauge",
-                "Outbox sequence minus the sequence committed to the search index (changes not yet searchable).",
-                status.lag as f64,
-            );
-            out.single(
-                "backbone_search_documents",
-                "gauge",
-                "Documents in the search index.",
-                status.documents as f64,
-            );
-            out.single(
-                "backbone_search_indexer_healthy",
-                "gauge",
-                "1 while the indexer runs and its last commit succeeded.",
-                if status.healthy { 1.0 } else { 0.0 },
-            );
+            for (name, help, value) in [
+                (
+                    "backbone_search_index_lag",
+                    "Outbox sequence minus the sequence committed to the search index (changes not yet searchable).",
+                    status.lag as f64,
+                ),
+                ("backbone_search_documents", "Documents in the search index.", status.documents as f64),
+                (
+                    "backbone_search_indexer_healthy",
+                    "1 while the indexer runs and its last commit succeeded.",
+                    if status.healthy { 1.0 } else { 0.0 },
+                ),
+            ] {
+                out.single(name, "gauge", help, value);
+            }
         }
-        out.single(
-            "backbone_search_commits_total",
-            "counter",
-            "Search index commits that succeeded.",
-            metrics.commits.get() as f64,
-        );
-        out.single(
-            "backbone_search_commit_failures_total",
-            "counter",
-            "Search index commits that failed.",
-            metrics.commit_failures.get() as f64,
-        );
-        out.single(
-            "backbone_search_outbox_applied_total",
-            "counter",
-            "Search outbox entries applied to the index.",
-            metrics.outbox_applied.get() as f64,
-        );
-        out.single(
-            "backbone_search_reindexed_documents_total",
-            "counter",
-            "Documents written by reindex jobs.",
-            metrics.reindexed_docs.get() as f64,
-        );
-        out.family(
-            "backbone_search_commit_duration_seconds",
-            "histogram",
-            "Time to commit the search index.",
-        );
-        out.histogram("backbone_search_commit_duration_seconds", &[], &metrics.commit_seconds);
-        out.family("backbone_search_query_duration_seconds", "histogram", "Time to answer a search.");
-        out.histogram("backbone_search_query_duration_seconds", &[], &metrics.query_seconds);
+        for (name, help, counter) in [
+            ("backbone_search_commits_total", "Search index commits that succeeded.", &metrics.commits),
+            (
+                "backbone_search_commit_failures_total",
+                "Search index commits that failed.",
+                &metrics.commit_failures,
+            ),
+            (
+                "backbone_search_outbox_applied_total",
+                "Search outbox entries applied to the index.",
+                &metrics.outbox_applied,
+            ),
+            (
+                "backbone_search_reindexed_documents_total",
+                "Documents written by reindex jobs.",
+                &metrics.reindexed_docs,
+            ),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+        for (name, help, histogram) in [
+            (
+                "backbone_search_commit_duration_seconds",
+                "Time to commit the search index.",
+                &metrics.commit_seconds,
+            ),
+            ("backbone_search_query_duration_seconds", "Time to answer a search.", &metrics.query_seconds),
+        ] {
+            out.family(name, "histogram", help);
+            out.histogram(name, &[], histogram);
+        }
     }
 }

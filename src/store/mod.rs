@@ -236,26 +236,23 @@ impl Store {
             "1 while the store takes writes (0 after a failed commit until the file is reopened).",
             if self.is_healthy() { 1.0 } else { 0.0 },
         );
-        out.single(
-            "backbone_store_commits_total",
-            "counter",
-            "Group commits that succeeded.",
-            stats.commits.get() as f64,
-        );
-        out.single(
-            "backbone_store_commit_failures_total",
-            "counter",
-            "Group commits that failed.",
-            stats.failed_commits.get() as f64,
-        );
-        out.family("backbone_store_batch_size", "histogram", "Writes per group commit.");
-        out.histogram("backbone_store_batch_size", &[], &stats.batch_size);
-        out.family(
-            "backbone_store_commit_duration_seconds",
-            "histogram",
-            "Time to apply and durably commit a batch.",
-        );
-        out.histogram("backbone_store_commit_duration_seconds", &[], &stats.commit_seconds);
+        for (name, help, counter) in [
+            ("backbone_store_commits_total", "Group commits that succeeded.", &stats.commits),
+            ("backbone_store_commit_failures_total", "Group commits that failed.", &stats.failed_commits),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+        for (name, help, histogram) in [
+            ("backbone_store_batch_size", "Writes per group commit.", &stats.batch_size),
+            (
+                "backbone_store_commit_duration_seconds",
+                "Time to apply and durably commit a batch.",
+                &stats.commit_seconds,
+            ),
+        ] {
+            out.family(name, "histogram", help);
+            out.histogram(name, &[], histogram);
+        }
     }
 }
 
