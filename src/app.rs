@@ -22,11 +22,14 @@ use crate::files::{Files, FilesError};
 use crate::jobs::clock::SystemClock;
 use crate::jobs::{Jobs, JobsError, Registry};
 use crate::mail::{Mail, MailError};
-use crate::observe::Observe;
+use crate::observe::health::{self, Check, Readiness};
+use crate::observe::history::Reading;
+use crate::observe::{Notifiers, Observe};
 use crate::records::hooks::ChangeHooks;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
-use crate::store::{Store, StoreError, StoreOptions, Table, WriteTx};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::util::metrics::Exposition;
 use crate::webhooks::{WebhookError, Webhooks};
 
 /// Name of the admin socket inside the data directory.
@@ -102,7 +105,9 @@ pub struct App {
     pub files: Files,
     /// Outbound webhooks: signed deliveries (`webhooks.deliver` jobs) and the target policy.
     pub webhooks: Webhooks,
-    bound: OnceLock<SocketAddr>,
+    /// The HTTP listener's address, once [`App::run`] has it (shared with the alert emails'
+    /// links).
+    bound: Arc<OnceLock<SocketAddr>>,
 }
 
 impl App {
@@ -130,8 +135,8 @@ impl App {
         let mut registry = Registry::with_builtins(config.jobs.test_kinds);
         let search = Search::new(store.clone(), records.clone(), dir);
         search.register(&mut registry);
-        let alert_app: Arc<OnceLock<std::sync::Weak<App>>> = Arc::default();
-        crate::observe::alerts::register(&mut registry, alert_app.clone());
+        let alerts_slot: Arc<OnceLock<std::sync::Weak<crate::observe::alerts::Alerts>>> = Arc::default();
+        crate::observe::alerts::register(&mut registry, alerts_slot.clone());
         let mail = Mail::prepare(store.clone(), &config, &mut registry).await?;
         let files = Files::prepare(
             dir,
@@ -159,8 +164,15 @@ impl App {
         let limiter = Limiter::new(&config.rate_limits).map_err(AppError::Startup)?;
         let mail = Mail::new(mail, jobs.clone());
         let webhooks = Webhooks::new(webhooks, jobs.clone());
-        let observe =
-            Observe::new(store.clone(), dir, &config.observe, &config.limits).map_err(AppError::Startup)?;
+        let bound: Arc<OnceLock<SocketAddr>> = Arc::default();
+        let public_url = {
+            let (config, bound) = (config.clone(), bound.clone());
+            Arc::new(move || config.public_url(bound.get().copied()))
+        };
+        let notifiers = Notifiers { mail: mail.clone(), webhooks: webhooks.clone(), public_url };
+        let observe = Observe::new(store.clone(), dir, &config.observe, &config.limits, notifiers)
+            .map_err(AppError::Startup)?;
+        let _ = alerts_slot.set(Arc::downgrade(&observe.alerts));
         let app = Arc::new(App {
             observe,
             search,
@@ -174,9 +186,8 @@ impl App {
             mail,
             files,
             webhooks,
-            bound: OnceLock::new(),
+            bound,
         });
-        let _ = alert_app.set(Arc::downgrade(&app));
         Ok(app)
     }
 
@@ -193,14 +204,57 @@ impl App {
         self.config.public_url(self.bound.get().copied())
     }
 
-    /// A tiny durable write through the group-commit writer (readiness probe).
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
-        self.store
-            .write(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
-                tx.put(Table::Meta, b"ready_probe", chrono::Utc::now().timestamp().to_le_bytes().to_vec());
-                Ok(())
-            })
-            .await
+    /// The `/metrics` document: each part renders its own families, in the order
+    /// `observe::exposition` lists.
+    pub async fn render_metrics(&self) -> Result<String, JobsError> {
+        let mut out = Exposition::default();
+        self.observe.render_http_metrics(&mut out);
+        self.limiter.render_metrics(&mut out);
+        self.observe.pressure.render_metrics(&mut out);
+        self.store.render_metrics(&mut out);
+        self.search.render_metrics(&mut out).await;
+        self.jobs.render_metrics(&mut out).await?;
+        self.mail.counters().render_metrics(&mut out);
+        self.auth.logins.render_metrics(&mut out);
+        self.observe.render_process_metrics(&mut out).await;
+        Ok(out.finish())
+    }
+
+    /// The readiness checks (`GET /api/ready`): a probe write, the job workers, the free
+    /// disk space, the search indexer.
+    pub async fn readiness(&self) -> Vec<Check> {
+        let host = self.observe.host.read().await;
+        let state = Readiness {
+            workers_enabled: self.config.jobs.workers,
+            workers_running: self.jobs.is_started(),
+            disk_free_bytes: host.disk_free_bytes,
+            min_disk_free_mb: self.config.observe.ready_min_disk_free_mb,
+            search_healthy: self.search.is_healthy(),
+        };
+        health::checks(&self.store, &state).await
+    }
+
+    /// What the metric history sampler stores, read from every service now.
+    pub async fn metric_reading(&self) -> Reading {
+        let at_ms = chrono::Utc::now().timestamp_millis();
+        let http = self.observe.http();
+        let (http_requests, http_errors, http_latency) = http.map(|h| h.totals()).unwrap_or_default();
+        Reading {
+            at_ms,
+            http_requests,
+            http_errors,
+            http_latency,
+            http_in_flight: http.map(|h| h.in_flight()).unwrap_or(0),
+            store_commits: self.store.writer_stats().commits.get(),
+            store_file_bytes: self.store.file_bytes(),
+            jobs: self.jobs.stats().await.ok(),
+            mail_sent: self.mail.counters().sent.get(),
+            mail_failed: self.mail.counters().failed.get(),
+            logins_failed: self.auth.logins.failed.get(),
+            rate_limited: self.limiter.refused.get(),
+            host: self.observe.host.read().await,
+            search_lag: self.search.status().await.ok().map(|s| s.lag),
+        }
     }
 
     /// Serves until `shutdown` resolves; then drains requests and flushes the store.
@@ -230,7 +284,7 @@ impl App {
         let _ = self.bound.set(local);
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let grace = Duration::from_secs(self.config.limits.shutdown_grace_secs);
-        if let Err(err) = crate::observe::alerts::seed_defaults(&self).await {
+        if let Err(err) = self.observe.alerts.seed_defaults().await {
             tracing::warn!(error = %err, "default alert rules not stored");
         }
         // Before the workers: a missing index enqueues its rebuild job first.
@@ -278,8 +332,20 @@ impl App {
         });
 
         let log_task = tokio::spawn(self.observe.requests.clone().run(stop_rx.clone()));
-        let history_task = tokio::spawn(crate::observe::history::run(self.clone(), stop_rx.clone()));
-        let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(self.clone(), stop_rx.clone()));
+        let reader = self.clone();
+        let history_task = tokio::spawn(self.observe.history.clone().run(
+            self.observe.alerts.clone(),
+            move || {
+                let app = reader.clone();
+                async move { app.metric_reading().await }
+            },
+            stop_rx.clone(),
+        ));
+        let heartbeat_task = tokio::spawn(crate::observe::heartbeat::run(
+            self.store.clone(),
+            self.config.observe.clone(),
+            stop_rx.clone(),
+        ));
         let pressure_task = tokio::spawn(self.observe.pressure.clone().run(stop_rx.clone()));
 
         let mut http_stop = stop_rx;

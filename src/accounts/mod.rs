@@ -146,6 +146,15 @@ pub struct LoginCounters {
     pub failed: crate::util::metrics::Counter,
 }
 
+impl LoginCounters {
+    /// `backbone_auth_logins_total`: password sign-ins by outcome.
+    pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        out.family("backbone_auth_logins_total", "counter", "Password sign-ins by outcome.");
+        out.sample("backbone_auth_logins_total", &[("outcome", "ok")], self.ok.get() as f64);
+        out.sample("backbone_auth_logins_total", &[("outcome", "failed")], self.failed.get() as f64);
+    }
+}
+
 fn sha256_hex(input: &[u8]) -> String {
     Sha256::digest(input).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -320,8 +320,8 @@ impl From<crate::observe::ObserveError> for ApiError {
     fn from(err: crate::observe::ObserveError) -> ApiError {
         match err {
             crate::observe::ObserveError::BadRequest(m) => ApiError::bad_request(m),
-            crate::observe::ObserveError::Invalid(fields) => {
-                ApiError::validation("Invalid alert rule.", &fields)
+            crate::observe::ObserveError::Invalid(invalid) => {
+                ApiError::validation(invalid.message, &invalid.fields)
             }
             crate::observe::ObserveError::NotFound(m) => ApiError::not_found(m),
             crate::observe::ObserveError::Store(e) => ApiError::from(e),

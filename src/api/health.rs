@@ -22,7 +22,7 @@ pub async fn health() -> Response {
 /// each check's detail; everyone else sees only the verdict.
 #[handler]
 pub async fn ready(req: &Request, Data(app): Data<&Arc<App>>) -> Response {
-    let checks = crate::observe::health::checks(app).await;
+    let checks = app.readiness().await;
     let ready = checks.iter().all(|c| c.ok);
     let detailed = app.auth.principal(req.header("Authorization")).await.is_superuser();
     if ready {

@@ -102,7 +102,7 @@ pub async fn enqueue(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> R
 #[handler]
 pub async fn stats(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    Ok(json_response(StatusCode::OK, &app.jobs.stats().await?))
+    Ok(json_response(StatusCode::OK, &app.jobs.stats().await?.to_json()))
 }
 
 #[handler]

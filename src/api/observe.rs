@@ -21,9 +21,9 @@ use super::openapi::{list_envelope, op, page_params, path_param, problem_ref, qu
 use super::{json_response, Routes};
 use crate::app::App;
 use crate::jobs::paging;
+use crate::observe::alerts::{self, RuleInput};
 use crate::observe::history as stored;
 use crate::observe::requests::LogFilter;
-use crate::observe::{alerts, exposition};
 
 /// A time parameter: Unix seconds, or a date (`2026-01-02 03:04:05.000Z`, RFC 3339).
 /// Returns microseconds since 1970.
@@ -66,7 +66,7 @@ pub async fn prometheus(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Res
     if !app.observe.is_scraper(ip) {
         superuser_or_key_with(app, req, &METRICS_READ).await?;
     }
-    let text = exposition::render(app).await?;
+    let text = app.render_metrics().await?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -102,7 +102,7 @@ pub async fn history(
         to_ms,
         step_secs: parse_step(q.step.as_deref())?.unwrap_or(0),
     };
-    let value = stored::query(app, query, now_ms).await?;
+    let value = app.observe.history.query(query, now_ms).await?;
     Ok(json_response(StatusCode::OK, &value))
 }
 
@@ -178,7 +178,7 @@ pub async fn log_stats(
 #[handler]
 pub async fn alert_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    let rules = alerts::list(app).await?;
+    let rules = app.observe.alerts.list().await?;
     let total = rules.len();
     let items = rules.iter().map(alerts::Rule::to_json).collect();
     Ok(json_response(StatusCode::OK, &envelope(1, total.max(1), total, items)))
@@ -192,8 +192,8 @@ pub async fn alert_create(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    let body = json_object(req, body, app.body_limits()).await?;
-    let rule = alerts::create(app, body).await?;
+    let input = RuleInput::parse(json_object(req, body, app.body_limits()).await?.into())?;
+    let rule = app.observe.alerts.create(input).await?;
     Ok(json_response(StatusCode::OK, &rule.to_json()))
 }
 
@@ -205,7 +205,7 @@ pub async fn alert_view(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    Ok(json_response(StatusCode::OK, &alerts::get(app, &id).await?.to_json()))
+    Ok(json_response(StatusCode::OK, &app.observe.alerts.get(&id).await?.to_json()))
 }
 
 /// `PATCH /api/alerts/{id}`: a changed rule starts over in the `ok` state.
@@ -217,8 +217,8 @@ pub async fn alert_update(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    let body = json_object(req, body, app.body_limits()).await?;
-    Ok(json_response(StatusCode::OK, &alerts::update(app, &id, body).await?.to_json()))
+    let input = RuleInput::parse(json_object(req, body, app.body_limits()).await?.into())?;
+    Ok(json_response(StatusCode::OK, &app.observe.alerts.update(&id, input).await?.to_json()))
 }
 
 /// `DELETE /api/alerts/{id}`.
@@ -229,7 +229,7 @@ pub async fn alert_delete(
     Data(app): Data<&Arc<App>>,
 ) -> Result<Response, ApiError> {
     superuser(app, req).await?;
-    alerts::delete(app, &id).await?;
+    app.observe.alerts.delete(&id).await?;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
@@ -251,7 +251,7 @@ pub async fn alert_history(
     superuser(app, req).await?;
     let (_, per_page) = paging(None, q.per_page.as_deref())?;
     let rule = q.rule.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    let items = alerts::history_rows(app, rule, per_page).await?;
+    let items = app.observe.alerts.history_rows(rule, per_page).await?;
     let total = items.len();
     Ok(json_response(StatusCode::OK, &envelope(1, per_page, total, items)))
 }

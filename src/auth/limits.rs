@@ -166,6 +166,16 @@ impl Limiter {
             bucket.retain_recent();
         }
     }
+
+    /// `backbone_rate_limited_total`: requests and sign-in attempts refused.
+    pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        out.single(
+            "backbone_rate_limited_total",
+            "counter",
+            "Requests and sign-in attempts refused by a rate limit (429).",
+            self.refused.get() as f64,
+        );
+    }
 }
 
 #[cfg(test)]

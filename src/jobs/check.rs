@@ -251,8 +251,8 @@ mod tests {
             assert_eq!(ids, want, "{state}");
         }
         let stats = runtime.block_on(queue.stats()).expect("stats");
-        assert_eq!(stats["total"], 4);
-        assert_eq!(stats["queues"]["default"]["states"]["dead"], 1);
+        assert_eq!(stats.total, 4);
+        assert_eq!(stats.queues.get("default").map(|q| q.states.get(JobState::Dead)), Some(1));
         store.shutdown();
     }
 }

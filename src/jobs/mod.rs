@@ -65,10 +65,12 @@
 pub mod check;
 pub mod clock;
 pub mod cron;
+mod metrics;
 pub mod model;
 pub mod registry;
 mod worker;
 
+pub use metrics::{JobStats, QueueStats, StateCounts};
 pub use worker::RunMetrics;
 
 #[cfg(test)]
@@ -85,7 +87,7 @@ use crate::config::JobsSection;
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
 use crate::util::invalid::{parse_object, Collector, FieldError, Invalid, Summary, Typed};
 use clock::{parse_ms, Clock};
-use model::{job_key, load, parse_ready_key, save, visit_states, Job, JobState};
+use model::{job_key, load, save, visit_states, Job, JobState};
 pub use registry::{Done, JobContext, JobFailure, KindOptions, Registry};
 
 /// Highest priority number (lowest urgency); priority 0 runs first.
@@ -597,54 +599,6 @@ impl Jobs {
     /// Handler runs, failures and durations since start.
     pub fn run_metrics(&self) -> &worker::RunMetrics {
         &self.inner.runtime.metrics
-    }
-
-    /// Counts per state and per queue, and the age of the oldest runnable job.
-    pub async fn stats(&self) -> Result<Value, JobsError> {
-        let now = self.now_ms();
-        self.inner
-            .store
-            .read(move |tx| {
-                let mut states: Map<String, Value> =
-                    JobState::ALL.iter().map(|s| (s.as_str().to_string(), json!(0))).collect();
-                let mut queues: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
-                let mut total = 0u64;
-                visit_states(tx, None, None, |state, queue, _, _| {
-                    total += 1;
-                    let bump = |m: &mut Map<String, Value>, key: &str| {
-                        let n = m.get(key).and_then(Value::as_u64).unwrap_or(0);
-                        m.insert(key.to_string(), json!(n + 1));
-                    };
-                    bump(&mut states, state.as_str());
-                    bump(queues.entry(queue.to_string()).or_default(), state.as_str());
-                })?;
-                let mut oldest: Option<i64> = None;
-                let mut oldest_by_queue: std::collections::BTreeMap<String, i64> = Default::default();
-                tx.scan_prefix(Table::JobsReady, b"", false, None, |k, _| {
-                    if let Some((queue, _, run_at, _)) = parse_ready_key(k) {
-                        if run_at <= now {
-                            oldest = Some(oldest.map_or(run_at, |o| o.min(run_at)));
-                            let slot = oldest_by_queue.entry(queue.to_string()).or_insert(run_at);
-                            *slot = (*slot).min(run_at);
-                        }
-                    }
-                    ScanControl::Continue
-                })?;
-                let queues: Map<String, Value> = queues
-                    .into_iter()
-                    .map(|(name, counts)| {
-                        let age = oldest_by_queue.get(&name).map(|t| now - t);
-                        (name, json!({"states": counts, "oldestWaitingMs": age}))
-                    })
-                    .collect();
-                Ok::<Value, JobsError>(json!({
-                    "total": total,
-                    "states": states,
-                    "queues": queues,
-                    "oldestWaitingMs": oldest.map(|t| now - t),
-                }))
-            })
-            .await
     }
 
     /// Makes a job run again now: a dead, cancelled or completed job is replayed with its

@@ -216,7 +216,7 @@ async fn retention_prunes_finished_jobs_only_after_their_keep_time() {
     assert!(matches!(f.jobs.get(done).await, Err(JobsError::NotFound(_))));
     assert!(f.jobs.get(waiting).await.is_ok(), "waiting jobs are never pruned");
     let stats = f.jobs.stats().await.expect("stats");
-    assert_eq!(stats["total"], 1);
+    assert_eq!(stats.total, 1);
 }
 
 #[tokio::test]

@@ -403,6 +403,23 @@ pub struct MailCounters {
     pub dead: crate::util::metrics::Counter,
 }
 
+impl MailCounters {
+    /// `backbone_mail_*`: deliveries accepted, failed and given up on.
+    pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        for (name, help, counter) in [
+            ("backbone_mail_sent_total", "Emails the SMTP server accepted.", &self.sent),
+            ("backbone_mail_failed_total", "Email delivery attempts that failed.", &self.failed),
+            (
+                "backbone_mail_dead_total",
+                "Emails given up on (permanent failure or attempts exhausted).",
+                &self.dead,
+            ),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+    }
+}
+
 impl Core {
     fn settings(&self) -> Arc<Settings> {
         match self.settings.read() {

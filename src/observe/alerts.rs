@@ -17,17 +17,18 @@
 //! out only for a firing that was notified, so recipients always see pairs. Rules and their state live
 //! in one row each (the state changes only inside the evaluator's write).
 
+use std::sync::{Arc, OnceLock, Weak};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::history::{self, SERIES};
+use super::history::{History, SERIES};
 use super::ObserveError;
-use crate::app::App;
 use crate::jobs::{Done, JobContext, JobFailure, KindOptions, Registry};
-use crate::mail::OutgoingMail;
-use crate::records::FieldErrors;
-use crate::store::{ScanControl, StoreError, Table, WriteTx};
-use crate::webhooks::{Delivery, TargetError, TargetPolicy};
+use crate::mail::{Mail, OutgoingMail};
+use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::invalid::{parse_object, Collector, Invalid};
+use crate::webhooks::{Delivery, TargetError, TargetPolicy, Webhooks};
 
 /// The job kind that evaluates every rule.
 pub const JOB_KIND: &str = "alerts.check";
@@ -37,8 +38,64 @@ const KEEP_HISTORY: usize = 5_000;
 const MAX_RULES: usize = 200;
 /// Most webhook URLs per rule.
 const MAX_WEBHOOKS: usize = 5;
+/// Most email recipients per rule.
+const MAX_EMAILS: usize = 20;
+/// Longest `forSecs` and `cooldownSecs` (a year).
+const MAX_SECS: u64 = 31_536_000;
 /// How long saving a rule waits for DNS when it checks a webhook target.
 const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+/// The message of every invalid rule body.
+const INVALID_RULE: &str = "Invalid alert rule.";
+
+/// How a rule compares the series with its threshold (stored and sent as `>`, `>=`, `<`,
+/// `<=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = ">")]
+    Above,
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<")]
+    Below,
+    #[serde(rename = "<=")]
+    AtMost,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Above => ">",
+            Op::AtLeast => ">=",
+            Op::Below => "<",
+            Op::AtMost => "<=",
+        }
+    }
+
+    fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Above => value > threshold,
+            Op::AtLeast => value >= threshold,
+            Op::Below => value < threshold,
+            Op::AtMost => value <= threshold,
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a rule is: the condition does not hold (`ok`), holds but not yet for `forSecs`
+/// (`pending`), or held long enough (`firing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Ok,
+    Pending,
+    Firing,
+}
 
 /// One stored rule with its evaluation state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,8 +105,7 @@ pub struct Rule {
     pub name: String,
     /// A history series (`observe::history::SERIES`).
     pub series: String,
-    /// `>`, `>=`, `<` or `<=`.
-    pub op: String,
+    pub op: Op,
     pub threshold: f64,
     /// Seconds the condition must hold before the rule fires (0: at once).
     pub for_secs: u64,
@@ -64,8 +120,7 @@ pub struct Rule {
     /// The last characters of the webhook signing secret, once there is one.
     #[serde(default)]
     pub webhook_secret_hint: Option<String>,
-    /// `ok`, `pending` or `firing`.
-    pub state: String,
+    pub state: State,
     /// When the condition started holding (ms), while pending or firing.
     #[serde(default)]
     pub since: Option<i64>,
@@ -84,14 +139,31 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn holds(&self, value: f64) -> bool {
-        match self.op.as_str() {
-            ">" => value > self.threshold,
-            ">=" => value >= self.threshold,
-            "<" => value < self.threshold,
-            "<=" => value <= self.threshold,
-            _ => false,
+    /// A new rule with the defaults a create body may override.
+    fn new() -> Rule {
+        Rule {
+            id: crate::util::id::random_string(15),
+            name: String::new(),
+            series: String::new(),
+            op: Op::Above,
+            threshold: 0.0,
+            for_secs: 60,
+            cooldown_secs: 3600,
+            enabled: true,
+            emails: Vec::new(),
+            webhooks: Vec::new(),
+            webhook_secret_hint: None,
+            state: State::Ok,
+            since: None,
+            last_notified: None,
+            notified: false,
+            firing_since: None,
+            value: None,
         }
+    }
+
+    fn holds(&self, value: f64) -> bool {
+        self.op.holds(value, self.threshold)
     }
 
     pub fn to_json(&self) -> Value {
@@ -127,185 +199,231 @@ pub fn secret_owner(rule_id: &str) -> String {
     format!("alert/{rule_id}")
 }
 
+/// A default rule: name, series, op, threshold, `forSecs`.
+type DefaultRule = (&'static str, &'static str, Op, f64, u64);
+
 /// The rules a fresh server starts with (no recipients: add them with PATCH).
-fn defaults() -> Vec<(&'static str, &'static str, &'static str, f64, u64)> {
+fn defaults() -> Vec<DefaultRule> {
     vec![
-        ("High error rate", "http_error_ratio", ">", 0.05, 300),
-        ("Slow responses (p99 over 1 s)", "http_p99_ms", ">", 1000.0, 300),
-        ("Dead jobs", "jobs_dead", ">", 0.0, 0),
-        ("Job backlog older than 5 minutes", "jobs_oldest_waiting_secs", ">", 300.0, 300),
-        ("Disk almost full (under 1 GiB free)", "disk_free_bytes", "<", 1_073_741_824.0, 300),
-        ("Host memory low (under 200 MiB available)", "host_memory_available_bytes", "<", 209_715_200.0, 300),
+        ("High error rate", "http_error_ratio", Op::Above, 0.05, 300),
+        ("Slow responses (p99 over 1 s)", "http_p99_ms", Op::Above, 1000.0, 300),
+        ("Dead jobs", "jobs_dead", Op::Above, 0.0, 0),
+        ("Job backlog older than 5 minutes", "jobs_oldest_waiting_secs", Op::Above, 300.0, 300),
+        ("Disk almost full (under 1 GiB free)", "disk_free_bytes", Op::Below, 1_073_741_824.0, 300),
+        (
+            "Host memory low (under 200 MiB available)",
+            "host_memory_available_bytes",
+            Op::Below,
+            209_715_200.0,
+            300,
+        ),
         SEARCH_LAG_RULE,
     ]
 }
 
 /// The search index falls behind the data: more than 1000 changes not searchable for 2 minutes.
-const SEARCH_LAG_RULE: (&str, &str, &str, f64, u64) =
-    ("Search index lagging (over 1000 changes for 2 minutes)", "search_lag", ">", 1000.0, 120);
+const SEARCH_LAG_RULE: DefaultRule =
+    ("Search index lagging (over 1000 changes for 2 minutes)", "search_lag", Op::Above, 1000.0, 120);
 
 /// `Meta` flag: the search lag rule was seeded (data files seeded before it existed get it once).
 const SEARCH_RULE_SEEDED: &[u8] = b"alerts_seeded_search";
 
-fn invalid(fields: &mut FieldErrors, name: &str, code: &str, message: &str) {
-    fields.insert(name.to_string(), crate::records::FieldError::new(code, message));
+/// One field of a rule body: absent, of the expected type, or anything else the client sent
+/// (so a wrong type is that field's own error, in that field's words, next to the others).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum Field<T> {
+    #[default]
+    #[serde(skip)]
+    Absent,
+    Given(T),
+    Wrong(Value),
+}
+
+/// A create or update body (`POST /api/alerts`, `PATCH /api/alerts/{id}`): every field may
+/// be left out of an update; [`apply_input`] says what a create is missing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleInput {
+    #[serde(default)]
+    pub name: Field<String>,
+    #[serde(default)]
+    pub series: Field<String>,
+    #[serde(default)]
+    pub op: Field<Op>,
+    #[serde(default)]
+    pub threshold: Field<f64>,
+    #[serde(default)]
+    pub for_secs: Field<u64>,
+    #[serde(default)]
+    pub cooldown_secs: Field<u64>,
+    #[serde(default)]
+    pub enabled: Field<bool>,
+    #[serde(default)]
+    pub emails: Field<Vec<Field<String>>>,
+    #[serde(default)]
+    pub webhooks: Field<Vec<Field<String>>>,
+    /// Write-only: the signing secret to use instead of a generated one.
+    #[serde(default)]
+    pub webhook_secret: Field<String>,
+}
+
+impl RuleInput {
+    /// Parses a rule body; an unknown field is refused by name.
+    pub fn parse(body: Value) -> Result<RuleInput, ObserveError> {
+        parse_object(body, INVALID_RULE).map_err(ObserveError::Invalid)
+    }
+
+    /// The webhook URLs the body names (strings only; the rest is [`apply_input`]'s to
+    /// report).
+    fn webhook_urls(&self) -> Vec<String> {
+        match &self.webhooks {
+            Field::Given(list) => list
+                .iter()
+                .filter_map(|item| match item {
+                    Field::Given(url) => Some(url.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checks `urls` against `targets` without DNS; the distinct URLs, or the first item's
+/// problem.
+fn parse_webhooks(list: &[Field<String>], targets: &TargetPolicy) -> Result<Vec<String>, (String, String)> {
+    let mut urls: Vec<String> = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let parsed = match item {
+            Field::Given(raw) => targets.parse_url(raw),
+            _ => Err(TargetError::Invalid("Must be a string.".into())),
+        };
+        match parsed {
+            Ok(url) => {
+                if !urls.contains(&url.to_string()) {
+                    urls.push(url.to_string());
+                }
+            }
+            Err(err) => {
+                let code = match err {
+                    TargetError::Invalid(_) => "validation_invalid_url",
+                    TargetError::Forbidden { .. } => "validation_private_target",
+                };
+                return Err((code.to_string(), format!("Item {i}: {err}")));
+            }
+        }
+    }
+    Ok(urls)
 }
 
 /// Applies a create (`base` None) or update body to a rule; every problem is a field error.
 /// Webhook URLs are checked against `targets` without DNS (see [`check_webhook_targets`]).
 /// Returns the rule and the webhook secret the body sets, if it sets one.
 pub fn apply_input(
-    body: &Map<String, Value>,
+    input: RuleInput,
     base: Option<Rule>,
     targets: &TargetPolicy,
 ) -> Result<(Rule, Option<String>), ObserveError> {
-    let mut fields = FieldErrors::new();
+    let mut fields = Collector::new();
     let creating = base.is_none();
-    let mut rule = base.unwrap_or_else(|| Rule {
-        id: crate::util::id::random_string(15),
-        name: String::new(),
-        series: String::new(),
-        op: ">".into(),
-        threshold: 0.0,
-        for_secs: 60,
-        cooldown_secs: 3600,
-        enabled: true,
-        emails: Vec::new(),
-        webhooks: Vec::new(),
-        webhook_secret_hint: None,
-        state: "ok".into(),
-        since: None,
-        last_notified: None,
-        notified: false,
-        firing_since: None,
-        value: None,
-    });
-    let mut secret = None;
-    for (key, v) in body {
-        match key.as_str() {
-            "name" => match v.as_str().map(str::trim) {
-                Some(s) if !s.is_empty() && s.chars().count() <= 200 => rule.name = s.to_string(),
-                _ => invalid(&mut fields, "name", "validation_required", "A name of 1-200 characters."),
-            },
-            "series" => match v.as_str().filter(|s| SERIES.iter().any(|(n, _)| n == s)) {
-                Some(s) => rule.series = s.to_string(),
-                None => invalid(
-                    &mut fields,
-                    "series",
-                    "validation_unknown_series",
-                    "A series from GET /api/metrics.",
-                ),
-            },
-            "op" => match v.as_str().filter(|s| matches!(*s, ">" | ">=" | "<" | "<=")) {
-                Some(s) => rule.op = s.to_string(),
-                None => invalid(&mut fields, "op", "validation_invalid_value", "One of >, >=, <, <=."),
-            },
-            "threshold" => match v.as_f64().filter(|f| f.is_finite()) {
-                Some(f) => rule.threshold = f,
-                None => invalid(&mut fields, "threshold", "validation_invalid_number", "A number."),
-            },
-            "forSecs" | "cooldownSecs" => match v.as_u64().filter(|n| *n <= 31_536_000) {
-                Some(n) if key == "forSecs" => rule.for_secs = n,
-                Some(n) => rule.cooldown_secs = n,
-                None => {
-                    invalid(&mut fields, key, "validation_invalid_number", "Whole seconds, 0 to 31536000.")
-                }
-            },
-            "enabled" => match v.as_bool() {
-                Some(b) => rule.enabled = b,
-                None => invalid(&mut fields, "enabled", "validation_invalid_type", "true or false."),
-            },
-            "emails" => {
-                let list = v.as_array().map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            e.as_str().and_then(|s| crate::mail::address::parse_address("emails", s).ok())
-                        })
-                        .collect::<Option<Vec<String>>>()
-                });
-                match list {
-                    Some(Some(list)) if list.len() <= 20 => rule.emails = list,
-                    _ => invalid(
-                        &mut fields,
-                        "emails",
-                        "validation_invalid_email",
-                        "Up to 20 email addresses.",
-                    ),
-                }
-            }
-            "webhooks" => match v.as_array() {
-                Some(list) if list.len() <= MAX_WEBHOOKS => {
-                    let mut urls: Vec<String> = Vec::new();
-                    for (i, item) in list.iter().enumerate() {
-                        let parsed = match item.as_str() {
-                            Some(raw) => targets.parse_url(raw),
-                            None => Err(TargetError::Invalid("Must be a string.".into())),
-                        };
-                        match parsed {
-                            Ok(url) => {
-                                if !urls.contains(&url.to_string()) {
-                                    urls.push(url.to_string());
-                                }
-                            }
-                            Err(err) => {
-                                let code = match err {
-                                    TargetError::Invalid(_) => "validation_invalid_url",
-                                    TargetError::Forbidden { .. } => "validation_private_target",
-                                };
-                                fields.insert(
-                                    "webhooks".into(),
-                                    crate::records::FieldError::new(code, format!("Item {i}: {err}")),
-                                );
-                                break;
-                            }
-                        }
-                    }
-                    if !fields.contains_key("webhooks") {
-                        rule.webhooks = urls;
-                    }
-                }
-                _ => invalid(
-                    &mut fields,
-                    "webhooks",
-                    "validation_invalid_value",
-                    "A list of up to 5 http(s) URLs.",
-                ),
-            },
-            "webhookSecret" => match v.as_str().map(crate::webhooks::parse_secret) {
-                Some(Ok(s)) => secret = Some(s),
-                Some(Err(message)) => {
-                    fields.insert(
-                        "webhookSecret".into(),
-                        crate::records::FieldError::new("validation_invalid_secret", message),
-                    );
-                }
-                None => invalid(
-                    &mut fields,
-                    "webhookSecret",
-                    "validation_invalid_secret",
-                    "16 to 256 visible ASCII characters (no spaces).",
-                ),
-            },
-            other => invalid(&mut fields, other, "validation_unknown_field", "Unknown field."),
+    let mut rule = base.unwrap_or_else(Rule::new);
+    const NAME: &str = "A name of 1-200 characters.";
+    const SERIES_HINT: &str = "A series from GET /api/metrics.";
+    const NUMBER: &str = "A number.";
+    const SECONDS: &str = "Whole seconds, 0 to 31536000.";
+    match input.name {
+        Field::Absent => {}
+        Field::Given(s) if !s.trim().is_empty() && s.trim().chars().count() <= 200 => {
+            rule.name = s.trim().to_string();
         }
+        _ => fields.add("name", "validation_required", NAME),
+    }
+    match input.series {
+        Field::Absent => {}
+        Field::Given(s) if SERIES.iter().any(|(n, _)| *n == s) => rule.series = s,
+        _ => fields.add("series", "validation_unknown_series", SERIES_HINT),
+    }
+    match input.op {
+        Field::Absent => {}
+        Field::Given(op) => rule.op = op,
+        Field::Wrong(_) => fields.add("op", "validation_invalid_value", "One of >, >=, <, <=."),
+    }
+    let threshold_given = !matches!(input.threshold, Field::Absent);
+    match input.threshold {
+        Field::Absent => {}
+        Field::Given(f) if f.is_finite() => rule.threshold = f,
+        _ => fields.add("threshold", "validation_invalid_number", NUMBER),
+    }
+    match input.for_secs {
+        Field::Absent => {}
+        Field::Given(n) if n <= MAX_SECS => rule.for_secs = n,
+        _ => fields.add("forSecs", "validation_invalid_number", SECONDS),
+    }
+    match input.cooldown_secs {
+        Field::Absent => {}
+        Field::Given(n) if n <= MAX_SECS => rule.cooldown_secs = n,
+        _ => fields.add("cooldownSecs", "validation_invalid_number", SECONDS),
+    }
+    match input.enabled {
+        Field::Absent => {}
+        Field::Given(b) => rule.enabled = b,
+        Field::Wrong(_) => fields.add("enabled", "validation_invalid_type", "true or false."),
+    }
+    match input.emails {
+        Field::Absent => {}
+        Field::Given(list) if list.len() <= MAX_EMAILS => {
+            let parsed: Option<Vec<String>> = list
+                .iter()
+                .map(|item| match item {
+                    Field::Given(s) => crate::mail::address::parse_address("emails", s).ok(),
+                    _ => None,
+                })
+                .collect();
+            match parsed {
+                Some(list) => rule.emails = list,
+                None => fields.add("emails", "validation_invalid_email", "Up to 20 email addresses."),
+            }
+        }
+        _ => fields.add("emails", "validation_invalid_email", "Up to 20 email addresses."),
+    }
+    match input.webhooks {
+        Field::Absent => {}
+        Field::Given(list) if list.len() <= MAX_WEBHOOKS => match parse_webhooks(&list, targets) {
+            Ok(urls) => rule.webhooks = urls,
+            Err((code, message)) => fields.add("webhooks", &code, message),
+        },
+        _ => fields.add("webhooks", "validation_invalid_value", "A list of up to 5 http(s) URLs."),
+    }
+    let mut secret = None;
+    match input.webhook_secret {
+        Field::Absent => {}
+        Field::Given(raw) => match crate::webhooks::parse_secret(&raw) {
+            Ok(s) => secret = Some(s),
+            Err(message) => fields.add("webhookSecret", "validation_invalid_secret", message),
+        },
+        Field::Wrong(_) => fields.add(
+            "webhookSecret",
+            "validation_invalid_secret",
+            "16 to 256 visible ASCII characters (no spaces).",
+        ),
     }
     if creating {
-        if rule.name.is_empty() && !fields.contains_key("name") {
-            invalid(&mut fields, "name", "validation_required", "A name of 1-200 characters.");
+        // The first problem of a field is kept: a wrong value says more than "required".
+        if rule.name.is_empty() {
+            fields.add("name", "validation_required", NAME);
         }
-        if rule.series.is_empty() && !fields.contains_key("series") {
-            invalid(&mut fields, "series", "validation_required", "A series from GET /api/metrics.");
+        if rule.series.is_empty() {
+            fields.add("series", "validation_required", SERIES_HINT);
         }
-        if !body.contains_key("threshold") {
-            invalid(&mut fields, "threshold", "validation_required", "A number.");
+        if !threshold_given {
+            fields.add("threshold", "validation_required", NUMBER);
         }
     }
-    if !fields.is_empty() {
-        return Err(ObserveError::Invalid(fields));
-    }
+    fields.finish(INVALID_RULE).map_err(ObserveError::Invalid)?;
     if !creating {
         // A changed condition starts over.
-        rule.state = "ok".into();
+        rule.state = State::Ok;
         rule.since = None;
         rule.notified = false;
         rule.firing_since = None;
@@ -324,24 +442,15 @@ async fn check_webhook_targets(targets: &TargetPolicy, urls: &[String]) -> Resul
     for (i, raw) in urls.iter().enumerate() {
         let Ok(url) = targets.parse_url(raw) else { continue };
         if let Err(err) = targets.check_resolved(&url, RESOLVE_WITHIN).await {
-            let mut fields = FieldErrors::new();
-            fields.insert(
-                "webhooks".into(),
-                crate::records::FieldError::new("validation_private_target", format!("Item {i}: {err}")),
-            );
-            return Err(ObserveError::Invalid(fields));
+            return Err(ObserveError::Invalid(Invalid::field(
+                INVALID_RULE,
+                "webhooks",
+                "validation_private_target",
+                format!("Item {i}: {err}"),
+            )));
         }
     }
     Ok(())
-}
-
-/// The webhook URLs a create or update body names (strings only; the rest is
-/// [`apply_input`]'s to report).
-fn body_webhooks(body: &Map<String, Value>) -> Vec<String> {
-    body.get("webhooks")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 fn decode(bytes: &[u8]) -> Option<Rule> {
@@ -356,29 +465,148 @@ fn not_found() -> ObserveError {
     ObserveError::NotFound("The requested alert rule wasn't found.".into())
 }
 
-/// Every rule, ordered by id.
-pub async fn list(app: &App) -> Result<Vec<Rule>, ObserveError> {
-    Ok(app
-        .store
-        .read(|tx| {
-            let mut out = Vec::new();
-            tx.scan_prefix(Table::AlertRules, b"", false, None, |_, v| {
-                out.extend(decode(v));
-                ScanControl::Continue
-            })?;
-            Ok::<_, StoreError>(out)
-        })
-        .await?)
+/// Builds the server's public URL (for links in notification emails).
+pub type PublicUrl = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The alert rules and their evaluation: what they read (the stored history), where they
+/// live (the store), and where notifications go (the mail and webhook outboxes).
+#[derive(Clone)]
+pub struct Alerts {
+    store: Store,
+    history: History,
+    mail: Mail,
+    webhooks: Webhooks,
+    public_url: PublicUrl,
 }
 
-pub async fn get(app: &App, id: &str) -> Result<Rule, ObserveError> {
-    let id = id.to_string();
-    app.store
-        .read(move |tx| {
-            Ok::<_, StoreError>(tx.get(Table::AlertRules, id.as_bytes())?.as_deref().and_then(decode))
-        })
-        .await?
-        .ok_or_else(not_found)
+impl Alerts {
+    pub fn new(history: History, mail: Mail, webhooks: Webhooks, public_url: PublicUrl) -> Alerts {
+        Alerts { store: history.store().clone(), history, mail, webhooks, public_url }
+    }
+
+    /// Every rule, ordered by id.
+    pub async fn list(&self) -> Result<Vec<Rule>, ObserveError> {
+        Ok(self
+            .store
+            .read(|tx| {
+                let mut out = Vec::new();
+                tx.scan_prefix(Table::AlertRules, b"", false, None, |_, v| {
+                    out.extend(decode(v));
+                    ScanControl::Continue
+                })?;
+                Ok::<_, StoreError>(out)
+            })
+            .await?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Rule, ObserveError> {
+        let id = id.to_string();
+        self.store
+            .read(move |tx| {
+                Ok::<_, StoreError>(tx.get(Table::AlertRules, id.as_bytes())?.as_deref().and_then(decode))
+            })
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    pub async fn create(&self, input: RuleInput) -> Result<Saved, ObserveError> {
+        let (rule, secret) = apply_input(input, None, self.webhooks.policy())?;
+        check_webhook_targets(self.webhooks.policy(), &rule.webhooks).await?;
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| {
+                if tx.collect_prefix(Table::AlertRules, b"")?.len() >= MAX_RULES {
+                    return Err(ObserveError::BadRequest(format!("At most {MAX_RULES} alert rules.")));
+                }
+                Ok(save(tx, rule, secret))
+            })
+            .await
+    }
+
+    pub async fn update(&self, id: &str, input: RuleInput) -> Result<Saved, ObserveError> {
+        check_webhook_targets(self.webhooks.policy(), &input.webhook_urls()).await?;
+        let id = id.to_string();
+        let targets = self.webhooks.policy().clone();
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| {
+                let base = tx
+                    .get(Table::AlertRules, id.as_bytes())?
+                    .as_deref()
+                    .and_then(decode)
+                    .ok_or_else(not_found)?;
+                let (rule, secret) = apply_input(input, Some(base), &targets)?;
+                Ok(save(tx, rule, secret))
+            })
+            .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ObserveError> {
+        let id = id.to_string();
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| {
+                if tx.get(Table::AlertRules, id.as_bytes())?.is_none() {
+                    return Err(not_found());
+                }
+                tx.delete(Table::AlertRules, id.as_bytes());
+                crate::webhooks::delete_secret(tx, &secret_owner(&id));
+                Ok(())
+            })
+            .await
+    }
+
+    /// Alert history, newest first (up to `limit`), optionally for one rule.
+    pub async fn history_rows(&self, rule: Option<String>, limit: usize) -> Result<Vec<Value>, ObserveError> {
+        Ok(self
+            .store
+            .read(move |tx| {
+                let mut out = Vec::new();
+                tx.scan_prefix(Table::AlertHistory, b"", true, None, |_, v| {
+                    if let Ok(row) = serde_json::from_slice::<Value>(v) {
+                        if rule
+                            .as_deref()
+                            .is_none_or(|r| row.get("ruleId").and_then(Value::as_str) == Some(r))
+                        {
+                            out.push(row);
+                        }
+                    }
+                    if out.len() >= limit {
+                        ScanControl::Stop
+                    } else {
+                        ScanControl::Continue
+                    }
+                })?;
+                Ok::<_, StoreError>(out)
+            })
+            .await?)
+    }
+
+    /// Seeds the default rules once (a data file that had them keeps its own).
+    pub async fn seed_defaults(&self) -> Result<(), StoreError> {
+        self.store
+            .write(|tx: &mut WriteTx<'_>| {
+                let rules = if tx.get(Table::Meta, b"alerts_seeded")?.is_none() {
+                    defaults()
+                } else if tx.get(Table::Meta, SEARCH_RULE_SEEDED)?.is_none() {
+                    vec![SEARCH_LAG_RULE]
+                } else {
+                    return Ok(());
+                };
+                for (name, series, op, threshold, for_secs) in rules {
+                    let rule = Rule {
+                        name: name.to_string(),
+                        series: series.to_string(),
+                        op,
+                        threshold,
+                        for_secs,
+                        ..Rule::new()
+                    };
+                    tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+                }
+                tx.put(Table::Meta, b"alerts_seeded", vec![1]);
+                tx.put(Table::Meta, SEARCH_RULE_SEEDED, vec![1]);
+                Ok(())
+            })
+            .await
+    }
 }
 
 /// Stores `rule` and its secret in `tx`: the one the body set, or a generated one when the
@@ -402,102 +630,6 @@ fn save(tx: &mut WriteTx<'_>, mut rule: Rule, secret: Option<String>) -> Saved {
     Saved { rule, generated_secret }
 }
 
-pub async fn create(app: &App, body: Map<String, Value>) -> Result<Saved, ObserveError> {
-    let (rule, secret) = apply_input(&body, None, app.webhooks.policy())?;
-    check_webhook_targets(app.webhooks.policy(), &rule.webhooks).await?;
-    app.store
-        .write(move |tx: &mut WriteTx<'_>| {
-            if tx.collect_prefix(Table::AlertRules, b"")?.len() >= MAX_RULES {
-                return Err(ObserveError::BadRequest(format!("At most {MAX_RULES} alert rules.")));
-            }
-            Ok(save(tx, rule, secret))
-        })
-        .await
-}
-
-pub async fn update(app: &App, id: &str, body: Map<String, Value>) -> Result<Saved, ObserveError> {
-    check_webhook_targets(app.webhooks.policy(), &body_webhooks(&body)).await?;
-    let id = id.to_string();
-    let targets = app.webhooks.policy().clone();
-    app.store
-        .write(move |tx: &mut WriteTx<'_>| {
-            let base = tx
-                .get(Table::AlertRules, id.as_bytes())?
-                .as_deref()
-                .and_then(decode)
-                .ok_or_else(not_found)?;
-            let (rule, secret) = apply_input(&body, Some(base), &targets)?;
-            Ok(save(tx, rule, secret))
-        })
-        .await
-}
-
-pub async fn delete(app: &App, id: &str) -> Result<(), ObserveError> {
-    let id = id.to_string();
-    app.store
-        .write(move |tx: &mut WriteTx<'_>| {
-            if tx.get(Table::AlertRules, id.as_bytes())?.is_none() {
-                return Err(not_found());
-            }
-            tx.delete(Table::AlertRules, id.as_bytes());
-            crate::webhooks::delete_secret(tx, &secret_owner(&id));
-            Ok(())
-        })
-        .await
-}
-
-/// Alert history, newest first (up to `limit`), optionally for one rule.
-pub async fn history_rows(app: &App, rule: Option<String>, limit: usize) -> Result<Vec<Value>, ObserveError> {
-    Ok(app
-        .store
-        .read(move |tx| {
-            let mut out = Vec::new();
-            tx.scan_prefix(Table::AlertHistory, b"", true, None, |_, v| {
-                if let Ok(row) = serde_json::from_slice::<Value>(v) {
-                    if rule.as_deref().is_none_or(|r| row.get("ruleId").and_then(Value::as_str) == Some(r)) {
-                        out.push(row);
-                    }
-                }
-                if out.len() >= limit {
-                    ScanControl::Stop
-                } else {
-                    ScanControl::Continue
-                }
-            })?;
-            Ok::<_, StoreError>(out)
-        })
-        .await?)
-}
-
-/// Seeds the default rules once (a data file that had them keeps its own).
-pub async fn seed_defaults(app: &App) -> Result<(), StoreError> {
-    app.store
-        .write(|tx: &mut WriteTx<'_>| {
-            let rules = if tx.get(Table::Meta, b"alerts_seeded")?.is_none() {
-                defaults()
-            } else if tx.get(Table::Meta, SEARCH_RULE_SEEDED)?.is_none() {
-                vec![SEARCH_LAG_RULE]
-            } else {
-                return Ok(());
-            };
-            for (name, series, op, threshold, for_secs) in rules {
-                let mut body = Map::new();
-                body.insert("name".into(), json!(name));
-                body.insert("series".into(), json!(series));
-                body.insert("op".into(), json!(op));
-                body.insert("threshold".into(), json!(threshold));
-                body.insert("forSecs".into(), json!(for_secs));
-                if let Ok((rule, _)) = apply_input(&body, None, &TargetPolicy::default()) {
-                    tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
-                }
-            }
-            tx.put(Table::Meta, b"alerts_seeded", vec![1]);
-            tx.put(Table::Meta, SEARCH_RULE_SEEDED, vec![1]);
-            Ok(())
-        })
-        .await
-}
-
 /// What one evaluation decided for a rule.
 #[derive(Debug, Clone, PartialEq)]
 enum Transition {
@@ -510,21 +642,21 @@ enum Transition {
 fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
     rule.value = Some(value);
     if !rule.enabled {
-        rule.state = "ok".into();
+        rule.state = State::Ok;
         rule.since = None;
         rule.firing_since = None;
         return Transition::None;
     }
     if rule.holds(value) {
         let since = *rule.since.get_or_insert(now);
-        if rule.state != "firing" {
+        if rule.state != State::Firing {
             let held_ms = now - since;
             if held_ms >= i64::try_from(rule.for_secs.saturating_mul(1000)).unwrap_or(i64::MAX) {
                 let cooled = rule.last_notified.is_none_or(|t| {
                     now - t >= i64::try_from(rule.cooldown_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
                 });
                 let notify = cooled && rule.has_receivers();
-                rule.state = "firing".into();
+                rule.state = State::Firing;
                 rule.notified = notify;
                 rule.firing_since = Some(now);
                 if notify {
@@ -532,13 +664,13 @@ fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
                 }
                 return Transition::Fired { notify };
             }
-            rule.state = "pending".into();
+            rule.state = State::Pending;
         }
         Transition::None
     } else {
-        let was_firing = rule.state == "firing";
+        let was_firing = rule.state == State::Firing;
         let notify = was_firing && rule.notified;
-        rule.state = "ok".into();
+        rule.state = State::Ok;
         rule.since = None;
         rule.notified = false;
         rule.firing_since = None;
@@ -550,7 +682,8 @@ fn step(rule: &mut Rule, value: f64, now: i64) -> Transition {
     }
 }
 
-fn message(app: &App, rule: &Rule, firing: bool, value: f64) -> Vec<OutgoingMail> {
+/// The notification emails of a firing or resolve, one per recipient; `url` is the server's.
+fn message(rule: &Rule, firing: bool, value: f64, url: &str) -> Vec<OutgoingMail> {
     let word = if firing { "FIRING" } else { "RESOLVED" };
     let subject = format!("[{word}] {}", rule.name);
     let text = format!(
@@ -560,7 +693,6 @@ fn message(app: &App, rule: &Rule, firing: bool, value: f64) -> Vec<OutgoingMail
         op = rule.op,
         threshold = rule.threshold,
         for_secs = rule.for_secs,
-        url = app.public_url(),
     );
     rule.emails
         .iter()
@@ -625,97 +757,101 @@ fn webhook_deliveries(
         .collect()
 }
 
-/// Evaluates every rule against the latest history sample; notifications are enqueued in
-/// the same transaction as the state change (so a crash cannot fire without recording, or
-/// record without notifying).
-pub async fn evaluate(app: &App) -> Result<usize, ObserveError> {
-    let Some((at, sample)) = history::latest(app).await? else { return Ok(0) };
-    let now = chrono::Utc::now().timestamp_millis();
-    // A sample older than three intervals says nothing about now (the sampler is behind).
-    let max_age =
-        i64::try_from(app.config.observe.history_sample_secs.saturating_mul(3000)).unwrap_or(i64::MAX);
-    if now - at > max_age.max(30_000) {
-        return Ok(0);
-    }
-    let rules = list(app).await?;
-    let mut changes = Vec::new();
-    for mut rule in rules {
-        let Some(value) = sample.get(&rule.series).and_then(Value::as_f64) else { continue };
-        let before = rule.clone();
-        let transition = step(&mut rule, value, now);
-        if rule != before {
-            let (mails, hooks) = match transition {
-                Transition::Fired { notify: true } => (
-                    message(app, &rule, true, value),
-                    webhook_deliveries(&rule, true, value, now, rule.firing_since),
-                ),
-                Transition::Resolved { notify: true } => (
-                    message(app, &rule, false, value),
-                    webhook_deliveries(&rule, false, value, now, before.firing_since),
-                ),
-                _ => (Vec::new(), Vec::new()),
-            };
-            changes.push((rule, transition, value, mails, hooks));
+impl Alerts {
+    /// Evaluates every rule against the latest history sample; notifications are enqueued in
+    /// the same transaction as the state change (so a crash cannot fire without recording,
+    /// or record without notifying). Returns how many rules fired.
+    pub async fn evaluate(&self) -> Result<usize, ObserveError> {
+        let Some((at, sample)) = self.history.latest().await? else { return Ok(0) };
+        let now = chrono::Utc::now().timestamp_millis();
+        // A sample older than three intervals says nothing about now (the sampler is behind).
+        let max_age = i64::try_from(self.history.sample_secs().saturating_mul(3000)).unwrap_or(i64::MAX);
+        if now - at > max_age.max(30_000) {
+            return Ok(0);
         }
-    }
-    let fired = changes.iter().filter(|(_, t, _, _, _)| matches!(t, Transition::Fired { .. })).count();
-    if changes.is_empty() {
-        return Ok(0);
-    }
-    let mail = app.mail.clone();
-    let webhooks = app.webhooks.clone();
-    app.store
-        .write(move |tx: &mut WriteTx<'_>| -> Result<(), ObserveError> {
-            let mut seq = 0u32;
-            for (rule, transition, value, mails, hooks) in changes {
-                tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
-                let (event, notified) = match transition {
-                    Transition::Fired { notify } => ("firing", notify),
-                    Transition::Resolved { notify } => ("resolved", notify),
-                    Transition::None => continue,
+        let rules = self.list().await?;
+        let url = (self.public_url)();
+        let mut changes = Vec::new();
+        for mut rule in rules {
+            let Some(value) = sample.get(&rule.series).and_then(Value::as_f64) else { continue };
+            let before = rule.clone();
+            let transition = step(&mut rule, value, now);
+            if rule != before {
+                let (mails, hooks) = match transition {
+                    Transition::Fired { notify: true } => (
+                        message(&rule, true, value, &url),
+                        webhook_deliveries(&rule, true, value, now, rule.firing_since),
+                    ),
+                    Transition::Resolved { notify: true } => (
+                        message(&rule, false, value, &url),
+                        webhook_deliveries(&rule, false, value, now, before.firing_since),
+                    ),
+                    _ => (Vec::new(), Vec::new()),
                 };
-                for m in mails {
-                    mail.enqueue_in(tx, m).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
-                }
-                for hook in hooks {
-                    webhooks.enqueue_in(tx, hook).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
-                }
-                let mut key = u64::try_from(now).unwrap_or(0).to_be_bytes().to_vec();
-                key.extend_from_slice(&seq.to_be_bytes());
-                seq += 1;
-                let row = json!({
-                    "ruleId": rule.id,
-                    "rule": rule.name,
-                    "event": event,
-                    "series": rule.series,
-                    "op": rule.op,
-                    "threshold": rule.threshold,
-                    "value": value,
-                    "notified": notified,
-                    "time": super::requests::format_time(now.saturating_mul(1000)),
-                });
-                tx.put(Table::AlertHistory, &key, serde_json::to_vec(&row).unwrap_or_default());
+                changes.push((rule, transition, value, mails, hooks));
             }
-            // Keep the history bounded.
-            let mut count = 0usize;
-            let mut doomed = Vec::new();
-            tx.scan_prefix(Table::AlertHistory, b"", None, |k, _| {
-                count += 1;
-                doomed.push(k.to_vec());
-                ScanControl::Continue
-            })?;
-            let excess = count.saturating_sub(KEEP_HISTORY);
-            for k in doomed.into_iter().take(excess) {
-                tx.delete(Table::AlertHistory, &k);
-            }
-            Ok(())
-        })
-        .await?;
-    Ok(fired)
+        }
+        let fired = changes.iter().filter(|(_, t, _, _, _)| matches!(t, Transition::Fired { .. })).count();
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let mail = self.mail.clone();
+        let webhooks = self.webhooks.clone();
+        self.store
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), ObserveError> {
+                let mut seq = 0u32;
+                for (rule, transition, value, mails, hooks) in changes {
+                    tx.put(Table::AlertRules, rule.id.as_bytes(), encode(&rule));
+                    let (event, notified) = match transition {
+                        Transition::Fired { notify } => ("firing", notify),
+                        Transition::Resolved { notify } => ("resolved", notify),
+                        Transition::None => continue,
+                    };
+                    for m in mails {
+                        mail.enqueue_in(tx, m).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                    }
+                    for hook in hooks {
+                        webhooks.enqueue_in(tx, hook).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                    }
+                    let mut key = u64::try_from(now).unwrap_or(0).to_be_bytes().to_vec();
+                    key.extend_from_slice(&seq.to_be_bytes());
+                    seq += 1;
+                    let row = json!({
+                        "ruleId": rule.id,
+                        "rule": rule.name,
+                        "event": event,
+                        "series": rule.series,
+                        "op": rule.op,
+                        "threshold": rule.threshold,
+                        "value": value,
+                        "notified": notified,
+                        "time": super::requests::format_time(now.saturating_mul(1000)),
+                    });
+                    tx.put(Table::AlertHistory, &key, serde_json::to_vec(&row).unwrap_or_default());
+                }
+                // Keep the history bounded.
+                let mut count = 0usize;
+                let mut doomed = Vec::new();
+                tx.scan_prefix(Table::AlertHistory, b"", None, |k, _| {
+                    count += 1;
+                    doomed.push(k.to_vec());
+                    ScanControl::Continue
+                })?;
+                let excess = count.saturating_sub(KEEP_HISTORY);
+                for k in doomed.into_iter().take(excess) {
+                    tx.delete(Table::AlertHistory, &k);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(fired)
+    }
 }
 
-/// Registers the `alerts.check` job kind; the handler reaches the app through `app`.
-pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock<std::sync::Weak<App>>>) {
+/// Registers the `alerts.check` job kind. The job kinds are registered before the services
+/// exist, so the handler finds the rules through `alerts`, set once they are built; it
+/// holds them weakly, so the queue does not keep them (and the queue they hold) alive.
+pub fn register(registry: &mut Registry, alerts: Arc<OnceLock<Weak<Alerts>>>) {
     registry.register(
         JOB_KIND,
         KindOptions {
@@ -724,10 +860,12 @@ pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock
             ..KindOptions::default()
         },
         move |_ctx: JobContext| {
-            let app = app.get().and_then(std::sync::Weak::upgrade);
+            let alerts = alerts.get().and_then(Weak::upgrade);
             async move {
-                let Some(app) = app else { return Err(JobFailure::discard("the server is shutting down")) };
-                match evaluate(&app).await {
+                let Some(alerts) = alerts else {
+                    return Err(JobFailure::discard("the server is shutting down"));
+                };
+                match alerts.evaluate().await {
                     Ok(_) => Done::complete(),
                     Err(err) => Err(JobFailure::retry(err.to_string())),
                 }
@@ -740,15 +878,14 @@ pub fn register(registry: &mut Registry, app: std::sync::Arc<std::sync::OnceLock
 mod tests {
     use super::*;
 
+    fn create(body: Value, targets: &TargetPolicy) -> Result<(Rule, Option<String>), ObserveError> {
+        apply_input(RuleInput::parse(body)?, None, targets)
+    }
+
     fn rule(for_secs: u64, cooldown_secs: u64) -> Rule {
-        let mut body = Map::new();
-        body.insert("name".into(), json!("dead jobs"));
-        body.insert("series".into(), json!("jobs_dead"));
-        body.insert("threshold".into(), json!(0));
-        body.insert("forSecs".into(), json!(for_secs));
-        body.insert("cooldownSecs".into(), json!(cooldown_secs));
-        body.insert("emails".into(), json!(["ops@example.com"]));
-        apply_input(&body, None, &TargetPolicy::default()).expect("valid rule").0
+        let body = json!({"name": "dead jobs", "series": "jobs_dead", "threshold": 0, "forSecs": for_secs,
+                          "cooldownSecs": cooldown_secs, "emails": ["ops@example.com"]});
+        create(body, &TargetPolicy::default()).expect("valid rule").0
     }
 
     fn input(pairs: Value, targets: &TargetPolicy) -> Result<(Rule, Option<String>), ObserveError> {
@@ -756,15 +893,16 @@ mod tests {
         body.entry("name").or_insert(json!("dead jobs"));
         body.entry("series").or_insert(json!("jobs_dead"));
         body.entry("threshold").or_insert(json!(0));
-        apply_input(&body, None, targets)
+        create(Value::Object(body), targets)
     }
 
     fn field_code(result: Result<(Rule, Option<String>), ObserveError>, field: &str) -> String {
         match result {
-            Err(ObserveError::Invalid(fields)) => fields
+            Err(ObserveError::Invalid(invalid)) => invalid
+                .fields
                 .get(field)
                 .map(|e| e.code.clone())
-                .unwrap_or_else(|| format!("no {field} error: {fields:?}")),
+                .unwrap_or_else(|| format!("no {field} error: {invalid:?}")),
             other => format!("not invalid: {other:?}"),
         }
     }
@@ -773,7 +911,7 @@ mod tests {
     fn a_rule_fires_after_its_duration_resolves_and_respects_its_cooldown() {
         let mut r = rule(10, 60);
         assert_eq!(step(&mut r, 1.0, 0), Transition::None);
-        assert_eq!(r.state, "pending");
+        assert_eq!(r.state, State::Pending);
         assert_eq!(step(&mut r, 1.0, 9_999), Transition::None);
         assert_eq!(step(&mut r, 1.0, 10_000), Transition::Fired { notify: true });
         assert_eq!(step(&mut r, 1.0, 11_000), Transition::None, "fires once while it holds");
@@ -792,7 +930,7 @@ mod tests {
         let mut r = rule(10, 0);
         step(&mut r, 1.0, 0);
         step(&mut r, 0.0, 5_000);
-        assert_eq!(r.state, "ok");
+        assert_eq!(r.state, State::Ok);
         assert_eq!(step(&mut r, 1.0, 9_000), Transition::None);
         assert_eq!(step(&mut r, 1.0, 18_999), Transition::None);
         assert_eq!(step(&mut r, 1.0, 19_000), Transition::Fired { notify: true });
@@ -800,18 +938,59 @@ mod tests {
 
     #[test]
     fn bad_rule_input_names_each_field() {
-        let mut body = Map::new();
-        body.insert("series".into(), json!("nope"));
-        body.insert("op".into(), json!("=="));
-        body.insert("forSecs".into(), json!(-1));
-        body.insert("emails".into(), json!(["not an address"]));
-        body.insert("colour".into(), json!("red"));
-        let Err(ObserveError::Invalid(fields)) = apply_input(&body, None, &TargetPolicy::default()) else {
+        let body = json!({"series": "nope", "op": "==", "forSecs": -1, "cooldownSecs": 1.5,
+                          "enabled": "yes", "emails": ["not an address"], "name": null});
+        let Err(ObserveError::Invalid(invalid)) = create(body, &TargetPolicy::default()) else {
             panic!("invalid")
         };
-        for f in ["name", "series", "op", "forSecs", "emails", "colour", "threshold"] {
-            assert!(fields.contains_key(f), "{f}: {fields:?}");
-        }
+        assert_eq!(invalid.message, "Invalid alert rule.");
+        let codes: Vec<(&str, &str)> =
+            invalid.fields.iter().map(|(f, e)| (f.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            codes,
+            [
+                ("cooldownSecs", "validation_invalid_number"),
+                ("emails", "validation_invalid_email"),
+                ("enabled", "validation_invalid_type"),
+                ("forSecs", "validation_invalid_number"),
+                ("name", "validation_required"),
+                ("op", "validation_invalid_value"),
+                ("series", "validation_unknown_series"),
+                ("threshold", "validation_required"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_by_name() {
+        let body = json!({"name": "x", "series": "jobs_dead", "threshold": 0, "colour": "red"});
+        assert_eq!(field_code(create(body, &TargetPolicy::default()), "colour"), "validation_invalid_type");
+    }
+
+    #[test]
+    fn stored_rules_keep_their_wire_names() {
+        let r = rule(10, 60);
+        let stored = r.to_json();
+        assert_eq!((stored["op"].as_str(), stored["state"].as_str()), (Some(">"), Some("ok")));
+        let old = json!({"id": "r1", "name": "n", "series": "jobs_dead", "op": "<=", "threshold": 1.0,
+                         "forSecs": 0, "cooldownSecs": 0, "enabled": true, "emails": [], "state": "firing"});
+        let decoded = decode(old.to_string().as_bytes()).expect("a rule stored before webhooks loads");
+        assert_eq!((decoded.op, decoded.state), (Op::AtMost, State::Firing));
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_names_and_starts_over() {
+        let mut base = rule(10, 60);
+        step(&mut base, 1.0, 0);
+        assert_eq!(base.state, State::Pending);
+        let input = RuleInput::parse(json!({"threshold": 5, "op": "<"})).expect("parses");
+        let (updated, secret) =
+            apply_input(input, Some(base.clone()), &TargetPolicy::default()).expect("valid");
+        assert_eq!(
+            (updated.op, updated.threshold, updated.state, updated.since),
+            (Op::Below, 5.0, State::Ok, None)
+        );
+        assert_eq!((updated.name, updated.emails, secret), (base.name, base.emails, None));
     }
 
     #[test]

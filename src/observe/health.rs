@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::app::App;
+use crate::store::{Store, StoreError, Table, WriteTx};
 
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,9 +17,34 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Runs every readiness check.
-pub async fn checks(app: &App) -> Vec<Check> {
-    let storage = match tokio::time::timeout(Duration::from_secs(2), app.probe_write()).await {
+/// What the checks other than storage look at, gathered by the composition root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    /// Whether job workers are meant to run (`[jobs] workers`).
+    pub workers_enabled: bool,
+    /// Whether they do.
+    pub workers_running: bool,
+    /// Free bytes of the data directory's disk.
+    pub disk_free_bytes: u64,
+    /// `[observe] ready_min_disk_free_mb`.
+    pub min_disk_free_mb: u64,
+    /// The search indexer's health; `None` when search was never started.
+    pub search_healthy: Option<bool>,
+}
+
+/// A tiny durable write through the group-commit writer.
+async fn probe_write(store: &Store) -> Result<(), StoreError> {
+    store
+        .write(|tx: &mut WriteTx<'_>| -> Result<(), StoreError> {
+            tx.put(Table::Meta, b"ready_probe", chrono::Utc::now().timestamp().to_le_bytes().to_vec());
+            Ok(())
+        })
+        .await
+}
+
+/// Runs every readiness check: a probe write to `store`, then the figures of `state`.
+pub async fn checks(store: &Store, state: &Readiness) -> Vec<Check> {
+    let storage = match tokio::time::timeout(Duration::from_secs(2), probe_write(store)).await {
         Ok(Ok(())) => Check { name: "storage", ok: true, detail: "writable".into() },
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness probe failed");
@@ -29,17 +54,16 @@ pub async fn checks(app: &App) -> Vec<Check> {
             Check { name: "storage", ok: false, detail: "Storage did not answer within 2 seconds.".into() }
         }
     };
-    let queue = if !app.config.jobs.workers {
+    let queue = if !state.workers_enabled {
         Check { name: "queue", ok: true, detail: "workers are off ([jobs] workers = false)".into() }
-    } else if app.jobs.is_started() {
+    } else if state.workers_running {
         Check { name: "queue", ok: true, detail: "running".into() }
     } else {
         Check { name: "queue", ok: false, detail: "Job workers are not running.".into() }
     };
-    let host = app.observe.host.read().await;
-    let min = app.config.observe.ready_min_disk_free_mb.saturating_mul(1 << 20);
-    let free_mb = host.disk_free_bytes >> 20;
-    let disk = if host.disk_free_bytes >= min {
+    let min = state.min_disk_free_mb.saturating_mul(1 << 20);
+    let free_mb = state.disk_free_bytes >> 20;
+    let disk = if state.disk_free_bytes >= min {
         Check { name: "disk", ok: true, detail: format!("{free_mb} MiB free") }
     } else {
         Check {
@@ -47,11 +71,11 @@ pub async fn checks(app: &App) -> Vec<Check> {
             ok: false,
             detail: format!(
                 "Only {free_mb} MiB free on the data directory's disk (needs {}).",
-                app.config.observe.ready_min_disk_free_mb
+                state.min_disk_free_mb
             ),
         }
     };
-    let search = match app.search.is_healthy() {
+    let search = match state.search_healthy {
         None => Check { name: "search", ok: true, detail: "not started".into() },
         Some(true) => Check { name: "search", ok: true, detail: "indexer running".into() },
         Some(false) => Check { name: "search", ok: false, detail: "The search indexer is failing.".into() },

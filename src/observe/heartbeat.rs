@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::app::App;
+use crate::config::ObserveSection;
+use crate::store::Store;
 
 /// Tells systemd the server is ready (a no-op outside systemd).
 pub fn notify_ready() {
@@ -67,12 +68,13 @@ async fn ping(url: &url::Url) -> Result<(), String> {
     }
 }
 
-/// Sends watchdog keep-alives (at half of systemd's `WatchdogSec`) and heartbeat pings
-/// while the server is healthy, until `stop` fires.
-pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Sends watchdog keep-alives (at half of systemd's `WatchdogSec`) and pings of
+/// `[observe] heartbeat_url` every `heartbeat_secs` while `store` is healthy, until `stop`
+/// fires.
+pub async fn run(store: Store, config: ObserveSection, mut stop: tokio::sync::watch::Receiver<bool>) {
     notify_ready();
     let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let heartbeat_url = match app.config.observe.heartbeat_url.as_str() {
+    let heartbeat_url = match config.heartbeat_url.as_str() {
         "" => None,
         raw => url::Url::parse(raw).ok(),
     };
@@ -81,7 +83,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
         notify_stopping();
         return;
     }
-    let heartbeat_every = Duration::from_secs(app.config.observe.heartbeat_secs.max(1));
+    let heartbeat_every = Duration::from_secs(config.heartbeat_secs.max(1));
     let tick_every =
         watchdog.map_or(heartbeat_every, |w| w.min(heartbeat_every)).max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(tick_every);
@@ -92,7 +94,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        if !app.store.is_healthy() {
+        if !store.is_healthy() {
             tracing::warn!("storage unhealthy: watchdog and heartbeat withheld");
             continue;
         }

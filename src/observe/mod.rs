@@ -1,10 +1,13 @@
 //! Observability: metrics (Prometheus text and stored history), the request log, readiness
-//! checks, process and host figures, the heartbeat, and the audit log.
+//! checks, process and host figures, the heartbeat, and alerts.
 //!
 //! This module owns no HTTP: `api/` calls it and maps [`ObserveError`] to problem+json.
-//! Counters that belong to a domain (store commits, job runs, mail deliveries, sign-ins,
-//! rate-limit refusals) live in that domain as plain atomics built from [`crate::util::metrics`]; this
-//! module reads them when it renders or samples.
+//! Nor does it know the composition root: counters that belong to a domain (store commits,
+//! job runs, mail deliveries, sign-ins, rate-limit refusals) live in that domain as plain
+//! atomics built from [`crate::util::metrics`], and each domain renders its own `/metrics`
+//! families; `App` puts the document together and fills the history sampler's
+//! [`history::Reading`]. What this module's parts need (the store, the outboxes, a few
+//! figures) is handed to them.
 
 pub mod alerts;
 pub mod exposition;
@@ -22,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::{Limits, ObserveSection};
 use crate::store::{Store, StoreError};
+use crate::util::invalid::Invalid;
 use crate::util::net::{self, IpRange};
 
 /// Why an observability request failed.
@@ -31,8 +35,8 @@ pub enum ObserveError {
     #[error("{0}")]
     BadRequest(String),
     /// Invalid input, per field.
-    #[error("invalid input")]
-    Invalid(crate::records::FieldErrors),
+    #[error("{0}")]
+    Invalid(Invalid),
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
@@ -53,7 +57,18 @@ pub struct Observe {
     pub host: Arc<host::Host>,
     /// Admission control: in-flight cap and memory shedding.
     pub pressure: Arc<pressure::Pressure>,
+    /// The stored metric history (`GET /api/metrics`; written by its sampler).
+    pub history: history::History,
+    /// Alert rules over the history.
+    pub alerts: Arc<alerts::Alerts>,
     scrapers: Vec<IpRange>,
+}
+
+/// Where alert notifications go, and the URL their emails link to.
+pub struct Notifiers {
+    pub mail: crate::mail::Mail,
+    pub webhooks: crate::webhooks::Webhooks,
+    pub public_url: alerts::PublicUrl,
 }
 
 impl Observe {
@@ -62,7 +77,11 @@ impl Observe {
         dir: &Path,
         config: &ObserveSection,
         limits: &Limits,
+        notifiers: Notifiers,
     ) -> Result<Observe, String> {
+        let history = history::History::new(store.clone(), config.history_sample_secs);
+        let alerts =
+            alerts::Alerts::new(history.clone(), notifiers.mail, notifiers.webhooks, notifiers.public_url);
         let requests = requests::RequestLog::new(
             store,
             config.request_log,
@@ -75,6 +94,8 @@ impl Observe {
             requests: Arc::new(requests),
             host: Arc::new(host::Host::new(dir)),
             pressure: Arc::new(pressure::Pressure::new(limits)),
+            history,
+            alerts: Arc::new(alerts),
             scrapers: config.metrics_allowed_ips.clone(),
         })
     }

@@ -543,3 +543,59 @@ async fn reindex_job(search: Search, ctx: JobContext) -> Result<Done, JobFailure
         }
     }
 }
+
+impl Search {
+    /// `backbone_search_*`: index lag, documents, indexer health (when the status can be
+    /// read), commits, outbox entries applied, reindexed documents, commit and query latency.
+    pub async fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        let metrics = self.metrics();
+        if let Ok(status) = self.status().await {
+            for (name, help, value) in [
+                (
+                    "backbone_search_index_lag",
+                    "Outbox sequence minus the sequence committed to the search index (changes not yet searchable).",
+                    status.lag as f64,
+                ),
+                ("backbone_search_documents", "Documents in the search index.", status.documents as f64),
+                (
+                    "backbone_search_indexer_healthy",
+                    "1 while the indexer runs and its last commit succeeded.",
+                    if status.healthy { 1.0 } else { 0.0 },
+                ),
+            ] {
+                out.single(name, "gauge", help, value);
+            }
+        }
+        for (name, help, counter) in [
+            ("backbone_search_commits_total", "Search index commits that succeeded.", &metrics.commits),
+            (
+                "backbone_search_commit_failures_total",
+                "Search index commits that failed.",
+                &metrics.commit_failures,
+            ),
+            (
+                "backbone_search_outbox_applied_total",
+                "Search outbox entries applied to the index.",
+                &metrics.outbox_applied,
+            ),
+            (
+                "backbone_search_reindexed_documents_total",
+                "Documents written by reindex jobs.",
+                &metrics.reindexed_docs,
+            ),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+        for (name, help, histogram) in [
+            (
+                "backbone_search_commit_duration_seconds",
+                "Time to commit the search index.",
+                &metrics.commit_seconds,
+            ),
+            ("backbone_search_query_duration_seconds", "Time to answer a search.", &metrics.query_seconds),
+        ] {
+            out.family(name, "histogram", help);
+            out.histogram(name, &[], histogram);
+        }
+    }
+}

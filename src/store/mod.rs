@@ -258,6 +258,35 @@ impl Store {
             guard.take();
         }
     }
+
+    /// `backbone_store_*`: file size, health, group commits, batch sizes, commit latency.
+    pub fn render_metrics(&self, out: &mut crate::util::metrics::Exposition) {
+        let stats = self.writer_stats();
+        out.single("backbone_store_file_bytes", "gauge", "Size of the data file.", self.file_bytes() as f64);
+        out.single(
+            "backbone_store_healthy",
+            "gauge",
+            "1 while the store takes writes (0 after a failed commit until the file is reopened).",
+            if self.is_healthy() { 1.0 } else { 0.0 },
+        );
+        for (name, help, counter) in [
+            ("backbone_store_commits_total", "Group commits that succeeded.", &stats.commits),
+            ("backbone_store_commit_failures_total", "Group commits that failed.", &stats.failed_commits),
+        ] {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+        for (name, help, histogram) in [
+            ("backbone_store_batch_size", "Writes per group commit.", &stats.batch_size),
+            (
+                "backbone_store_commit_duration_seconds",
+                "Time to apply and durably commit a batch.",
+                &stats.commit_seconds,
+            ),
+        ] {
+            out.family(name, "histogram", help);
+            out.histogram(name, &[], histogram);
+        }
+    }
 }
 
 /// The data file opened read-only (for `backbone check`): no writer, no repair.

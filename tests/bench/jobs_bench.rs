@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use backbone::config::JobsSection;
 use backbone::jobs::clock::SystemClock;
+use backbone::jobs::model::JobState;
 use backbone::jobs::{Done, JobSpec, Jobs, KindOptions, Registry};
 use backbone::store::{Store, StoreOptions};
 use serde_json::json;
@@ -111,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every handler ran; wait until every completion is durable.
     loop {
         let stats = jobs.stats().await?;
-        if stats["states"]["completed"].as_u64() == Some(n as u64) {
+        if stats.states.get(JobState::Completed) == n as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use backbone::config::Config;
 use backbone::jobs::clock::SystemClock;
+use backbone::jobs::model::JobState;
 use backbone::jobs::{Jobs, Registry};
 use backbone::mail::{Content, Mail, OutgoingMail};
 use backbone::store::{Store, StoreOptions, WriteTx};
@@ -151,10 +152,10 @@ async fn outbox(
     jobs.start().await?;
     loop {
         let stats = jobs.stats().await?;
-        let completed = stats["states"]["completed"].as_u64().unwrap_or(0) as usize;
-        let dead = stats["states"]["dead"].as_u64().unwrap_or(0);
+        let completed = stats.states.get(JobState::Completed) as usize;
+        let dead = stats.states.get(JobState::Dead);
         if dead > 0 {
-            return Err(format!("{dead} emails died: {stats}").into());
+            return Err(format!("{dead} emails died: {}", stats.to_json()).into());
         }
         if completed >= n {
             break;
