@@ -19,8 +19,9 @@
 //!   `search_outbox_seq` hands sequence numbers out). An entry names what changed — a record
 //!   (`collection id`, `record id`) or a whole collection (deleted, or its schema/search
 //!   settings changed) — never the content, so applying one twice is harmless. Written by
-//!   [`crate::records::write`] (create, update, delete, cascades, batch) and [`crate::records::collections::Collections::update`]
-//!   / `delete_collection`, always inside the change's own transaction.
+//!   [`outbox::OutboxHooks`], the change hooks that every record write (create, update,
+//!   delete, cascades, batch) and every collection update or delete calls inside the
+//!   change's own transaction.
 //! - `indexer.rs` — the one thread that owns the `IndexWriter` (one indexing thread, 64 MB). It
 //!   sleeps on a condvar until the store reports a commit that wrote the outbox or a command
 //!   arrives; reads up to 2000 entries per snapshot; applies each against the same snapshot

@@ -49,7 +49,7 @@ pub enum Table {
     /// Job id (u64 BE) attempt (u32 BE) → pid (u32 BE): effects of the `test.effect` kind,
     /// written in the completing transaction (empty unless `jobs.test_kinds` is on).
     JobEffects,
-    /// API key id → key (JSON, `auth::keys::ApiKey`: name, scopes, SHA-256 of the secret).
+    /// API key id → key (JSON, `accounts::keys::ApiKey`: name, scopes, SHA-256 of the secret).
     ApiKeys,
     /// Audit entry id (16 hex digits of µs since 1970 + 8 random) → entry (JSON, `audit::Entry`).
     AuditLog,
