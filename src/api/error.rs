@@ -245,7 +245,7 @@ impl From<FilesError> for ApiError {
                 }
                 e
             }
-            FilesError::Validation { message, fields } => ApiError::validation(message, &fields),
+            FilesError::Validation(invalid) => ApiError::from(invalid),
             FilesError::BadRequest(m) => ApiError::bad_request(m),
             FilesError::Unauthenticated => {
                 ApiError::unauthenticated("The request requires valid record authorization token.")
@@ -320,9 +320,8 @@ impl From<crate::observe::ObserveError> for ApiError {
     fn from(err: crate::observe::ObserveError) -> ApiError {
         match err {
             crate::observe::ObserveError::BadRequest(m) => ApiError::bad_request(m),
-            crate::observe::ObserveError::Invalid(invalid) => {
-                ApiError::validation(invalid.message, &invalid.fields)
-            }
+            crate::observe::ObserveError::Invalid(invalid) => ApiError::from(invalid),
+            crate::observe::ObserveError::Internal(m) => internal_failure("observe", &m),
             crate::observe::ObserveError::NotFound(m) => ApiError::not_found(m),
             crate::observe::ObserveError::Store(e) => ApiError::from(e),
         }

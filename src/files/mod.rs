@@ -94,6 +94,7 @@ use crate::records::filter::RequestInfo;
 use crate::records::record::{decode, Stored};
 use crate::records::{record_key, FieldErrors, Records, RecordsError};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
+use crate::util::invalid::Invalid;
 use thumbs::{DecodeBudget, DecodeLimits, ThumbSize};
 
 /// Job kind: remove released blobs (and their variants) after the commit that released them.
@@ -124,8 +125,8 @@ pub enum FilesError {
     #[error("{detail}")]
     TooLarge { detail: String, fields: FieldErrors },
     /// Invalid input (400 with field errors), such as a content type the field refuses.
-    #[error("{message}")]
-    Validation { message: String, fields: FieldErrors },
+    #[error("{0}")]
+    Validation(Invalid),
     /// A malformed request (400).
     #[error("{0}")]
     BadRequest(String),

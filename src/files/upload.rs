@@ -22,6 +22,7 @@ use crate::records::collection::Collection;
 use crate::records::field::{FieldKind, FileOptions};
 use crate::records::files::Upload;
 use crate::records::{FieldError, FieldErrors};
+use crate::util::invalid::Invalid;
 
 /// After a body went over its limit, read (and drop) up to this much more, so a client
 /// still sending gets the 413 instead of a reset connection.
@@ -347,15 +348,12 @@ fn check_type(head: &[u8], options: &FileOptions, field_name: &str) -> Result<&'
     if allowed {
         return Ok(sniffed);
     }
-    let mut fields = FieldErrors::new();
-    fields.insert(
-        field_name.to_string(),
-        FieldError::new(
-            "validation_invalid_mime_type",
-            format!("{sniffed:?} is not allowed; accepted: {}.", options.mime_types.join(", ")),
-        ),
-    );
-    Err(FilesError::Validation { message: "Failed to save record.".into(), fields })
+    Err(FilesError::Validation(Invalid::field(
+        "Failed to save record.",
+        field_name,
+        "validation_invalid_mime_type",
+        format!("{sniffed:?} is not allowed; accepted: {}.", options.mime_types.join(", ")),
+    )))
 }
 
 /// PocketBase's naming: the original stem in snake case (at most 100 characters, padded

@@ -808,10 +808,10 @@ impl Alerts {
                         Transition::None => continue,
                     };
                     for m in mails {
-                        mail.enqueue_in(tx, m).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                        mail.enqueue_in(tx, m).map_err(|e| ObserveError::Internal(e.to_string()))?;
                     }
                     for hook in hooks {
-                        webhooks.enqueue_in(tx, hook).map_err(|e| ObserveError::BadRequest(e.to_string()))?;
+                        webhooks.enqueue_in(tx, hook).map_err(|e| ObserveError::Internal(e.to_string()))?;
                     }
                     let mut key = u64::try_from(now).unwrap_or(0).to_be_bytes().to_vec();
                     key.extend_from_slice(&seq.to_be_bytes());
@@ -964,7 +964,7 @@ mod tests {
     #[test]
     fn an_unknown_field_is_refused_by_name() {
         let body = json!({"name": "x", "series": "jobs_dead", "threshold": 0, "colour": "red"});
-        assert_eq!(field_code(create(body, &TargetPolicy::default()), "colour"), "validation_invalid_type");
+        assert_eq!(field_code(create(body, &TargetPolicy::default()), "colour"), "validation_unknown_field");
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub enum ObserveError {
     NotFound(String),
     #[error(transparent)]
     Store(StoreError),
+    /// The server's own failure (500; the detail is logged, not answered).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for ObserveError {
