@@ -27,7 +27,7 @@ use super::ObserveError;
 use crate::jobs::{Done, JobContext, JobFailure, KindOptions, Registry};
 use crate::mail::{Mail, OutgoingMail};
 use crate::store::{ScanControl, Store, StoreError, Table, WriteTx};
-use crate::util::invalid::{parse_object, Collector, Invalid};
+use crate::util::invalid::{parse_object, present, Collector, Invalid, Typed};
 use crate::webhooks::{Delivery, TargetError, TargetPolicy, Webhooks};
 
 /// The job kind that evaluates every rule.
@@ -228,44 +228,32 @@ const SEARCH_LAG_RULE: DefaultRule =
 /// `Meta` flag: the search lag rule was seeded (data files seeded before it existed get it once).
 const SEARCH_RULE_SEEDED: &[u8] = b"alerts_seeded_search";
 
-/// One field of a rule body: absent, of the expected type, or anything else the client sent
-/// (so a wrong type is that field's own error, in that field's words, next to the others).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
-pub enum Field<T> {
-    #[default]
-    #[serde(skip)]
-    Absent,
-    Given(T),
-    Wrong(Value),
-}
-
 /// A create or update body (`POST /api/alerts`, `PATCH /api/alerts/{id}`): every field may
 /// be left out of an update; [`apply_input`] says what a create is missing.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleInput {
-    #[serde(default)]
-    pub name: Field<String>,
-    #[serde(default)]
-    pub series: Field<String>,
-    #[serde(default)]
-    pub op: Field<Op>,
-    #[serde(default)]
-    pub threshold: Field<f64>,
-    #[serde(default)]
-    pub for_secs: Field<u64>,
-    #[serde(default)]
-    pub cooldown_secs: Field<u64>,
-    #[serde(default)]
-    pub enabled: Field<bool>,
-    #[serde(default)]
-    pub emails: Field<Vec<Field<String>>>,
-    #[serde(default)]
-    pub webhooks: Field<Vec<Field<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub series: Option<Typed<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub op: Option<Typed<Op>>,
+    #[serde(default, deserialize_with = "present")]
+    pub threshold: Option<Typed<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub for_secs: Option<Typed<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub cooldown_secs: Option<Typed<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    pub enabled: Option<Typed<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    pub emails: Option<Typed<Vec<Typed<String>>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub webhooks: Option<Typed<Vec<Typed<String>>>>,
     /// Write-only: the signing secret to use instead of a generated one.
-    #[serde(default)]
-    pub webhook_secret: Field<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub webhook_secret: Option<Typed<String>>,
 }
 
 impl RuleInput {
@@ -278,10 +266,10 @@ impl RuleInput {
     /// report).
     fn webhook_urls(&self) -> Vec<String> {
         match &self.webhooks {
-            Field::Given(list) => list
+            Some(Typed::Ok(list)) => list
                 .iter()
                 .filter_map(|item| match item {
-                    Field::Given(url) => Some(url.clone()),
+                    Typed::Ok(url) => Some(url.clone()),
                     _ => None,
                 })
                 .collect(),
@@ -292,11 +280,11 @@ impl RuleInput {
 
 /// Checks `urls` against `targets` without DNS; the distinct URLs, or the first item's
 /// problem.
-fn parse_webhooks(list: &[Field<String>], targets: &TargetPolicy) -> Result<Vec<String>, (String, String)> {
+fn parse_webhooks(list: &[Typed<String>], targets: &TargetPolicy) -> Result<Vec<String>, (String, String)> {
     let mut urls: Vec<String> = Vec::new();
     for (i, item) in list.iter().enumerate() {
         let parsed = match item {
-            Field::Given(raw) => targets.parse_url(raw),
+            Typed::Ok(raw) => targets.parse_url(raw),
             _ => Err(TargetError::Invalid("Must be a string.".into())),
         };
         match parsed {
@@ -333,50 +321,50 @@ pub fn apply_input(
     const NUMBER: &str = "A number.";
     const SECONDS: &str = "Whole seconds, 0 to 31536000.";
     match input.name {
-        Field::Absent => {}
-        Field::Given(s) if !s.trim().is_empty() && s.trim().chars().count() <= 200 => {
+        None => {}
+        Some(Typed::Ok(s)) if !s.trim().is_empty() && s.trim().chars().count() <= 200 => {
             rule.name = s.trim().to_string();
         }
         _ => fields.add("name", "validation_required", NAME),
     }
     match input.series {
-        Field::Absent => {}
-        Field::Given(s) if SERIES.iter().any(|(n, _)| *n == s) => rule.series = s,
+        None => {}
+        Some(Typed::Ok(s)) if SERIES.iter().any(|(n, _)| *n == s) => rule.series = s,
         _ => fields.add("series", "validation_unknown_series", SERIES_HINT),
     }
     match input.op {
-        Field::Absent => {}
-        Field::Given(op) => rule.op = op,
-        Field::Wrong(_) => fields.add("op", "validation_invalid_value", "One of >, >=, <, <=."),
+        None => {}
+        Some(Typed::Ok(op)) => rule.op = op,
+        Some(Typed::Wrong(_)) => fields.add("op", "validation_invalid_value", "One of >, >=, <, <=."),
     }
-    let threshold_given = !matches!(input.threshold, Field::Absent);
+    let threshold_given = input.threshold.is_some();
     match input.threshold {
-        Field::Absent => {}
-        Field::Given(f) if f.is_finite() => rule.threshold = f,
+        None => {}
+        Some(Typed::Ok(f)) if f.is_finite() => rule.threshold = f,
         _ => fields.add("threshold", "validation_invalid_number", NUMBER),
     }
     match input.for_secs {
-        Field::Absent => {}
-        Field::Given(n) if n <= MAX_SECS => rule.for_secs = n,
+        None => {}
+        Some(Typed::Ok(n)) if n <= MAX_SECS => rule.for_secs = n,
         _ => fields.add("forSecs", "validation_invalid_number", SECONDS),
     }
     match input.cooldown_secs {
-        Field::Absent => {}
-        Field::Given(n) if n <= MAX_SECS => rule.cooldown_secs = n,
+        None => {}
+        Some(Typed::Ok(n)) if n <= MAX_SECS => rule.cooldown_secs = n,
         _ => fields.add("cooldownSecs", "validation_invalid_number", SECONDS),
     }
     match input.enabled {
-        Field::Absent => {}
-        Field::Given(b) => rule.enabled = b,
-        Field::Wrong(_) => fields.add("enabled", "validation_invalid_type", "true or false."),
+        None => {}
+        Some(Typed::Ok(b)) => rule.enabled = b,
+        Some(Typed::Wrong(_)) => fields.add("enabled", "validation_invalid_type", "true or false."),
     }
     match input.emails {
-        Field::Absent => {}
-        Field::Given(list) if list.len() <= MAX_EMAILS => {
+        None => {}
+        Some(Typed::Ok(list)) if list.len() <= MAX_EMAILS => {
             let parsed: Option<Vec<String>> = list
                 .iter()
                 .map(|item| match item {
-                    Field::Given(s) => crate::mail::address::parse_address("emails", s).ok(),
+                    Typed::Ok(s) => crate::mail::address::parse_address("emails", s).ok(),
                     _ => None,
                 })
                 .collect();
@@ -388,8 +376,8 @@ pub fn apply_input(
         _ => fields.add("emails", "validation_invalid_email", "Up to 20 email addresses."),
     }
     match input.webhooks {
-        Field::Absent => {}
-        Field::Given(list) if list.len() <= MAX_WEBHOOKS => match parse_webhooks(&list, targets) {
+        None => {}
+        Some(Typed::Ok(list)) if list.len() <= MAX_WEBHOOKS => match parse_webhooks(&list, targets) {
             Ok(urls) => rule.webhooks = urls,
             Err((code, message)) => fields.add("webhooks", &code, message),
         },
@@ -397,12 +385,12 @@ pub fn apply_input(
     }
     let mut secret = None;
     match input.webhook_secret {
-        Field::Absent => {}
-        Field::Given(raw) => match crate::webhooks::parse_secret(&raw) {
+        None => {}
+        Some(Typed::Ok(raw)) => match crate::webhooks::parse_secret(&raw) {
             Ok(s) => secret = Some(s),
             Err(message) => fields.add("webhookSecret", "validation_invalid_secret", message),
         },
-        Field::Wrong(_) => fields.add(
+        Some(Typed::Wrong(_)) => fields.add(
             "webhookSecret",
             "validation_invalid_secret",
             "16 to 256 visible ASCII characters (no spaces).",
