@@ -126,9 +126,10 @@ const CREATE_FAILED: &str = "Failed to create the API key.";
 /// Collection → operations, as sent.
 type ScopesInput = IndexMap<String, Typed<Vec<Typed<String>>>>;
 
-/// The body of `POST /api/keys`. Unknown members are ignored, as the published spec
-/// allows (`ApiKeyInput` has no `additionalProperties: false`).
+/// The body of `POST /api/keys`. An unknown member is refused by name: a misspelt
+/// `expires` must not create a key that never expires.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateInput {
     #[serde(default)]
     name: Option<Typed<String>>,

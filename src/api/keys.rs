@@ -161,6 +161,7 @@ pub(super) fn schemas() -> Value {
     json!({
         "ApiKeyInput": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["name"],
             "properties": {
                 "name": {"type": "string", "maxLength": 200},

@@ -50,6 +50,16 @@ async fn a_scoped_key_does_what_its_scopes_say_and_nothing_else() {
     .await
     .assert_problem(400)
     .assert_field_error("expires", "validation_invalid_date");
+    // A misspelt member is refused by name, not ignored (a key that never expires).
+    s.call(
+        "POST",
+        "/api/keys",
+        Some(&su),
+        Some(json!({"name": "x", "scopes": {"posts": ["list"]}, "expirs": "2099-01-01 00:00:00Z"})),
+    )
+    .await
+    .assert_problem(400)
+    .assert_field_error("expirs", "validation_unknown_field");
 
     let created = s
         .call(
