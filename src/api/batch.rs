@@ -13,13 +13,10 @@ use super::openapi::{op, r};
 use super::{caller, json_response, Routes};
 use crate::app::App;
 use crate::records::batch::BatchOp;
-use crate::records::{FieldError, FieldErrors};
+use crate::util::invalid::Invalid;
 
-fn invalid(field: String, message: &str) -> ApiError {
-    let mut fields = FieldErrors::new();
-    fields.insert(field, FieldError::new("validation_invalid_value", message));
-    ApiError::validation("Failed to read the batch.", &fields)
-}
+/// The message of every malformed batch envelope.
+const UNREADABLE: &str = "Failed to read the batch.";
 
 #[handler]
 pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
@@ -27,11 +24,19 @@ pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Res
     let body = json_object(req, body, app.body_limits()).await?;
     let requests = match body.get("requests") {
         Some(Value::Array(items)) => items,
-        Some(_) => return Err(invalid("requests".into(), "Must be a list of requests.")),
+        Some(_) => {
+            return Err(Invalid::field(
+                UNREADABLE,
+                "requests",
+                "validation_invalid_value",
+                "Must be a list of requests.",
+            )
+            .into())
+        }
         None => {
-            let mut fields = FieldErrors::new();
-            fields.insert("requests".into(), FieldError::new("validation_required", "Cannot be blank."));
-            return Err(ApiError::validation("Failed to read the batch.", &fields));
+            return Err(
+                Invalid::field(UNREADABLE, "requests", "validation_required", "Cannot be blank.").into()
+            )
         }
     };
     let mut ops = Vec::with_capacity(requests.len());
@@ -39,12 +44,28 @@ pub async fn batch(req: &Request, body: Body, Data(app): Data<&Arc<App>>) -> Res
         let method = item.get("method").and_then(Value::as_str);
         let url = item.get("url").and_then(Value::as_str);
         let (Some(method), Some(url)) = (method, url) else {
-            return Err(invalid(format!("requests.{i}"), "Each request needs a method and a url."));
+            let message = "Each request needs a method and a url.";
+            return Err(Invalid::field(
+                UNREADABLE,
+                &format!("requests.{i}"),
+                "validation_invalid_value",
+                message,
+            )
+            .into());
         };
         let body = match item.get("body") {
             None | Some(Value::Null) => serde_json::Map::new(),
             Some(Value::Object(map)) => map.clone(),
-            Some(_) => return Err(invalid(format!("requests.{i}.body"), "Must be a JSON object.")),
+            Some(_) => {
+                let field = format!("requests.{i}.body");
+                return Err(Invalid::field(
+                    UNREADABLE,
+                    &field,
+                    "validation_invalid_value",
+                    "Must be a JSON object.",
+                )
+                .into());
+            }
         };
         ops.push(BatchOp { method: method.to_string(), url: url.to_string(), body });
     }
