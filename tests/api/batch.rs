@@ -132,5 +132,25 @@ async fn malformed_batches_are_400() {
         assert!(r.status == 400 || r.status == 404, "{body}: {}", r.text);
         r.assert_problem(r.status);
     }
+    // The envelope's own problems name where they are.
+    for (body, field, code) in [
+        (json!({}), "requests", "validation_required"),
+        (json!({"requests": "nope"}), "requests", "validation_invalid_value"),
+        (
+            json!({"requests": [{"url": "/api/collections/notes/records"}]}),
+            "requests.0",
+            "validation_invalid_value",
+        ),
+        (
+            json!({"requests": [{"method": "POST", "url": "/api/collections/notes/records", "body": [1]}]}),
+            "requests.0.body",
+            "validation_invalid_value",
+        ),
+    ] {
+        s.call("POST", "/api/batch", Some(&t), Some(body))
+            .await
+            .assert_problem(400)
+            .assert_field_error(field, code);
+    }
     assert_eq!(count(&s, &t).await, 0);
 }
