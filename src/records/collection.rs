@@ -189,6 +189,12 @@ impl Collection {
         }
     }
 
+    /// Whether `other` defines different fields than this collection (compared in their
+    /// stored JSON form).
+    pub fn fields_differ(&self, other: &Collection) -> bool {
+        serde_json::to_value(&self.fields).ok() != serde_json::to_value(&other.fields).ok()
+    }
+
     /// This collection as the target of an API key scope.
     pub fn scope_target(&self) -> ScopeTarget<'_> {
         ScopeTarget { id: &self.id, name: &self.name, system: self.system }

@@ -154,9 +154,7 @@ impl Collections {
                         FieldError::new("validation_not_unique", "Value must be unique."),
                     ));
                 }
-                let bytes =
-                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::Internal(e.to_string()))?;
-                tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
+                put_definition(tx, &to_store)?;
                 tx.put(Table::CollectionNames, name_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 CollectionStats::default().save(tx, &to_store.id);
                 Ok(())
@@ -220,15 +218,11 @@ impl Collections {
                     tx.put(Table::CollectionNames, new_key.as_bytes(), to_store.id.as_bytes().to_vec());
                 }
                 migrate::migrate(tx, &current, &to_store)?;
-                let fields_changed =
-                    serde_json::to_value(&current.fields).ok() != serde_json::to_value(&to_store.fields).ok();
-                if fields_changed || current.indexes != to_store.indexes {
+                if current.fields_differ(&to_store) || current.indexes != to_store.indexes {
                     rebuild_indexes(tx, &to_store)?;
                 }
                 hooks.collection_updated(tx, &catalog, &current, &to_store)?;
-                let bytes =
-                    serde_json::to_vec(&to_store).map_err(|e| RecordsError::Internal(e.to_string()))?;
-                tx.put(Table::Collections, to_store.id.as_bytes(), bytes);
+                put_definition(tx, &to_store)?;
                 let mut stats = CollectionStats::load(tx, &to_store.id)?;
                 stats.schema_generation += 1;
                 stats.save(tx, &to_store.id);
@@ -317,6 +311,13 @@ impl Collections {
         self.catalog.replace(fresh);
         Ok(())
     }
+}
+
+/// Stages `collection`'s definition in `Table::Collections`.
+pub(crate) fn put_definition(tx: &mut WriteTx<'_>, collection: &Collection) -> Result<(), RecordsError> {
+    let bytes = serde_json::to_vec(collection).map_err(|e| RecordsError::Internal(e.to_string()))?;
+    tx.put(Table::Collections, collection.id.as_bytes(), bytes);
+    Ok(())
 }
 
 pub(crate) fn superusers_only() -> RecordsError {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
 use super::collection::{Collection, SUPERUSERS_ID};
-use super::collections::{rebuild_all_indexes, superusers_only, Collections, SharedCatalog};
+use super::collections::{put_definition, rebuild_all_indexes, superusers_only, Collections, SharedCatalog};
 use super::expand::{self, ExpandTree, Expander};
 use super::files::{self, FileSync, Upload};
 use super::filter::{Env, Filter, Now, RequestInfo};
@@ -131,8 +131,7 @@ impl Records {
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), RecordsError> {
                 if tx.get(Table::Collections, SUPERUSERS_ID.as_bytes())?.is_none() {
                     let c = Collection::superusers(&now);
-                    let bytes = serde_json::to_vec(&c).map_err(|e| RecordsError::Internal(e.to_string()))?;
-                    tx.put(Table::Collections, c.id.as_bytes(), bytes);
+                    put_definition(tx, &c)?;
                     tx.put(
                         Table::CollectionNames,
                         c.name.to_lowercase().as_bytes(),

@@ -165,10 +165,8 @@ impl ChangeHooks for OutboxHooks {
         before: &Collection,
         after: &Collection,
     ) -> Result<(), StoreError> {
-        let fields_changed =
-            serde_json::to_value(&before.fields).ok() != serde_json::to_value(&after.fields).ok();
         let searched = before.search.enabled || after.search.enabled;
-        if searched && (fields_changed || before.search != after.search) {
+        if searched && (before.fields_differ(after) || before.search != after.search) {
             // The index is rebuilt from the migrated records by a reindex job.
             collection_changed(tx, &after.id)?;
         }
