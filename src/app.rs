@@ -25,6 +25,7 @@ use crate::mail::{Mail, MailError};
 use crate::observe::health::{self, Check, Readiness};
 use crate::observe::history::Reading;
 use crate::observe::{Notifiers, Observe};
+use crate::realtime::Realtime;
 use crate::records::hooks::ChangeHooks;
 use crate::records::{Records, RecordsError};
 use crate::search::Search;
@@ -105,6 +106,8 @@ pub struct App {
     pub files: Files,
     /// Outbound webhooks: signed deliveries (`webhooks.deliver` jobs) and the target policy.
     pub webhooks: Webhooks,
+    /// Realtime event streams over the change feed; its dispatcher runs only inside [`App::run`].
+    pub realtime: Realtime,
     /// The HTTP listener's address, once [`App::run`] has it (shared with the alert emails'
     /// links).
     bound: Arc<OnceLock<SocketAddr>>,
@@ -127,7 +130,9 @@ impl App {
             .await
             .map_err(|e| AppError::Startup(e.to_string()))??;
         // Every record write also notes itself in the search outbox, in its own transaction.
-        let changes: Vec<Arc<dyn ChangeHooks>> = vec![Arc::new(crate::search::outbox::OutboxHooks)];
+        // ... and in the change feed realtime reads.
+        let changes: Vec<Arc<dyn ChangeHooks>> =
+            vec![Arc::new(crate::search::outbox::OutboxHooks), Arc::new(crate::realtime::feed::FeedHooks)];
         let mut records =
             Records::open(store.clone(), PasswordHasher::new(config.auth.hash_concurrency), changes).await?;
         records.set_query_budget(std::time::Duration::from_millis(config.limits.query_budget_ms));
@@ -173,7 +178,9 @@ impl App {
         let observe = Observe::new(store.clone(), dir, &config.observe, &config.limits, notifiers)
             .map_err(AppError::Startup)?;
         let _ = alerts_slot.set(Arc::downgrade(&observe.alerts));
+        let realtime = Realtime::new(store.clone(), records.clone(), config.realtime.clone());
         let app = Arc::new(App {
+            realtime,
             observe,
             search,
             limiter,
@@ -216,6 +223,7 @@ impl App {
         self.jobs.render_metrics(&mut out).await?;
         self.mail.counters().render_metrics(&mut out);
         self.auth.logins.render_metrics(&mut out);
+        self.realtime.render_metrics(&mut out);
         self.observe.render_process_metrics(&mut out).await;
         Ok(out.finish())
     }
@@ -298,6 +306,15 @@ impl App {
         let idle = Duration::from_secs(self.config.limits.idle_timeout_secs.max(1));
 
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Open event streams end when the server stops (else they would hold the shutdown
+        // for the whole grace period).
+        let mut realtime_stop = stop_rx.clone();
+        self.realtime
+            .start(async move {
+                let _ = realtime_stop.changed().await;
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let socket_path = self.dir.join(SOCKET_NAME);
         let admin_acceptor = UnixAcceptor::from_std(admin_listener)?;
         let admin_app = self.clone();

@@ -39,6 +39,36 @@ pub struct Config {
     pub observe: ObserveSection,
     pub files: FilesSection,
     pub webhooks: WebhooksSection,
+    pub realtime: RealtimeSection,
+}
+
+/// Realtime (server-sent events) and its change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeSection {
+    /// Seconds a change stays in the feed, so a reconnecting client can catch up.
+    pub retention_secs: u64,
+    /// Most changes kept in the feed (the oldest go first).
+    pub retention_events: u64,
+    /// Events queued for one client; a client that falls this far behind is disconnected
+    /// (it can resume with Last-Event-ID).
+    pub client_queue: usize,
+    /// Seconds without an event after which a client is closed (PocketBase: 5 minutes).
+    pub idle_timeout_secs: u64,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+}
+
+impl Default for RealtimeSection {
+    fn default() -> Self {
+        RealtimeSection {
+            retention_secs: 24 * 3600,
+            retention_events: 100_000,
+            client_queue: 1024,
+            idle_timeout_secs: 300,
+            max_clients: 20_000,
+        }
+    }
 }
 
 /// Outbound webhooks (alert notifications; `webhooks::deliver`).
@@ -361,6 +391,7 @@ impl Default for Config {
             log_format: "text".into(),
             limits: Limits::default(),
             store: StoreSection::default(),
+            realtime: RealtimeSection::default(),
             auth: AuthSection::default(),
             jobs: JobsSection::default(),
             rate_limits: RateLimits::default(),

@@ -14,6 +14,7 @@ pub mod files;
 pub mod jobs;
 pub mod mail;
 pub mod observe;
+pub mod realtime;
 pub mod records;
 pub mod search;
 pub mod store;

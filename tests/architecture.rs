@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("files", &["util", "config", "datadir", "store", "auth", "records", "jobs"]),
     ("search", &["util", "config", "store", "auth", "records", "jobs"]),
     ("accounts", &["util", "config", "store", "auth", "audit", "records", "mail"]),
+    ("realtime", &["util", "config", "store", "auth", "records"]),
     // Operations: reads every domain, owned by none.
     (
         "observe",
@@ -42,21 +43,21 @@ const LAYERS: &[(&str, &[&str])] = &[
         "api",
         &[
             "util", "config", "datadir", "store", "auth", "audit", "records", "jobs", "mail", "webhooks",
-            "files", "search", "accounts", "observe", "app",
+            "files", "search", "accounts", "realtime", "observe", "app",
         ],
     ),
     (
         "app",
         &[
             "util", "config", "datadir", "store", "auth", "audit", "records", "jobs", "mail", "webhooks",
-            "files", "search", "accounts", "observe", "api",
+            "files", "search", "accounts", "realtime", "observe", "api",
         ],
     ),
     (
         "cli",
         &[
             "util", "config", "datadir", "store", "auth", "audit", "records", "jobs", "mail", "webhooks",
-            "files", "search", "accounts", "observe", "api", "app",
+            "files", "search", "accounts", "realtime", "observe", "api", "app",
         ],
     ),
     ("main", &["util", "cli"]),

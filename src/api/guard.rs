@@ -180,8 +180,14 @@ pub async fn guard<E: Endpoint>(ep: Arc<E>, mut req: Request, app: Arc<App>) -> 
                 too_many_requests(limited.retry_after_secs).into_response()
             }
             None => {
-                let slot =
-                    if always_admitted(&path) { Ok(None) } else { app.observe.pressure.admit().map(Some) };
+                // An event stream stays open for hours: it holds no request slot (realtime
+                // has its own client limit).
+                let stream = path == "/api/realtime" && req.method() == Method::GET;
+                let slot = if always_admitted(&path) || stream {
+                    Ok(None)
+                } else {
+                    app.observe.pressure.admit().map(Some)
+                };
                 match slot {
                     Err(shed) => {
                         tracing::debug!(path = %path, reason = shed.label(), "request shed");

@@ -54,6 +54,7 @@ mod keys;
 mod mail;
 mod observe;
 pub mod openapi;
+mod realtime;
 mod records;
 mod search;
 
@@ -170,6 +171,7 @@ fn route_table() -> Routes {
         .with(collections::routes)
         .with(auth::routes)
         .with(records::routes)
+        .with(realtime::routes)
         .with(search::routes)
         .with(files::routes)
         .with(jobs::routes)

@@ -251,6 +251,7 @@ fn components() -> Value {
         super::mail::schemas(),
         super::auth::session_schemas(),
         super::keys::schemas(),
+        super::realtime::schemas(),
     ] {
         if let Value::Object(area) = area {
             schemas.extend(area);

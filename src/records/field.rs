@@ -289,6 +289,11 @@ impl Field {
         matches!(self.kind, FieldKind::Autodate(_)) || (self.system && self.name == "tokenKey")
     }
 
+    /// A value no response shows and no rule reads: password hashes and the token key.
+    pub fn is_secret(&self) -> bool {
+        matches!(self.kind, FieldKind::Password(_)) || (self.system && self.name == "tokenKey")
+    }
+
     /// Never part of a response, whatever the caller's rights.
     pub fn is_never_returned(&self) -> bool {
         self.hidden || matches!(self.kind, FieldKind::Password(_))

@@ -10,8 +10,37 @@ use std::sync::Arc;
 use super::catalog::Catalog;
 use super::collection::Collection;
 use super::files::FileSync;
+use super::record::Stored;
 use super::RecordsError;
 use crate::store::{StoreError, WriteTx};
+
+/// What happened to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    /// The action's name in PocketBase's realtime messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One record change, as a change hook sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordChange<'a> {
+    pub action: Action,
+    pub record_id: &'a str,
+    /// The record as stored after the change; for a delete, as it was before.
+    pub stored: &'a Stored,
+}
 
 /// A consumer of changes, called inside each change's write transaction.
 pub trait ChangeHooks: Send + Sync {
@@ -20,7 +49,7 @@ pub trait ChangeHooks: Send + Sync {
         &self,
         tx: &mut WriteTx<'_>,
         collection: &Collection,
-        record_id: &str,
+        change: RecordChange<'_>,
     ) -> Result<(), StoreError>;
 
     /// `before` became `after` (records already migrated); `catalog` is the catalog before
@@ -54,10 +83,10 @@ impl Hooks {
         &self,
         tx: &mut WriteTx<'_>,
         collection: &Collection,
-        record_id: &str,
+        change: RecordChange<'_>,
     ) -> Result<(), RecordsError> {
         for hook in self.changes.iter() {
-            hook.record_changed(tx, collection, record_id)?;
+            hook.record_changed(tx, collection, change)?;
         }
         Ok(())
     }

@@ -110,6 +110,7 @@ pub mod filter;
 pub mod hooks;
 pub mod index;
 pub mod list;
+pub mod live;
 pub mod migrate;
 pub mod plan;
 pub mod record;

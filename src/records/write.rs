@@ -8,7 +8,7 @@ use super::collection::{Collection, SUPERUSERS_ID};
 use super::field::{relation_ids, FieldKind};
 use super::files::sync_files;
 use super::filter::{Env, Filter, Now, RequestInfo};
-use super::hooks::Hooks;
+use super::hooks::{Action, Hooks, RecordChange};
 use super::record::{decode, identity_of, Prepared, Stored};
 use super::stats::CollectionStats;
 use super::{collection_prefix, index, record_key, FieldError, RecordsError};
@@ -160,7 +160,8 @@ pub(crate) fn apply_create(
     )?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, None, Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
-    hooks.record_changed(tx, &entry.collection, &prepared.id)?;
+    let change = RecordChange { action: Action::Create, record_id: &prepared.id, stored: &prepared.stored };
+    hooks.record_changed(tx, &entry.collection, change)?;
     stats.count += 1;
     if prepared.custom_id {
         stats.custom_ids += 1;
@@ -207,7 +208,8 @@ pub(crate) fn apply_update(
     )?;
     index::sync(tx, &entry.collection, &entry.indexes, &prepared.id, Some(current), Some(&prepared.stored))?;
     tx.put(Table::Records, &key, bytes);
-    hooks.record_changed(tx, &entry.collection, &prepared.id)?;
+    let change = RecordChange { action: Action::Update, record_id: &prepared.id, stored: &prepared.stored };
+    hooks.record_changed(tx, &entry.collection, change)?;
     Ok(())
 }
 
@@ -291,7 +293,11 @@ fn delete_cascading(
         }
     }
     tx.delete(Table::Records, &record_key(&collection.id, record_id));
-    hooks.record_changed(tx, collection, record_id)?;
+    hooks.record_changed(
+        tx,
+        collection,
+        RecordChange { action: Action::Delete, record_id, stored: &stored },
+    )?;
     stats = CollectionStats::load(tx, &collection.id).unwrap_or(stats);
     stats.count = stats.count.saturating_sub(1);
     stats.save(tx, &collection.id);

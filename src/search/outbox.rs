@@ -9,7 +9,7 @@
 use crate::records::catalog::Catalog;
 use crate::records::collection::Collection;
 use crate::records::field::FieldKind;
-use crate::records::hooks::ChangeHooks;
+use crate::records::hooks::{ChangeHooks, RecordChange};
 use crate::store::{ReadTx, ScanControl, StoreError, Table, WriteTx};
 
 /// The `Meta` key holding the last sequence number handed out.
@@ -150,10 +150,10 @@ impl ChangeHooks for OutboxHooks {
         &self,
         tx: &mut WriteTx<'_>,
         collection: &Collection,
-        record_id: &str,
+        change: RecordChange<'_>,
     ) -> Result<(), StoreError> {
         if collection.search.enabled {
-            record_changed(tx, &collection.id, record_id)?;
+            record_changed(tx, &collection.id, change.record_id)?;
         }
         Ok(())
     }

@@ -84,6 +84,13 @@ pub enum Table {
     /// `records::files::FileMeta`: field id, size, sniffed type, upload time). Changes in the
     /// same transaction as the record that references the file.
     FileRefs,
+    /// Change feed for realtime: sequence (u64 BE) → one committed record change
+    /// (`realtime::feed` encoding: time, action, collection id, record id, the record's stored
+    /// values without secrets), written in the transaction of the change; the `Meta` key
+    /// `change_feed_seq` holds the last sequence handed out and `change_feed_pruned` the
+    /// newest one pruned. Kept for the configured retention, so a reconnecting client can
+    /// resume.
+    ChangeFeed,
     /// Webhook signing secrets: owner (UTF-8, `alert/<rule id>`) → secret (UTF-8). Job
     /// payloads name the owner, never the secret (`webhooks`).
     WebhookSecrets,
@@ -91,7 +98,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 29] = [
+    pub const ALL: [Table; 30] = [
         Table::Meta,
         Table::Collections,
         Table::CollectionNames,
@@ -120,6 +127,7 @@ impl Table {
         Table::AlertHistory,
         Table::SearchOutbox,
         Table::FileRefs,
+        Table::ChangeFeed,
         Table::WebhookSecrets,
     ];
 
@@ -165,6 +173,7 @@ impl Table {
             Table::AlertHistory => "alert_history",
             Table::SearchOutbox => "search_outbox",
             Table::FileRefs => "file_refs",
+            Table::ChangeFeed => "change_feed",
             Table::WebhookSecrets => "webhook_secrets",
         }
     }

@@ -21,6 +21,7 @@ mod keys;
 mod mail;
 mod observe;
 mod openapi;
+mod realtime;
 mod records;
 mod relations;
 mod rule_matrix;

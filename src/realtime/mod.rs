@@ -1,0 +1,735 @@
+//! Realtime: PocketBase's server-sent-events protocol over the durable change feed.
+//!
+//! A client opens `GET /api/realtime` (an SSE stream whose first event, `PB_CONNECT`, carries
+//! its client id) and sets its topics with `POST /api/realtime`. Every committed record
+//! change is in the change feed ([`feed`], written in the change's own transaction); one
+//! dispatcher task, woken by the store after each durable commit that wrote the feed, reads
+//! new entries in sequence order and offers each to the subscribed clients. Each event is
+//! checked against the subscriber's list rule (collection topics) or view rule (record
+//! topics) when it is sent, and rendered as a response to that subscriber would be
+//! (`records::live`); subscribers who see the same thing share one rendering.
+//!
+//! Each event carries its feed sequence as its SSE id. A client that reconnects with
+//! `Last-Event-ID` (or `?lastEventId=`) is first caught up from the feed, alone, and joins
+//! the live stream once it has reached it; when the events it missed were already pruned,
+//! it gets a `PB_RESET` event instead of a silent gap. A client whose queue is full is
+//! disconnected with a `PB_DISCONNECT` event naming the reason (after the events queued
+//! before it, so it can resume exactly); a client that received nothing for the idle
+//! timeout is closed, as in PocketBase.
+//!
+//! Job topics (`jobs`, `jobs/{id}`, superusers only) carry job state changes as they are
+//! committed; they are live only (not replayed across a reconnect).
+//!
+//! This module must not decide what a subscriber may see: that is `records::live`.
+
+pub mod feed;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, Notify};
+
+use crate::auth::{Op, Principal};
+use crate::config::RealtimeSection;
+use crate::records::catalog::Catalog;
+use crate::records::filter::RequestInfo;
+use crate::records::live::{self, LiveQuery, Watcher};
+use crate::records::{Records, RecordsError};
+use crate::store::{ReadTx, Store, StoreError, Table};
+use crate::util::metrics::{Counter, Exposition};
+use topic::Topic;
+
+/// Entries read from the feed per step.
+const CHUNK: usize = 256;
+
+/// Why a realtime call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    /// Unknown (or already closed) client id.
+    #[error("Missing or invalid client id.")]
+    UnknownClient,
+    /// The caller is not who set the client's topics before.
+    #[error("The current and the previous request authorization don't match.")]
+    AuthMismatch,
+    /// A topic only superusers may watch.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A subscription that cannot work, with the reason.
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many connected clients.
+    #[error("The server has as many realtime clients as it takes ({0}); retry later.")]
+    Full(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One queued SSE message, already framed (pieces shared between clients are not copied).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub head: Bytes,
+    pub data: Bytes,
+}
+
+impl Message {
+    /// An event; an empty `id` leaves the client's last event id as it was.
+    fn new(id: &str, event: &str, data: Bytes) -> Message {
+        // A line break would end the field early: keep the frame well-formed whatever the
+        // subscription string holds.
+        let event = event.replace(['\r', '\n'], " ");
+        let head = if id.is_empty() {
+            format!("event:{event}\ndata:")
+        } else {
+            format!("id:{id}\nevent:{event}\ndata:")
+        };
+        Message { head: Bytes::from(head), data }
+    }
+
+    /// A protocol event of the server's own (`PB_RESET`, `PB_DISCONNECT`).
+    pub fn control(id: &str, event: &str, data: Value) -> Message {
+        Message::new(id, event, Bytes::from(data.to_string()))
+    }
+
+    /// The frame's bytes: `head`, `data` and the blank line that ends the event.
+    pub fn chunks(self) -> [Bytes; 3] {
+        [self.head, self.data, Bytes::from_static(b"\n\n")]
+    }
+}
+
+/// A client's identity as its topics were set: who, and what rules see of it.
+#[derive(Debug, Clone)]
+struct Caller {
+    principal: Principal,
+    /// Groups subscribers who see the same thing (one rendering per group).
+    key: String,
+}
+
+/// One subscription of one client.
+#[derive(Debug)]
+struct Subscription {
+    /// The string as the client sent it: the SSE event name of its events.
+    raw: String,
+    topic: Topic,
+    query: LiveQuery,
+    request: RequestInfo,
+    /// The options part, for sharing renderings.
+    options: String,
+}
+
+/// A connected client.
+struct Client {
+    id: Arc<str>,
+    caller: Mutex<Option<Caller>>,
+    subscriptions: RwLock<Arc<Vec<Subscription>>>,
+    sender: mpsc::Sender<Message>,
+    /// Why the server closed the stream, shown in the last event.
+    closing: Arc<Mutex<Option<String>>>,
+    /// The last feed sequence this client has been offered.
+    cursor: AtomicU64,
+    /// Offered events by the dispatcher (false while catching up from the feed).
+    live: AtomicBool,
+    catching_up: AtomicBool,
+    /// Whether the client asked to resume from a position the feed no longer holds.
+    reset: AtomicBool,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+struct Stats {
+    connects: Counter,
+    events: Counter,
+    slow_disconnects: Counter,
+    resets: Counter,
+}
+
+struct Inner {
+    store: Store,
+    records: Records,
+    config: RealtimeSection,
+    clients: RwLock<HashMap<Arc<str>, Arc<Client>>>,
+    wake: Notify,
+    /// The last feed sequence offered to live clients.
+    dispatched: AtomicU64,
+    /// Held while a dispatch step runs, so a catching-up client joins between steps.
+    dispatch_lock: tokio::sync::Mutex<()>,
+    /// Job state changes waiting to be sent (job id, job JSON).
+    jobs: Mutex<Vec<(u64, Value)>>,
+    stats: Stats,
+}
+
+/// The realtime service (cheap to clone).
+#[derive(Clone)]
+pub struct Realtime {
+    inner: Arc<Inner>,
+}
+
+/// What `connect` hands the HTTP layer: the client id, its queue, and where the reason for
+/// a server-side close is left.
+pub struct Connection {
+    pub client_id: Arc<str>,
+    pub receiver: mpsc::Receiver<Message>,
+    pub closing: Arc<Mutex<Option<String>>>,
+    pub guard: ClientGuard,
+    /// The first event (`PB_CONNECT`).
+    pub hello: Message,
+    pub idle_timeout: Duration,
+}
+
+/// Removes the client when its stream ends (dropped by the HTTP layer).
+pub struct ClientGuard {
+    inner: Arc<Inner>,
+    id: Arc<str>,
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        if let Ok(mut clients) = self.inner.clients.write() {
+            clients.remove(&self.id);
+        }
+    }
+}
+
+/// Where a reconnecting client resumes: the sequence of the last event it saw. The client
+/// id of `PB_CONNECT` ends in `.{sequence}`, so a client that lost its connection before
+/// any event also resumes where it was.
+pub fn parse_resume(last_event_id: &str) -> Option<u64> {
+    let text = last_event_id.trim();
+    let digits = text.rsplit_once('.').map_or(text, |(_, seq)| seq);
+    digits.parse().ok()
+}
+
+impl Realtime {
+    /// The service; `start` runs its dispatcher.
+    pub fn new(store: Store, records: Records, config: RealtimeSection) -> Realtime {
+        let inner = Arc::new(Inner {
+            store,
+            records,
+            config,
+            clients: RwLock::new(HashMap::new()),
+            wake: Notify::new(),
+            dispatched: AtomicU64::new(0),
+            dispatch_lock: tokio::sync::Mutex::new(()),
+            jobs: Mutex::new(Vec::new()),
+            stats: Stats::default(),
+        });
+        Realtime { inner }
+    }
+
+    /// Starts the dispatcher and the feed pruner; they stop when `shutdown` resolves.
+    pub async fn start(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let head = self.inner.store.read(feed::last_seq).await?;
+        self.inner.dispatched.store(head, Ordering::SeqCst);
+        let wake = self.inner.clone();
+        self.inner.store.on_commit(Table::ChangeFeed, Arc::new(move || wake.wake.notify_one()));
+        let inner = self.inner.clone();
+        let dispatcher = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = inner.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                if let Err(err) = dispatch(&inner).await {
+                    tracing::warn!(error = %err, "realtime dispatch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        let inner = self.inner.clone();
+        let pruner = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                if let Err(err) = prune(&inner).await {
+                    tracing::warn!(error = %err, "change feed pruning failed");
+                }
+            }
+        });
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            dispatcher.abort();
+            pruner.abort();
+            let clients: Vec<Arc<Client>> =
+                inner.clients.read().map(|c| c.values().cloned().collect()).unwrap_or_default();
+            for client in clients {
+                close(
+                    &inner,
+                    &client,
+                    "The server is shutting down; reconnect with Last-Event-ID to resume.",
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Registers a new client. `resume` is the `Last-Event-ID` it sent, if any.
+    pub async fn connect(&self, resume: Option<&str>) -> Result<Connection, RealtimeError> {
+        let inner = &self.inner;
+        let max = inner.config.max_clients.max(1);
+        if inner.clients.read().map(|c| c.len()).unwrap_or(0) >= max {
+            return Err(RealtimeError::Full(max));
+        }
+        let head = inner.dispatched.load(Ordering::SeqCst);
+        let (position, live, reset) = match resume {
+            None => (head, true, false),
+            Some(raw) => match parse_resume(raw) {
+                Some(seq) => (seq, false, false),
+                // An id we never handed out: the client cannot know what it missed.
+                None => (head, false, true),
+            },
+        };
+        let (sender, receiver) = mpsc::channel(inner.config.client_queue.max(1));
+        let closing = Arc::new(Mutex::new(None));
+        let id: Arc<str> = Arc::from(format!("{}.{position}", crate::util::id::random_string(30)));
+        let client = Arc::new(Client {
+            id: id.clone(),
+            caller: Mutex::new(None),
+            subscriptions: RwLock::new(Arc::new(Vec::new())),
+            sender,
+            closing: closing.clone(),
+            cursor: AtomicU64::new(position),
+            live: AtomicBool::new(live),
+            catching_up: AtomicBool::new(false),
+            reset: AtomicBool::new(reset),
+        });
+        if let Ok(mut clients) = inner.clients.write() {
+            clients.insert(id.clone(), client);
+        }
+        inner.stats.connects.inc();
+        let hello = Message::new(&id, "PB_CONNECT", Bytes::from(json!({ "clientId": &*id }).to_string()));
+        Ok(Connection {
+            client_id: id.clone(),
+            receiver,
+            closing,
+            guard: ClientGuard { inner: inner.clone(), id },
+            hello,
+            idle_timeout: Duration::from_secs(inner.config.idle_timeout_secs.max(1)),
+        })
+    }
+
+    /// Sets the topics of client `client_id` as `principal` (replacing the previous ones).
+    pub fn subscribe(
+        &self,
+        client_id: &str,
+        principal: &Principal,
+        request: &RequestInfo,
+        subscriptions: &[String],
+    ) -> Result<(), RealtimeError> {
+        let inner = &self.inner;
+        let client = inner
+            .clients
+            .read()
+            .ok()
+            .and_then(|c| c.get(client_id).cloned())
+            .ok_or(RealtimeError::UnknownClient)?;
+        if subscriptions.len() > topic::MAX_SUBSCRIPTIONS {
+            return Err(RealtimeError::Invalid(format!(
+                "At most {} subscriptions per client.",
+                topic::MAX_SUBSCRIPTIONS
+            )));
+        }
+        let key = match principal {
+            Principal::Anonymous => "anonymous".to_string(),
+            Principal::Superuser { id } => format!("superuser:{id}"),
+            Principal::Record { collection_id, id } => format!("record:{collection_id}:{id}"),
+            Principal::ApiKey { id, .. } => format!("key:{id}"),
+        };
+        {
+            let mut caller = client.caller.lock().map_err(|_| RealtimeError::UnknownClient)?;
+            // As PocketBase: an anonymous client may sign in, a signed-in one cannot change.
+            if let Some(previous) = caller.as_ref() {
+                if previous.key != "anonymous" && previous.key != key {
+                    return Err(RealtimeError::AuthMismatch);
+                }
+            }
+            *caller = Some(Caller { principal: principal.clone(), key });
+        }
+        let catalog = inner.records.catalog();
+        let mut parsed = Vec::with_capacity(subscriptions.len());
+        for raw in subscriptions {
+            let p = topic::parse(raw)
+                .map_err(|e| RealtimeError::Invalid(format!("Invalid subscription: {e}.")))?;
+            let entry = match &p.topic {
+                Topic::Jobs | Topic::Job(_) => {
+                    if !principal.is_superuser() {
+                        return Err(RealtimeError::Forbidden(format!(
+                            "Only superusers can subscribe to \"{raw}\"."
+                        )));
+                    }
+                    None
+                }
+                Topic::Collection(c) | Topic::Record { collection: c, .. } => catalog.get(c).cloned(),
+            };
+            let text = |name: &str| p.query.get(name).and_then(Value::as_str).map(str::to_string);
+            let query = LiveQuery::parse(
+                &catalog,
+                entry.as_deref(),
+                principal,
+                text("fields").as_deref(),
+                text("expand").as_deref(),
+                text("filter").as_deref(),
+            )
+            .map_err(|e| match e {
+                RecordsError::BadRequest(m) => RealtimeError::Invalid(format!("{raw}: {m}")),
+                other => RealtimeError::Invalid(format!("{raw}: {other}")),
+            })?;
+            let request = RequestInfo {
+                auth: request.auth.clone(),
+                method: "GET".into(),
+                query: p.query.clone(),
+                headers: p.headers.clone(),
+                body: Map::new(),
+            };
+            let options = raw.split_once("?options=").map(|(_, o)| o.to_string()).unwrap_or_default();
+            parsed.push(Subscription { raw: raw.clone(), topic: p.topic, query, request, options });
+        }
+        if let Ok(mut subs) = client.subscriptions.write() {
+            *subs = Arc::new(parsed);
+        }
+        if !client.live.load(Ordering::SeqCst) && !client.catching_up.swap(true, Ordering::SeqCst) {
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                if let Err(err) = catch_up(&inner, &client).await {
+                    tracing::warn!(error = %err, client = %client.id, "realtime catch-up failed");
+                    close(
+                        &inner,
+                        &client,
+                        "The server could not read the events this client missed; reconnect.",
+                    );
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes that job `id` changed (called after its transaction committed); subscribers of
+    /// `jobs` and `jobs/{id}` get `{action: "update", record: job}`.
+    pub fn job_changed(&self, id: u64, job: Value) {
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            jobs.push((id, job));
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.inner.clients.read().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// The realtime metric families.
+    pub fn render_metrics(&self, out: &mut Exposition) {
+        let s = &self.inner.stats;
+        out.single(
+            "backbone_realtime_clients",
+            "gauge",
+            "Connected realtime (SSE) clients.",
+            self.clients() as f64,
+        );
+        let counters = [
+            ("backbone_realtime_connects_total", "Realtime connections opened.", &s.connects),
+            ("backbone_realtime_events_total", "Realtime events queued for clients.", &s.events),
+            (
+                "backbone_realtime_slow_disconnects_total",
+                "Realtime clients disconnected because their queue was full.",
+                &s.slow_disconnects,
+            ),
+            (
+                "backbone_realtime_resets_total",
+                "Reconnecting realtime clients told to reload (the events they missed were pruned).",
+                &s.resets,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            out.single(name, "counter", help, counter.get() as f64);
+        }
+    }
+}
+
+/// Closes `client` with `reason` (shown as its last event) and forgets it.
+fn close(inner: &Inner, client: &Client, reason: &str) {
+    if let Ok(mut closing) = client.closing.lock() {
+        closing.get_or_insert_with(|| reason.to_string());
+    }
+    if let Ok(mut clients) = inner.clients.write() {
+        clients.remove(&client.id);
+    }
+}
+
+/// Renderings of one feed entry, shared by subscribers who see the same thing.
+type Renderings = HashMap<(String, String, bool), Option<Bytes>>;
+
+/// The message of `entry` for `sub` of `client`, if the client may see it.
+fn render_for(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    entry: &feed::Entry,
+    stored: &crate::records::record::Stored,
+    caller: &Caller,
+    sub: &Subscription,
+    cache: &mut Renderings,
+) -> Option<Bytes> {
+    let record_topic = matches!(sub.topic, Topic::Record { .. });
+    let key = (caller.key.clone(), sub.options.clone(), record_topic);
+    if let Some(hit) = cache.get(&key) {
+        return hit.clone();
+    }
+    let rendered = catalog.get(&entry.collection_id).and_then(|collection| {
+        let op = if record_topic { Op::View } else { Op::List };
+        let watcher = Watcher { principal: &caller.principal, request: &sub.request };
+        match live::render_change(tx, catalog, collection, stored, op, watcher, &sub.query) {
+            Ok(Some(record)) => {
+                Some(Bytes::from(json!({ "action": entry.action.as_str(), "record": record }).to_string()))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::debug!(error = %err, "a realtime event could not be rendered for a subscriber");
+                None
+            }
+        }
+    });
+    cache.insert(key, rendered.clone());
+    rendered
+}
+
+/// Whether `sub` watches `entry`.
+fn watches(sub: &Subscription, catalog: &Catalog, entry: &feed::Entry) -> bool {
+    let same_collection = |c: &str| {
+        c == entry.collection_id || catalog.get(c).is_some_and(|e| e.collection.id == entry.collection_id)
+    };
+    match &sub.topic {
+        Topic::Collection(c) => same_collection(c),
+        Topic::Record { collection, id } => *id == entry.record_id && same_collection(collection),
+        Topic::Jobs | Topic::Job(_) => false,
+    }
+}
+
+/// The messages of `entries` for one client (in order).
+fn messages_for(
+    tx: &ReadTx,
+    catalog: &Catalog,
+    entries: &[(feed::Entry, Option<crate::records::record::Stored>)],
+    client: &Client,
+    caches: &mut [Renderings],
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    let Some(caller) = client.caller.lock().ok().and_then(|c| c.clone()) else {
+        return out;
+    };
+    let subs = match client.subscriptions.read() {
+        Ok(s) => s.clone(),
+        Err(_) => return out,
+    };
+    let seen = client.cursor.load(Ordering::SeqCst);
+    for (i, (entry, stored)) in entries.iter().enumerate() {
+        let Some(stored) = stored else { continue };
+        if entry.seq <= seen {
+            continue;
+        }
+        for sub in subs.iter() {
+            if !watches(sub, catalog, entry) {
+                continue;
+            }
+            if let Some(data) = render_for(tx, catalog, entry, stored, &caller, sub, &mut caches[i]) {
+                out.push(Message::new(&entry.seq.to_string(), &sub.raw, data));
+            }
+        }
+    }
+    out
+}
+
+/// Decodes the records of the entries some client watches.
+fn decode_watched(
+    catalog: &Catalog,
+    entries: Vec<feed::Entry>,
+    clients: &[Arc<Client>],
+) -> Vec<(feed::Entry, Option<crate::records::record::Stored>)> {
+    entries
+        .into_iter()
+        .map(|entry| {
+            let watched = clients.iter().any(|c| {
+                c.subscriptions
+                    .read()
+                    .map(|subs| subs.iter().any(|s| watches(s, catalog, &entry)))
+                    .unwrap_or(false)
+            });
+            let stored = if watched {
+                match entry.stored() {
+                    Ok(s) => Some(s),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "change feed entry skipped");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            (entry, stored)
+        })
+        .collect()
+}
+
+/// Offers every new feed entry to the live clients, in order; then the job changes.
+async fn dispatch(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let _step = inner.dispatch_lock.lock().await;
+    loop {
+        let from = inner.dispatched.load(Ordering::SeqCst);
+        let clients: Vec<Arc<Client>> = inner
+            .clients
+            .read()
+            .map(|c| c.values().filter(|c| c.live.load(Ordering::SeqCst)).cloned().collect())
+            .unwrap_or_default();
+        let catalog = inner.records.catalog();
+        let worker = inner.clone();
+        let (last, slow) = inner
+            .store
+            .read(move |tx| -> Result<(u64, Vec<Arc<Client>>), StoreError> {
+                let head = feed::last_seq(tx)?;
+                if head <= from {
+                    return Ok((from, Vec::new()));
+                }
+                if clients.is_empty() {
+                    return Ok((head, Vec::new()));
+                }
+                let entries = feed::read_range(tx, from, head, CHUNK)?;
+                // Entries pruned before they were offered (only when the feed is tiny) are
+                // skipped to where the feed continues.
+                let last = entries.last().map_or(head, |e| e.seq);
+                let entries = decode_watched(&catalog, entries, &clients);
+                let mut caches: Vec<Renderings> = vec![HashMap::new(); entries.len()];
+                let mut slow = Vec::new();
+                for client in &clients {
+                    for message in messages_for(tx, &catalog, &entries, client, &mut caches) {
+                        if client.sender.try_send(message).is_err() {
+                            slow.push(client.clone());
+                            break;
+                        }
+                        worker.stats.events.inc();
+                    }
+                    client.cursor.store(last, Ordering::SeqCst);
+                }
+                Ok((last, slow))
+            })
+            .await?;
+        for client in slow {
+            inner.stats.slow_disconnects.inc();
+            close(
+                inner,
+                &client,
+                "This client did not keep up with its events; reconnect with Last-Event-ID to resume.",
+            );
+        }
+        if last == from {
+            break;
+        }
+        inner.dispatched.store(last, Ordering::SeqCst);
+    }
+    send_jobs(inner);
+    Ok(())
+}
+
+/// Sends the queued job changes to superusers watching them.
+fn send_jobs(inner: &Inner) {
+    let jobs = match inner.jobs.lock() {
+        Ok(mut jobs) if !jobs.is_empty() => std::mem::take(&mut *jobs),
+        _ => return,
+    };
+    let clients: Vec<Arc<Client>> =
+        inner.clients.read().map(|c| c.values().cloned().collect()).unwrap_or_default();
+    for (id, job) in jobs {
+        let data = Bytes::from(json!({ "action": "update", "record": job }).to_string());
+        for client in &clients {
+            let Ok(subs) = client.subscriptions.read().map(|s| s.clone()) else { continue };
+            for sub in subs.iter() {
+                let hit = match sub.topic {
+                    Topic::Jobs => true,
+                    Topic::Job(j) => j == id,
+                    _ => false,
+                };
+                if hit && client.sender.try_send(Message::new("", &sub.raw, data.clone())).is_ok() {
+                    inner.stats.events.inc();
+                }
+            }
+        }
+    }
+}
+
+/// Brings a reconnected client from its resume point up to the live stream, then makes it
+/// live. It alone is served here, waiting for room in its queue (with a deadline).
+async fn catch_up(inner: &Arc<Inner>, client: &Arc<Client>) -> Result<(), StoreError> {
+    let send_deadline = Duration::from_secs(30);
+    let (pruned, head) =
+        inner.store.read(|tx| Ok::<_, StoreError>((feed::pruned_through(tx)?, feed::last_seq(tx)?))).await?;
+    let cursor = client.cursor.load(Ordering::SeqCst);
+    if client.reset.load(Ordering::SeqCst) || cursor < pruned || cursor > head {
+        inner.stats.resets.inc();
+        let reason = if cursor > head {
+            "This event id is newer than the server's feed (was the data restored?); reload what you show."
+        } else {
+            "Some events this client missed are no longer kept; reload what you show."
+        };
+        // Its id moves the client's position to now: a later reconnect resumes from here.
+        let message = Message::control(&head.to_string(), "PB_RESET", json!({ "reason": reason }));
+        if tokio::time::timeout(send_deadline, client.sender.send(message)).await.map_or(true, |r| r.is_err())
+        {
+            close(inner, client, "This client did not read its events; reconnect.");
+            return Ok(());
+        }
+        client.cursor.store(head, Ordering::SeqCst);
+    }
+    loop {
+        let cursor = client.cursor.load(Ordering::SeqCst);
+        let target = inner.dispatched.load(Ordering::SeqCst);
+        if cursor >= target {
+            let _step = inner.dispatch_lock.lock().await;
+            if client.cursor.load(Ordering::SeqCst) >= inner.dispatched.load(Ordering::SeqCst) {
+                client.live.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            continue;
+        }
+        let catalog = inner.records.catalog();
+        let one = vec![client.clone()];
+        let (last, messages) = inner
+            .store
+            .read(move |tx| -> Result<(u64, Vec<Message>), StoreError> {
+                let entries = feed::read_range(tx, cursor, target, CHUNK)?;
+                let last = entries.last().map_or(target, |e| e.seq);
+                let entries = decode_watched(&catalog, entries, &one);
+                let mut caches: Vec<Renderings> = vec![HashMap::new(); entries.len()];
+                Ok((last, messages_for(tx, &catalog, &entries, &one[0], &mut caches)))
+            })
+            .await?;
+        for message in messages {
+            match tokio::time::timeout(send_deadline, client.sender.send(message)).await {
+                Ok(Ok(())) => inner.stats.events.inc(),
+                // The stream is gone: nothing left to do.
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    close(inner, client, "This client did not read its events; reconnect to resume.");
+                    return Ok(());
+                }
+            }
+        }
+        client.cursor.store(last, Ordering::SeqCst);
+    }
+}
+
+/// Deletes feed entries past the retention (age and count).
+async fn prune(inner: &Inner) -> Result<(), StoreError> {
+    let retention_ms = i64::try_from(inner.config.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let keep = inner.config.retention_events.max(1);
+    loop {
+        let older_than = chrono::Utc::now().timestamp_millis().saturating_sub(retention_ms);
+        let deleted = inner.store.write(move |tx| feed::prune(tx, older_than, keep, 2000)).await?;
+        if deleted < 2000 {
+            return Ok(());
+        }
+    }
+}
