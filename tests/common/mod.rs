@@ -2,8 +2,10 @@
 //! port 0 with a temporary data directory, sign in, and make requests.
 #![allow(dead_code)]
 
+pub mod npm;
 pub mod setup;
 pub mod smtp;
+pub mod sse;
 pub mod webhook_sink;
 
 use std::io::{BufRead, BufReader};
