@@ -179,6 +179,11 @@ impl App {
             .map_err(AppError::Startup)?;
         let _ = alerts_slot.set(Arc::downgrade(&observe.alerts));
         let realtime = Realtime::new(store.clone(), records.clone(), config.realtime.clone());
+        let observer = realtime.clone();
+        jobs.watch(
+            realtime.jobs_watched(),
+            Arc::new(move |id, action, job| observer.job_changed(id, action, job)),
+        );
         let app = Arc::new(App {
             realtime,
             observe,

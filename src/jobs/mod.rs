@@ -315,6 +315,20 @@ struct Inner {
     config: JobsSection,
     next_id: AtomicU64,
     runtime: worker::Runtime,
+    watch: Watch,
+}
+
+/// Told about every committed change of a job (`create` when enqueued, `update` after) and
+/// every progress report (`progress`, with the job's id, kind, state and progress), for
+/// realtime's job topics: (job id, action, the job as the API shows it). Called after the
+/// commit (on the writer thread) or from the handler: it must only hand the job over.
+pub type JobObserver = Arc<dyn Fn(u64, &'static str, Value) + Send + Sync>;
+
+/// The observer, and whether anyone is watching (no job is copied for nobody).
+#[derive(Default)]
+struct Watch {
+    active: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>,
+    observer: std::sync::OnceLock<JobObserver>,
 }
 
 /// Handle to the job queue. Cheap to clone.
@@ -365,8 +379,51 @@ impl Jobs {
                 config,
                 next_id: AtomicU64::new(last),
                 runtime: worker::Runtime::default(),
+                watch: Watch::default(),
             }),
         })
+    }
+
+    /// Calls `observer` with each job change once it is committed, while `active` is set.
+    /// Set once (by the composition root); later calls are ignored.
+    pub fn watch(&self, active: Arc<std::sync::atomic::AtomicBool>, observer: JobObserver) {
+        let _ = self.inner.watch.observer.set(observer);
+        let _ = self.inner.watch.active.set(active);
+    }
+
+    /// The observer, when someone watches.
+    fn observer(&self) -> Option<&JobObserver> {
+        let active = self.inner.watch.active.get()?.load(std::sync::atomic::Ordering::Relaxed);
+        if active {
+            self.inner.watch.observer.get()
+        } else {
+            None
+        }
+    }
+
+    /// Tells the observer about `job` once `tx` has committed.
+    pub(crate) fn note_after_commit(&self, tx: &mut WriteTx<'_>, job: &Job) {
+        if let Some(observer) = self.observer() {
+            let observer = observer.clone();
+            let action =
+                if job.attempt == 0 && job.state == JobState::Available { "create" } else { "update" };
+            let (id, json) = (job.id, job.to_json());
+            tx.after_commit(move || observer(id, action, json));
+        }
+    }
+
+    /// Tells the observer about jobs whose change has committed.
+    pub(crate) fn note_committed(&self, jobs: &[Job]) {
+        if let Some(observer) = self.observer() {
+            jobs.iter().for_each(|job| observer(job.id, "update", job.to_json()));
+        }
+    }
+
+    /// Tells the observer about a running job's progress report.
+    pub(crate) fn note_progress(&self, id: u64, progress: impl FnOnce() -> Value) {
+        if let Some(observer) = self.observer() {
+            observer(id, "progress", progress());
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -482,6 +539,7 @@ impl Jobs {
             }
         }
         save(tx, None, &job)?;
+        self.note_after_commit(tx, &job);
         Ok(Enqueued { job, duplicate: false })
     }
 
@@ -630,6 +688,7 @@ impl Jobs {
                 job.run_at = now;
                 job.updated = now;
                 save(tx, Some(&old), &job)?;
+                jobs.note_after_commit(tx, &job);
                 jobs.wake_after_commit(tx, &job.queue);
                 Ok(job)
             })
@@ -661,6 +720,7 @@ impl Jobs {
                     jobs.wake_pruner_after_commit(tx);
                 }
                 save(tx, Some(&old), &job)?;
+                jobs.note_after_commit(tx, &job);
                 Ok(job)
             })
             .await

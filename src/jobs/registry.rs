@@ -120,6 +120,16 @@ impl JobContext {
     /// Reports progress (any JSON, e.g. a percentage). Visible at once through the API;
     /// stored with the job when the attempt ends.
     pub fn progress(&self, value: Value) {
+        self.jobs.note_progress(self.id, || {
+            serde_json::json!({
+                "id": self.id.to_string(),
+                "kind": self.kind,
+                "queue": self.queue,
+                "state": "running",
+                "attempt": self.attempt,
+                "progress": value.clone(),
+            })
+        });
         if let Ok(mut slot) = self.progress.lock() {
             *slot = Some(value);
         }

@@ -335,6 +335,9 @@ async fn claim_round(jobs: &Jobs, queue: &str, want: usize) -> Result<Claimed, J
         store
             .write(move |tx: &mut WriteTx<'_>| -> Result<(), JobsError> {
                 let (claimed, due) = claim(tx, &queue, want, now)?;
+                for job in &claimed {
+                    inner.note_after_commit(tx, job);
+                }
                 let rt = &inner.inner.runtime;
                 let entries = claimed.into_iter().map(|job| {
                     let entry = rt.register(job.id);
@@ -490,7 +493,9 @@ fn finish_into(
     } else {
         wakes.queue(&finish.queue);
     }
-    save(tx, Some(&old), &job)
+    save(tx, Some(&old), &job)?;
+    jobs.note_after_commit(tx, &job);
+    Ok(())
 }
 
 /// The job after an attempt of `old` ended with `outcome` (no storage access): the new job,
@@ -614,7 +619,9 @@ fn finish_prepared(
             } else {
                 wakes.queue(&finish.queue);
             }
-            return save_encoded(tx, Some(&p.old), &p.new, p.new_bytes);
+            save_encoded(tx, Some(&p.old), &p.new, p.new_bytes)?;
+            jobs.note_after_commit(tx, &p.new);
+            return Ok(());
         }
     }
     finish_into(jobs, tx, finish, now, wakes)
@@ -854,6 +861,7 @@ pub(super) async fn start(jobs: &Jobs) -> Result<usize, JobsError> {
     let _ = rt.handle.set(tokio::runtime::Handle::current());
     let now = jobs.now_ms();
     let recovered = jobs.inner.store.write(move |tx: &mut WriteTx<'_>| recover_orphans(tx, now)).await?;
+    jobs.note_committed(&recovered);
     if !recovered.is_empty() {
         tracing::warn!(count = recovered.len(), "requeued jobs orphaned by the previous run");
     }

@@ -46,6 +46,8 @@ use topic::Topic;
 
 /// Entries read from the feed per step.
 const CHUNK: usize = 256;
+/// Job events waiting for the dispatcher at most.
+pub const MAX_PENDING_JOB_EVENTS: usize = 10_000;
 
 /// Why a realtime call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +159,10 @@ struct Inner {
     dispatched: AtomicU64,
     /// Held while a dispatch step runs, so a catching-up client joins between steps.
     dispatch_lock: tokio::sync::Mutex<()>,
-    /// Job state changes waiting to be sent (job id, job JSON).
-    jobs: Mutex<Vec<(u64, Value)>>,
+    /// Job changes waiting to be sent (job id, action, job JSON).
+    jobs: Mutex<Vec<(u64, &'static str, Value)>>,
+    /// Set once a client watches a job topic: until then jobs are not copied for us.
+    jobs_watched: Arc<AtomicBool>,
     stats: Stats,
 }
 
@@ -215,6 +219,7 @@ impl Realtime {
             dispatched: AtomicU64::new(0),
             dispatch_lock: tokio::sync::Mutex::new(()),
             jobs: Mutex::new(Vec::new()),
+            jobs_watched: Arc::new(AtomicBool::new(false)),
             stats: Stats::default(),
         });
         Realtime { inner }
@@ -363,6 +368,7 @@ impl Realtime {
                             "Only superusers can subscribe to \"{raw}\"."
                         )));
                     }
+                    inner.jobs_watched.store(true, Ordering::Relaxed);
                     None
                 }
                 Topic::Collection(c) | Topic::Record { collection: c, .. } => catalog.get(c).cloned(),
@@ -409,13 +415,23 @@ impl Realtime {
         Ok(())
     }
 
-    /// Notes that job `id` changed (called after its transaction committed); subscribers of
-    /// `jobs` and `jobs/{id}` get `{action: "update", record: job}`.
-    pub fn job_changed(&self, id: u64, job: Value) {
+    /// Notes that job `id` changed (called after its transaction committed) or reported
+    /// progress; subscribers of `jobs` and `jobs/{id}` get `{action, record: job}`. Live
+    /// only: at most [`MAX_PENDING_JOB_EVENTS`] wait for the dispatcher (the oldest go).
+    pub fn job_changed(&self, id: u64, action: &'static str, job: Value) {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
-            jobs.push((id, job));
+            if jobs.len() >= MAX_PENDING_JOB_EVENTS {
+                jobs.remove(0);
+            }
+            jobs.push((id, action, job));
         }
         self.inner.wake.notify_one();
+    }
+
+    /// Whether any client watches a job topic (shared with the job queue, which copies job
+    /// changes only while it is set).
+    pub fn jobs_watched(&self) -> Arc<AtomicBool> {
+        self.inner.jobs_watched.clone()
     }
 
     /// Connected clients.
@@ -642,8 +658,8 @@ fn send_jobs(inner: &Inner) {
     };
     let clients: Vec<Arc<Client>> =
         inner.clients.read().map(|c| c.values().cloned().collect()).unwrap_or_default();
-    for (id, job) in jobs {
-        let data = Bytes::from(json!({ "action": "update", "record": job }).to_string());
+    for (id, action, job) in jobs {
+        let data = Bytes::from(json!({ "action": action, "record": job }).to_string());
         for client in &clients {
             let Ok(subs) = client.subscriptions.read().map(|s| s.clone()) else { continue };
             for sub in subs.iter() {

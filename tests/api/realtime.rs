@@ -303,3 +303,41 @@ async fn bad_subscriptions_are_refused_with_the_reason() {
         "superusers may watch jobs"
     );
 }
+
+#[tokio::test]
+async fn superusers_follow_jobs_live() {
+    let s = Server::start_with(StartOptions {
+        env: vec![("BACKBONE_JOBS_TEST_KINDS".into(), "true".into())],
+        ..StartOptions::default()
+    });
+    let t = s.setup_superuser().await;
+    let mut all = Sse::connect(&s, None).await;
+    assert_eq!(all.subscribe(&s, Some(&t), &["jobs"]).await.status, 204);
+    let r =
+        s.call("POST", "/api/jobs", Some(&t), Some(json!({"kind": "sleep", "payload": {"ms": 300}}))).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.body["id"].as_str().expect("id").to_string();
+    let mut one = Sse::connect(&s, None).await;
+    assert_eq!(one.subscribe(&s, Some(&t), &[&format!("jobs/{id}")]).await.status, 204);
+
+    let mut seen = Vec::new();
+    while let Some(e) = all.next(WAIT).await {
+        assert_eq!(e.event, "jobs");
+        if e.data["record"]["id"] != id.as_str() {
+            continue; // a job of the server's own
+        }
+        let state = e.data["record"]["state"].as_str().unwrap_or("").to_string();
+        seen.push((e.data["action"].as_str().unwrap_or("").to_string(), state.clone()));
+        if state == "completed" {
+            break;
+        }
+    }
+    assert_eq!(seen.first(), Some(&("create".to_string(), "available".to_string())), "{seen:?}");
+    assert!(seen.contains(&("update".to_string(), "running".to_string())), "{seen:?}");
+    assert!(seen.iter().any(|(a, _)| a == "progress"), "progress reports arrive: {seen:?}");
+    assert_eq!(seen.last().map(|(_, s)| s.as_str()), Some("completed"), "{seen:?}");
+    // The job topic sees the same job's changes after it subscribed.
+    let mine = one.drain(QUIET).await;
+    assert!(mine.iter().any(|e| e.data["record"]["state"] == "completed"), "{mine:?}");
+    assert!(mine.iter().all(|e| e.event == format!("jobs/{id}")), "{mine:?}");
+}
