@@ -79,11 +79,9 @@ pub struct Message {
 }
 
 impl Message {
-    /// An event; an empty `id` leaves the client's last event id as it was.
+    /// An event; an empty `id` leaves the client's last event id as it was. `event` has no
+    /// line break (subscription strings with one are refused).
     fn new(id: &str, event: &str, data: Bytes) -> Message {
-        // A line break would end the field early: keep the frame well-formed whatever the
-        // subscription string holds.
-        let event = event.replace(['\r', '\n'], " ");
         let head = if id.is_empty() {
             format!("event:{event}\ndata:")
         } else {
@@ -108,19 +106,19 @@ impl Message {
 struct Caller {
     principal: Principal,
     /// Groups subscribers who see the same thing (one rendering per group).
-    key: String,
+    key: Arc<str>,
 }
 
 /// One subscription of one client.
 #[derive(Debug)]
 struct Subscription {
     /// The string as the client sent it: the SSE event name of its events.
-    raw: String,
+    raw: Arc<str>,
     topic: Topic,
     query: LiveQuery,
     request: RequestInfo,
-    /// The options part, for sharing renderings.
-    options: String,
+    /// The id of the topic's collection when the subscription was made.
+    collection_id: Option<String>,
 }
 
 /// A connected client.
@@ -340,17 +338,17 @@ impl Realtime {
                 topic::MAX_SUBSCRIPTIONS
             )));
         }
-        let key = match principal {
+        let key: Arc<str> = Arc::from(match principal {
             Principal::Anonymous => "anonymous".to_string(),
             Principal::Superuser { id } => format!("superuser:{id}"),
             Principal::Record { collection_id, id } => format!("record:{collection_id}:{id}"),
             Principal::ApiKey { id, .. } => format!("key:{id}"),
-        };
+        });
         {
             let mut caller = client.caller.lock().map_err(|_| RealtimeError::UnknownClient)?;
             // As PocketBase: an anonymous client may sign in, a signed-in one cannot change.
             if let Some(previous) = caller.as_ref() {
-                if previous.key != "anonymous" && previous.key != key {
+                if &*previous.key != "anonymous" && previous.key != key {
                     return Err(RealtimeError::AuthMismatch);
                 }
             }
@@ -393,8 +391,14 @@ impl Realtime {
                 headers: p.headers.clone(),
                 body: Map::new(),
             };
-            let options = raw.split_once("?options=").map(|(_, o)| o.to_string()).unwrap_or_default();
-            parsed.push(Subscription { raw: raw.clone(), topic: p.topic, query, request, options });
+            let collection_id = entry.map(|e| e.collection.id.clone());
+            parsed.push(Subscription {
+                raw: Arc::from(raw.as_str()),
+                topic: p.topic,
+                query,
+                request,
+                collection_id,
+            });
         }
         if let Ok(mut subs) = client.subscriptions.write() {
             *subs = Arc::new(parsed);
@@ -478,8 +482,9 @@ fn close(inner: &Inner, client: &Client, reason: &str) {
     }
 }
 
-/// Renderings of one feed entry, shared by subscribers who see the same thing.
-type Renderings = HashMap<(String, String, bool), Option<Bytes>>;
+/// Messages of one feed entry, shared by subscribers who see the same thing (same identity,
+/// same subscription string).
+type Renderings = HashMap<(Arc<str>, Arc<str>), Option<Message>>;
 
 /// The message of `entry` for `sub` of `client`, if the client may see it.
 fn render_for(
@@ -490,9 +495,9 @@ fn render_for(
     caller: &Caller,
     sub: &Subscription,
     cache: &mut Renderings,
-) -> Option<Bytes> {
+) -> Option<Message> {
     let record_topic = matches!(sub.topic, Topic::Record { .. });
-    let key = (caller.key.clone(), sub.options.clone(), record_topic);
+    let key = (caller.key.clone(), sub.raw.clone());
     if let Some(hit) = cache.get(&key) {
         return hit.clone();
     }
@@ -501,7 +506,8 @@ fn render_for(
         let watcher = Watcher { principal: &caller.principal, request: &sub.request };
         match live::render_change(tx, catalog, collection, stored, op, watcher, &sub.query) {
             Ok(Some(record)) => {
-                Some(Bytes::from(json!({ "action": entry.action.as_str(), "record": record }).to_string()))
+                let data = json!({ "action": entry.action.as_str(), "record": record }).to_string();
+                Some(Message::new(&entry.seq.to_string(), &sub.raw, Bytes::from(data)))
             }
             Ok(None) => None,
             Err(err) => {
@@ -516,8 +522,12 @@ fn render_for(
 
 /// Whether `sub` watches `entry`.
 fn watches(sub: &Subscription, catalog: &Catalog, entry: &feed::Entry) -> bool {
-    let same_collection = |c: &str| {
-        c == entry.collection_id || catalog.get(c).is_some_and(|e| e.collection.id == entry.collection_id)
+    let same_collection = |c: &str| match &sub.collection_id {
+        Some(id) => *id == entry.collection_id,
+        // The collection did not exist when the subscription was made.
+        None => {
+            c == entry.collection_id || catalog.get(c).is_some_and(|e| e.collection.id == entry.collection_id)
+        }
     };
     match &sub.topic {
         Topic::Collection(c) => same_collection(c),
@@ -552,8 +562,8 @@ fn messages_for(
             if !watches(sub, catalog, entry) {
                 continue;
             }
-            if let Some(data) = render_for(tx, catalog, entry, stored, &caller, sub, &mut caches[i]) {
-                out.push(Message::new(&entry.seq.to_string(), &sub.raw, data));
+            if let Some(message) = render_for(tx, catalog, entry, stored, &caller, sub, &mut caches[i]) {
+                out.push(message);
             }
         }
     }

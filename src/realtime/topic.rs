@@ -45,6 +45,9 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
     if raw.len() > MAX_SUBSCRIPTION_LEN {
         return Err(format!("a subscription is longer than {MAX_SUBSCRIPTION_LEN} characters"));
     }
+    if raw.contains(['\r', '\n']) {
+        return Err("a subscription has a line break".into());
+    }
     let (name, options) = match raw.split_once("?options=") {
         Some((name, options)) => (name, Some(options)),
         None => (raw, None),
@@ -115,6 +118,7 @@ mod tests {
         assert!(parse("/x").is_err());
         assert!(parse("a/b/c").is_err());
         assert!(parse(&"x".repeat(MAX_SUBSCRIPTION_LEN + 1)).is_err());
+        assert!(parse("posts\nevent:x").is_err());
     }
 
     #[test]
