@@ -111,6 +111,7 @@ pub mod hooks;
 pub mod index;
 pub mod list;
 pub mod migrate;
+pub mod modifiers;
 pub mod plan;
 pub mod record;
 pub mod rules;

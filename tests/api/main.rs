@@ -19,6 +19,7 @@ mod indexes;
 mod jobs;
 mod keys;
 mod mail;
+mod modifiers;
 mod observe;
 mod openapi;
 mod records;
