@@ -54,6 +54,7 @@ mod keys;
 mod mail;
 mod observe;
 pub mod openapi;
+mod pending;
 mod records;
 mod search;
 
@@ -124,7 +125,7 @@ macro_rules! documented_methods {
 }
 
 impl Methods {
-    documented_methods!(get => GET, post => POST, patch => PATCH, delete => DELETE);
+    documented_methods!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
 
     /// Serves `method` without describing it in the spec: the reference's own pages and
     /// assets, the account confirmation page, `HEAD /api/health`.
@@ -176,6 +177,7 @@ fn route_table() -> Routes {
         .with(mail::routes)
         .with(keys::routes)
         .with(observe::routes)
+        .with(pending::routes)
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration

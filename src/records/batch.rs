@@ -282,3 +282,45 @@ fn run_one(
         }
     }
 }
+
+impl Records {
+    /// Deletes every record of `collection` in one transaction, each as a delete by a
+    /// superuser would (cascades, references, file removal, change hooks), all or nothing
+    /// (PocketBase's truncate). Superusers only; `_superusers` cannot be truncated (it would
+    /// remove every superuser, the caller too).
+    pub async fn truncate(&self, principal: &Principal, collection: &str) -> Result<u64, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(RecordsError::Forbidden("Only superusers can perform this action.".into()));
+        }
+        let entry = self.collection(collection)?;
+        if entry.collection.name == "_superusers" {
+            return Err(RecordsError::BadRequest("The _superusers collection cannot be truncated.".into()));
+        }
+        let catalog = self.catalog();
+        let hooks = self.hooks().clone();
+        let deleted = self
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<u64, RecordsError> {
+                let prefix = super::collection_prefix(&entry.collection.id);
+                let ids: Vec<String> = tx
+                    .collect_prefix(Table::Records, &prefix)?
+                    .into_iter()
+                    .map(|(key, _)| String::from_utf8_lossy(&key[prefix.len()..]).to_string())
+                    .collect();
+                let request = RequestInfo::default();
+                let mut deleted = 0;
+                for id in ids {
+                    // A cascade from an earlier delete may have removed it already.
+                    if tx.get(Table::Records, &record_key(&entry.collection.id, &id))?.is_none() {
+                        continue;
+                    }
+                    write::apply_delete(tx, &hooks, &catalog, &entry, &id, None, &request)?;
+                    deleted += 1;
+                }
+                Ok(deleted)
+            })
+            .await?;
+        self.note_batch_written();
+        Ok(deleted)
+    }
+}

@@ -25,6 +25,7 @@ mod openapi;
 mod records;
 mod relations;
 mod rule_matrix;
+mod sdk_shapes;
 mod search;
 mod security;
 mod thumb_memory;
