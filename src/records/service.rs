@@ -729,6 +729,40 @@ impl Records {
             .await
     }
 
+    /// Finds an auth record by one of its collection's identity fields: `email` through the
+    /// identity table (case-insensitive), any other through the field's unique index (an
+    /// exact match, as PocketBase's lookup).
+    pub async fn find_by_identity(
+        &self,
+        collection_id: &str,
+        field: &str,
+        identity: &str,
+    ) -> Result<Option<Stored>, RecordsError> {
+        if field == "email" {
+            return self.find_auth_record(collection_id, identity).await;
+        }
+        let entry = self.collection(collection_id)?;
+        let Some(def) = index::unique_on(&entry.indexes, field) else {
+            return Ok(None);
+        };
+        let prefix = index::prefix(collection_id, &def.name, &[&Value::String(identity.to_string())]);
+        let collection_id = collection_id.to_string();
+        self.store
+            .read(move |tx| {
+                let mut found: Option<String> = None;
+                tx.scan_prefix(Table::RecordIndex, &prefix, false, None, |key, _| {
+                    found = index::entry_id(key).map(str::to_string);
+                    crate::store::ScanControl::Stop
+                })?;
+                let Some(id) = found else { return Ok(None) };
+                match tx.get(Table::Records, &record_key(&collection_id, &id))? {
+                    Some(bytes) => Ok(Some(decode(&bytes)?)),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
     /// Loads one stored record regardless of rules (for token checks).
     pub async fn load_stored(
         &self,
