@@ -34,8 +34,14 @@ fn missing(path: &str) -> (&'static str, &'static str) {
 
 #[handler]
 pub async fn not_yet(req: &Request) -> ApiError {
-    let (title, detail) = missing(req.uri().path());
-    ApiError::new(StatusCode::NOT_IMPLEMENTED, "not-implemented", title, detail)
+    let (title, meanwhile) = missing(req.uri().path());
+    // The SDK shows `message` (the detail), so it repeats what is missing.
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not-implemented",
+        title,
+        format!("{title} in Backbone. {meanwhile}"),
+    )
 }
 
 fn key_param() -> serde_json::Value {
