@@ -185,6 +185,7 @@ fn route_table() -> Routes {
 pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
     Route::new()
         .at("/superusers/upsert", post(auth::socket_superuser_upsert))
+        .at("/superusers/:action", post(auth::socket_superuser))
         .at("/jobs/list", post(jobs::socket_list))
         .at("/jobs/:action", post(jobs::socket_action))
         .at("/mail/test", post(mail::socket_test_email))
