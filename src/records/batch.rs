@@ -201,7 +201,7 @@ impl Records {
                 let placed_now =
                     files::place(&self.file_sync_of(), &entry.collection.id, &record_id, &op.uploads).await;
                 if let Err(e) = placed_now {
-                    self.unplace_all(&placed).await;
+                    self.unplace_all(placed).await;
                     return Err(failed(index, e));
                 }
                 placed.push((entry.collection.id.clone(), record_id, op.uploads.clone()));
