@@ -101,6 +101,11 @@ pub(crate) fn check_keys(collection: &Collection, body: &Map<String, Value>, err
     }
 }
 
+/// True when `body` holds a modifier key (`+f`, `f+`, `f-`).
+pub(crate) fn any(body: &Map<String, Value>) -> bool {
+    body.keys().any(|k| k.starts_with('+') || k.ends_with('+') || k.ends_with('-'))
+}
+
 /// A number operand: a JSON number or a numeric string (multipart bodies send strings);
 /// null and "" count as 0.
 fn number(v: &Value) -> Result<f64, FieldError> {

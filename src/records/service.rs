@@ -33,6 +33,10 @@ use crate::util::time;
 
 /// How often an update retries when the record changed between its read and its write.
 const UPDATE_RETRIES: usize = 8;
+/// The same for an update with modifiers (`n+`, `tags-`, ...): concurrent increments of one
+/// record are expected to collide (each group commit lets one of them through), and each
+/// retry recomputes the modifiers from the new stored value, so none is lost.
+const MODIFIER_RETRIES: usize = 64;
 
 /// A page of rendered records.
 #[derive(Debug)]
@@ -551,7 +555,8 @@ impl Records {
         }
         let key = record_key(&entry.collection.id, record_id);
         let is_auth = entry.collection.is_auth();
-        for _ in 0..UPDATE_RETRIES {
+        let attempts = if super::modifiers::any(&body) { MODIFIER_RETRIES } else { UPDATE_RETRIES };
+        for _ in 0..attempts {
             let read_key = key.clone();
             let (rule_for_read, request_for_read, entry_for_read, principal_for_read, guard_for_read) =
                 (rule.clone(), request.clone(), entry.clone(), principal.clone(), guard.clone());

@@ -72,7 +72,7 @@ async fn concurrent_increments_are_not_lost() {
     let id = rec["id"].as_str().expect("id").to_string();
     let s = std::sync::Arc::new(s);
     let mut tasks = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..20 {
         let (s, t, id) = (s.clone(), t.clone(), id.clone());
         tasks.push(tokio::spawn(async move { patch(&s, &t, &id, json!({"n+": 1})).await.status }));
     }
@@ -80,7 +80,7 @@ async fn concurrent_increments_are_not_lost() {
         assert_eq!(task.await.expect("task"), 200);
     }
     let r = s.call("GET", &format!("/api/collections/posts/records/{id}"), Some(&t), None).await;
-    assert_eq!(r.body["n"], 10);
+    assert_eq!(r.body["n"], 20);
 }
 
 #[tokio::test]
