@@ -1,4 +1,4 @@
-//! The command line: `serve`, `superuser upsert`, `jobs list|retry|cancel`, `send-test-email`,
+//! The command line: `serve`, `superuser upsert|create|update|delete|otp`, `jobs list|retry|cancel`, `send-test-email`,
 //! `check`, `export-openapi`, `version`.
 //!
 //! Commands that change data work whether or not `serve` is running: when the data file
@@ -95,6 +95,15 @@ pub enum Command {
 pub enum SuperuserAction {
     /// Create a superuser, or set the password of the existing one with this email.
     Upsert { email: String, password: String },
+    /// Create a superuser (refused when one with this email exists).
+    Create { email: String, password: String },
+    /// Set the password of an existing superuser.
+    Update { email: String, password: String },
+    /// Delete a superuser (not the only one).
+    Delete { email: String },
+    /// Print a one-time code for a superuser's auth-with-otp (needs OTP enabled on
+    /// `_superusers`).
+    Otp { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +181,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Superuser { action: SuperuserAction::Upsert { email, password } } => {
             superuser_upsert(&cli, email, password).await
         }
+        Command::Superuser { action } => superuser_command(&cli, action).await,
         Command::Jobs { action } => jobs_command(&cli, action).await,
         Command::Search { action: SearchAction::Reindex { collection } } => {
             search_reindex(&cli, collection.as_deref()).await
@@ -304,6 +314,59 @@ async fn superuser_upsert(cli: &Cli, email: &str, password: &str) -> Result<(), 
         }
         Err(err) => Err(format!("{err}: {}", describe_validation(&err))),
     }
+}
+
+/// `backbone superuser create|update|delete|otp`: through the running server's socket, or
+/// on the data file directly.
+async fn superuser_command(cli: &Cli, action: &SuperuserAction) -> Result<(), String> {
+    let (name, email, password) = match action {
+        SuperuserAction::Create { email, password } => ("create", email, Some(password)),
+        SuperuserAction::Update { email, password } => ("update", email, Some(password)),
+        SuperuserAction::Delete { email } => ("delete", email, None),
+        SuperuserAction::Otp { email } => ("otp", email, None),
+        SuperuserAction::Upsert { email, password } => return superuser_upsert(cli, email, password).await,
+    };
+    let socket = cli.dir.join(SOCKET_NAME);
+    let body = serde_json::json!({"email": email, "password": password});
+    let answer = match socket_request(&socket, &format!("/superusers/{name}"), &body).await {
+        Ok((200, text)) => serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default(),
+        Ok((_, text)) => return Err(format!("the running server refused: {}", problem_message(&text))),
+        Err(_) => {
+            let app = open_offline(cli).await?;
+            let result = match action {
+                SuperuserAction::Create { email, password } => {
+                    app.auth.create_superuser(email, password).await
+                }
+                SuperuserAction::Update { email, password } => {
+                    app.auth.update_superuser(email, password).await
+                }
+                SuperuserAction::Delete { email } => {
+                    app.auth.delete_superuser(email).await.map(|()| serde_json::json!({}))
+                }
+                SuperuserAction::Otp { email } => app
+                    .auth
+                    .superuser_otp(email)
+                    .await
+                    .map(|(otp_id, code)| serde_json::json!({"otpId": otp_id, "password": code})),
+                SuperuserAction::Upsert { .. } => Ok(serde_json::json!({})),
+            };
+            let store = app.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            result.map_err(|err| format!("{err}: {}", describe_validation(&err)))?
+        }
+    };
+    match action {
+        SuperuserAction::Otp { .. } => {
+            say!(
+                "otpId: {}\npassword: {}",
+                answer["otpId"].as_str().unwrap_or_default(),
+                answer["password"].as_str().unwrap_or_default()
+            );
+        }
+        SuperuserAction::Delete { .. } => say!("superuser {email} deleted"),
+        _ => say!("superuser {email} saved"),
+    }
+    Ok(())
 }
 
 /// Opens the data directory for a one-off command when no server holds it.

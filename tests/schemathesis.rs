@@ -7,7 +7,8 @@
 //! `common::setup`). Rate limits are
 //! off for this server (the run sends hundreds of requests a second from one address).
 //! Operations that would revoke the caller's own credentials (sign-out, changing the
-//! superusers' records, revoking keys) are excluded so each run stays authenticated.
+//! superusers' records, revoking keys) are excluded so each run stays authenticated, and so are
+//! the operations that answer 501 by design (what Backbone does not serve yet).
 
 mod common;
 
@@ -25,8 +26,11 @@ const MAX_EXAMPLES: &str = "25";
 /// its schema with an internal "inconsistent results" error (batch still gets the examples and
 /// fuzzing phases).
 fn run_as(server: &Server, label: &str, authorization: Option<&str>, phases: &str) -> (u64, u64) {
-    let mut excluded =
-        String::from("auth-logout|^/api/collections/_superusers/records/\\{id\\}$|^/api/keys/\\{id\\}$");
+    // The "pending" operations answer 501 by design (what Backbone does not serve yet).
+    let mut excluded = String::from(
+        "auth-logout|^/api/collections/_superusers/records/\\{id\\}$|^/api/keys/\\{id\\}$\
+         |^/api/backups|^/api/collections/import$|/auth-with-oauth2$|^/api/settings/test/s3$|^/api/settings/apple/",
+    );
     if phases.contains("coverage") {
         excluded.push_str("|^/api/batch$");
     }

@@ -25,6 +25,7 @@ use super::{actor_for, now_unix, token, Auth, AuthError, Session};
 use crate::audit::{Actor, Event};
 use crate::auth::Principal;
 use crate::mail::{Mail, OutgoingMail, Template};
+use crate::records::collection::SUPERUSERS_ID;
 use crate::records::filter::RequestInfo;
 use crate::records::record::{self, FieldsFilter, Stored};
 use crate::records::service::RecordGuard;
@@ -564,4 +565,84 @@ fn hide_missing(err: RecordsError) -> AuthError {
         RecordsError::NotFound(_) => invalid_token(),
         other => AuthError::Records(other),
     }
+}
+
+/// The `backbone superuser create|update|delete|otp` operations (PocketBase's), beside
+/// [`Auth::upsert_superuser`].
+impl Auth {
+    /// Creates a superuser; refused when one with this email exists.
+    pub async fn create_superuser(&self, email: &str, password: &str) -> Result<Value, AuthError> {
+        if self.records.find_auth_record(SUPERUSERS_ID, email.trim()).await?.is_some() {
+            return Err(AuthError::Forbidden(format!(
+                "A superuser with the email {email:?} already exists."
+            )));
+        }
+        self.upsert_superuser(email, password).await
+    }
+
+    /// Sets the password of an existing superuser; refused when there is none.
+    pub async fn update_superuser(&self, email: &str, password: &str) -> Result<Value, AuthError> {
+        if self.records.find_auth_record(SUPERUSERS_ID, email.trim()).await?.is_none() {
+            return Err(missing_superuser(email));
+        }
+        self.upsert_superuser(email, password).await
+    }
+
+    /// Deletes a superuser; the only one cannot be deleted (nobody could administer).
+    pub async fn delete_superuser(&self, email: &str) -> Result<(), AuthError> {
+        let Some(stored) = self.records.find_auth_record(SUPERUSERS_ID, email.trim()).await? else {
+            return Err(missing_superuser(email));
+        };
+        if self.records.count(SUPERUSERS_ID).await? <= 1 {
+            return Err(AuthError::Forbidden("The only superuser cannot be deleted.".into()));
+        }
+        let id = stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let cli = Principal::Superuser { id: String::new() };
+        self.records.delete_record(&cli, SUPERUSERS_ID, &id, &RequestInfo::default()).await?;
+        self.records.note_token_revoked();
+        Ok(())
+    }
+
+    /// A one-time code for a superuser, for `auth-with-otp` (not emailed: the operator
+    /// reads it); needs OTP sign-in enabled on `_superusers`. Returns (otp id, code).
+    pub async fn superuser_otp(&self, email: &str) -> Result<(String, String), AuthError> {
+        let entry = self.auth_collection(SUPERUSERS_ID)?;
+        let settings = entry.collection.auth.clone().unwrap_or_default();
+        if !settings.otp.enabled {
+            return Err(AuthError::Forbidden(
+                "One-time password sign-in is disabled for _superusers; enable otp on the collection first."
+                    .into(),
+            ));
+        }
+        let Some(stored) = self.records.find_auth_record(SUPERUSERS_ID, email.trim()).await? else {
+            return Err(missing_superuser(email));
+        };
+        let otp_id = self.new_otp_id();
+        let code: String = {
+            let mut rng = rand::thread_rng();
+            (0..settings.otp.length).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+        };
+        let otp = Otp {
+            collection_id: SUPERUSERS_ID.to_string(),
+            record_id: stored.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+            hash: sha256_hex(format!("{otp_id}{code}").as_bytes()),
+            expires: now_unix() + i64::try_from(settings.otp.duration).unwrap_or(180),
+            tries: 0,
+        };
+        let bytes = serde_json::to_vec(&otp)
+            .map_err(|e| AuthError::Records(RecordsError::Internal(e.to_string())))?;
+        let key = otp_id.clone();
+        self.records
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<(), AuthError> {
+                tx.put(Table::AuthOtps, key.as_bytes(), bytes);
+                Ok(())
+            })
+            .await?;
+        Ok((otp_id, code))
+    }
+}
+
+fn missing_superuser(email: &str) -> AuthError {
+    AuthError::Records(RecordsError::NotFound(format!("No superuser with the email {email:?}.")))
 }

@@ -452,7 +452,15 @@ impl Auth {
             return Err(AuthError::Forbidden("Password sign-in is disabled for this collection.".into()));
         }
         let collection_id = entry.collection.id.clone();
-        let stored = self.records.find_auth_record(&collection_id, identity).await?;
+        // Each identity field in order (PocketBase's passwordAuth.identityFields); the hash
+        // check below runs whether or not one matched, so unknown accounts take as long.
+        let mut stored = None;
+        for field in &settings.password_auth.identity_fields {
+            stored = self.records.find_by_identity(&collection_id, field, identity.trim()).await?;
+            if stored.is_some() {
+                break;
+            }
+        }
         let hash = stored.as_ref().and_then(|s| s.get("password")).and_then(Value::as_str).map(String::from);
         let ok = self.records.hasher().verify(password.to_string(), hash).await;
         let target = identity.trim().to_lowercase();

@@ -198,6 +198,40 @@ pub async fn socket_superuser_upsert(
     Ok(json_response(StatusCode::OK, &record))
 }
 
+/// `POST /superusers/{create|update|delete|otp}` on the admin socket: the CLI's other
+/// superuser commands while `serve` holds the data file.
+#[handler]
+pub async fn socket_superuser(
+    req: &Request,
+    Path(action): Path<String>,
+    body: Body,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let body = json_object(req, body, app.body_limits()).await?;
+    let mut errors = FieldErrors::new();
+    let email = required_string(&body, "email", &mut errors);
+    let needs_password = matches!(action.as_str(), "create" | "update");
+    let password =
+        if needs_password { required_string(&body, "password", &mut errors) } else { String::new() };
+    if !errors.is_empty() {
+        return Err(ApiError::validation("Failed to change the superuser.", &errors));
+    }
+    let answer = match action.as_str() {
+        "create" => app.auth.create_superuser(&email, &password).await?,
+        "update" => app.auth.update_superuser(&email, &password).await?,
+        "delete" => {
+            app.auth.delete_superuser(&email).await?;
+            json!({})
+        }
+        "otp" => {
+            let (otp_id, code) = app.auth.superuser_otp(&email).await?;
+            json!({"otpId": otp_id, "password": code})
+        }
+        other => return Err(ApiError::not_found(format!("No superuser action {other:?}."))),
+    };
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
 /// Reads a JSON body and the named required strings, or a 400 naming the missing ones.
 async fn strings<const N: usize>(
     req: &Request,

@@ -12,7 +12,7 @@ use super::access::superuser;
 use super::body::json_value;
 use super::error::ApiError;
 use super::guard::client_ip;
-use super::openapi::{collection_param, list_envelope, op, page_params, problem_ref, r};
+use super::openapi::{collection_param, list_envelope, op, page_params, problem_ref, query_param, r};
 use super::{json_response, principal, Routes};
 use crate::app::App;
 use crate::records::schema;
@@ -22,6 +22,10 @@ pub struct PageParams {
     page: Option<String>,
     #[serde(rename = "perPage")]
     per_page: Option<String>,
+    filter: Option<String>,
+    sort: Option<String>,
+    #[serde(rename = "skipTotal")]
+    skip_total: Option<String>,
 }
 
 pub(crate) fn page_number(raw: Option<&str>, default: usize, name: &str) -> Result<usize, ApiError> {
@@ -43,19 +47,45 @@ pub async fn list(
     let who = superuser(app, req).await?;
     let page = page_number(params.page.as_deref(), 1, "page")?;
     let per_page = page_number(params.per_page.as_deref(), 30, "perPage")?.min(1000);
-    let all = app.records.collections().list(&who)?;
+    let all =
+        app.records.collections().list_matching(&who, params.filter.as_deref(), params.sort.as_deref())?;
     let total = all.len();
     let items: Vec<_> = all.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).collect();
+    // As PocketBase: with skipTotal the totals are -1.
+    let skip_total =
+        matches!(params.skip_total.as_deref().map(str::trim), Some("1" | "true" | "TRUE" | "True"));
+    let (total_items, total_pages) =
+        if skip_total { (json!(-1), json!(-1)) } else { (json!(total), json!(total.div_ceil(per_page))) };
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "page": page,
             "perPage": per_page,
-            "totalItems": total,
-            "totalPages": total.div_ceil(per_page),
+            "totalItems": total_items,
+            "totalPages": total_pages,
             "items": items,
         }),
     ))
+}
+
+/// `GET /api/collections/meta/scaffolds`: the default shape of a new collection per type.
+#[handler]
+pub async fn scaffolds(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
+    let who = superuser(app, req).await?;
+    let scaffolds = app.records.collections().scaffolds(&who)?;
+    Ok(json_response(StatusCode::OK, &scaffolds))
+}
+
+/// `DELETE /api/collections/{collection}/truncate`: deletes every record (204).
+#[handler]
+pub async fn truncate(
+    req: &Request,
+    Path(collection): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    let who = superuser(app, req).await?;
+    app.records.truncate(&who, &collection).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
 #[handler]
@@ -129,7 +159,11 @@ pub(super) fn routes(api: Routes) -> Routes {
     api.at("/api/collections", |m| {
         m.get(
             list,
-            op("listCollections", "List collections (superusers)", "collections", page_params(), None, (200, Some(r("CollectionList"))), &[400, 403]),
+            op("listCollections", "List collections (superusers); filter and sort name id, name, type, system, created, updated and the rules", "collections", [page_params(), vec![
+                query_param("filter", "A filter over id, name, type, system, created, updated, listRule, viewRule, createRule, updateRule, deleteRule.", json!({"type": "string"})),
+                query_param("sort", "Comma-separated members of the same list, `-` for descending.", json!({"type": "string"})),
+                query_param("skipTotal", "true: totalItems and totalPages are -1.", json!({"type": "boolean"})),
+            ]].concat(), None, (200, Some(r("CollectionList"))), &[400, 403]),
         )
         .post(
             create,
@@ -148,6 +182,18 @@ pub(super) fn routes(api: Routes) -> Routes {
         .delete(
             delete,
             op("deleteCollection", "Delete a collection and its records (superusers)", "collections", vec![collection_param()], None, (204, None), &[400, 403, 404]),
+        )
+    })
+    .at("/api/collections/meta/scaffolds", |m| {
+        m.get(
+            scaffolds,
+            op("collectionScaffolds", "The default shape of a new collection, by type: auth, base, view (superusers)", "collections", vec![], None, (200, Some(json!({"type": "object", "properties": {"auth": r("Collection"), "base": r("Collection"), "view": {"type": "object"}}}))), &[403]),
+        )
+    })
+    .at("/api/collections/:collection/truncate", |m| {
+        m.delete(
+            truncate,
+            op("truncateCollection", "Delete every record of a collection, with cascades and file removal, all or nothing (superusers)", "collections", vec![collection_param()], None, (204, None), &[400, 403, 404]),
         )
     })
     .at("/api/collections/:collection/schema", |m| {

@@ -153,9 +153,10 @@ pub async fn delete(
 pub async fn cron_list(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Response, ApiError> {
     superuser(app, req).await?;
     let crons = app.jobs.list_crons().await?;
-    let total = crons.len();
+    // PocketBase's shape (what `pb.crons.getFullList()` reads): a plain array; each item
+    // has PocketBase's `id` and `expression` and Backbone's other members.
     let items = crons.iter().map(|c| c.to_json()).collect();
-    Ok(json_response(StatusCode::OK, &envelope(1, total.max(1), total, items)))
+    Ok(json_response(StatusCode::OK, &Value::Array(items)))
 }
 
 #[handler]
@@ -213,6 +214,19 @@ pub async fn cron_run(
     superuser(app, req).await?;
     let (_run, job) = app.jobs.run_cron_now(&id).await?;
     Ok(accepted(&job, StatusCode::ACCEPTED))
+}
+
+/// `POST /api/crons/{id}`: PocketBase's `pb.crons.run(id)`: enqueues the schedule's job
+/// now and answers 204 (`/api/crons/{id}/run` answers the job).
+#[handler]
+pub async fn cron_run_now(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    superuser(app, req).await?;
+    app.jobs.run_cron_now(&id).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }
 
 #[handler]
@@ -346,6 +360,10 @@ pub(super) fn routes(api: Routes) -> Routes {
             cron_update,
             op("updateCron", "Change a cron schedule; enabling it schedules from now (superusers)", "crons", vec![cron_id_param()], Some(r("CronInput")), (200, Some(r("Cron"))), &[400, 401, 403, 404, 413, 415]),
         )
+        .post(
+            cron_run_now,
+            op("runCronNow", "Enqueue the schedule's job now, as PocketBase's pb.crons.run (superusers)", "crons", vec![cron_id_param()], None, (204, None), &[401, 403, 404]),
+        )
         .delete(
             cron_delete,
             op("deleteCron", "Delete a cron schedule and its run history (superusers)", "crons", vec![cron_id_param()], None, (204, None), &[401, 403, 404]),
@@ -467,7 +485,7 @@ pub(super) fn schemas() -> Value {
                 "enabled": {"type": "boolean"}
             }
         },
-        "CronList": list_envelope(r("Cron")),
+        "CronList": {"type": "array", "items": r("Cron")},
         "CronRun": {
             "type": "object",
             "properties": {

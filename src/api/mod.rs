@@ -54,6 +54,7 @@ mod keys;
 mod mail;
 mod observe;
 pub mod openapi;
+mod pending;
 mod realtime;
 mod records;
 mod search;
@@ -125,7 +126,7 @@ macro_rules! documented_methods {
 }
 
 impl Methods {
-    documented_methods!(get => GET, post => POST, patch => PATCH, delete => DELETE);
+    documented_methods!(get => GET, post => POST, put => PUT, patch => PATCH, delete => DELETE);
 
     /// Serves `method` without describing it in the spec: the reference's own pages and
     /// assets, the account confirmation page, `HEAD /api/health`.
@@ -178,6 +179,7 @@ fn route_table() -> Routes {
         .with(mail::routes)
         .with(keys::routes)
         .with(observe::routes)
+        .with(pending::routes)
 }
 
 /// Routes served only on the unix socket in the data directory (same-host administration
@@ -185,6 +187,7 @@ fn route_table() -> Routes {
 pub fn admin_socket_routes(app: Arc<App>) -> impl Endpoint {
     Route::new()
         .at("/superusers/upsert", post(auth::socket_superuser_upsert))
+        .at("/superusers/:action", post(auth::socket_superuser))
         .at("/jobs/list", post(jobs::socket_list))
         .at("/jobs/:action", post(jobs::socket_action))
         .at("/mail/test", post(mail::socket_test_email))

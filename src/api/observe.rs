@@ -169,9 +169,25 @@ pub async fn log_stats(
 ) -> Result<Response, ApiError> {
     superuser_or_key_with(app, req, &METRICS_READ).await?;
     let filter = filter(&q)?;
-    let step = parse_step(q.step.as_deref())?.unwrap_or(3600);
+    // Without `step`, PocketBase's shape (what `pb.logs.getStats()` reads).
+    let Some(step) = parse_step(q.step.as_deref())? else {
+        let value = app.observe.requests.hourly(filter).await?;
+        return Ok(json_response(StatusCode::OK, &value));
+    };
     let value = app.observe.requests.stats(filter, step * 1_000_000).await?;
     Ok(json_response(StatusCode::OK, &value))
+}
+
+/// `GET /api/logs/{id}`: one request log row (`pb.logs.getOne`).
+#[handler]
+pub async fn log_view(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(app): Data<&Arc<App>>,
+) -> Result<Response, ApiError> {
+    superuser_or_key_with(app, req, &METRICS_READ).await?;
+    let row = app.observe.requests.get(&id).await?;
+    Ok(json_response(StatusCode::OK, &row))
 }
 
 /// `GET /api/alerts`: every alert rule with its state (superusers).
@@ -309,9 +325,18 @@ pub(super) fn routes(api: Routes) -> Routes {
     .at("/api/logs/stats", |m| {
         m.get(
             log_stats,
-            op("requestLogStats", "Request counts per status class per step (default: the last 24 hours by hour)", "observe", [log_filters(), vec![
-                query_param("step", "Seconds per bucket (default 3600).", json!({"type": "integer", "minimum": 1})),
-            ]].concat(), None, (200, Some(json!({"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}))), &[400, 401, 403]),
+            op("requestLogStats", "Without step, PocketBase's shape: requests per hour with any, [{total, date}]; with step, counts per status class per step (default: the last 24 hours)", "observe", [log_filters(), vec![
+                query_param("step", "Seconds per bucket; when given, the answer is the object with items per status class.", json!({"type": "integer", "minimum": 1})),
+            ]].concat(), None, (200, Some(json!({"oneOf": [
+                {"type": "array", "items": {"type": "object", "properties": {"total": {"type": "integer"}, "date": {"type": "string"}}}},
+                {"type": "object", "properties": {"total": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}}
+            ]}))), &[400, 401, 403]),
+        )
+    })
+    .at("/api/logs/:id", |m| {
+        m.get(
+            log_view,
+            op("requestLogEntry", "One request log row by the id the list gives it (superusers, API keys with metrics.read)", "observe", vec![path_param("id", "Log row id.")], None, (200, Some(json!({"type": "object"}))), &[401, 403, 404]),
         )
     })
     .at("/api/alerts", |m| {

@@ -150,6 +150,127 @@ where
     }
 }
 
+/// A batch form (`POST /api/batch` as the JS SDK sends it): the `@jsonPayload` object and
+/// the file parts, named `requests.N.field`, each received before its request's collection
+/// is known (the SDK sends the payload last). [`batch_upload`] checks one against its field.
+#[derive(Default)]
+pub struct BatchForm {
+    pub payload: Option<Map<String, Value>>,
+    /// (part name, the received file with the type sniffed from its bytes).
+    pub files: Vec<(String, Upload)>,
+    pub temps: TempFiles,
+}
+
+/// Reads a batch form: the `@jsonPayload` part (at most `limits.max_text_bytes`) and file
+/// parts streamed to temporary files; other text parts are refused.
+pub async fn parse_batch_form<S>(
+    stream: S,
+    boundary: String,
+    tmp_dir: &Path,
+    limits: UploadLimits,
+    too_large: Arc<AtomicBool>,
+) -> Result<BatchForm, FilesError>
+where
+    S: Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+{
+    let mut form = Form::default();
+    let mut out = BatchForm::default();
+    let result = read_batch_parts(stream, boundary, tmp_dir, limits, &mut form, &mut out).await;
+    out.temps = std::mem::take(&mut form.temps);
+    match result {
+        Ok(()) => Ok(out),
+        Err(err) => {
+            let temps = std::mem::take(&mut out.temps);
+            let _ = tokio::task::spawn_blocking(move || temps.remove()).await;
+            if too_large.load(Ordering::SeqCst) && !matches!(err, FilesError::TooLarge { .. }) {
+                return Err(FilesError::TooLarge {
+                    detail: format!("The request body exceeds the limit of {} bytes.", limits.max_body_bytes),
+                    fields: FieldErrors::new(),
+                });
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn read_batch_parts<S>(
+    stream: S,
+    boundary: String,
+    tmp_dir: &Path,
+    limits: UploadLimits,
+    form: &mut Form,
+    out: &mut BatchForm,
+) -> Result<(), FilesError>
+where
+    S: Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+{
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut parts = 0usize;
+    // Any type and up to the whole body while receiving; `batch_upload` applies the field's.
+    let open = FileOptions { max_size: limits.max_body_bytes, ..FileOptions::default() };
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(FilesError::BadRequest(format!("At most {MAX_PARTS} form parts per request.")));
+        }
+        let key = field.name().unwrap_or_default().to_string();
+        if let Some(original) = field.file_name().map(str::to_string) {
+            if let Some(upload) = receive_file(&mut field, &original, &key, &open, tmp_dir, form).await? {
+                out.files.push((key, upload));
+            }
+            continue;
+        }
+        if key != "@jsonPayload" {
+            return Err(FilesError::BadRequest(format!(
+                "Unexpected form field {key:?}: a batch form holds @jsonPayload and files named requests.N.field."
+            )));
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if value.len() + chunk.len() > limits.max_text_bytes {
+                return Err(FilesError::TooLarge {
+                    detail: format!("The form field {key:?} exceeds {} bytes.", limits.max_text_bytes),
+                    fields: FieldErrors::new(),
+                });
+            }
+            value.extend_from_slice(&chunk);
+        }
+        match serde_json::from_slice::<Value>(&value) {
+            Ok(Value::Object(map)) => out.payload.get_or_insert_with(Map::new).extend(map),
+            _ => return Err(FilesError::BadRequest("@jsonPayload must be a JSON object.".into())),
+        }
+    }
+    Ok(())
+}
+
+/// Checks a file of a batch form against the file field it was sent for (size and
+/// accepted types) and names it as an upload of that field; errors are keyed by `key`.
+pub fn batch_upload(
+    mut upload: Upload,
+    field_name: &str,
+    options: &FileOptions,
+    key: &str,
+) -> Result<Upload, FilesError> {
+    let max = options.effective_max_size();
+    if upload.size > max {
+        let mut fields = FieldErrors::new();
+        fields.insert(
+            key.to_string(),
+            FieldError::new(
+                "validation_file_size_limit",
+                format!("The maximum allowed file size is {max} bytes."),
+            ),
+        );
+        return Err(FilesError::TooLarge {
+            detail: format!("A file exceeds the limit of {max} bytes of field {field_name:?}."),
+            fields,
+        });
+    }
+    allowed_type(&upload.content_type, options, key)?;
+    upload.field = field_name.to_string();
+    Ok(upload)
+}
+
 fn multipart_error(err: multer::Error) -> FilesError {
     FilesError::BadRequest(format!("Malformed multipart body: {err}."))
 }
@@ -340,13 +461,18 @@ fn io_error(err: std::io::Error) -> FilesError {
 
 fn check_type(head: &[u8], options: &FileOptions, field_name: &str) -> Result<&'static str, FilesError> {
     let sniffed = sniff::sniff(head);
+    allowed_type(sniffed, options, field_name)?;
+    Ok(sniffed)
+}
+
+fn allowed_type(sniffed: &str, options: &FileOptions, field_name: &str) -> Result<(), FilesError> {
     let allowed = options.mime_types.is_empty()
         || options
             .mime_types
             .iter()
             .any(|m| m.eq_ignore_ascii_case(sniffed) || (m == "image/jpg" && sniffed == "image/jpeg"));
     if allowed {
-        return Ok(sniffed);
+        return Ok(());
     }
     Err(FilesError::Validation(Invalid::field(
         "Failed to save record.",

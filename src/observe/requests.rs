@@ -419,6 +419,52 @@ impl RequestLog {
         Ok(items)
     }
 
+    /// One row by the id [`RequestLog::list`] gives it (`<block key in hex>-<index>`).
+    pub async fn get(&self, id: &str) -> Result<Value, ObserveError> {
+        let missing = || ObserveError::NotFound("No log entry with this id.".into());
+        let (block, index) = id.split_once('-').ok_or_else(missing)?;
+        let index: usize = index.parse().map_err(|_| missing())?;
+        if block.len() != 24 || !block.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(missing());
+        }
+        let key: Vec<u8> = (0..block.len())
+            .step_by(2)
+            .filter_map(|i| block.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect();
+        let id = id.to_string();
+        self.store
+            .read(move |tx| {
+                let bytes = tx.get(Table::RequestLog, &key)?.ok_or_else(missing)?;
+                let (time, mut row) =
+                    decode_block(&key, &bytes).into_iter().nth(index).ok_or_else(missing)?;
+                if let Some(obj) = row.as_object_mut() {
+                    obj.insert("id".into(), json!(id));
+                    obj.insert("time".into(), json!(format_time(time)));
+                }
+                Ok::<_, ObserveError>(row)
+            })
+            .await
+    }
+
+    /// PocketBase's log statistics (what `pb.logs.getStats()` reads): the number of rows
+    /// matching `filter` per hour, `[{total, date}]` oldest first, hours without rows left
+    /// out; the last 24 hours unless `filter` bounds the time.
+    pub async fn hourly(&self, filter: LogFilter) -> Result<Value, ObserveError> {
+        let stats = self.stats(filter, 3_600_000_000).await?;
+        let items = stats["items"].as_array().cloned().unwrap_or_default();
+        Ok(Value::Array(
+            items
+                .into_iter()
+                .filter(|b| b["total"].as_u64().unwrap_or(0) > 0)
+                .map(|b| {
+                    let date =
+                        b["time"].as_str().unwrap_or_default().get(..19).unwrap_or_default().to_string();
+                    json!({"total": b["total"], "date": date})
+                })
+                .collect(),
+        ))
+    }
+
     /// Request counts per status class in buckets of `step_us` from `from_us` to `to_us`.
     pub async fn stats(&self, filter: LogFilter, step_us: i64) -> Result<Value, ObserveError> {
         filter.validate()?;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::catalog::{Catalog, CatalogEntry};
+use super::files::{self, Upload};
 use super::filter::{Env, Now, RequestInfo};
 use super::hooks::Hooks;
 use super::record::{self, decode, FieldsFilter, Prepared};
@@ -28,6 +29,8 @@ pub struct BatchOp {
     pub method: String,
     pub url: String,
     pub body: Map<String, Value>,
+    /// Files sent for this request (multipart batches), their names already in `body`.
+    pub uploads: Vec<Upload>,
 }
 
 /// One sub-response.
@@ -51,10 +54,16 @@ struct Planned {
     body: Map<String, Value>,
     fields: FieldsFilter,
     password_hash: Option<String>,
+    uploads: Vec<Upload>,
 }
 
 fn failed(index: usize, error: RecordsError) -> RecordsError {
     RecordsError::Batch { index, error: Box::new(error) }
+}
+
+/// The collection a sub-request's url names, if it is a records url.
+pub fn collection_in_url(url: &str) -> Option<String> {
+    parse_url(url).ok().map(|(collection, _, _)| collection)
 }
 
 /// Splits `/api/collections/{c}/records[/{id}][?query]`.
@@ -100,6 +109,33 @@ impl Records {
             ));
         }
         let mut planned = Vec::with_capacity(ops.len());
+        let mut placed: Vec<(String, String, Vec<Upload>)> = Vec::new();
+        let result = self.plan_and_run(principal, ops, request, &mut planned, &mut placed).await;
+        if result.is_err() {
+            self.unplace_all(&placed).await;
+        }
+        result
+    }
+
+    /// Removes the blobs a failed batch put into place.
+    async fn unplace_all(&self, placed: &[(String, String, Vec<Upload>)]) {
+        for (collection_id, record_id, uploads) in placed {
+            files::unplace(&self.file_sync_of(), collection_id, record_id, uploads).await;
+        }
+    }
+
+    fn file_sync_of(&self) -> super::files::FileSync {
+        self.hooks().files.clone()
+    }
+
+    async fn plan_and_run(
+        &self,
+        principal: &Principal,
+        ops: Vec<BatchOp>,
+        request: &RequestInfo,
+        planned: &mut Vec<Planned>,
+        placed: &mut Vec<(String, String, Vec<Upload>)>,
+    ) -> Result<Vec<BatchReply>, RecordsError> {
         for (index, op) in ops.into_iter().enumerate() {
             let (collection, record_id, fields) = parse_url(&op.url).map_err(|e| failed(index, e))?;
             let entry = self.collection(&collection).map_err(|e| failed(index, e))?;
@@ -144,14 +180,42 @@ impl Records {
                 }
                 _ => None,
             };
+            let mut body = op.body;
+            if !op.uploads.is_empty() {
+                // Blobs go into place under the record's id before the transaction, so a
+                // create with files gets its id now.
+                let record_id = match &action {
+                    Action::Update(id) => id.clone(),
+                    _ => match body.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+                        Some(id) => id.to_string(),
+                        None => {
+                            let id = self.id_generator().next();
+                            body.insert("id".into(), Value::String(id.clone()));
+                            id
+                        }
+                    },
+                };
+                if !id::is_valid_record_id(&record_id) {
+                    return Err(failed(index, not_found()));
+                }
+                let placed_now =
+                    files::place(&self.file_sync_of(), &entry.collection.id, &record_id, &op.uploads).await;
+                if let Err(e) = placed_now {
+                    self.unplace_all(placed).await;
+                    return Err(failed(index, e));
+                }
+                placed.push((entry.collection.id.clone(), record_id, op.uploads.clone()));
+            }
             planned.push(Planned {
                 entry,
                 action,
-                body: op.body,
+                body,
                 fields: FieldsFilter::parse(fields.as_deref()).map_err(|e| failed(index, e))?,
                 password_hash,
+                uploads: op.uploads,
             });
         }
+        let planned = std::mem::take(planned);
         let principal = principal.clone();
         let request = request.clone();
         let ids = self.id_generator();
@@ -235,7 +299,8 @@ fn run_one(
                     return Err(not_found());
                 }
             }
-            let prepared = record::prepare_update(collection, &current, &op.body, &time::now())?;
+            let mut prepared = record::prepare_update(collection, &current, &op.body, &time::now())?;
+            prepared.uploads = files::referenced_uploads(collection, &prepared.stored, op.uploads.clone());
             let env = Env { catalog, source: &*tx };
             let manager = rules::can_manage(principal, collection, catalog, &current, &request, Some(&env));
             record::check_protected(collection, Some(&current), &prepared.stored, manager)?;
@@ -258,7 +323,8 @@ fn run_one(
         (Action::Update(_), None) => Err(not_found()),
         (Action::Create | Action::Upsert, _) => {
             let rule = rules::required(Op::Create, principal, collection, catalog)?;
-            let prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
+            let mut prepared = record::prepare_create(collection, &op.body, ids, &time::now())?;
+            prepared.uploads = files::referenced_uploads(collection, &prepared.stored, op.uploads.clone());
             if let Some(rule) = &rule {
                 if !rule.matches(
                     collection,
@@ -280,5 +346,47 @@ fn run_one(
             write::apply_create(tx, hooks, entry, &prepared, bytes)?;
             Ok(BatchReply { status: 200, body })
         }
+    }
+}
+
+impl Records {
+    /// Deletes every record of `collection` in one transaction, each as a delete by a
+    /// superuser would (cascades, references, file removal, change hooks), all or nothing
+    /// (PocketBase's truncate). Superusers only; `_superusers` cannot be truncated (it would
+    /// remove every superuser, the caller too).
+    pub async fn truncate(&self, principal: &Principal, collection: &str) -> Result<u64, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(RecordsError::Forbidden("Only superusers can perform this action.".into()));
+        }
+        let entry = self.collection(collection)?;
+        if entry.collection.name == "_superusers" {
+            return Err(RecordsError::BadRequest("The _superusers collection cannot be truncated.".into()));
+        }
+        let catalog = self.catalog();
+        let hooks = self.hooks().clone();
+        let deleted = self
+            .store()
+            .write(move |tx: &mut WriteTx<'_>| -> Result<u64, RecordsError> {
+                let prefix = super::collection_prefix(&entry.collection.id);
+                let ids: Vec<String> = tx
+                    .collect_prefix(Table::Records, &prefix)?
+                    .into_iter()
+                    .map(|(key, _)| String::from_utf8_lossy(&key[prefix.len()..]).to_string())
+                    .collect();
+                let request = RequestInfo::default();
+                let mut deleted = 0;
+                for id in ids {
+                    // A cascade from an earlier delete may have removed it already.
+                    if tx.get(Table::Records, &record_key(&entry.collection.id, &id))?.is_none() {
+                        continue;
+                    }
+                    write::apply_delete(tx, &hooks, &catalog, &entry, &id, None, &request)?;
+                    deleted += 1;
+                }
+                Ok(deleted)
+            })
+            .await?;
+        self.note_batch_written();
+        Ok(deleted)
     }
 }

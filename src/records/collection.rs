@@ -484,11 +484,18 @@ pub fn build(
             if settings.password_auth.identity_fields.is_empty() {
                 settings.password_auth.identity_fields = vec!["email".into()];
             }
-            if settings.password_auth.identity_fields.iter().any(|f| f != "email") {
-                errors.insert(
-                    "passwordAuth".into(),
-                    FieldError::new("validation_invalid_identity", "Backbone signs in by email only."),
-                );
+            // Each identity field must exist; one other than `email` also needs a unique
+            // index of its own, checked with the indexes below.
+            for name in &settings.password_auth.identity_fields {
+                if !fields.iter().any(|f| &f.name == name) {
+                    errors.insert(
+                        "passwordAuth".into(),
+                        FieldError::new(
+                            "validation_invalid_identity",
+                            format!("The identity field {name:?} is not a field of the collection."),
+                        ),
+                    );
+                }
             }
             let durations = [
                 ("authToken", settings.auth_token.duration),
@@ -541,11 +548,32 @@ pub fn build(
         updated: now.to_string(),
     };
     // Indexes name fields, so they are checked against the final field list.
-    if let Err(problems) = super::index::parse_all(&built) {
-        return Err(RecordsError::Validation {
-            message: message.into(),
-            fields: problems.into_iter().collect(),
-        });
+    let defs = match super::index::parse_all(&built) {
+        Ok(defs) => defs,
+        Err(problems) => {
+            return Err(RecordsError::Validation {
+                message: message.into(),
+                fields: problems.into_iter().collect(),
+            })
+        }
+    };
+    // As PocketBase: an identity field other than `email` needs a unique index on it alone
+    // (sign-in looks the identity up through it).
+    let identity_fields =
+        built.auth.as_ref().map(|a| a.password_auth.identity_fields.clone()).unwrap_or_default();
+    for name in identity_fields.iter().filter(|f| *f != "email") {
+        if super::index::unique_on(&defs, name).is_none() {
+            errors.insert(
+                "passwordAuth".into(),
+                FieldError::new(
+                    "validation_identity_index",
+                    format!("The identity field {name:?} needs a UNIQUE index on it alone."),
+                ),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(RecordsError::Validation { message: message.into(), fields: errors });
     }
     Ok(built)
 }

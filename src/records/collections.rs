@@ -393,3 +393,151 @@ pub(crate) fn rebuild_all_indexes(tx: &mut WriteTx<'_>) -> Result<(), RecordsErr
     tracing::info!(collections = rebuilt, "rebuilt index entries in the current key encoding");
     Ok(())
 }
+
+/// The members of a collection a list's `filter` and `sort` may name (PocketBase's), with
+/// the field type each is compared as.
+const LISTED: [(&str, &str); 11] = [
+    ("id", "text"),
+    ("name", "text"),
+    ("type", "text"),
+    ("system", "bool"),
+    ("created", "text"),
+    ("updated", "text"),
+    ("listRule", "text"),
+    ("viewRule", "text"),
+    ("createRule", "text"),
+    ("updateRule", "text"),
+    ("deleteRule", "text"),
+];
+
+/// A pseudo-collection whose fields are [`LISTED`], for compiling a collection filter.
+fn listed_shape() -> Result<Collection, RecordsError> {
+    let fields: Vec<Value> = LISTED.iter().map(|(name, kind)| json!({"name": name, "type": kind})).collect();
+    serde_json::from_value(json!({
+        "id": "_collections", "name": "_collections", "type": "base", "system": true,
+        "fields": fields, "indexes": [], "listRule": null, "viewRule": null, "createRule": null,
+        "updateRule": null, "deleteRule": null, "created": "", "updated": ""
+    }))
+    .map_err(|e| RecordsError::Internal(format!("collection filter shape: {e}")))
+}
+
+/// The [`LISTED`] members of `c`.
+fn listed_values(c: &Collection) -> serde_json::Map<String, Value> {
+    let rule = |r: &Option<String>| r.clone().map(Value::String).unwrap_or(Value::Null);
+    let kind = if c.is_auth() { "auth" } else { "base" };
+    let mut m = serde_json::Map::new();
+    m.insert("id".into(), json!(c.id));
+    m.insert("name".into(), json!(c.name));
+    m.insert("type".into(), json!(kind));
+    m.insert("system".into(), json!(c.system));
+    m.insert("created".into(), json!(c.created));
+    m.insert("updated".into(), json!(c.updated));
+    m.insert("listRule".into(), rule(&c.list_rule));
+    m.insert("viewRule".into(), rule(&c.view_rule));
+    m.insert("createRule".into(), rule(&c.create_rule));
+    m.insert("updateRule".into(), rule(&c.update_rule));
+    m.insert("deleteRule".into(), rule(&c.delete_rule));
+    m
+}
+
+/// Orders two listed values: null first, then by type (false < true, strings bytewise).
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+impl Collections {
+    /// The collections (superusers only) matching `filter`, ordered by `sort` (both in
+    /// PocketBase's syntax over [`LISTED`]; oldest first without a sort). A filter or sort
+    /// naming anything else is a 400.
+    pub fn list_matching(
+        &self,
+        principal: &Principal,
+        filter: Option<&str>,
+        sort: Option<&str>,
+    ) -> Result<Vec<Collection>, RecordsError> {
+        let all = self.list(principal)?;
+        let shape = listed_shape()?;
+        let catalog = self.catalog.current();
+        let filter = match filter.map(str::trim).filter(|f| !f.is_empty()) {
+            None => None,
+            Some(src) => Some(
+                super::filter::Filter::compile(src, &shape, &catalog, true)
+                    .map_err(|e| RecordsError::BadRequest(format!("Invalid filter {e}.")))?,
+            ),
+        };
+        let mut keys: Vec<(&'static str, bool)> = Vec::new();
+        for part in sort.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, descending) = match part.strip_prefix('-') {
+                Some(rest) => (rest, true),
+                None => (part.strip_prefix('+').unwrap_or(part), false),
+            };
+            let Some((known, _)) = LISTED.iter().find(|(n, _)| *n == name) else {
+                return Err(RecordsError::BadRequest(format!(
+                    "Invalid sort field {name:?}: collections sort by {}.",
+                    LISTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )));
+            };
+            keys.push((known, descending));
+        }
+        let request = super::filter::RequestInfo::default();
+        let now = super::filter::Now::current();
+        let mut rows: Vec<(serde_json::Map<String, Value>, Collection)> = all
+            .into_iter()
+            .map(|c| (listed_values(&c), c))
+            .filter(|(values, _)| {
+                filter.as_ref().is_none_or(|f| f.matches(&shape, values, &request, &now, None))
+            })
+            .collect();
+        rows.sort_by(|(a, _), (b, _)| {
+            for (key, descending) in &keys {
+                let o = order(&a[*key], &b[*key]);
+                let o = if *descending { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        Ok(rows.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// PocketBase's collection scaffolds: the shape of a new `auth`, `base` and `view`
+    /// collection (blank name and id, the system fields each type starts with). Backbone
+    /// has no view collections; the `view` scaffold is PocketBase's empty one.
+    pub fn scaffolds(&self, principal: &Principal) -> Result<Value, RecordsError> {
+        if !principal.is_superuser() {
+            return Err(superusers_only());
+        }
+        let mut out = serde_json::Map::new();
+        for kind in ["auth", "base"] {
+            let input = CollectionInput::parse(json!({"name": "scaffold", "type": kind}))?;
+            let mut c = collection::build(input, None, String::new(), "", &|_| None)?;
+            c.name = String::new();
+            c.created = String::new();
+            c.updated = String::new();
+            let mut v = serde_json::to_value(&c)
+                .map_err(|e| RecordsError::Internal(format!("cannot encode a scaffold: {e}")))?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("created");
+                obj.remove("updated");
+            }
+            out.insert(kind.into(), v);
+        }
+        out.insert(
+            "view".into(),
+            json!({
+                "id": "", "name": "", "type": "view", "system": false, "fields": [], "indexes": [],
+                "listRule": null, "viewRule": null, "createRule": null, "updateRule": null,
+                "deleteRule": null, "viewQuery": ""
+            }),
+        );
+        Ok(Value::Object(out))
+    }
+}

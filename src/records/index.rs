@@ -198,6 +198,11 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The unique index on exactly `column`, if there is one.
+pub fn unique_on<'a>(defs: &'a [IndexDef], column: &str) -> Option<&'a IndexDef> {
+    defs.iter().find(|d| d.unique && d.columns.len() == 1 && d.columns[0] == column)
+}
+
 /// `collection id` 0x00 `index name` 0x00: the prefix of every entry of one index.
 pub fn index_prefix(collection_id: &str, index: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(64);

@@ -112,6 +112,7 @@ pub mod index;
 pub mod list;
 pub mod live;
 pub mod migrate;
+pub mod modifiers;
 pub mod plan;
 pub mod record;
 pub mod rules;

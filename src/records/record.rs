@@ -65,6 +65,7 @@ pub fn prepare_create(
         }
     };
     let mut new_password = None;
+    super::modifiers::check_keys(collection, body, &mut errors);
     for field in &collection.fields {
         let name = field.name.as_str();
         match &field.kind {
@@ -97,10 +98,14 @@ pub fn prepare_create(
             stored.insert(name.into(), Value::String(id::random_string(50)));
             continue;
         }
-        let mut given = body.get(name).cloned().unwrap_or(Value::Null);
-        if matches!(field.kind, FieldKind::File(_)) {
-            given = super::files::with_file_modifiers(body, name, given);
-        }
+        let given = body.get(name).cloned().unwrap_or(Value::Null);
+        let given = match super::modifiers::apply(field, body, given) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.insert(name.into(), e);
+                continue;
+            }
+        };
         match field.normalize(&given) {
             Ok(v) => {
                 stored.insert(name.into(), v);
@@ -126,6 +131,7 @@ pub fn prepare_update(
     let mut errors = FieldErrors::new();
     let mut stored = Stored::new();
     let mut new_password = None;
+    super::modifiers::check_keys(collection, body, &mut errors);
     let record_id = current.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     for field in &collection.fields {
         let name = field.name.as_str();
@@ -176,13 +182,17 @@ pub fn prepare_update(
             stored.insert(name.into(), key);
             continue;
         }
-        let mut given = match body.get(name) {
+        let given = match body.get(name) {
             Some(v) => v.clone(),
             None => old.unwrap_or(Value::Null),
         };
-        if matches!(field.kind, FieldKind::File(_)) {
-            given = super::files::with_file_modifiers(body, name, given);
-        }
+        let given = match super::modifiers::apply(field, body, given) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.insert(name.into(), e);
+                continue;
+            }
+        };
         match field.normalize(&given) {
             Ok(v) => {
                 stored.insert(name.into(), v);

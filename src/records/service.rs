@@ -33,6 +33,10 @@ use crate::util::time;
 
 /// How often an update retries when the record changed between its read and its write.
 const UPDATE_RETRIES: usize = 8;
+/// The same for an update with modifiers (`n+`, `tags-`, ...): concurrent increments of one
+/// record are expected to collide (each group commit lets one of them through), and each
+/// retry recomputes the modifiers from the new stored value, so none is lost.
+const MODIFIER_RETRIES: usize = 64;
 
 /// A page of rendered records.
 #[derive(Debug)]
@@ -551,7 +555,8 @@ impl Records {
         }
         let key = record_key(&entry.collection.id, record_id);
         let is_auth = entry.collection.is_auth();
-        for _ in 0..UPDATE_RETRIES {
+        let attempts = if super::modifiers::any(&body) { MODIFIER_RETRIES } else { UPDATE_RETRIES };
+        for _ in 0..attempts {
             let read_key = key.clone();
             let (rule_for_read, request_for_read, entry_for_read, principal_for_read, guard_for_read) =
                 (rule.clone(), request.clone(), entry.clone(), principal.clone(), guard.clone());
@@ -721,6 +726,40 @@ impl Records {
                     return Ok(None);
                 };
                 let id = String::from_utf8_lossy(&id).to_string();
+                match tx.get(Table::Records, &record_key(&collection_id, &id))? {
+                    Some(bytes) => Ok(Some(decode(&bytes)?)),
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+
+    /// Finds an auth record by one of its collection's identity fields: `email` through the
+    /// identity table (case-insensitive), any other through the field's unique index (an
+    /// exact match, as PocketBase's lookup).
+    pub async fn find_by_identity(
+        &self,
+        collection_id: &str,
+        field: &str,
+        identity: &str,
+    ) -> Result<Option<Stored>, RecordsError> {
+        if field == "email" {
+            return self.find_auth_record(collection_id, identity).await;
+        }
+        let entry = self.collection(collection_id)?;
+        let Some(def) = index::unique_on(&entry.indexes, field) else {
+            return Ok(None);
+        };
+        let prefix = index::prefix(collection_id, &def.name, &[&Value::String(identity.to_string())]);
+        let collection_id = collection_id.to_string();
+        self.store
+            .read(move |tx| {
+                let mut found: Option<String> = None;
+                tx.scan_prefix(Table::RecordIndex, &prefix, false, None, |key, _| {
+                    found = index::entry_id(key).map(str::to_string);
+                    crate::store::ScanControl::Stop
+                })?;
+                let Some(id) = found else { return Ok(None) };
                 match tx.get(Table::Records, &record_key(&collection_id, &id))? {
                     Some(bytes) => Ok(Some(decode(&bytes)?)),
                     None => Ok(None),

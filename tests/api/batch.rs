@@ -154,3 +154,105 @@ async fn malformed_batches_are_400() {
     }
     assert_eq!(count(&s, &t).await, 0);
 }
+
+/// The JS SDK's batch: multipart with `@jsonPayload` and files named `requests.N.field`.
+#[tokio::test]
+async fn a_multipart_batch_attaches_file_parts_to_their_requests_all_or_nothing() {
+    use crate::common::multipart;
+    let s = Server::start();
+    let t = s.setup_superuser().await;
+    let r = s
+        .call(
+            "POST",
+            "/api/collections",
+            Some(&t),
+            Some(json!({"name": "docs", "fields": [
+                {"name": "title", "type": "text", "required": true},
+                {"name": "doc", "type": "file", "maxSelect": 1},
+                {"name": "gallery", "type": "file", "maxSelect": 5, "mimeTypes": ["text/plain"], "maxSize": 100}
+            ]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let payload = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "one"}},
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "two"}}
+    ]})
+    .to_string();
+    let (ct, body) = multipart(
+        &[("@jsonPayload", &payload)],
+        &[
+            ("requests.0.doc", "a.txt", "text/plain", b"first file"),
+            ("requests.1.gallery", "b.txt", "text/plain", b"second"),
+            ("requests.1.gallery", "c.txt", "text/plain", b"third"),
+        ],
+    );
+    let r = s.raw("POST", "/api/batch", Some(&t), Some(&ct), body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let one = &r.body[0]["body"];
+    let two = &r.body[1]["body"];
+    assert!(one["doc"].as_str().is_some_and(|n| n.ends_with(".txt")), "{}", r.text);
+    assert_eq!(two["gallery"].as_array().map(Vec::len), Some(2), "{}", r.text);
+    let url =
+        format!("/api/files/docs/{}/{}", one["id"].as_str().expect("id"), one["doc"].as_str().expect("doc"));
+    let file = s.client.get(s.url(&url)).header("Authorization", &t).send().await.expect("download");
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.bytes().await.expect("bytes").as_ref(), b"first file");
+
+    // gallery+ appends in an update; a refused file type fails the whole batch.
+    let id = two["id"].as_str().expect("id");
+    let payload = json!({"requests": [
+        {"method": "PATCH", "url": format!("/api/collections/docs/records/{id}"), "body": {}},
+        {"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "three"}}
+    ]})
+    .to_string();
+    let (ct, body) = multipart(
+        &[("@jsonPayload", &payload)],
+        &[
+            ("requests.0.gallery+", "d.txt", "text/plain", b"fourth"),
+            ("requests.1.gallery", "e.png", "image/png", b"\x89PNG\r\n\x1a\n0000"),
+        ],
+    );
+    let r = s.raw("POST", "/api/batch", Some(&t), Some(&ct), body).await;
+    r.assert_problem(400);
+    assert!(r.body["data"]["requests.1.gallery"].is_object(), "{}", r.text);
+    let list = s.call("GET", "/api/collections/docs/records", Some(&t), None).await;
+    assert_eq!(list.body["totalItems"], 2, "nothing of the failed batch: {}", list.text);
+    let payload = json!({"requests": [
+        {"method": "PATCH", "url": format!("/api/collections/docs/records/{id}"), "body": {}}
+    ]})
+    .to_string();
+    let (ct, body) = multipart(
+        &[("@jsonPayload", &payload)],
+        &[("requests.0.gallery+", "d.txt", "text/plain", b"fourth")],
+    );
+    let r = s.raw("POST", "/api/batch", Some(&t), Some(&ct), body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body[0]["body"]["gallery"].as_array().map(Vec::len), Some(3), "{}", r.text);
+
+    // Parts that name no request or no file field, and a missing payload, are field errors.
+    for (part, payload) in [
+        (
+            "requests.5.doc",
+            json!({"requests": [{"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "x"}}]}),
+        ),
+        (
+            "requests.0.title",
+            json!({"requests": [{"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "x"}}]}),
+        ),
+        (
+            "doc",
+            json!({"requests": [{"method": "POST", "url": "/api/collections/docs/records", "body": {"title": "x"}}]}),
+        ),
+    ] {
+        let payload = payload.to_string();
+        let (ct, body) = multipart(&[("@jsonPayload", &payload)], &[(part, "a.txt", "text/plain", b"x")]);
+        let r = s.raw("POST", "/api/batch", Some(&t), Some(&ct), body).await;
+        r.assert_problem(400);
+        assert!(r.body["data"][part].is_object(), "{part}: {}", r.text);
+    }
+    let (ct, body) = multipart(&[], &[("requests.0.doc", "a.txt", "text/plain", b"x")]);
+    s.raw("POST", "/api/batch", Some(&t), Some(&ct), body).await.assert_problem(400);
+    let list = s.call("GET", "/api/collections/docs/records", Some(&t), None).await;
+    assert_eq!(list.body["totalItems"], 2, "{}", list.text);
+}

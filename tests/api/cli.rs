@@ -154,3 +154,77 @@ async fn check_verifies_a_stopped_data_dir_and_refuses_a_running_one() {
     let missing = run(&["check"], &dir.path().join("nope"));
     assert!(!missing.status.success());
 }
+
+#[tokio::test]
+async fn superuser_create_update_delete_and_otp_work_offline_and_through_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = |out: &std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let refused = |out: &std::process::Output| {
+        assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // Offline.
+    ok(&run(&["superuser", "create", "one@example.com", "one-password"], dir.path()));
+    refused(&run(&["superuser", "create", "one@example.com", "other-password"], dir.path()));
+    refused(&run(&["superuser", "update", "nobody@example.com", "other-password"], dir.path()));
+    let err = refused(&run(&["superuser", "delete", "one@example.com"], dir.path()));
+    assert!(err.contains("only superuser"), "{err}");
+    ok(&run(&["superuser", "update", "one@example.com", "one-password-2"], dir.path()));
+    let err = refused(&run(&["superuser", "otp", "one@example.com"], dir.path()));
+    assert!(err.contains("disabled"), "{err}");
+
+    // Through the running server.
+    let s = Server::start_in(dir.path(), StartOptions::default());
+    let sign_in = |email: &'static str, password: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                "POST",
+                "/api/collections/_superusers/auth-with-password",
+                None,
+                Some(serde_json::json!({"identity": email, "password": password})),
+            )
+            .await
+        }
+    };
+    assert_eq!(sign_in("one@example.com", "one-password-2").await.status, 200);
+    ok(&run(&["superuser", "create", "two@example.com", "two-password"], dir.path()));
+    assert_eq!(sign_in("two@example.com", "two-password").await.status, 200);
+    refused(&run(&["superuser", "create", "two@example.com", "two-password"], dir.path()));
+    ok(&run(&["superuser", "update", "two@example.com", "two-password-2"], dir.path()));
+    let token = sign_in("two@example.com", "two-password-2").await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let t = token.body["token"].as_str().expect("token").to_string();
+    // OTP, once enabled on _superusers: the printed code signs in.
+    let r = s
+        .call(
+            "PATCH",
+            "/api/collections/_superusers",
+            Some(&t),
+            Some(serde_json::json!({"otp": {"enabled": true, "duration": 180, "length": 8}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let out = ok(&run(&["superuser", "otp", "one@example.com"], dir.path()));
+    let value = |key: &str| {
+        out.lines().find_map(|l| l.strip_prefix(key)).map(str::trim).unwrap_or_default().to_string()
+    };
+    let (otp_id, code) = (value("otpId:"), value("password:"));
+    assert_eq!(code.len(), 8, "{out}");
+    let r = s
+        .call(
+            "POST",
+            "/api/collections/_superusers/auth-with-otp",
+            None,
+            Some(serde_json::json!({"otpId": otp_id, "password": code})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["record"]["email"], "one@example.com");
+    ok(&run(&["superuser", "delete", "two@example.com"], dir.path()));
+    assert_eq!(sign_in("two@example.com", "two-password-2").await.status, 400);
+    refused(&run(&["superuser", "delete", "one@example.com"], dir.path()));
+}

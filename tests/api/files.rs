@@ -662,7 +662,7 @@ async fn a_daily_sweep_schedule_exists_once() {
     let r = s.call("GET", "/api/crons", Some(&t), None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let sweeps = |body: &Value| {
-        body["items"].as_array().map(|a| a.iter().filter(|c| c["kind"] == "files.sweep").count()).unwrap_or(0)
+        body.as_array().map(|a| a.iter().filter(|c| c["kind"] == "files.sweep").count()).unwrap_or(0)
     };
     assert_eq!(sweeps(&r.body), 1, "{}", r.text);
     s.terminate();

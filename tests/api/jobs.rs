@@ -300,10 +300,15 @@ async fn crons_fire_on_schedule_keep_history_run_now_and_disable() {
     assert_eq!(r.body["items"][0]["manual"], true);
     // List, view, delete.
     let r = s.call("GET", "/api/crons", Some(&t), None).await;
-    let kinds: Vec<&str> = r.body["items"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|c| c["kind"].as_str()).collect())
-        .unwrap_or_default();
+    assert!(
+        r.body
+            .as_array()
+            .is_some_and(|a| a.iter().all(|c| c["id"].is_string() && c["expression"].is_string())),
+        "PocketBase's shape: an array of {{id, expression}}: {}",
+        r.text
+    );
+    let kinds: Vec<&str> =
+        r.body.as_array().map(|a| a.iter().filter_map(|c| c["kind"].as_str()).collect()).unwrap_or_default();
     assert_eq!(kinds.len(), 2, "this schedule and the built-in daily files.sweep: {}", r.text);
     assert!(kinds.contains(&"files.sweep"), "{}", r.text);
     let r = s.call("DELETE", &format!("/api/crons/{id}"), Some(&t), None).await;

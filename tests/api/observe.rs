@@ -297,6 +297,24 @@ async fn the_request_log_lists_filters_pages_and_counts_requests() {
     assert!(ids(&p1).iter().all(|i| !ids(&p2).contains(i)));
     assert!(p1["items"][0]["time"].as_str() >= p1["items"][2]["time"].as_str());
     assert!(p1["items"][2]["time"].as_str() >= p2["items"][0]["time"].as_str());
+    // One row by its id (pb.logs.getOne), and PocketBase's stats shape without step.
+    let first = p1["items"][0]["id"].as_str().expect("id");
+    let one = s.call("GET", &format!("/api/logs/{first}"), Some(&su), None).await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.body, p1["items"][0]);
+    for bad in ["nope", "00-1", "000000000000000000000000-99999", "zz0000000000000000000000-0"] {
+        s.call("GET", &format!("/api/logs/{bad}"), Some(&su), None).await.assert_problem(404);
+    }
+    let hourly = s.call("GET", &format!("/api/logs/stats?{route}"), Some(&su), None).await;
+    assert_eq!(hourly.status, 200, "{}", hourly.text);
+    let hours = hourly.body.as_array().expect("PocketBase's array shape");
+    assert!(!hours.is_empty(), "{}", hourly.text);
+    assert!(
+        hours.iter().all(|h| h["total"].as_u64() > Some(0) && h["date"].as_str().map(str::len) == Some(19)),
+        "{}",
+        hourly.text
+    );
+    assert!(hours.iter().map(|h| h["total"].as_u64().unwrap_or(0)).sum::<u64>() >= 7, "{}", hourly.text);
 
     let stats = s.call("GET", &format!("/api/logs/stats?{route}&step=60"), Some(&su), None).await;
     assert_eq!(stats.status, 200, "{}", stats.text);

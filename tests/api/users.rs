@@ -466,3 +466,64 @@ async fn a_user_sees_their_own_email_whatever_its_visibility_and_others_do_not()
         listed.body["items"].as_array().expect("items").iter().map(|u| &u["email"]).collect();
     assert_eq!(emails, [&Value::Null, &json!("ben@example.com")], "{}", listed.text);
 }
+
+#[tokio::test]
+async fn password_sign_in_by_the_collection_identity_fields_in_order() {
+    let s = Server::start();
+    let t = s.setup_superuser().await;
+    let members = json!({
+        "name": "members",
+        "type": "auth",
+        "fields": [{"name": "username", "type": "text"}],
+        "passwordAuth": {"enabled": true, "identityFields": ["username", "email"]},
+    });
+    // An identity field needs a unique index on it alone, and must exist.
+    let r = s.call("POST", "/api/collections", Some(&t), Some(members.clone())).await;
+    r.assert_problem(400);
+    assert_eq!(r.body["data"]["passwordAuth"]["code"], "validation_identity_index", "{}", r.text);
+    let mut missing = members.clone();
+    missing["passwordAuth"]["identityFields"] = json!(["nickname"]);
+    let r = s.call("POST", "/api/collections", Some(&t), Some(missing)).await;
+    r.assert_problem(400);
+    assert_eq!(r.body["data"]["passwordAuth"]["code"], "validation_invalid_identity", "{}", r.text);
+    let mut good = members.clone();
+    good["indexes"] = json!(["CREATE UNIQUE INDEX idx_members_username ON members (username)"]);
+    let r = s.call("POST", "/api/collections", Some(&t), Some(good)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["passwordAuth"]["identityFields"], json!(["username", "email"]));
+    let r = s
+        .call(
+            "POST",
+            "/api/collections/members/records",
+            Some(&t),
+            Some(json!({"email": "ann@example.com", "username": "ann", "password": "password-123", "passwordConfirm": "password-123"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for identity in ["ann", "ann@example.com", "ANN@example.com"] {
+        let r = s
+            .call(
+                "POST",
+                "/api/collections/members/auth-with-password",
+                None,
+                Some(json!({"identity": identity, "password": "password-123"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{identity}: {}", r.text);
+        assert_eq!(r.body["record"]["username"], "ann");
+    }
+    for (identity, password) in [("ann", "wrong-password"), ("bob", "password-123"), ("Ann", "password-123")]
+    {
+        let r = s
+            .call(
+                "POST",
+                "/api/collections/members/auth-with-password",
+                None,
+                Some(json!({"identity": identity, "password": password})),
+            )
+            .await;
+        r.assert_problem(400);
+    }
+    let methods = s.call("GET", "/api/collections/members/auth-methods", None, None).await;
+    assert_eq!(methods.body["password"]["identityFields"], json!(["username", "email"]));
+}

@@ -135,16 +135,11 @@ try {
 
     // A batch: every change, in the batch's order.
     const author = await su.collection(authors).create({ name: 'Le Guin' });
-    await su.send('/api/batch', {
-        method: 'POST',
-        body: {
-            requests: [
-                { method: 'POST', url: `/api/collections/${books}/records`, body: { title: 'b1', author: author.id } },
-                { method: 'POST', url: `/api/collections/${books}/records`, body: { title: 'b2', author: author.id } },
-                { method: 'DELETE', url: `/api/collections/${books}/records/${other.id}` },
-            ],
-        },
-    });
+    const batch = su.createBatch();
+    batch.collection(books).create({ title: 'b1', author: author.id });
+    batch.collection(books).create({ title: 'b2', author: author.id });
+    batch.collection(books).delete(other.id);
+    await batch.send();
     await until(() => seen.length >= 3, 'batch events');
     check(assert.deepEqual, seen.splice(0), [['*', 'create', 'b1'], ['*', 'create', 'b2'], ['*', 'delete', 'other 2']]);
 

@@ -795,14 +795,209 @@ async function runFiles() {
     });
 }
 
+/**
+ * The other services: batch (with a file part), update modifiers, collection list filters,
+ * scaffolds, truncate, crons, logs, settings, sign-in by another identity field, and the
+ * clear 501 of what is not served yet.
+ */
+const servicesName = `sdk_services_${suffix}`;
+const membersName = `sdk_members_${suffix}`;
+let servicesCreated = false;
+let membersCreated = false;
+
+async function runServices() {
+    await step('create a collection for the services', async () => {
+        await pb.collections.create({
+            name: servicesName,
+            type: 'base',
+            fields: [
+                { name: 'title', type: 'text' },
+                { name: 'n', type: 'number' },
+                { name: 'tags', type: 'select', values: ['a', 'b', 'c'], maxSelect: 3 },
+                { name: 'doc', type: 'file', maxSelect: 1, maxSize: 100000 },
+            ],
+        });
+        servicesCreated = true;
+    }, { essential: true });
+
+    let made;
+    await step('createBatch().send() with a file part (multipart @jsonPayload + requests.N.field)', async () => {
+        const batch = pb.createBatch();
+        batch.collection(servicesName).create({ title: 'one', n: 1, doc: new File(['batch bytes'], 'batch.txt', { type: 'text/plain' }) });
+        batch.collection(servicesName).create({ title: 'two', tags: ['a'] });
+        const replies = await batch.send();
+        check(assert.equal, replies.length, 2, 'one reply per request');
+        check(assert.deepEqual, replies.map((r) => r.status), [200, 200], 'both created');
+        made = replies.map((r) => r.body);
+        check(assert.match, made[0].doc, /^batch_[a-z0-9]{10}\.txt$/, 'the file part became the record\'s file');
+        const res = await fetch(pb.files.getURL(made[0], made[0].doc), { headers: { Authorization: pb.authStore.token } });
+        check(assert.equal, await res.text(), 'batch bytes', 'the stored file has the bytes sent');
+    });
+
+    await step('a failing batch changes nothing', async () => {
+        const batch = pb.createBatch();
+        batch.collection(servicesName).create({ title: 'kept?' });
+        batch.collection(servicesName).update('nonexistent00000', { title: 'x' });
+        const err = await rejection(batch.send());
+        check(assert.ok, err.status >= 400 && err.status < 500, `a 4xx, got ${err.status}`);
+        const kept = await pb.collection(servicesName).getList(1, 1, { filter: 'title = "kept?"' });
+        check(assert.equal, kept.totalItems, 0, 'the first request was rolled back');
+    });
+
+    await step('update modifiers: n+ / n-, tags+ / +tags / tags-', async () => {
+        const id = made[0].id;
+        let r = await pb.collection(servicesName).update(id, { 'n+': 5 });
+        check(assert.equal, r.n, 6, 'n+ adds to the stored value');
+        r = await pb.collection(servicesName).update(id, { 'n-': 2 });
+        check(assert.equal, r.n, 4, 'n- subtracts');
+        r = await pb.collection(servicesName).update(id, { 'tags+': ['b', 'c'], '+tags': 'a' });
+        check(assert.deepEqual, r.tags, ['a', 'b', 'c'], 'prepend and append');
+        r = await pb.collection(servicesName).update(id, { 'tags-': 'b' });
+        check(assert.deepEqual, r.tags, ['a', 'c'], 'remove');
+        const err = await rejection(pb.collection(servicesName).update(id, { 'title+': 'x' }));
+        check(assert.equal, err.status, 400, 'a modifier the field lacks is refused');
+        check(assert.equal, err.response?.data?.['title+']?.code, 'validation_unknown_modifier', 'with a field error');
+    });
+
+    await step('update modifiers in a batch', async () => {
+        const id = made[0].id;
+        const batch = pb.createBatch();
+        batch.collection(servicesName).update(id, { 'n+': 10 });
+        batch.collection(servicesName).update(id, { 'n+': 10, 'tags-': ['a'] });
+        const replies = await batch.send();
+        check(assert.equal, replies[1].body.n, 24, 'the second request sees the first');
+        check(assert.deepEqual, replies[1].body.tags, ['c'], 'tags- in a batch');
+    });
+
+    await step('collections.getList with filter and sort; getFirstListItem', async () => {
+        const list = await pb.collections.getList(1, 50, { filter: `name ~ "${suffix}"`, sort: '-name' });
+        const names = list.items.map((c) => c.name);
+        check(assert.ok, names.includes(servicesName), 'the filter finds the collection');
+        check(assert.deepEqual, names, [...names].sort().reverse(), 'sorted by -name');
+        check(assert.ok, names.every((n) => n.includes(suffix)), 'only matching collections');
+        const system = await pb.collections.getList(1, 50, { filter: 'system = true' });
+        check(assert.ok, system.items.some((c) => c.name === '_superusers'), 'system collections by filter');
+        const first = await pb.collections.getFirstListItem(`name = "${servicesName}"`);
+        check(assert.equal, first.name, servicesName, 'getFirstListItem finds it');
+        const none = await rejection(pb.collections.getFirstListItem('name = "no_such_collection"'));
+        check(assert.equal, none.status, 404, 'getFirstListItem without a match is 404');
+        const bad = await rejection(pb.collections.getList(1, 10, { filter: 'nope = 1' }));
+        check(assert.equal, bad.status, 400, 'an unknown filter field is 400');
+    });
+
+    await step('collections.getScaffolds', async () => {
+        const scaffolds = await pb.collections.getScaffolds();
+        check(assert.equal, scaffolds.auth?.type, 'auth', 'an auth scaffold');
+        check(assert.equal, scaffolds.base?.type, 'base', 'a base scaffold');
+        check(assert.equal, scaffolds.view?.type, 'view', 'a view scaffold');
+        check(assert.ok, scaffolds.auth.fields.some((f) => f.name === 'email'), 'the auth scaffold has the system fields');
+    });
+
+    await step('collections.truncate', async () => {
+        const ok = await pb.collections.truncate(servicesName);
+        check(assert.equal, ok, true, 'truncate resolves true');
+        const list = await pb.collection(servicesName).getList(1, 10);
+        check(assert.equal, list.totalItems, 0, 'no records left');
+        const err = await rejection(pb.collections.truncate('_superusers'));
+        check(assert.equal, err.status, 400, '_superusers cannot be truncated');
+    });
+
+    await step('crons.getFullList and crons.run', async () => {
+        const crons = await pb.crons.getFullList();
+        check(assert.ok, Array.isArray(crons), 'an array');
+        const sweep = crons.find((c) => c.kind === 'files.sweep');
+        check(assert.ok, sweep && typeof sweep.id === 'string' && typeof sweep.expression === 'string', 'items are {id, expression}');
+        check(assert.equal, await pb.crons.run(sweep.id), true, 'run resolves true');
+        const err = await rejection(pb.crons.run('no_such_cron'));
+        check(assert.equal, err.status, 404, 'an unknown cron is 404');
+    });
+
+    await step('logs.getList, logs.getOne and logs.getStats', async () => {
+        let list;
+        for (let i = 0; i < 60; i++) {
+            list = await pb.logs.getList(1, 5);
+            if (list.items.length) break;
+            await new Promise((r) => setTimeout(r, 500));
+        }
+        check(assert.ok, list.items.length > 0, 'the request log has rows');
+        const one = await pb.logs.getOne(list.items[0].id);
+        check(assert.deepEqual, one, list.items[0], 'getOne answers the same row');
+        const stats = await pb.logs.getStats();
+        check(assert.ok, Array.isArray(stats) && stats.length > 0, 'stats is a non-empty array');
+        check(assert.ok, stats.every((s) => typeof s.total === 'number' && typeof s.date === 'string'), 'of {total, date}');
+        const err = await rejection(pb.logs.getOne('nope'));
+        check(assert.equal, err.status, 404, 'an unknown log id is 404');
+    });
+
+    await step('settings.getAll and settings.update', async () => {
+        const all = await pb.settings.getAll();
+        check(assert.equal, typeof all.meta?.appName, 'string', 'meta.appName');
+        check(assert.equal, typeof all.smtp?.enabled, 'boolean', 'smtp.enabled');
+        const before = all.meta.appName;
+        const changed = await pb.settings.update({ meta: { appName: `sdk ${suffix}` } });
+        check(assert.equal, changed.meta.appName, `sdk ${suffix}`, 'update answers the new settings');
+        check(assert.equal, (await pb.settings.getAll()).meta.appName, `sdk ${suffix}`, 'and keeps them');
+        await pb.settings.update({ meta: { appName: before } });
+        const err = await rejection(pb.settings.update({ meta: { appName: 5 } }));
+        check(assert.equal, err.status, 400, 'a wrong type is 400');
+    });
+
+    await step('authWithPassword by another identity field (passwordAuth.identityFields)', async () => {
+        await pb.collections.create({
+            name: membersName,
+            type: 'auth',
+            createRule: '',
+            fields: [{ name: 'username', type: 'text' }],
+            indexes: [`CREATE UNIQUE INDEX idx_${membersName}_username ON ${membersName} (username)`],
+            passwordAuth: { enabled: true, identityFields: ['username', 'email'] },
+        });
+        membersCreated = true;
+        await pb.collection(membersName).create({
+            email: `member_${suffix}@example.com`, username: `member_${suffix}`,
+            password: USER_PASSWORD, passwordConfirm: USER_PASSWORD,
+        });
+        const client = new PocketBase(baseUrl);
+        const byName = await client.collection(membersName).authWithPassword(`member_${suffix}`, USER_PASSWORD);
+        check(assert.equal, byName.record.username, `member_${suffix}`, 'signed in by username');
+        const byEmail = await client.collection(membersName).authWithPassword(`member_${suffix}@example.com`, USER_PASSWORD);
+        check(assert.equal, byEmail.record.id, byName.record.id, 'and by email');
+        const methods = await client.collection(membersName).listAuthMethods();
+        check(assert.deepEqual, methods.password.identityFields, ['username', 'email'], 'listAuthMethods names them');
+        const err = await rejection(client.collection(membersName).authWithPassword(`member_${suffix}`, 'wrong-password'));
+        check(assert.equal, err.status, 400, 'a wrong password is 400');
+        const noIndex = await rejection(pb.collections.update(membersName, { indexes: [] }));
+        check(assert.equal, noIndex.status, 400, 'an identity field needs its unique index');
+    });
+
+    await step('what is not served yet answers a clear 501', async () => {
+        const calls = [
+            ['backups.getFullList', () => pb.backups.getFullList()],
+            ['backups.create', () => pb.backups.create('x.zip')],
+            ['backups.restore', () => pb.backups.restore('x.zip')],
+            ['backups.delete', () => pb.backups.delete('x.zip')],
+            ['collections.import', () => pb.collections.import([], false)],
+            ['settings.testS3', () => pb.settings.testS3('storage')],
+            ['authWithOAuth2Code', () => pb.collection(membersName).authWithOAuth2Code('google', 'c', 'v', 'http://localhost/')],
+        ];
+        for (const [name, call] of calls) {
+            const err = await rejection(call());
+            check(assert.equal, err.status, 501, `${name} is 501`);
+            check(assert.match, String(err.response?.message), /not available yet/, `${name} says what is missing`);
+        }
+    });
+}
+
 try {
     await run();
     await runUsers();
     await runFiles();
+    await runServices();
 } catch (err) {
     if (!failures.length) failures.push({ name: '(script)', message: describe(err) });
 } finally {
     for (const [created, name] of [
+        [membersCreated, membersName],
+        [servicesCreated, servicesName],
         [filesCreated, filesName],
         [notesCreated, notesName],
         [usersCreated, usersName],
