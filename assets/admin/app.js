@@ -99,8 +99,8 @@ function Setup({ token: given, onDone }) {
     }
   }
   return html`<${Card} title="Create the first superuser" appName=${APP_NAME}>
-    <p class="muted">This server has no superuser yet. The setup token is printed in the server's log when it starts
-      and works once.</p>
+    <p class="muted">${given ? "This server has no superuser yet. The setup token came with the link; it works once."
+      : "This server has no superuser yet. Paste the setup token the server printed when it started; it works once."}</p>
     ${err && html`<${Notice} kind="error">${err.message}<//>`}
     <form onSubmit=${submit} novalidate>
       ${!given && html`<${Field} label="Setup token" error=${err && err.field("token")}>

@@ -14,7 +14,7 @@ function visibleFields(c) {
 
 /** id, the first few plain fields, the first file and relation fields, and created. */
 function defaultColumns(fields) {
-  const plain = fields.filter((f) => !["editor", "json", "autodate"].includes(f.type)).slice(0, 5).map((f) => f.name);
+  const plain = fields.filter((f) => !["editor", "json", "autodate"].includes(f.type)).slice(0, 4).map((f) => f.name);
   const extra = ["file", "relation"].map((t) => fields.find((f) => f.type === t)).filter(Boolean).map((f) => f.name);
   const created = fields.some((f) => f.name === "created") ? ["created"] : [];
   const chosen = new Set(["id", ...plain, ...extra, ...created]);

@@ -406,7 +406,7 @@ function RuleSlot({ name, label, hint, value, onChange, names, collection, serve
     </div>
     ${locked ? html`<p class="locked">Only superusers may do this.</p>` : html`<div class="rule-input">
       <textarea id=${id} ref=${ref} rows="2" spellcheck="false" value=${value} placeholder="Empty: everyone"
-        role="combobox" aria-expanded=${sugg.list.length > 0} aria-controls=${id + "-list"} aria-autocomplete="list"
+        aria-controls=${sugg.list.length ? id + "-list" : undefined} aria-autocomplete="list"
         aria-activedescendant=${sugg.list.length ? id + "-opt-" + sugg.active : undefined}
         aria-invalid=${!!error} aria-describedby=${id + "-msg"}
         onInput=${(e) => { onChange(e.target.value); suggest(e.target); }} onKeyDown=${onKeyDown}
