@@ -160,19 +160,18 @@ function Login() {
 /** Collections with their record counts; `reload()` fetches both again. */
 function useCollections() {
   const [state, setState] = useState({ list: null, counts: {}, error: null });
+  // Resolves once the list is in; the counts follow (a count over many records may take longer).
   const reload = useCallback(async () => {
     try {
       const r = await api("GET", "/api/collections?perPage=500&sort=name");
       const list = (r.items || []).filter((c) => !c.name.startsWith("_") || c.name === "_superusers");
       setState((s) => ({ ...s, list, error: null }));
-      const counts = {};
-      await Promise.all(list.map(async (c) => {
+      Promise.all(list.map(async (c) => {
         try {
           const page = await api("GET", "/api/collections/" + enc(c.name) + "/records?perPage=1&fields=id");
-          counts[c.name] = page.totalItems;
-        } catch (_) { counts[c.name] = -1; }
-      }));
-      setState((s) => ({ ...s, counts }));
+          return [c.name, page.totalItems];
+        } catch (_) { return [c.name, -1]; }
+      })).then((pairs) => setState((s) => ({ ...s, counts: Object.fromEntries(pairs) })));
     } catch (e) {
       setState((s) => ({ ...s, error: e }));
     }
@@ -235,7 +234,7 @@ function Shell({ route, user }) {
       </div>
     </aside>
     <main class="content" id="main" tabindex="-1">
-      ${current ? html`<${RecordsView} key=${current.id} collection=${current} collections=${cols.list}
+      ${current ? html`<${RecordsView} key=${current.id + current.updated} collection=${current} collections=${cols.list}
           count=${cols.counts[current.name]} onCountsChanged=${cols.reload}
           onEditCollection=${() => setEditing(current)} />`
         : cols.list && name ? html`<div class="empty-state"><h1>Not found</h1><p>There is no collection named <strong>${name}</strong>.</p></div>`
@@ -247,7 +246,7 @@ function Shell({ route, user }) {
     </main>
     ${editing && html`<${CollectionEditor} collection=${editing === "new" ? null : editing} collections=${cols.list || []}
       onClose=${() => setEditing(null)}
-      onSaved=${(c) => { setEditing(null); cols.reload(); if (c) go("/collections/" + enc(c.name)); }}
+      onSaved=${(c) => { setEditing(null); cols.reload().then(() => { if (c) go("/collections/" + enc(c.name)); }); }}
       onDeleted=${() => { setEditing(null); cols.reload(); go("/"); }} />`}
   </div>`;
 }
