@@ -2,7 +2,7 @@
 // cursor paging, selection and bulk delete; and the record panel with an input per field type.
 import { html, useState, useEffect, useRef, useMemo, useCallback } from "./lib.js";
 import { api, enc, qs, ApiError } from "./api.js";
-import { Drawer, Field, Check, Notice, Icon, Confirm, toast, fmtNumber } from "./ui.js";
+import { Drawer, Field, Check, Notice, Icon, Confirm, Caret, toast, fmtNumber } from "./ui.js";
 import { ApiPreview } from "./preview.js";
 
 const PER_PAGE = 50;
@@ -187,6 +187,7 @@ export function RecordsView({ collection: c, collections, count, onCountsChanged
       <button class="icon-btn" type="button" aria-label="Reload" title="Reload" onClick=${() => { load(); recount(); }}><${Icon} name="refresh" /></button>
     </form>
     <p id="filter-msg" class=${filterError ? "field-error filter-error" : "sr-only"} role=${filterError ? "alert" : undefined}>${filterError}</p>
+    ${filterError && html`<${Caret} text=${filter} message=${filterError} />`}
     ${data.error && !filterError && html`<${Notice} kind="error">${data.error.message}<//>`}
     ${selected.size > 0 && html`<div class="bulkbar" role="region" aria-label="Selection">
       <strong>${selected.size} selected</strong>

@@ -4,7 +4,7 @@
 // names the record a change would break) before anything is lost.
 import { html, useState, useEffect, useRef, useMemo } from "./lib.js";
 import { api, enc } from "./api.js";
-import { Drawer, Field, Check, Notice, Icon, Confirm, toast } from "./ui.js";
+import { Drawer, Field, Check, Notice, Icon, Confirm, Caret, toast } from "./ui.js";
 
 export const FIELD_TYPES = [
   ["text", "Plain text"], ["editor", "Rich text"], ["number", "Number"], ["bool", "Yes / no"],
@@ -416,6 +416,7 @@ function RuleSlot({ name, label, hint, value, onChange, names, collection, serve
           class=${k === sugg.active ? "active" : ""} onMouseDown=${(e) => { e.preventDefault(); accept(n); }}>${n}</li>`)}
       </ul>`}
     </div>`}
+    ${error && !locked && html`<${Caret} text=${value} message=${error} />`}
     <p class=${error ? "field-error" : "hint"} id=${id + "-msg"} role=${error ? "alert" : undefined}>
       ${error || (check.state === "checking" ? "Checking…" : check.state === "ok" ? "✓ Valid rule." : !collection && !locked ? "Checked when the collection exists." : hint)}
     </p>

@@ -123,3 +123,11 @@ export function toast(text, kind) { if (toastSink) toastSink({ text, kind: kind 
 export function fmtNumber(n) {
   return typeof n === "number" && n >= 0 ? n.toLocaleString("en-US") : "…";
 }
+
+/** Where in `text` the server's message points ("at position N"), drawn with a caret. */
+export function Caret({ text, message }) {
+  const m = /position (\d+)/.exec(message || "");
+  if (!m || !text) return null;
+  const pos = Math.min(Number(m[1]), text.length);
+  return html`<pre class="caret" aria-hidden="true"><span>${text.slice(0, pos)}</span><mark>${text.slice(pos, pos + 1) || " "}</mark>${text.slice(pos + 1)}</pre>`;
+}

@@ -263,6 +263,7 @@ const rule = d.getByLabel("List rule");
 await rule.fill("title = ");
 await d.locator(".rule .field-error").first().waitFor();
 ok(true, "a rule syntax error is shown as you type: " + (await d.locator(".rule .field-error").first().innerText()));
+await shot("rule-error");
 await rule.fill("");
 await rule.pressSequentially("tit");
 await d.locator(".suggestions li").first().waitFor();
@@ -280,10 +281,20 @@ await shot("indexes");
 await d.getByRole("button", { name: "Cancel" }).click();
 
 // 6. The account pages emails link to.
-await page.goto(base + "/_/#/auth/confirm-password-reset/not.a.token");
+// A token of the right shape that the server will refuse (its signature is wrong).
+const fakeToken = "eyJhbGciOiJIUzI1NiJ9." + Buffer.from(JSON.stringify({ collectionId: posts.id, type: "passwordReset" })).toString("base64url") + ".c2ln";
+await page.goto(base + "/_/#/auth/confirm-password-reset/" + fakeToken);
 await page.getByRole("heading", { name: "Choose a new password" }).waitFor();
+await byLabel("New password").fill("a-new-password-1");
+await byLabel("New password again").fill("a-new-password-1");
+await page.getByRole("button", { name: "Confirm" }).click();
+await page.locator(".notice.error").waitFor();
+ok(true, "the password reset page shows the server's refusal of a bad token: " + (await page.locator(".notice.error").innerText()));
 await shot("confirm-password-reset");
 await axe("confirm password reset");
+await page.goto(base + "/_/#/auth/confirm-password-reset/not-a-token");
+await page.locator(".notice.error").waitFor();
+ok((await page.locator(".notice.error").innerText()).includes("damaged"), "a damaged link says so");
 await page.goto(base + "/_/#/auth/confirm-verification/bad");
 await page.getByRole("heading", { name: "Verify your email" }).waitFor();
 await axe("confirm verification");
