@@ -344,6 +344,13 @@ function UserActions({ c, record }) {
     ${!record.verified && html`<button class="btn small" type="button" onClick=${() => run("Verification email sent.", () => api("POST", base + "/request-verification", { email: record.email }))}>Send verification email</button>`}
     <button class="btn small" type="button" onClick=${() => run("Password reset email sent.", () => api("POST", base + "/request-password-reset", { email: record.email }))}>Send password reset</button>
     <button class="btn small" type="button" onClick=${() => run("Impersonation token (10 min).", () => api("POST", base + "/impersonate/" + enc(record.id), { duration: 600 }))}>Impersonate</button>
+    <button class="btn small" type="button" onClick=${() => run("Every session of this user was signed out.", async () => {
+      // A short impersonation token signs the user out of every session (auth-logout, all).
+      const imp = await api("POST", base + "/impersonate/" + enc(record.id), { duration: 60 });
+      const res = await fetch(base + "/auth-logout", { method: "POST", headers: { Authorization: imp.token, "Content-Type": "application/json" }, body: JSON.stringify({ all: true }) });
+      if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+      return null;
+    })}>Sign out everywhere</button>
     ${msg && html`<${Notice} kind=${msg.kind}><span class="break">${msg.text}</span><//>`}
   </div>`;
 }

@@ -75,7 +75,8 @@ function draftOf(c) {
 
 function payloadOf(d) {
   const out = { ...d };
-  out.fields = d.fields.map((f) => {
+  // A new field left without a name (like the blank one a new collection starts with) is not sent.
+  out.fields = d.fields.filter((f) => f.id || f.name.trim()).map((f) => {
     const copy = { ...f };
     delete copy._key;
     delete copy._open;
@@ -228,11 +229,10 @@ function FieldsEditor({ fields, onChange, collections, self, errors, auth }) {
       </li>`)}
     </ol>
     <div class="add-field">
-      <label class="inline"><span class="label">New field type</span>
-        <select value=${adding} onChange=${(e) => setAdding(e.target.value)}>
+      <label class="label" for="new-field-type">New field type</label>
+        <select id="new-field-type" class="auto" value=${adding} onChange=${(e) => setAdding(e.target.value)}>
           ${FIELD_TYPES.filter(([t]) => auth || t !== "password").map(([t, l]) => html`<option value=${t}>${l}</option>`)}
         </select>
-      </label>
       <button class="btn" type="button" onClick=${() => onChange([...fields, { ...newField(adding), _open: true }])}>
         <${Icon} name="plus" /> Add field</button>
     </div>

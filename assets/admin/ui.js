@@ -1,5 +1,5 @@
 // Small shared pieces: labelled fields, notices, drawers, confirmation dialogs, icons.
-import { html, useEffect, useRef } from "./lib.js";
+import { html, useEffect, useRef, useMemo, cloneElement, toChildArray } from "./lib.js";
 
 let nextId = 0;
 /** A unique id for label/description wiring. */
@@ -8,15 +8,19 @@ export function uid(prefix) {
   return (prefix || "f") + nextId;
 }
 
-/** A labelled control: the label wraps the control, the error follows it. */
+/** A labelled control: the label names the control by id, the hint or error describes it. */
 export function Field({ label, hint, error, children, class: cls }) {
+  const id = useMemo(() => uid("f"), []);
+  const kids = toChildArray(children);
+  const note = error || hint ? id + "-note" : undefined;
+  const control = kids.length === 1 && typeof kids[0] === "object"
+    ? cloneElement(kids[0], { id: kids[0].props.id || id, "aria-describedby": note, "aria-invalid": error ? "true" : undefined })
+    : kids;
   return html`<div class=${"field" + (error ? " invalid" : "") + (cls ? " " + cls : "")}>
-    <label>
-      <span class="label">${label}</span>
-      ${children}
-    </label>
-    ${hint && !error && html`<p class="hint">${hint}</p>`}
-    ${error && html`<p class="field-error" role="alert">${error}</p>`}
+    <label class="label" for=${kids.length === 1 && typeof kids[0] === "object" ? kids[0].props.id || id : undefined}>${label}</label>
+    ${control}
+    ${hint && !error && html`<p class="hint" id=${note}>${hint}</p>`}
+    ${error && html`<p class="field-error" role="alert" id=${note}>${error}</p>`}
   </div>`;
 }
 

@@ -254,6 +254,51 @@ await shot("api-preview");
 await axe("API preview");
 await page.getByRole("button", { name: "Close" }).click();
 
+// A schema change that existing records do not fit is refused with the server's words.
+await page.getByRole("button", { name: "Edit collection" }).click();
+d = page.getByRole("dialog", { name: "Edit posts" });
+const contact = d.locator(".field-card").filter({ has: page.locator("input.field-name[value=contact]") });
+await d.locator(".field-card", { has: page.getByLabel(/^Name of field/) }).nth(0).waitFor();
+const cards = d.locator(".field-card");
+for (let i = 0; i < await cards.count(); i += 1) {
+  if (await cards.nth(i).locator("input.field-name").inputValue() === "contact") {
+    await cards.nth(i).getByLabel("Required").check();
+    break;
+  }
+}
+await d.getByRole("button", { name: "Save changes" }).click();
+await d.locator(".notice.error").waitFor();
+const refusal = await d.locator(".notice.error").innerText();
+ok(/record \w+/.test(refusal) && refusal.includes("Nothing was changed"), "a schema change that would break records shows the 409 naming the record: " + refusal.split("\n")[0]);
+await shot("schema-conflict");
+await d.getByRole("button", { name: "Cancel" }).click();
+
+// Users: an auth collection, an account, its state and actions.
+drawer = await newCollection("users", []);
+await drawer.getByLabel("Type", { exact: true }).selectOption("auth");
+await drawer.getByRole("tab", { name: "Auth options" }).click();
+await shot("auth-options");
+await drawer.getByRole("button", { name: "Create", exact: true }).click();
+await page.getByRole("heading", { name: /^users/ }).waitFor();
+await page.getByRole("button", { name: "New record" }).first().click();
+d = page.getByRole("dialog", { name: "New users record" });
+await d.getByLabel("Email", { exact: true }).fill("someone@example.com");
+await d.getByLabel("Password", { exact: true }).fill("user-password-1");
+await d.getByLabel("Password again").fill("user-password-1");
+await d.getByRole("button", { name: "Create", exact: true }).click();
+await d.waitFor({ state: "detached" });
+await page.getByRole("button", { name: /^Open record/ }).first().click();
+d = page.getByRole("dialog", { name: /^Record / });
+ok(await d.getByText("Not verified").count() === 1, "an account shows its verification state");
+await d.getByRole("button", { name: "Sign out everywhere" }).click();
+await d.getByText("Every session of this user was signed out.").waitFor();
+ok(true, "a superuser signs a user out everywhere");
+await shot("user-panel");
+await axe("user panel");
+await d.getByRole("button", { name: "Cancel" }).click();
+await page.getByRole("link", { name: /posts/ }).click();
+await page.getByRole("heading", { name: /^posts/ }).waitFor();
+
 // 5. A rule with a syntax error, checked as you type.
 await page.getByRole("button", { name: "Edit collection" }).click();
 d = page.getByRole("dialog", { name: "Edit posts" });
