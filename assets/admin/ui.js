@@ -65,14 +65,31 @@ export function Icon({ name, size }) {
     <path d=${ICONS[name] || ""} /></svg>`;
 }
 
-/** A side panel over the page; Escape closes it, focus moves into it and back. */
+/** Keeps Tab and Shift+Tab inside `root` (a modal). */
+function trapTab(e, root) {
+  if (e.key !== "Tab" || !root) return;
+  const items = Array.from(root.querySelectorAll("a[href], button:not([disabled]), input:not([disabled]):not([tabindex='-1']), select:not([disabled]), textarea:not([disabled]), [contenteditable=true], [tabindex='0']"))
+    .filter((el) => el.offsetParent !== null);
+  if (!items.length) return;
+  const first = items[0];
+  const last = items[items.length - 1];
+  if (e.shiftKey && (document.activeElement === first || !root.contains(document.activeElement))) { e.preventDefault(); last.focus(); }
+  else if (!e.shiftKey && (document.activeElement === last || !root.contains(document.activeElement))) { e.preventDefault(); first.focus(); }
+}
+
+/** A side panel over the page; Escape closes it, focus moves into it, stays there, and goes back. */
 export function Drawer({ title, onClose, children, footer, wide }) {
   const ref = useRef(null);
   useEffect(() => {
     const before = document.activeElement;
     const first = ref.current && ref.current.querySelector("input, select, textarea, button:not(.drawer-close)");
     (first || ref.current).focus();
-    const onKey = (e) => { if (e.key === "Escape") onClose(); };
+    const onKey = (e) => {
+      // A dialog opened from inside the drawer handles its own keys.
+      if (ref.current && ref.current.querySelector("[role=alertdialog]")) return;
+      if (e.key === "Escape") onClose();
+      else trapTab(e, ref.current);
+    };
     document.addEventListener("keydown", onKey);
     return () => {
       document.removeEventListener("keydown", onKey);
@@ -99,10 +116,12 @@ export function Confirm({ title, children, confirmLabel, danger, onConfirm, onCa
     const input = ref.current && ref.current.querySelector("input");
     const btn = ref.current && ref.current.querySelector(".cancel");
     (input || btn).focus();
-    const onKey = (e) => { if (e.key === "Escape") onCancel(); };
-    document.addEventListener("keydown", onKey);
+    const onKey = (e) => {
+      if (e.key === "Escape") { e.stopImmediatePropagation(); onCancel(); } else trapTab(e, ref.current);
+    };
+    document.addEventListener("keydown", onKey, true);
     return () => {
-      document.removeEventListener("keydown", onKey);
+      document.removeEventListener("keydown", onKey, true);
       if (before && before.focus) before.focus();
     };
   }, []);
