@@ -57,6 +57,12 @@ export const auth = {
   expiredReason: "",
 };
 
+// A remembered session that has expired since: say so on the sign-in page.
+if (session && !auth.valid) {
+  auth.expiredReason = "Your session has expired. Sign in again.";
+  auth.clear(true);
+}
+
 /** `api(method, path, body?)`: JSON in, JSON out; FormData bodies are sent as multipart. */
 export async function api(method, path, body, opts = {}) {
   const headers = {};

@@ -430,7 +430,22 @@ await page.setViewportSize({ width: 800, height: 1000 });
 await shot("tablet");
 await page.setViewportSize({ width: 1280, height: 800 });
 
-// 10. Sign out.
+// 10. An expired session is reported on the sign-in page.
+const saved = await page.evaluate(() => localStorage.getItem("pocketbase_auth"));
+await page.evaluate(() => {
+  const s = JSON.parse(localStorage.getItem("pocketbase_auth"));
+  const [h, , sig] = s.token.split(".");
+  const payload = btoa(JSON.stringify({ exp: 1000 })).replace(/=+$/, "");
+  localStorage.setItem("pocketbase_auth", JSON.stringify({ ...s, token: h + "." + payload + "." + sig }));
+});
+await page.reload();
+await page.getByText("Your session has expired. Sign in again.").waitFor();
+ok(true, "an expired session sends you to sign in, saying why");
+await page.evaluate((v) => localStorage.setItem("pocketbase_auth", v), saved);
+await page.reload();
+await page.getByRole("button", { name: "Sign out" }).waitFor();
+
+// 11. Sign out.
 await page.getByRole("button", { name: "Sign out" }).click();
 await page.getByRole("heading", { name: "Sign in" }).waitFor();
 ok(await page.evaluate(() => !localStorage.getItem("pocketbase_auth")), "sign out forgets the session");
