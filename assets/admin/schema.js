@@ -424,7 +424,7 @@ function RuleSlot({ name, label, hint, value, onChange, names, collection, serve
 }
 
 function IndexesEditor({ d, update, err }) {
-  const cols = ["id", ...d.fields.map((f) => f.name).filter(Boolean)];
+  const cols = [...new Set(["id", ...d.fields.map((f) => f.name).filter(Boolean)])];
   const set = (i, ix) => update({ indexes: d.indexes.map((x, j) => (j === i ? ix : x)) });
   const errors = err && err.data && err.data.indexes;
   return html`<div class="indexes">
@@ -440,7 +440,7 @@ function IndexesEditor({ d, update, err }) {
               onChange=${(e) => set(i, { ...ix, columns: e.target.checked ? [...ix.columns, c] : ix.columns.filter((x) => x !== c) })} />
             ${c}${ix.columns.includes(c) && ix.columns.length > 1 ? html` <small>${ix.columns.indexOf(c) + 1}</small>` : ""}</label>`)}
         </div>
-        <code class="sql">${indexSql(ix, d.name || "collection")}</code>`}
+        ${ix.columns.length ? html`<code class="sql">${indexSql(ix, d.name || "collection")}</code>` : html`<p class="hint">Choose its columns, in order.</p>`}`}
       ${errors && errors[i] && html`<p class="field-error" role="alert">${errorText(errors[i])}</p>`}
       <button class="btn small danger-ghost" type="button" onClick=${() => update({ indexes: d.indexes.filter((_, j) => j !== i) })}>Remove index</button>
     </fieldset>`)}
@@ -474,7 +474,7 @@ function SearchEditor({ d, update }) {
 
 function AuthOptions({ d, update }) {
   const tok = (k, label) => html`<${Field} label=${label + " (seconds)"}>
-    <input type="number" min="1" value=${(d[k] && d[k].duration) || ""} onInput=${(e) => update({ [k]: { ...(d[k] || {}), duration: Number(e.target.value) } })} />
+    <input type="number" min="1" placeholder="Server default" value=${(d[k] && d[k].duration) || ""} onInput=${(e) => update({ [k]: e.target.value === "" ? undefined : { ...(d[k] || {}), duration: Number(e.target.value) } })} />
   <//>`;
   const otp = d.otp || { enabled: false, duration: 180, length: 8 };
   const pa = d.passwordAuth || { enabled: true, identityFields: ["email"] };
