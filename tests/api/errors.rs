@@ -362,8 +362,8 @@ async fn the_account_page_that_emails_link_to_exists() {
     let page = s.call("GET", "/_/", None, None).await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.content_type.starts_with("text/html"), "{}", page.content_type);
-    let start = page.text.find("/_/v/").expect("the page loads its versioned script");
-    let end = page.text[start..].find("app.js").expect("app.js") + start + "app.js".len();
+    let end = page.text.find("app.js").expect("the page loads its script") + "app.js".len();
+    let start = page.text[..end].rfind("/_/v/").expect("a versioned URL");
     let csp = page.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
     assert!(csp.contains("script-src 'self'"), "the page's script must be allowed: {csp}");
     assert!(!csp.contains("unsafe-inline"), "the admin UI needs no inline code: {csp}");
