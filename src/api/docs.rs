@@ -1,6 +1,6 @@
-//! `/api/docs`: the interactive API reference, `/api/docs/errors`, the reference of every
-//! error `type`, and `/_/`, the page account emails link to; served from assets embedded in
-//! the binary.
+//! `/api/docs`: the interactive API reference and `/api/docs/errors`, the reference of every
+//! error `type`; served from assets embedded in the binary. (`/_/`, the admin UI and the
+//! account pages emails link to, is `admin.rs`.)
 
 use poem::http::{Method, StatusCode};
 use poem::web::Path;
@@ -15,13 +15,6 @@ use super::Routes;
 #[folder = "assets/docs/"]
 #[exclude = "*.md"]
 struct DocsAssets;
-
-/// The page account emails link to (`/_/#/auth/confirm-verification/<token>` and the
-/// password-reset and email-change equivalents, PocketBase's link shape): it reads the
-/// token from the fragment and calls the collection's confirm endpoint.
-#[derive(RustEmbed)]
-#[folder = "assets/confirm/"]
-struct ConfirmAssets;
 
 const CSP: &str =
     "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
@@ -47,24 +40,6 @@ fn asset_response(name: &str, data: Vec<u8>) -> Response {
         .body(data)
 }
 
-/// `/_/`: the account confirmation page.
-#[handler]
-pub async fn account_page() -> Result<Response, ApiError> {
-    account_asset("index.html")
-}
-
-/// `/_/confirm.js`: its script.
-#[handler]
-pub async fn account_script() -> Result<Response, ApiError> {
-    account_asset("confirm.js")
-}
-
-fn account_asset(name: &str) -> Result<Response, ApiError> {
-    let file = ConfirmAssets::get(name)
-        .ok_or_else(|| ApiError::not_found("The requested resource wasn't found."))?;
-    Ok(asset_response(name, file.data.into_owned()))
-}
-
 #[handler]
 pub async fn index() -> Result<Response, ApiError> {
     serve("index.html")
@@ -79,7 +54,7 @@ pub async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
     serve(&path)
 }
 
-/// `/api/docs` (described in the spec), its assets and `/_/` (not described).
+/// `/api/docs` (described in the spec) and its assets (not described).
 pub(super) fn routes(api: Routes) -> Routes {
     api.at("/api/docs", |m| {
         m.get(
@@ -88,6 +63,4 @@ pub(super) fn routes(api: Routes) -> Routes {
         )
     })
     .at("/api/docs/*path", |m| m.undocumented(Method::GET, asset))
-    .at("/_/", |m| m.undocumented(Method::GET, account_page))
-    .at("/_/confirm.js", |m| m.undocumented(Method::GET, account_script))
 }

@@ -89,8 +89,10 @@ fn preflight(app: &App, req: &Request, origin: &str) -> Response {
 /// Headers every response carries. API answers are never cached by shared caches, and
 /// answers to authenticated requests are never stored anywhere.
 fn secure(app: &App, path: &str, authenticated: bool, origin: Option<&str>, resp: &mut Response) {
-    // The API reference and the account confirmation page (`/_/`) are pages with scripts.
-    let docs = path == "/api/docs" || path.starts_with("/api/docs/") || path.starts_with("/_/");
+    // The API reference and the admin UI (`/_/`) are pages with scripts. The admin UI has
+    // the stricter policy: no inline styles either, and it talks only to this origin.
+    let admin = path.starts_with("/_/");
+    let docs = admin || path == "/api/docs" || path.starts_with("/api/docs/");
     let headers = resp.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -98,7 +100,10 @@ fn secure(app: &App, path: &str, authenticated: bool, origin: Option<&str>, resp
     headers.insert("Cross-Origin-Opener-Policy", HeaderValue::from_static("same-origin"));
     headers
         .insert("Permissions-Policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
-    let csp = if docs {
+    let csp = if admin {
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    } else if docs {
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
     } else {
         "default-src 'none'; frame-ancestors 'none'"

@@ -30,15 +30,16 @@
 //! in the create/update bodies). `/api/collections/{c}/schema` uses the same two functions, so
 //! it answers 403 exactly when the collection is absent from the caller's spec. `docs.rs`
 //! serves the embedded interactive reference, the errors reference at `/api/docs/errors`
-//! (every problem's `type` is `/api/docs/errors#<kind>`, and each kind has a section there),
-//! and `/_/`, the page account emails link to (`/_/#/auth/confirm-verification/<token>` and
-//! the reset and email-change forms; it reads the token's collection and calls its confirm
-//! endpoint).
+//! (every problem's `type` is `/api/docs/errors#<kind>`, and each kind has a section there).
+//! `admin.rs` serves `/_/`, the embedded admin UI, which also holds the pages account emails
+//! link to (`/_/#/auth/confirm-verification/<token>` and the reset and email-change forms);
+//! it uses only the public API, as SDK clients do.
 //!
 //! **Architecture invariant:** `api` is the only module that imports poem. Domain modules
 //! return domain errors; 5xx bodies carry no internals (the log has them).
 
 mod access;
+mod admin;
 mod auth;
 mod batch;
 pub mod body;
@@ -168,6 +169,7 @@ fn route_table() -> Routes {
         .with(auth::setup_routes)
         .with(openapi::routes)
         .with(docs::routes)
+        .with(admin::routes)
         .with(batch::routes)
         .with(collections::routes)
         .with(auth::routes)
@@ -301,11 +303,15 @@ mod tests {
             Vec::<&(String, String)>::new(),
             "in the spec, but not served"
         );
-        let pages: BTreeSet<(String, String)> =
-            [("/api/health", "head"), ("/api/docs/{path}", "get"), ("/_/", "get"), ("/_/confirm.js", "get")]
-                .into_iter()
-                .map(|(p, m)| (p.to_string(), m.to_string()))
-                .collect();
+        let pages: BTreeSet<(String, String)> = [
+            ("/api/health", "head"),
+            ("/api/docs/{path}", "get"),
+            ("/_/", "get"),
+            ("/_/v/{version}/{path}", "get"),
+        ]
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
         assert_eq!(undocumented, pages, "served without an operation");
     }
 

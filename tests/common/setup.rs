@@ -3,8 +3,10 @@
 //! - the Python packages of `tests/requirements.txt` (pinned), once, into the project-local
 //!   virtual environment `.cache/test-venv` (the system Python is never touched); it is
 //!   rebuilt when the requirements file changes;
-//! - Debian packages for missing commands (`openssl`, `node`, `npm`, `jq`), with apt-get,
-//!   when the tests run as root; otherwise the failure says what to install.
+//! - Debian packages for missing commands (`openssl`, `node`, `npm`, `jq`, `chromium`), with
+//!   apt-get, when the tests run as root; otherwise the failure says what to install;
+//! - the pinned npm packages of a test folder (`tests/ui`: playwright-core and axe-core), with
+//!   `npm ci` from its committed lockfile, when they are missing or differ from the lockfile.
 //!
 //! Every step is idempotent and serialized across test threads and test processes (a lock
 //! file in `.cache/`). A failure panics with the command that failed, its output, and what
@@ -179,4 +181,50 @@ fn ensure_venv() {
         );
     }
     std::fs::write(&stamp, &requirements).expect("write the venv stamp");
+}
+
+/// Installs the npm packages of `dir` (a folder with `package.json` and a committed
+/// `package-lock.json`) with `npm ci`, unless `node_modules` already holds what the lockfile
+/// pins (npm's own record, `node_modules/.package-lock.json`, has the same versions).
+pub fn npm_ci(dir: &Path) {
+    let current = || {
+        let lock = std::fs::read_to_string(dir.join("package-lock.json")).ok();
+        let installed = std::fs::read_to_string(dir.join("node_modules/.package-lock.json")).ok();
+        let packages = |text: Option<String>| {
+            text.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).map(|v| {
+                v["packages"]
+                    .as_object()
+                    .map(|map| {
+                        map.iter()
+                            .filter(|(name, _)| !name.is_empty())
+                            .map(|(name, p)| (name.clone(), p["version"].clone()))
+                            .collect::<std::collections::BTreeMap<_, _>>()
+                    })
+                    .unwrap_or_default()
+            })
+        };
+        let pinned = packages(lock);
+        pinned.is_some() && pinned == packages(installed)
+    };
+    if current() {
+        return;
+    }
+    require_command("node", "nodejs");
+    require_command("npm", "npm");
+    let _lock = setup_lock();
+    if current() {
+        return;
+    }
+    eprintln!("[setup] npm ci in {}", dir.display());
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("run npm ci");
+    assert!(
+        out.status.success(),
+        "npm ci in {} failed; it needs the npm registry (or a mirror in npm's config) once per clone\n{}",
+        dir.display(),
+        describe(&out)
+    );
 }
