@@ -60,11 +60,11 @@ impl Stream {
             tokio::select! {
                 message = self.connection.receiver.recv() => match message {
                     Some(message) => {
-                        self.pending.extend(message.chunks());
+                        self.pending.extend(message.frames);
                         // Whatever else is queued goes out in the same write.
                         while let Ok(more) = self.connection.receiver.try_recv() {
-                            self.pending.extend(more.chunks());
-                            if self.pending.len() >= 192 {
+                            self.pending.extend(more.frames);
+                            if self.pending.len() >= 512 {
                                 break;
                             }
                         }
@@ -74,7 +74,7 @@ impl Stream {
                         let reason = self.connection.closing.lock().ok().and_then(|mut r| r.take());
                         if let Some(reason) = reason {
                             let bye = Message::control("", "PB_DISCONNECT", json!({ "reason": reason }));
-                            self.pending.extend(bye.chunks());
+                            self.pending.extend(bye.frames);
                         }
                         self.done = true;
                     }
@@ -100,7 +100,7 @@ pub async fn connect(req: &Request, Data(app): Data<&Arc<App>>) -> Result<Respon
     let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE, KEEPALIVE);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = Stream {
-        pending: connection.hello.clone().chunks().into_iter().collect(),
+        pending: connection.hello.frames.iter().cloned().collect(),
         idle_until: Instant::now() + connection.idle_timeout,
         connection,
         keepalive,

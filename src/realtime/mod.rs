@@ -45,7 +45,9 @@ use crate::util::metrics::{Counter, Exposition};
 use topic::Topic;
 
 /// Entries read from the feed per step.
-const CHUNK: usize = 256;
+const CHUNK: usize = 512;
+/// How long the dispatcher waits after a commit for the next ones, to send them together.
+const GATHER: Duration = Duration::from_millis(5);
 /// Job events waiting for the dispatcher at most.
 pub const MAX_PENDING_JOB_EVENTS: usize = 10_000;
 
@@ -71,33 +73,40 @@ pub enum RealtimeError {
     Store(#[from] StoreError),
 }
 
-/// One queued SSE message, already framed (pieces shared between clients are not copied).
-#[derive(Debug, Clone)]
+/// One SSE event, framed: `id`, `event`, `data` and the blank line that ends it. An empty
+/// `id` leaves the client's last event id as it was; `event` has no line break
+/// (subscription strings with one are refused). Subscribers who see the same thing share
+/// one frame.
+fn frame(id: &str, event: &str, data: &str) -> Bytes {
+    let mut out = String::with_capacity(id.len() + event.len() + data.len() + 24);
+    if !id.is_empty() {
+        out.push_str("id:");
+        out.push_str(id);
+        out.push('\n');
+    }
+    out.push_str("event:");
+    out.push_str(event);
+    out.push_str("\ndata:");
+    out.push_str(data);
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// What one client is sent at once: the events of one dispatch step, in order (one queue
+/// slot and one wake-up for all of them).
+#[derive(Debug, Clone, Default)]
 pub struct Message {
-    pub head: Bytes,
-    pub data: Bytes,
+    pub frames: Vec<Bytes>,
 }
 
 impl Message {
-    /// An event; an empty `id` leaves the client's last event id as it was. `event` has no
-    /// line break (subscription strings with one are refused).
-    fn new(id: &str, event: &str, data: Bytes) -> Message {
-        let head = if id.is_empty() {
-            format!("event:{event}\ndata:")
-        } else {
-            format!("id:{id}\nevent:{event}\ndata:")
-        };
-        Message { head: Bytes::from(head), data }
+    fn one(frame: Bytes) -> Message {
+        Message { frames: vec![frame] }
     }
 
-    /// A protocol event of the server's own (`PB_RESET`, `PB_DISCONNECT`).
+    /// A protocol event of the server's own (`PB_CONNECT`, `PB_RESET`, `PB_DISCONNECT`).
     pub fn control(id: &str, event: &str, data: Value) -> Message {
-        Message::new(id, event, Bytes::from(data.to_string()))
-    }
-
-    /// The frame's bytes: `head`, `data` and the blank line that ends the event.
-    pub fn chunks(self) -> [Bytes; 3] {
-        [self.head, self.data, Bytes::from_static(b"\n\n")]
+        Message::one(frame(id, event, &data.to_string()))
     }
 }
 
@@ -236,7 +245,11 @@ impl Realtime {
         let dispatcher = tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = inner.wake.notified() => {}
+                    _ = inner.wake.notified() => {
+                        // Commits close together go out as one step: one wake-up and one
+                        // write per client instead of one per commit.
+                        tokio::time::sleep(GATHER).await;
+                    }
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
                 if let Err(err) = dispatch(&inner).await {
@@ -279,7 +292,9 @@ impl Realtime {
         if inner.clients.read().map(|c| c.len()).unwrap_or(0) >= max {
             return Err(RealtimeError::Full(max));
         }
-        let head = inner.dispatched.load(Ordering::SeqCst);
+        // Everything committed before the connection is in the past, even what the
+        // dispatcher has not sent yet.
+        let head = inner.store.read(feed::last_seq).await?;
         let (position, live, reset) = match resume {
             None => (head, true, false),
             Some(raw) => match parse_resume(raw) {
@@ -306,7 +321,7 @@ impl Realtime {
             clients.insert(id.clone(), client);
         }
         inner.stats.connects.inc();
-        let hello = Message::new(&id, "PB_CONNECT", Bytes::from(json!({ "clientId": &*id }).to_string()));
+        let hello = Message::control(&id, "PB_CONNECT", json!({ "clientId": &*id }));
         Ok(Connection {
             client_id: id.clone(),
             receiver,
@@ -484,7 +499,7 @@ fn close(inner: &Inner, client: &Client, reason: &str) {
 
 /// Messages of one feed entry, shared by subscribers who see the same thing (same identity,
 /// same subscription string).
-type Renderings = HashMap<(Arc<str>, Arc<str>), Option<Message>>;
+type Renderings = HashMap<(Arc<str>, Arc<str>), Option<Bytes>>;
 
 /// The message of `entry` for `sub` of `client`, if the client may see it.
 fn render_for(
@@ -495,7 +510,7 @@ fn render_for(
     caller: &Caller,
     sub: &Subscription,
     cache: &mut Renderings,
-) -> Option<Message> {
+) -> Option<Bytes> {
     let record_topic = matches!(sub.topic, Topic::Record { .. });
     let key = (caller.key.clone(), sub.raw.clone());
     if let Some(hit) = cache.get(&key) {
@@ -507,7 +522,7 @@ fn render_for(
         match live::render_change(tx, catalog, collection, stored, op, watcher, &sub.query) {
             Ok(Some(record)) => {
                 let data = json!({ "action": entry.action.as_str(), "record": record }).to_string();
-                Some(Message::new(&entry.seq.to_string(), &sub.raw, Bytes::from(data)))
+                Some(frame(&entry.seq.to_string(), &sub.raw, &data))
             }
             Ok(None) => None,
             Err(err) => {
@@ -543,7 +558,7 @@ fn messages_for(
     entries: &[(feed::Entry, Option<crate::records::record::Stored>)],
     client: &Client,
     caches: &mut [Renderings],
-) -> Vec<Message> {
+) -> Vec<Bytes> {
     let mut out = Vec::new();
     let Some(caller) = client.caller.lock().ok().and_then(|c| c.clone()) else {
         return out;
@@ -562,8 +577,8 @@ fn messages_for(
             if !watches(sub, catalog, entry) {
                 continue;
             }
-            if let Some(message) = render_for(tx, catalog, entry, stored, &caller, sub, &mut caches[i]) {
-                out.push(message);
+            if let Some(frame) = render_for(tx, catalog, entry, stored, &caller, sub, &mut caches[i]) {
+                out.push(frame);
             }
         }
     }
@@ -631,12 +646,14 @@ async fn dispatch(inner: &Arc<Inner>) -> Result<(), StoreError> {
                 let mut caches: Vec<Renderings> = vec![HashMap::new(); entries.len()];
                 let mut slow = Vec::new();
                 for client in &clients {
-                    for message in messages_for(tx, &catalog, &entries, client, &mut caches) {
-                        if client.sender.try_send(message).is_err() {
+                    let frames = messages_for(tx, &catalog, &entries, client, &mut caches);
+                    if !frames.is_empty() {
+                        let n = frames.len() as u64;
+                        if client.sender.try_send(Message { frames }).is_err() {
                             slow.push(client.clone());
-                            break;
+                        } else {
+                            worker.stats.events.add(n);
                         }
-                        worker.stats.events.inc();
                     }
                     client.cursor.store(last, Ordering::SeqCst);
                 }
@@ -669,7 +686,7 @@ fn send_jobs(inner: &Inner) {
     let clients: Vec<Arc<Client>> =
         inner.clients.read().map(|c| c.values().cloned().collect()).unwrap_or_default();
     for (id, action, job) in jobs {
-        let data = Bytes::from(json!({ "action": action, "record": job }).to_string());
+        let data = json!({ "action": action, "record": job }).to_string();
         for client in &clients {
             let Ok(subs) = client.subscriptions.read().map(|s| s.clone()) else { continue };
             for sub in subs.iter() {
@@ -678,7 +695,7 @@ fn send_jobs(inner: &Inner) {
                     Topic::Job(j) => j == id,
                     _ => false,
                 };
-                if hit && client.sender.try_send(Message::new("", &sub.raw, data.clone())).is_ok() {
+                if hit && client.sender.try_send(Message::one(frame("", &sub.raw, &data))).is_ok() {
                     inner.stats.events.inc();
                 }
             }
@@ -722,9 +739,9 @@ async fn catch_up(inner: &Arc<Inner>, client: &Arc<Client>) -> Result<(), StoreE
         }
         let catalog = inner.records.catalog();
         let one = vec![client.clone()];
-        let (last, messages) = inner
+        let (last, frames) = inner
             .store
-            .read(move |tx| -> Result<(u64, Vec<Message>), StoreError> {
+            .read(move |tx| -> Result<(u64, Vec<Bytes>), StoreError> {
                 let entries = feed::read_range(tx, cursor, target, CHUNK)?;
                 let last = entries.last().map_or(target, |e| e.seq);
                 let entries = decode_watched(&catalog, entries, &one);
@@ -732,9 +749,10 @@ async fn catch_up(inner: &Arc<Inner>, client: &Arc<Client>) -> Result<(), StoreE
                 Ok((last, messages_for(tx, &catalog, &entries, &one[0], &mut caches)))
             })
             .await?;
-        for message in messages {
-            match tokio::time::timeout(send_deadline, client.sender.send(message)).await {
-                Ok(Ok(())) => inner.stats.events.inc(),
+        if !frames.is_empty() {
+            let n = frames.len() as u64;
+            match tokio::time::timeout(send_deadline, client.sender.send(Message { frames })).await {
+                Ok(Ok(())) => inner.stats.events.add(n),
                 // The stream is gone: nothing left to do.
                 Ok(Err(_)) => return Ok(()),
                 Err(_) => {
