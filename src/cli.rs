@@ -243,12 +243,14 @@ async fn serve(cli: &Cli, http: Option<String>) -> Result<(), String> {
             tracing::warn!(
                 setup_token = %token,
                 setup_url = %format!("{url}/api/setup"),
-                "no superuser exists yet: POST {{token, email, password}} to setup_url (the token works once, until restart)"
+                admin_url = %format!("{url}/_/#/setup/{token}"),
+                "no superuser exists yet: open admin_url, or POST {{token, email, password}} to setup_url (the token works once, until restart)"
             );
         } else {
             eprintln!(
                 "\nNo superuser exists yet. Create the first one (the token works once, until restart):\n  \
-                 curl -X POST {url}/api/setup -H 'Content-Type: application/json' \\\n    \
+                 open {url}/_/#/setup/{token} in a browser,\n  \
+                 or: curl -X POST {url}/api/setup -H 'Content-Type: application/json' \\\n    \
                  -d '{{\"token\":\"{token}\",\"email\":\"you@example.com\",\"password\":\"a-long-password\"}}'\n  \
                  or run: backbone superuser upsert EMAIL PASSWORD --dir {}\nSETUP_TOKEN={token}\n",
                 cli.dir.display()

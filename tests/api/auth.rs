@@ -8,6 +8,12 @@ async fn first_start_requires_setup_and_the_token_works_once() {
     let status = s.call("GET", "/api/setup", None, None).await;
     assert_eq!(status.body["setupRequired"], true);
     let token = s.setup_token.clone().expect("setup token printed");
+    let link = format!("{}/_/#/setup/{token}", s.base);
+    assert!(
+        s.stderr.lock().expect("log").iter().any(|l| l.contains(&link)),
+        "the start-up message carries a ready admin UI link: {:?}",
+        s.stderr.lock().expect("log")
+    );
     s.call(
         "POST",
         "/api/setup",
