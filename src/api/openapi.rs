@@ -291,6 +291,7 @@ pub fn static_spec() -> Value {
             {"name": "health"}, {"name": "meta"}, {"name": "auth"}, {"name": "collections"}, {"name": "records"},
             {"name": "search"}, {"name": "files"}, {"name": "jobs"}, {"name": "crons"}, {"name": "settings"},
             {"name": "mail"}, {"name": "keys"}, {"name": "audit"}, {"name": "observe"},
+            {"name": "realtime", "description": "PocketBase's realtime protocol (server-sent events) over the durable change feed."},
             {"name": "pending", "description": "PocketBase endpoints Backbone does not serve yet: each answers 501 with what to use meanwhile."}
         ],
         "paths": super::route_table().paths,
