@@ -157,7 +157,16 @@ pub(super) fn routes(api: Routes) -> Routes {
     );
     stream_op["responses"]["200"] = json!({
         "description": "The event stream",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}}
+        "content": {"text/event-stream": {"schema": {
+            "type": "object",
+            "description": "One event: PB_CONNECT ({clientId}), then the subscription string as the event name with {action, record} as data; PB_RESET ({reason}) and PB_DISCONNECT ({reason}) from the server.",
+            "properties": {
+                "id": {"type": "string", "description": "The change-feed sequence (PB_CONNECT: the client id)."},
+                "event": {"type": "string"},
+                "data": {"type": "string", "description": "JSON."},
+                "retry": {"type": "integer"}
+            }
+        }}}
     });
     api.at("/api/realtime", |m| {
         m.get(connect, stream_op).post(
