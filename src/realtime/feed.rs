@@ -171,6 +171,22 @@ pub fn read_range(tx: &ReadTx, after: u64, upto: u64, limit: usize) -> Result<Ve
     Ok(out)
 }
 
+/// Whether [`prune`] would delete anything now: the oldest entry is older than
+/// `older_than_ms` or not among the newest `keep`. Lets the pruner skip its write (an idle
+/// server, or a full disk, sees no periodic commits from it).
+pub fn prune_due(tx: &ReadTx, older_than_ms: i64, keep: u64) -> Result<bool, StoreError> {
+    let head = last_seq(tx)?;
+    let keep_from = head.saturating_sub(keep);
+    let mut due = false;
+    tx.scan_prefix(Table::ChangeFeed, b"", false, None, |key, value| {
+        let seq = read_u64(Some(key.to_vec()));
+        let time_ms = value.get(..8).and_then(|b| b.try_into().ok()).map(i64::from_be_bytes).unwrap_or(0);
+        due = seq <= keep_from || time_ms < older_than_ms;
+        ScanControl::Stop
+    })?;
+    Ok(due)
+}
+
 /// Deletes up to `limit` of the oldest entries that are older than `older_than_ms` or not
 /// among the newest `keep` sequence numbers; returns how many were deleted.
 pub fn prune(tx: &mut WriteTx<'_>, older_than_ms: i64, keep: u64, limit: usize) -> Result<usize, StoreError> {

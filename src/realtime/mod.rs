@@ -771,6 +771,9 @@ async fn prune(inner: &Inner) -> Result<(), StoreError> {
     let keep = inner.config.retention_events.max(1);
     loop {
         let older_than = chrono::Utc::now().timestamp_millis().saturating_sub(retention_ms);
+        if !inner.store.read(move |tx| feed::prune_due(tx, older_than, keep)).await? {
+            return Ok(());
+        }
         let deleted = inner.store.write(move |tx| feed::prune(tx, older_than, keep, 2000)).await?;
         if deleted < 2000 {
             return Ok(());
