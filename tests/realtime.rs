@@ -9,8 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,33 +19,15 @@ use common::{Server, StartOptions};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pocketbase_js_sdk_subscribes_and_resumes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("compat");
-    tokio::task::spawn_blocking(move || common::npm::ensure_installed(&dir)).await.expect("npm task");
     let server = Server::start();
     server.setup_superuser().await;
-    let base = server.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new("node");
-        cmd.arg("tests/compat/realtime.mjs")
-            .arg(&base)
-            .arg(common::SU_EMAIL)
-            .arg(common::SU_PASSWORD)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        common::npm::run_with_timeout(cmd, Duration::from_secs(120), "node tests/compat/realtime.mjs")
-    })
-    .await
-    .expect("node task");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "realtime.mjs failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.lines().any(|l| l.starts_with("realtime: ") && l.ends_with(" checks passed")),
-        "no summary line\n{stdout}\n{stderr}"
-    );
+    let stdout = common::npm::run_script(
+        "tests/compat/realtime.mjs",
+        &server.base,
+        Duration::from_secs(120),
+        "realtime: ",
+    )
+    .await;
     println!("{stdout}");
 }
 

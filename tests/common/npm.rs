@@ -1,64 +1,51 @@
-//! Node packages for the tests that drive the server from JavaScript: `npm ci` in a
-//! directory with a committed `package-lock.json`, once, whenever a pinned dependency is
-//! missing or at another version. A failing `npm ci` fails the test with its output.
+//! Running the tests' JavaScript (the PocketBase SDK scripts in `tests/compat`) against a
+//! server: the pinned npm packages come from `setup::npm_ci`; the script runs under node
+//! with a deadline and must exit 0 and print its summary line.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-/// How long `npm ci` may take.
-const NPM_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-/// The dependencies of `dir/package.json` whose installed version is not the pinned one.
-fn missing(dir: &Path) -> Vec<String> {
-    let manifest = read_json(&dir.join("package.json"))
-        .unwrap_or_else(|| panic!("{}/package.json is not valid JSON", dir.display()));
-    let deps = manifest["dependencies"].as_object().cloned().unwrap_or_default();
-    deps.iter()
-        .filter(|(name, pinned)| {
-            let installed = read_json(&dir.join("node_modules").join(name).join("package.json"));
-            installed.as_ref().and_then(|m| m["version"].as_str()) != pinned.as_str()
-        })
-        .map(|(name, pinned)| format!("{name}@{}", pinned.as_str().unwrap_or("?")))
-        .collect()
-}
-
-/// Installs the pinned packages of `dir` from its lockfile unless they are all there.
-/// Serialized with every other set-up step (node and npm come from `setup`).
-pub fn ensure_installed(dir: &Path) {
-    super::setup::require_command("node", "nodejs");
-    super::setup::require_command("npm", "npm");
-    let _lock = super::setup::lock();
-    let before = missing(dir);
-    if before.is_empty() {
-        return;
-    }
-    let mut cmd = Command::new("npm");
-    cmd.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
-    let out = run_with_timeout(cmd, NPM_TIMEOUT, &format!("npm ci (in {})", dir.display()));
+/// Runs `node <script> <base> <superuser email> <superuser password>` from the repository
+/// root after installing the packages of the script's folder; panics with its output unless
+/// it exits 0 and prints a line starting with `summary` and ending in " checks passed".
+/// Returns its stdout.
+pub async fn run_script(
+    script: &'static str,
+    base: &str,
+    timeout: Duration,
+    summary: &'static str,
+) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = repo.join(script).parent().expect("the script's folder").to_path_buf();
+    let base = base.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        super::setup::require_command("node", "nodejs");
+        super::setup::npm_ci(&dir);
+        let mut cmd = Command::new("node");
+        cmd.arg(script).arg(&base).arg(super::SU_EMAIL).arg(super::SU_PASSWORD).current_dir(repo);
+        run_with_timeout(cmd, timeout, &format!("node {script}"))
+    })
+    .await
+    .expect("node task");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "npm ci in {} failed ({}); it installs {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        dir.display(),
-        out.status,
-        before.join(", "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "{script} failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
     );
-    let after = missing(dir);
-    assert!(after.is_empty(), "npm ci in {} did not install {}", dir.display(), after.join(", "));
+    assert!(
+        stdout.lines().any(|l| l.starts_with(summary) && l.ends_with(" checks passed")),
+        "{script} exited 0 without its summary line\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    stdout
 }
 
 /// Runs `cmd` to completion with a deadline, capturing stdout and stderr; panics with both
 /// when the deadline passes.
-pub fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
+fn run_with_timeout(mut cmd: Command, timeout: Duration, what: &str) -> Output {
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child =
         cmd.spawn().unwrap_or_else(|e| panic!("could not start {what}: {e} (is it installed and on PATH?)"));

@@ -28,14 +28,9 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Holds the cross-process set-up lock (and the in-process one) while alive.
-pub struct SetupLock {
+struct SetupLock {
     _file: File,
     _guard: std::sync::MutexGuard<'static, ()>,
-}
-
-/// Takes the set-up lock, for set-up steps kept elsewhere (`npm`).
-pub fn lock() -> SetupLock {
-    setup_lock()
 }
 
 fn setup_lock() -> SetupLock {
